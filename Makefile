@@ -1,0 +1,35 @@
+# The few commands people type. Each creates the virtualenv when needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint migrate clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,embedded]'
+	@touch $(STAMP)
+
+## run: the whole system (embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset)
+run: $(STAMP)
+	$(PY) -m shared.supervisor
+
+## test: the whole suite against real PostgreSQL, Redis and Celery workers
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## bench: throughput/latency figures as ratios against same-run baselines
+bench: $(STAMP)
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+migrate: $(STAMP)
+	$(PY) -m shared.migrate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""Celery settings (ARCHITECTURE rule 3). Read by workers/app.py.
+
+- acks_late + reject_on_worker_lost: a task whose worker dies is redelivered;
+  every task is idempotent (takes ids, claims rows) so running twice is safe.
+- JSON only; results ignored (PostgreSQL holds outcomes, rule 2).
+- visibility_timeout above every countdown we use (config checks it), so a
+  countdown task is not redelivered while it still waits.
+- prefetch multiplier from settings: measured in bench/ (short tasks like
+  inbound filing gain from prefetch; sends are paced by the rate limiter).
+"""
+
+from kombu import Queue
+
+from shared.config import get_settings
+
+_settings = get_settings()
+
+QUEUES = ("inbound", "email", "sms", "whatsapp", "inbox", "maintenance")
+
+broker_url = _settings.REDIS_URL
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    "visibility_timeout": _settings.CELERY_VISIBILITY_TIMEOUT,
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 30,
+    # Sweep for tasks abandoned by a dead worker every few seconds, and scan on
+    # every sweep (kombu's default scans every 10th, i.e. every ~100 s).
+    "unacked_restore_interval": min(10, max(1, _settings.CELERY_VISIBILITY_TIMEOUT // 4)),
+    "unacked_restore_throttle": 1,
+}
+task_serializer = "json"
+accept_content = ["json"]
+result_backend = None
+task_ignore_result = True
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_acks_on_failure_or_timeout = True
+worker_prefetch_multiplier = _settings.CELERY_PREFETCH_MULTIPLIER
+worker_hijack_root_logger = False
+worker_send_task_events = True
+task_send_sent_event = False
+task_default_queue = "maintenance"
+task_queues = [Queue(name) for name in QUEUES]
+task_routes = {
+    "clinicq.inbound.*": {"queue": "inbound"},
+    "clinicq.send.email": {"queue": "email"},
+    "clinicq.send.sms": {"queue": "sms"},
+    "clinicq.send.whatsapp": {"queue": "whatsapp"},
+    "clinicq.inbox.*": {"queue": "inbox"},
+    "clinicq.maintenance.*": {"queue": "maintenance"},
+}
+# A send that hangs is a bug: hard-kill after 5 minutes, soft signal first.
+task_time_limit = 300
+task_soft_time_limit = 240
+timezone = "UTC"
+enable_utc = True

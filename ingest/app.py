@@ -1,0 +1,64 @@
+"""Flask application factory. gunicorn serves `ingest.app:create_app()`."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import redis
+from flask import Flask
+
+from ingest import health, status, webhook
+from ingest.errors import register_error_handlers
+from ingest.webhook_auth import WebhookAuthenticator
+from shared.config import ConfigError, Settings, fail_startup, get_settings
+from shared.logging import configure_logging
+from shared.taskqueue import TaskPublisher
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    try:
+        settings.require_infrastructure()
+        settings.require_webhook_auth()
+    except ConfigError as exc:
+        fail_startup(exc)
+
+    app = Flask("clinicq-ingest")
+    app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.WEBHOOK_MAX_BODY_BYTES
+    app.config["WEBHOOK_AUTH"] = auth = WebhookAuthenticator(settings)
+    app.config.setdefault("WEBHOOK_TYPE_VALIDATORS", {})
+
+    # Lazily per process: gunicorn forks workers after importing the app.
+    @functools.cache
+    def redis_client() -> redis.Redis:
+        return redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=1
+        )
+
+    @functools.cache
+    def publisher() -> TaskPublisher:
+        return TaskPublisher(redis_client())
+
+    app.config["REDIS"] = redis_client
+    app.config["PUBLISHER"] = publisher
+
+    register_error_handlers(app)
+    for blueprint in (webhook.bp, status.bp, health.bp):
+        app.register_blueprint(blueprint)
+
+    if auth.insecure:
+        log.warning(
+            "INSECURE DEV MODE: /api/webhook accepts UNAUTHENTICATED requests "
+            "(CLINICQ_INSECURE_DEV=true, no webhook secret configured)"
+        )
+    return app
+
+
+def wsgi() -> Flask:
+    """gunicorn entry point: `gunicorn 'ingest.app:wsgi()'`."""
+    configure_logging(get_settings().LOG_LEVEL)
+    return create_app()

@@ -1,0 +1,80 @@
+"""`GET /api/messages/<id>`: where a message is, for the sender that got the 202.
+
+Authenticated by the capability token in the status URL or an API key. Answers
+for accepted-but-not-yet-persisted ids from Redis (the marker set atomically
+with the enqueue), and from PostgreSQL once the worker has filed the message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import redis
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import select
+
+from ingest.api_auth import api_key_valid
+from ingest.errors import error
+from shared.db import session_scope
+from shared.models import Message, MessageEvent
+from shared.taskqueue import accepted_key
+from shared.tokens import check_status_token
+
+bp = Blueprint("status", __name__)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@bp.get("/api/messages/<message_id>")
+def message_status(message_id: str) -> Any:
+    settings = current_app.config["SETTINGS"]
+    try:
+        message_uuid = uuid.UUID(message_id)
+    except ValueError:
+        return error(404, "not found", "message_id")
+    token = request.args.get("token", "")
+    if not (token and check_status_token(settings.SECRET_KEY, str(message_uuid), token)):
+        if not api_key_valid(request.headers.get("Authorization", "")):
+            return error(401, "status token or API key required", "token")
+
+    with session_scope() as session:
+        message = session.get(Message, message_uuid)
+        if message is not None:
+            events = session.scalars(
+                select(MessageEvent)
+                .where(MessageEvent.message_id == message_uuid)
+                .order_by(MessageEvent.id)
+            ).all()
+            return jsonify(
+                {
+                    "message_id": str(message.id),
+                    "status": message.status,
+                    "status_reason": message.status_reason,
+                    "direction": message.direction,
+                    "channel": message.channel,
+                    "conversation_id": str(message.conversation_id)
+                    if message.conversation_id
+                    else None,
+                    "contact_id": str(message.contact_id) if message.contact_id else None,
+                    "error_code": message.error_code,
+                    "attempts": message.attempts,
+                    "created_at": _iso(message.created_at),
+                    "updated_at": _iso(message.updated_at),
+                    "events": [
+                        {"event": e.event, "status": e.status_to, "at": _iso(e.created_at)}
+                        for e in events
+                    ],
+                }
+            )
+    try:
+        accepted = current_app.config["REDIS"]().exists(accepted_key(str(message_uuid)))
+    except redis.RedisError:
+        response = error(503, "queue unavailable, retry later")
+        response.headers["Retry-After"] = "5"
+        return response
+    if accepted:
+        return jsonify({"message_id": str(message_uuid), "status": "accepted"})
+    return error(404, "no message with this id", "message_id")

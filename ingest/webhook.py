@@ -1,0 +1,122 @@
+"""`POST /api/webhook`: authenticate → validate → dedupe → enqueue → 202."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+import redis
+from flask import Blueprint, current_app, jsonify, request
+
+from ingest.errors import error
+from ingest.webhook_auth import AuthResult, WebhookAuthError
+from shared.taskqueue import idempotency_redis_key
+from shared.tokens import status_token
+from shared.webhook_payload import (
+    MESSAGE_TYPES,
+    PayloadError,
+    ValidatedWebhook,
+    parse_json_object,
+    validate_message_webhook,
+)
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhook", __name__)
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+INBOUND_TASK = "clinicq.inbound.process"
+
+
+def _is_json(content_type: str | None) -> bool:
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+def _validate(doc: dict[str, Any]) -> ValidatedWebhook:
+    kind = doc.get("type")
+    if kind in MESSAGE_TYPES:
+        return validate_message_webhook(doc, current_app.config["SETTINGS"])
+    validators = current_app.config.get("WEBHOOK_TYPE_VALIDATORS", {})
+    if isinstance(kind, str) and kind in validators:
+        return validators[kind](doc, current_app.config["SETTINGS"])
+    if kind is None:
+        raise PayloadError("type", "is required")
+    allowed = ", ".join(MESSAGE_TYPES + tuple(validators))
+    raise PayloadError("type", f"must be one of: {allowed}")
+
+
+@bp.post("/api/webhook")
+def receive_webhook() -> Any:
+    settings = current_app.config["SETTINGS"]
+    auth = current_app.config["WEBHOOK_AUTH"]
+    body = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH → 413
+    headers = {k.lower(): v for k, v in request.headers.items()}
+
+    doc: dict[str, Any] | None = None
+    try:
+        if auth.has_signature_headers(headers):
+            result: AuthResult = auth.verify_signature(body, headers)
+        elif auth.legacy_enabled:
+            # The legacy secret lives in the body: parse only to find it.
+            try:
+                doc = parse_json_object(body)
+            except PayloadError:
+                raise WebhookAuthError("missing webhook signature headers") from None
+            result = auth.verify_legacy_secret(doc.get("webhook_secret"))
+        elif auth.insecure:
+            result = AuthResult("insecure-dev")
+        else:
+            raise WebhookAuthError("missing webhook signature headers")
+    except WebhookAuthError as exc:
+        return error(401, str(exc), "webhook-signature")
+
+    if not _is_json(request.content_type):
+        return error(415, "Content-Type must be application/json", "Content-Type")
+    try:
+        if doc is None:
+            doc = parse_json_object(body)
+        doc.pop("webhook_secret", None)  # never enqueued, logged or stored
+        validated = _validate(doc)
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+
+    idem = result.webhook_id or headers.get("idempotency-key")
+    if idem is not None and not _IDEMPOTENCY_KEY.match(idem):
+        field = "webhook-id" if result.webhook_id else "Idempotency-Key"
+        return error(400, "must be 1-255 visible ASCII characters", field)
+
+    message_id = str(uuid.uuid4())
+    validated.task_payload["message_id"] = message_id
+    validated.task_payload["idempotency_key"] = f"webhook:{idem}" if idem else None
+    try:
+        first_id, created = current_app.config["PUBLISHER"]().publish(
+            INBOUND_TASK,
+            [message_id, validated.task_payload],
+            queue="inbound",
+            message_id=message_id,
+            idempotency_key=idempotency_redis_key("webhook", idem) if idem else None,
+            idempotency_ttl=settings.IDEMPOTENCY_TTL_SECONDS,
+            argsrepr=f"['{message_id}', '<{validated.type} payload>']",
+        )
+    except redis.RedisError:
+        log.warning("queue unavailable; answering 503", extra={"auth": result.method})
+        response = error(503, "queue unavailable, retry later")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    body_out: dict[str, Any] = {
+        "message_id": first_id,
+        "status_url": f"{base}/api/messages/{first_id}?token={status_token(settings.SECRET_KEY, first_id)}",
+    }
+    if validated.warnings:
+        body_out["warnings"] = validated.warnings
+    if not created:
+        body_out["duplicate"] = True
+    response = jsonify(body_out)
+    response.status_code = 202
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response

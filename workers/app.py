@@ -1,0 +1,35 @@
+"""The Celery application. Start a worker with
+`celery -A workers.app worker -Q inbound,email,sms,whatsapp,inbox,maintenance`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import setup_logging, worker_process_init
+
+from shared.config import ConfigError, fail_startup, get_settings
+from shared.logging import configure_logging
+
+try:
+    get_settings().require_infrastructure()
+except ConfigError as exc:  # pragma: no cover - start-up path
+    fail_startup(exc)
+
+app = Celery("clinicq", include=["workers.tasks.inbound"])
+app.config_from_object("celeryconfig")
+
+
+@setup_logging.connect
+def _setup_logging(**_: object) -> None:
+    configure_logging(get_settings().LOG_LEVEL)
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_: object) -> None:
+    # Connections must not be shared across the prefork boundary.
+    from shared import db
+
+    db.dispose_engines()
+    logging.getLogger(__name__).debug("worker process initialised")
