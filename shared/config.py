@@ -11,11 +11,10 @@ import functools
 import sys
 import zoneinfo
 from datetime import time
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class ConfigError(RuntimeError):

@@ -18,7 +18,7 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     settings = get_settings()
     if not settings.DATABASE_URL:
         fail_startup(ConfigError("DATABASE_URL not set"))
-    upgrade(settings.DATABASE_URL, sys.argv[1] if len(sys.argv) > 1 else "head")
+    upgrade(settings.DATABASE_URL, sys.argv[1] if len(sys.argv) > 1 else "heads")
 
 
 if __name__ == "__main__":

@@ -90,11 +90,6 @@ def redis_client(infra: TestInfra) -> redis_lib.Redis:
     return redis_lib.Redis.from_url(infra.redis_url)
 
 
-ALL_TABLES = (
-    "audit_events, mailbox_state, automation_runs, opt_outs, scheduled_messages, appointments, "
-    "api_keys, channel_settings, webhooks_config, processed_events, message_events, messages, "
-    "conversations, merge_candidates, contact_identities, contacts"
-)
 
 
 @pytest.fixture(autouse=True)
@@ -103,9 +98,11 @@ def clean_state(infra: TestInfra, redis_client: redis_lib.Redis) -> Iterator[Non
     from sqlalchemy import text
 
     from shared.db import get_engine
+    from shared.models import Base
 
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with get_engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {ALL_TABLES} CASCADE"))
+        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
     keys = list(redis_client.scan_iter("clinicq:*"))
     if keys:
         redis_client.delete(*keys)

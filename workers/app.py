@@ -17,7 +17,16 @@ try:
 except ConfigError as exc:  # pragma: no cover - start-up path
     fail_startup(exc)
 
-app = Celery("clinicq", include=["workers.tasks.inbound"])
+def _task_modules() -> list[str]:
+    """Every module under workers/tasks/ (a new queue's tasks need no edit here)."""
+    import pkgutil
+
+    import workers.tasks
+
+    return [f"workers.tasks.{m.name}" for m in pkgutil.iter_modules(workers.tasks.__path__)]
+
+
+app = Celery("clinicq", include=_task_modules())
 app.config_from_object("celeryconfig")
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from shared.db import session_scope
 from shared.inbound import DuplicateDelivery, file_inbound_message
+from shared.reactions import react_to_inbound
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -35,3 +36,17 @@ def process(message_id: str, payload: dict[str, Any]) -> None:
         "inbound message filed",
         extra={"message_id": message_id, "channel": payload.get("channel")},
     )
+    react.apply_async(args=[message_id], argsrepr=f"['{message_id}']")
+
+
+@app.task(
+    name="clinicq.inbound.react",
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=20,
+)
+def react(message_id: str) -> None:
+    """Replies that act, triage, automations, inbox bridge (shared/reactions.py)."""
+    react_to_inbound(message_id)
