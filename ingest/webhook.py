@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("webhook", __name__)
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-INBOUND_TASK = "clinicq.inbound.process"
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -92,7 +91,7 @@ def receive_webhook() -> Any:
     validated.task_payload["idempotency_key"] = f"webhook:{idem}" if idem else None
     try:
         first_id, created = current_app.config["PUBLISHER"]().publish(
-            INBOUND_TASK,
+            validated.task_name,
             [message_id, validated.task_payload],
             queue="inbound",
             message_id=message_id,

@@ -49,6 +49,8 @@ class ValidatedWebhook:
     type: str
     task_payload: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    # The Celery task (on the `inbound` queue) that receives [message_id, payload].
+    task_name: str = "clinicq.inbound.process"
 
 
 class _MessageIn(BaseModel):
