@@ -1,0 +1,257 @@
+"""Rule-based triage of Portuguese patient messages (always runs, no network).
+
+Intent: every intent has weighted keyword phrases; the highest total wins, with
+a few structural rules on top that keywords alone get wrong ("quanto tempo" is
+not a price question; "remarcar" is a new booking, not a cancellation; a bare
+"sim"/"1" answers a reminder). Urgency: red-flag symptoms and words. A
+symptom that is only *asked about* ("quanto tempo dura o inchaço?") is not an
+emergency; a symptom the patient *reports* ("tô muito inchada", "saiu sangue")
+is. Words that are alarming on their own (febre, pus, sangrando, falta de ar,
+urgente, emergência, socorro) always flag — a false alarm costs an SMS, a
+missed one can cost a patient.
+
+The keyword lists are deliberately short: `shared.triage.text` expands
+abbreviations and forgives typos, so "febri", "sangrano" and "urgenti" match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shared.triage.text import compile_patterns, tokens
+
+INTENTS = (
+    "agendamento",
+    "informacao_procedimento",
+    "preco",
+    "qualificacao",
+    "confirmacao",
+    "cancelamento",
+    "outro",
+)
+SENTIMENTS = ("positivo", "neutro", "negativo")
+LEAD_SCORES = ("hot", "warm", "cold")
+
+# --- intent keywords -----------------------------------------------------------
+# (phrase, weight). Stems end in '*'. Phrases are normalized like messages.
+_INTENT_PHRASES: dict[str, list[tuple[str, float]]] = {
+    "agendamento": [
+        ("agend*", 3), ("marcar", 3), ("marca", 2), ("reagend*", 4),
+        ("remarc*", 4), ("horario", 2), ("horarios", 2), ("vaga", 2), ("vagas", 2),
+        ("disponib*", 2), ("disponivel", 2), ("encaixe", 3), ("agenda", 2),
+        ("retorno", 2), ("quero operar", 2), ("marcar a cirurgia", 3),
+        ("atendem no", 1), ("tem horario", 2), ("proximo horario", 3),
+        ("consulta online", 2), ("sessao", 1), ("tirar os pontos", 1),
+    ],
+    "preco": [
+        ("preco", 4), ("precos", 4), ("valor", 4), ("valores", 4), ("custa", 4), ("custo", 3),
+        ("orcamento", 4), ("parcel*", 4), ("pagamento", 3), ("pagar", 2),
+        ("desconto", 4), ("financiamento", 4), ("financia*", 3), ("promocao", 4),
+        ("pagamento a vista", 3), ("pagar a vista", 3), ("cartao", 2), ("quanto fica", 4),
+        ("quanto sai", 4),
+        ("quanto e", 3), ("quanto esta", 4), ("e paga", 3), ("cobra*", 3),
+    ],
+    "informacao_procedimento": [
+        ("quanto tempo", 3), ("quantos dias", 3), ("quantas semanas", 3), ("dura", 2),
+        ("repouso", 3), ("recuperacao", 3), ("pos operatorio", 2), ("cicatriz", 2),
+        ("anestesia", 3), ("cinta", 2), ("dreno", 2), ("resultado", 2),
+        ("diferenca", 3), ("e normal", 3), ("posso", 1), ("pode", 1), ("precisa", 1),
+        ("preciso parar", 2), ("idade minima", 3), ("na mesma cirurgia", 3),
+        ("depois da", 1), ("depois do", 1), ("antes da", 1), ("trocada", 2),
+        ("e verdade", 2), ("artificial", 2), ("como e feit*", 3), ("exame*", 1),
+        ("voltar a", 1), ("dirigir", 1), ("academia", 1), ("tomar sol", 2),
+        ("amamentacao", 2), ("beber", 1), ("drenagem", 1),
+    ],
+    "qualificacao": [
+        ("interesse", 4), ("interessad*", 4), ("interece", 4), ("vontade", 3),
+        ("pensando em", 3), ("estou pensando", 3), ("candidat*", 4),
+        ("sera que", 2), ("vale a pena", 4), ("por onde", 2), ("duvida entre", 4),
+        ("queria muito", 3), ("indicam", 3), ("indica", 2), ("tenho medo", 3),
+        ("ainda da para", 3), ("qual cirurgia", 3), ("resolveria", 3), ("tem solucao", 3),
+        ("pesquisando", 3), ("me informando", 3), ("fazer tambem", 3),
+        ("como funciona", 3), ("fica natural", 3), ("gostaria de melhorar", 3),
+        ("melhorar", 2), ("autoestima", 3), ("mudanca", 2), ("nunca fiz", 3),
+        ("juntando dinheiro", 3), ("ideal", 2), ("queria fazer", 2), ("quero fazer", 2),
+        ("consigo fazer", 3),
+    ],
+    "confirmacao": [
+        ("confirm*", 5), ("estarei", 4), ("estarei presente", 5), ("vou sim", 5),
+        ("pode contar comigo", 5), ("combinado", 4), ("podem contar", 4),
+    ],
+    "cancelamento": [
+        ("cancel*", 5), ("desmarc*", 5), ("desisti*", 5), ("nao vou poder", 4),
+        ("nao poderei", 4), ("nao vou conseguir", 4), ("nao vou mais", 4),
+        ("tirar meu nome", 4), ("nao quero mais", 5), ("nao vou poder ir", 5),
+        ("nao vou conseguir ir", 5), ("nao vou poder comparecer", 5),
+    ],
+    "outro": [
+        ("endereco", 3), ("localizacao", 3), ("estacionamento", 3), ("convenio", 3),
+        ("recibo", 4), ("comprovante", 4), ("nota fiscal", 4), ("atestado", 4),
+        ("obrigad*", 2), ("atendente", 2), ("instagram", 1), ("atrasar", 3),
+        ("esqueci", 3), ("feriado", 2), ("wifi", 3), ("contato", 3), ("aonde", 2),
+        ("bairro", 2), ("nao tenho interesse", 8),
+    ],
+}
+_INTENT_PATTERNS = {
+    intent: [(p, w) for p, w in zip(compile_patterns([ph for ph, _ in phrases]),
+                                    [w for _, w in phrases], strict=True)]
+    for intent, phrases in _INTENT_PHRASES.items()
+}
+
+# A whole message that is only an acknowledgement answers a reminder.
+_CONFIRM_ONLY = {
+    "sim", "1", "ok", "okay", "confirmo", "confirmado", "confirmada", "s", "yes",
+    "sim confirmo", "confirmo sim", "ok confirmado", "confirmadissimo", "beleza confirmado",
+    "sim vou", "vou sim", "certo", "pode ser",
+}
+_CANCEL_ONLY = {"2", "nao", "cancelar", "cancela", "cancelado"}
+
+# --- urgency --------------------------------------------------------------------
+# Alarming on their own, whatever the phrasing.
+_RED_FLAGS = compile_patterns([
+    "urgent*", "emergenc*", "socorro", "febre", "calafrio*", "pus", "secrecao",
+    "sangrando", "sangrar", "sangrano", "sangramento", "hemorragia", "falta de ar",
+    "nao consigo respirar", "sem conseguir respirar", "dificuldade para respirar",
+    "dor no peito", "passando mal", "desmaiei", "desmaio*", "infeccao", "infeccionou",
+    "necrose", "cheiro ruim", "pontos abriram", "abriu o ponto", "cicatriz abriu",
+    "vista embacada", "olho caido", "pele branca", "ficando branca", "pele esta ficando branca",
+    "alergia", "dormente", "hematoma",
+])
+# Symptoms that flag only when the patient reports them (not when asking).
+_SYMPTOMS = compile_patterns([
+    "dor", "dores", "doendo", "doi", "doloros*", "inchad*", "inchaco", "inchou", "roxo",
+    "roxa", "roxas", "vermelh*", "quente", "sangue", "coceira", "abriram", "abriu",
+    "liquido",
+])
+_REPORT_MARKERS = compile_patterns([
+    "estou", "esta", "estava", "sinto", "sentindo", "acordei", "ficou", "saiu",
+    "saindo", "muito", "muita", "forte", "demais", "nao passa", "piorando", "desde",
+    "agora", "ontem", "hoje", "operei", "fiz", "minha", "meu", "bastante", "nem",
+])
+
+# --- sentiment --------------------------------------------------------------------
+_POSITIVE = compile_patterns([
+    "obrigad*", "amei", "adorei", "otimo", "otima", "excelente", "maravilh*", "perfeito",
+    "atencios*", "deu tudo certo", "feliz", "top", "parabens", "gostei",
+])
+_NEGATIVE = compile_patterns([
+    "pessim*", "horrivel", "absurdo", "demora*", "ninguem responde", "insatisfeit*",
+    "reclama*", "medo", "triste", "preocupad*", "ruim", "decepcion*", "infelizmente",
+    "passando mal", "socorro", "nao passa", "piorando",
+])
+
+
+@dataclass
+class RulesResult:
+    intent: str
+    urgent: bool
+    sentiment: str
+    urgency_reasons: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def classify_intent(toks: Sequence[str]) -> tuple[str, dict[str, float]]:
+    joined = " ".join(toks)
+    if joined in _CONFIRM_ONLY:
+        return "confirmacao", {"confirmacao": 10.0}
+    if joined in _CANCEL_ONLY:
+        return "cancelamento", {"cancelamento": 10.0}
+
+    scores: dict[str, float] = {}
+    for intent, patterns in _INTENT_PATTERNS.items():
+        total = 0.0
+        for pattern, weight in patterns:
+            if pattern.find(toks) >= 0:
+                total += weight
+        if total:
+            scores[intent] = total
+
+    # "quanto" asks a price unless it asks a duration or a count.
+    for i, tok in enumerate(toks):
+        if tok == "quanto":
+            following = toks[i + 1] if i + 1 < len(toks) else ""
+            if following not in ("tempo", "dura", "demora"):
+                scores["preco"] = scores.get("preco", 0) + 3
+    # Rescheduling is a booking request even when it says "cancel".
+    if any(w.startswith(("remarc", "reagend")) for w in toks):
+        scores["agendamento"] = scores.get("agendamento", 0) + 6
+
+    if not scores:
+        return "outro", scores
+    order = {name: rank for rank, name in enumerate(INTENTS)}
+    best = max(scores.items(), key=lambda kv: (kv[1], -order[kv[0]]))
+    return best[0], scores
+
+
+def detect_urgency(toks: Sequence[str]) -> list[str]:
+    """The red flags found; empty when the message is not urgent."""
+    reasons = [str(p) for p in _RED_FLAGS if p.find(toks) >= 0]
+    symptoms = [str(p) for p in _SYMPTOMS if p.find(toks) >= 0]
+    if symptoms and any(m.find(toks) >= 0 for m in _REPORT_MARKERS):
+        reasons.extend(symptoms)
+    return reasons
+
+
+def detect_sentiment(toks: Sequence[str], urgent: bool) -> str:
+    pos = sum(1 for p in _POSITIVE if p.find(toks) >= 0)
+    neg = sum(1 for p in _NEGATIVE if p.find(toks) >= 0) + (1 if urgent else 0)
+    if neg > pos:
+        return "negativo"
+    if pos > neg:
+        return "positivo"
+    return "neutro"
+
+
+def triage_rules(text: str) -> RulesResult:
+    toks = tokens(text)
+    intent, scores = classify_intent(toks)
+    reasons = detect_urgency(toks)
+    urgent = bool(reasons)
+    # A reported symptom with no other intent is a clinical question.
+    if urgent and intent == "outro" and any(
+        r not in ("urgent*", "emergenc*", "socorro", "passando mal") for r in reasons
+    ):
+        intent = "informacao_procedimento"
+    return RulesResult(
+        intent=intent,
+        urgent=urgent,
+        sentiment=detect_sentiment(toks, urgent),
+        urgency_reasons=reasons,
+        scores=scores,
+    )
+
+
+# --- lead score (second seed, sprint 6) -------------------------------------------
+_INTENT_POINTS = {
+    "agendamento": 40,
+    "preco": 30,
+    "qualificacao": 25,
+    "informacao_procedimento": 15,
+    "confirmacao": 10,
+    "cancelamento": -25,
+    "outro": 0,
+}
+HOT_AT = 50
+WARM_AT = 25
+
+
+def lead_score(intent: str, sentiment: str, history_intents: Sequence[str]) -> tuple[str, int]:
+    """hot / warm / cold from what the patient asks now and how engaged they are.
+
+    Intent carries most of the weight (someone asking to book is hot, a price
+    question warm); engagement adds: every earlier message in the
+    conversation, and each *different* buying question asked (price, then
+    procedure details, then a slot is a typical path to a booking).
+    """
+    points = _INTENT_POINTS.get(intent, 0)
+    earlier = list(history_intents)
+    points += min(len(earlier), 4) * 5
+    buying = {"agendamento", "preco", "qualificacao", "informacao_procedimento"}
+    distinct = {i for i in [*earlier, intent] if i in buying}
+    points += max(len(distinct) - 1, 0) * 10
+    if "cancelamento" in earlier[-2:]:
+        points -= 15
+    points += {"positivo": 5, "negativo": -5}.get(sentiment, 0)
+    score = "hot" if points >= HOT_AT else "warm" if points >= WARM_AT else "cold"
+    return score, points

@@ -1,0 +1,1 @@
+"""Local fake servers playing external providers (the edge of the world)."""
