@@ -49,18 +49,26 @@ def start_postgres(data_dir: Path) -> tuple[str, Any]:
 
 
 def stop_postgres(server: Any) -> None:
+    """Stop the server (fast shutdown: sessions end, data is flushed and kept).
+
+    With cleanup_mode=None pgserver's own cleanup never stops it, so run its
+    bundled pg_ctl as the user the server runs as (`pgserver` under root).
+    """
+    from pgserver._commands import pg_ctl
+
     try:
         server.cleanup()
     except Exception:  # noqa: BLE001 - best effort on shutdown
         pass
-    pg_ctl = Path(getattr(server, "pg_bin", Path())) / "pg_ctl"
-    pgdata = getattr(server, "pgdata", None)
-    if pg_ctl.exists() and pgdata:
-        subprocess.run(
-            [str(pg_ctl), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
-            capture_output=True,
-            check=False,
+    try:
+        pg_ctl(
+            ["-m", "fast", "-w", "stop"],
+            pgdata=server.pgdata,
+            user=getattr(server, "system_user", None),
+            timeout=60,
         )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        pass  # already stopped
 
 
 def redis_server_binary() -> str:
