@@ -119,6 +119,45 @@ class Settings(BaseSettings):
     CELERY_PREFETCH_MULTIPLIER: int = Field(4, ge=1, le=128)
     MAX_RETRY_BACKOFF_SECONDS: int = Field(600, ge=1)
 
+    # --- outbound delivery (shared/delivery.py, shared/providers/) -------------
+    # HTTP timeouts for provider calls: (connect, read). A connect timeout means
+    # the request never left (retry); a read timeout after it left -> `unknown`.
+    PROVIDER_CONNECT_TIMEOUT_SECONDS: float = Field(5.0, gt=0, le=120)
+    PROVIDER_READ_TIMEOUT_SECONDS: float = Field(15.0, gt=0, le=300)
+    # Attempts per message (first try included) before `failed`.
+    SEND_MAX_ATTEMPTS: int = Field(5, ge=1, le=50)
+    # Exponential backoff base: base * 2**(attempt-1), full jitter, capped by
+    # MAX_RETRY_BACKOFF_SECONDS; a provider's Retry-After is a floor.
+    SEND_RETRY_BASE_SECONDS: float = Field(2.0, gt=0, le=600)
+    # Global rate limits per provider sender: "<count>/<n?><second|minute|hour>".
+    RATE_LIMIT_EMAIL: str = "200/hour"
+    RATE_LIMIT_SMS: str = "1/second"
+    RATE_LIMIT_WHATSAPP: str = "80/second"
+    RATE_LIMIT_WHATSAPP_PAIR: str = "1/6second"
+    RATE_LIMIT_EMAIL_BURST: int = Field(1, ge=1, le=10_000)
+    RATE_LIMIT_SMS_BURST: int = Field(1, ge=1, le=10_000)
+    RATE_LIMIT_WHATSAPP_BURST: int = Field(1, ge=1, le=10_000)
+    RATE_LIMIT_WHATSAPP_PAIR_BURST: int = Field(1, ge=1, le=100)
+    # A limited task reserves a slot at most this far ahead and re-queues itself
+    # with a countdown to it; further out it retries later without a slot.
+    RATE_LIMIT_MAX_RESERVE_SECONDS: float = Field(5.0, gt=0, le=300)
+    # Cost estimates when the provider reports no price (seed figures, BRL).
+    COST_CURRENCY: str = Field("BRL", min_length=3, max_length=3)
+    COST_ESTIMATE_SMS: float = Field(0.20, ge=0)
+    COST_ESTIMATE_WHATSAPP: float = Field(0.05, ge=0)
+    COST_ESTIMATE_EMAIL: float = Field(0.0, ge=0)
+    # Editable template files (pt-BR). Default: shared/templates/.
+    TEMPLATES_DIR: str = ""
+    # WhatsApp template -> Twilio Content SID, "name=HX...,name2=HX..." (the
+    # Meta names/parameters live in TEMPLATES_DIR/whatsapp/templates.json).
+    TWILIO_CONTENT_SIDS: CsvList = Field(default_factory=list)
+    # WhatsApp free-form messages are allowed this long after the patient's
+    # last inbound message (Meta/Twilio customer-service window).
+    WHATSAPP_SERVICE_WINDOW_HOURS: float = Field(24.0, gt=0, le=24)
+    # Reconciler: a message `sending` longer than this (beyond the provider
+    # timeouts) is considered abandoned by a dead worker.
+    RECONCILE_STUCK_AFTER_SECONDS: int = Field(120, ge=1)
+
     @field_validator("WEBHOOK_SIGNING_SECRETS", "HOLIDAYS", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -140,6 +179,28 @@ class Settings(BaseSettings):
                     "each secret must be 'whsec_' followed by base64 (Standard Webhooks)"
                 ) from None
         return secrets
+
+    @field_validator("TWILIO_CONTENT_SIDS", mode="before")
+    @classmethod
+    def _csv_sids(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("TWILIO_CONTENT_SIDS")
+    @classmethod
+    def _content_sids(cls, pairs: list[str]) -> list[str]:
+        for pair in pairs:
+            name, sep, sid = pair.partition("=")
+            if not sep or not name.strip() or not sid.strip().startswith("HX"):
+                raise ValueError(f"entry {pair!r} must be template_name=HX<content sid>")
+        return pairs
+
+    @field_validator(
+        "RATE_LIMIT_EMAIL", "RATE_LIMIT_SMS", "RATE_LIMIT_WHATSAPP", "RATE_LIMIT_WHATSAPP_PAIR"
+    )
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
 
     @field_validator("CLINIC_TIMEZONE")
     @classmethod
@@ -171,6 +232,22 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _reserve_below_visibility(self) -> Settings:
+        if self.CELERY_VISIBILITY_TIMEOUT <= self.RATE_LIMIT_MAX_RESERVE_SECONDS:
+            raise ValueError(
+                "RATE_LIMIT_MAX_RESERVE_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT "
+                "(a rate-limit countdown longer than it is redelivered twice)"
+            )
+        return self
+
+    @property
+    def twilio_content_sids(self) -> dict[str, str]:
+        return dict(
+            (name.strip(), sid.strip())
+            for name, _, sid in (pair.partition("=") for pair in self.TWILIO_CONTENT_SIDS)
+        )
+
     # --- derived --------------------------------------------------------------
     @property
     def timezone(self) -> zoneinfo.ZoneInfo:
@@ -197,6 +274,22 @@ class Settings(BaseSettings):
                 )
         if not self.SECRET_KEY:
             raise ConfigError("SECRET_KEY must be set (status-URL tokens and CPF hashing)")
+
+
+_RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+
+def parse_rate(value: str) -> tuple[int, float]:
+    """'200/hour' -> (200, 3600.0); '1/6second' -> (1, 6.0)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(second|minute|hour|day)s?\s*", value)
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"rate {value!r} must look like '20/second', '200/hour' or '1/6second'")
+    multiplier = float(m.group(2)) if m.group(2) else 1.0
+    if multiplier <= 0:
+        raise ValueError(f"rate {value!r} has a zero period")
+    return int(m.group(1)), multiplier * _RATE_UNITS[m.group(3)]
 
 
 def to_sqlalchemy_url(url: str) -> str:

@@ -1,0 +1,429 @@
+"""Sending one outbound message: the state machine of ARCHITECTURE rule 5.
+
+    queued --claim--> sending --provider accepted--> sent (outbox: delivered)
+                         |--PermanentError--> failed (code; 21610 also opts out)
+                         |--RetryableError--> queued again, retried after backoff,
+                         |                    until SEND_MAX_ATTEMPTS -> failed
+                         '--request may have left, no answer--> unknown (reconciler)
+
+Order inside `deliver`, and why:
+1. read the row; anything but `queued` means another run has it or it is
+   settled (a redelivered task returns here);
+2. re-check opt-out and the pre-send checks (PRE_SEND_CHECK_PATHS) right
+   before sending: the patient may have said SAIR since the row was made;
+3. take a global rate-limit slot (shared/ratelimit.py) — before the claim, so
+   a limited message stays `queued` and nothing is held while it waits;
+4. claim with a conditional UPDATE (queued -> sending; zero rows = someone
+   else won) and commit: from here a crash leaves `sending`, which the
+   reconciler settles without a blind resend;
+5. call the provider, record the outcome and an event.
+
+`deliver` never sleeps: waits come back as `DeliveryOutcome.retry_in` and the
+Celery task re-queues itself with that countdown (workers/tasks/send.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.config import Settings, get_settings
+from shared.cost import estimated_cost
+from shared.db import session_scope
+from shared.enums import ConversationStatus, MessageStatus
+from shared.models import Conversation, Message, MessageEvent
+from shared.optouts import is_opted_out, record_opt_out
+from shared.pii import redact
+from shared.providers import provider_for
+from shared.providers.base import (
+    OutgoingMessage,
+    PermanentError,
+    Provider,
+    ProviderResult,
+    RequestMayHaveLeft,
+    RetryableError,
+)
+from shared.ratelimit import RateLimiter, limits_for
+
+log = logging.getLogger(__name__)
+
+# Checks run right before each send, as "module:function" entries; each is
+# `fn(session, message) -> str | None` and returns a skip reason (the message
+# ends `skipped` with it) or None. The scheduler adds
+# "shared.scheduling:reminder_still_valid" (appointment cancelled/moved).
+PRE_SEND_CHECK_PATHS: list[str] = []
+
+PreSendCheck = Callable[[Session, Message], "str | None"]
+
+
+@functools.cache
+def _load_check(path: str) -> PreSendCheck:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def pre_send_checks() -> list[PreSendCheck]:
+    return [_load_check(path) for path in PRE_SEND_CHECK_PATHS]
+
+
+@dataclass
+class DeliveryOutcome:
+    status: str
+    # Run the task again after this many seconds, with these task kwargs.
+    retry_in: float | None = None
+    retry_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def _limiter(redis_url: str, horizon: float) -> RateLimiter:
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    return RateLimiter(client, horizon)
+
+
+def rate_limiter(settings: Settings) -> RateLimiter:
+    return _limiter(settings.REDIS_URL, settings.RATE_LIMIT_MAX_RESERVE_SECONDS)
+
+
+def _event(
+    session: Session,
+    message_id: uuid.UUID,
+    event: str,
+    status_from: str | None,
+    status_to: str | None,
+    detail: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        MessageEvent(
+            message_id=message_id,
+            event=event,
+            status_from=status_from,
+            status_to=status_to,
+            detail=detail,
+            payload=payload,
+        )
+    )
+
+
+def _transition(
+    session: Session,
+    message_id: uuid.UUID,
+    from_status: str,
+    to_status: str,
+    event: str,
+    detail: str | None = None,
+    payload: dict[str, Any] | None = None,
+    **values: Any,
+) -> bool:
+    """Conditional status change + event; False if the row was not in `from_status`."""
+    changed = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == from_status)
+        .values(status=to_status, updated_at=datetime.now(UTC), **values)
+        .returning(Message.id)
+    ).first()
+    if changed is None:
+        return False
+    _event(session, message_id, event, from_status, to_status, detail, payload)
+    return True
+
+
+def skip_reason(session: Session, message: Message) -> str | None:
+    """Why this message must not go out now, or None."""
+    respects_opt_out = (message.metadata_ or {}).get("respect_opt_out", True)
+    if respects_opt_out and message.contact_id is not None:
+        if is_opted_out(session, message.contact_id, message.channel):
+            return f"recipient opted out of {message.channel}"
+    for check in pre_send_checks():
+        reason = check(session, message)
+        if reason:
+            return reason
+    return None
+
+
+def in_service_window(session: Session, message: Message, settings: Settings) -> bool:
+    """WhatsApp: did the patient write to us within the service window?"""
+    if message.contact_id is None:
+        return False
+    last_inbound = session.scalar(
+        select(Conversation.last_inbound_at).where(
+            Conversation.contact_id == message.contact_id,
+            Conversation.status == ConversationStatus.ACTIVE.value,
+        )
+    )
+    if last_inbound is None:
+        return False
+    window = timedelta(hours=settings.WHATSAPP_SERVICE_WINDOW_HOURS)
+    return datetime.now(UTC) - last_inbound < window
+
+
+def build_outgoing(session: Session, message: Message, settings: Settings) -> OutgoingMessage:
+    """The provider-facing message; templates re-rendered for the parts not stored."""
+    from shared.templating import TemplateError, render
+
+    out = OutgoingMessage(
+        message_id=str(message.id),
+        channel=message.channel,
+        to=message.to_address or "",
+        text=message.text,
+        subject=message.subject,
+        template=message.template,
+    )
+    if message.template:
+        try:
+            rendered = render(message.channel, message.template, message.template_data or {})
+        except TemplateError as exc:
+            raise PermanentError(f"template no longer renders: {exc}", "template_error") from None
+        out.text = out.text or rendered.text
+        out.subject = out.subject or rendered.subject
+        out.html = rendered.html
+        out.template_params = rendered.params
+        out.template_buttons = rendered.buttons
+    if message.channel == "whatsapp":
+        out.in_service_window = in_service_window(session, message, settings)
+    return out
+
+
+def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter; the provider's Retry-After is a floor."""
+    ceiling = min(
+        settings.MAX_RETRY_BACKOFF_SECONDS,
+        settings.SEND_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1),
+    )
+    delay = random.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def deliver(
+    message_id: str, channel: str, reserved: bool = False, not_before: float | None = None
+) -> DeliveryOutcome:
+    """Send message `message_id` once. See the module docstring."""
+    settings = get_settings()
+    mid = uuid.UUID(message_id)
+
+    # A provider's Retry-After longer than our longest countdown: wait in
+    # short hops (countdowns above the visibility timeout get redelivered).
+    if not_before is not None and time.time() < not_before:
+        wait = min(not_before - time.time(), settings.MAX_RETRY_BACKOFF_SECONDS)
+        return DeliveryOutcome("queued", wait, {"not_before": not_before})
+
+    with session_scope() as session:
+        message = session.get(Message, mid)
+        if message is None:
+            log.warning(
+                "send task for a message that does not exist", extra={"message_id": message_id}
+            )
+            return DeliveryOutcome("missing")
+        if message.status != MessageStatus.QUEUED.value:
+            return DeliveryOutcome(message.status)  # claimed by another run, or settled
+        reason = skip_reason(session, message)
+        if reason:
+            _transition(session, mid, "queued", "skipped", "skipped", reason, status_reason=reason)
+            return DeliveryOutcome("skipped")
+        provider = provider_for(message.channel, settings)
+        try:
+            outgoing = build_outgoing(session, message, settings)
+        except PermanentError as exc:
+            _transition(
+                session,
+                mid,
+                "queued",
+                "failed",
+                "failed",
+                str(exc),
+                error_code=exc.code,
+                status_reason=str(exc)[:1000],
+                provider=provider.name,
+            )
+            return DeliveryOutcome("failed")
+
+    if not reserved:
+        limits = limits_for(
+            settings, message.channel, provider.name, provider.sender(), outgoing.to
+        )
+        decision = rate_limiter(settings).reserve(limits)
+        if not decision.reserved:
+            return DeliveryOutcome("queued", decision.delay)
+        if decision.delay > 0.005:
+            return DeliveryOutcome("queued", decision.delay, {"reserved": True})
+
+    with session_scope() as session:
+        attempts = session.scalar(
+            update(Message)
+            .where(Message.id == mid, Message.status == MessageStatus.QUEUED.value)
+            .values(
+                status="sending",
+                attempts=Message.attempts + 1,
+                provider=provider.name,
+                updated_at=datetime.now(UTC),
+            )
+            .returning(Message.attempts)
+        )
+        if attempts is None:
+            return DeliveryOutcome("claimed-elsewhere")
+        _event(
+            session, mid, "claimed", "queued", "sending", f"attempt {attempts} via {provider.name}"
+        )
+
+    return _send_and_record(provider, outgoing, mid, attempts, settings)
+
+
+def _send_and_record(
+    provider: Provider, outgoing: OutgoingMessage, mid: uuid.UUID, attempts: int, settings: Settings
+) -> DeliveryOutcome:
+    try:
+        result = provider.send(outgoing)
+    except PermanentError as exc:
+        with session_scope() as session:
+            _transition(
+                session,
+                mid,
+                "sending",
+                "failed",
+                "failed",
+                str(exc),
+                error_code=(exc.code or "")[:32] or None,
+                status_reason=str(exc)[:1000],
+            )
+            if exc.opted_out:
+                contact_id = session.scalar(select(Message.contact_id).where(Message.id == mid))
+                if contact_id is not None:
+                    record_opt_out(
+                        session, contact_id, outgoing.channel, None, f"{provider.name}:{exc.code}"
+                    )
+        log.info(
+            "send failed permanently",
+            extra={"message_id": str(mid), "code": exc.code, "provider": provider.name},
+        )
+        return DeliveryOutcome("failed")
+    except RetryableError as exc:
+        return _retry_or_fail(exc, mid, attempts, settings, provider.name)
+    except RequestMayHaveLeft as exc:
+        with session_scope() as session:
+            _transition(
+                session,
+                mid,
+                "sending",
+                "unknown",
+                "unknown",
+                str(exc),
+                error_code=exc.code,
+                status_reason=str(exc)[:1000],
+            )
+        log.warning(
+            "send outcome unknown; left to the reconciler",
+            extra={"message_id": str(mid), "provider": provider.name},
+        )
+        return DeliveryOutcome("unknown")
+    except Exception as exc:
+        # Our own bug or an unexpected library error mid-call: we cannot tell
+        # whether the request left, so never resend blindly.
+        log.exception("unexpected error while sending", extra={"message_id": str(mid)})
+        with session_scope() as session:
+            _transition(
+                session,
+                mid,
+                "sending",
+                "unknown",
+                "unknown",
+                redact(f"unexpected {type(exc).__name__}")[:1000],
+                error_code="internal",
+            )
+        return DeliveryOutcome("unknown")
+    return record_sent(mid, provider.name, outgoing.channel, result, settings)
+
+
+def record_sent(
+    mid: uuid.UUID, provider_name: str, channel: str, result: ProviderResult, settings: Settings
+) -> DeliveryOutcome:
+    now = datetime.now(UTC)
+    status = result.status if result.status in ("sent", "delivered") else "sent"
+    if provider_name == "outbox":
+        cost, currency = result.cost, result.cost_currency
+    else:
+        cost, currency = estimated_cost(settings, channel)
+    values: dict[str, Any] = {
+        "provider_message_id": result.provider_message_id[:128] or None,
+        "sent_at": now,
+        "error_code": None,
+        "cost": cost,
+        "cost_currency": currency if cost is not None else None,
+    }
+    if status == "delivered":
+        values["delivered_at"] = now
+    with session_scope() as session:
+        if not _transition(
+            session,
+            mid,
+            "sending",
+            status,
+            status,
+            f"via {provider_name}",
+            result.raw or None,
+            **values,
+        ):
+            # A status callback got here first and moved it forward: keep its
+            # status, fill in what only we know.
+            session.execute(
+                update(Message)
+                .where(Message.id == mid, Message.provider_message_id.is_(None))
+                .values(provider_message_id=values["provider_message_id"], sent_at=now)
+            )
+    return DeliveryOutcome(status)
+
+
+def _retry_or_fail(
+    exc: RetryableError, mid: uuid.UUID, attempts: int, settings: Settings, provider_name: str
+) -> DeliveryOutcome:
+    code = (exc.code or "")[:32] or None
+    with session_scope() as session:
+        if attempts >= settings.SEND_MAX_ATTEMPTS:
+            _transition(
+                session,
+                mid,
+                "sending",
+                "failed",
+                "failed",
+                f"gave up after {attempts} attempts: {exc}",
+                error_code=code,
+                status_reason=f"retries exhausted: {exc}"[:1000],
+            )
+            return DeliveryOutcome("failed")
+        delay = backoff_seconds(settings, attempts, exc.retry_after)
+        _transition(
+            session,
+            mid,
+            "sending",
+            "queued",
+            "retry_scheduled",
+            f"{exc} (attempt {attempts}, next in {delay:.1f}s)",
+            error_code=code,
+        )
+    log.info(
+        "send will be retried",
+        extra={
+            "message_id": str(mid),
+            "code": code,
+            "provider": provider_name,
+            "delay": round(delay, 2),
+        },
+    )
+    kwargs: dict[str, Any] = {}
+    if delay > settings.MAX_RETRY_BACKOFF_SECONDS:
+        kwargs["not_before"] = time.time() + delay
+        delay = settings.MAX_RETRY_BACKOFF_SECONDS
+    return DeliveryOutcome("queued", delay, kwargs)

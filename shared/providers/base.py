@@ -1,0 +1,202 @@
+"""The provider interface and the two error classes (STYLE patterns 1-2).
+
+A provider sends one message and, where it has webhooks, verifies and parses
+them. The base owns the single HTTP call: transport failures become
+`RetryableError` when the request never left (connect error/timeout) and
+`RequestMayHaveLeft` when it did (read timeout, connection dropped mid-answer):
+that one is neither safe to retry nor a failure — the message goes `unknown`
+and the reconciler decides. Subclasses refine HTTP errors from the provider's
+own error codes (class-level maps, like django-anymail's backends).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import requests
+
+from shared.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ProviderError(Exception):
+    """A send did not succeed. `code` is the provider's error code (or ours)."""
+
+    def __init__(self, message: str, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class RetryableError(ProviderError):
+    """Transient: nothing was accepted; trying again later is safe."""
+
+    def __init__(
+        self,
+        message: str,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, code, status)
+        self.retry_after = retry_after
+
+
+class PermanentError(ProviderError):
+    """The provider refused this message for good: never retried."""
+
+    def __init__(
+        self,
+        message: str,
+        code: str | None = None,
+        status: int | None = None,
+        opted_out: bool = False,
+    ):
+        super().__init__(message, code, status)
+        self.opted_out = opted_out
+
+
+class RequestMayHaveLeft(ProviderError):
+    """The request was sent but no answer came: accepted or not, we cannot tell."""
+
+
+@dataclass
+class OutgoingMessage:
+    """What a provider needs to send; built by shared/delivery.py from the row."""
+
+    message_id: str
+    channel: str
+    to: str  # E.164 phone or email address
+    text: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    # WhatsApp approved template (outside the 24-hour window).
+    template: str | None = None
+    template_params: list[str] = field(default_factory=list)
+    template_buttons: list[str] = field(default_factory=list)  # quick-reply payloads
+    in_service_window: bool = True
+
+
+@dataclass
+class ProviderResult:
+    provider_message_id: str
+    status: str = "sent"
+    cost: Decimal | None = None
+    cost_currency: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LookupResult:
+    """What the provider says about a message we are unsure of (reconciler)."""
+
+    found: bool
+    provider_message_id: str | None = None
+    status: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After: seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class Provider:
+    """One provider: `send`, and for reconciliation `lookup` where possible."""
+
+    name: ClassVar[str] = "base"
+    channel: ClassVar[str] = ""
+    # True when `lookup` can tell whether an uncertain send was accepted.
+    can_lookup: ClassVar[bool] = False
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @classmethod
+    def configured(cls, settings: Settings) -> bool:
+        """Are this provider's credentials present (else the outbox is used)?"""
+        raise NotImplementedError
+
+    def sender(self) -> str:
+        """The sender identity rate limits are keyed on (number, address)."""
+        raise NotImplementedError
+
+    def send(self, message: OutgoingMessage) -> ProviderResult:
+        raise NotImplementedError
+
+    def lookup(self, message_id: str, to: str, since: datetime, text: str | None) -> LookupResult:
+        raise NotImplementedError(f"{self.name} cannot look messages up")
+
+    # --- the single HTTP call ------------------------------------------------
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (
+            self.settings.PROVIDER_CONNECT_TIMEOUT_SECONDS,
+            self.settings.PROVIDER_READ_TIMEOUT_SECONDS,
+        )
+
+    def http(
+        self, session: requests.Session, method: str, url: str, **kwargs: Any
+    ) -> requests.Response:
+        """One HTTP request with transport failures classified."""
+        kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("allow_redirects", False)
+        return classify_transport(lambda: session.request(method, url, **kwargs))
+
+
+def classify_transport(call: Any) -> Any:
+    """Run an HTTP call, mapping requests' transport exceptions onto our classes."""
+    try:
+        return call()
+    except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
+        raise RetryableError(f"could not connect: {type(exc).__name__}", "connect") from None
+    except requests.ReadTimeout:
+        raise RequestMayHaveLeft("no answer before the read timeout", "timeout") from None
+    except requests.ConnectionError as exc:
+        # A refused/unreachable connection never carried the request; a reset
+        # after it was written may have (urllib3 reports both as ConnectionError,
+        # ProtocolError marks the second).
+        text = repr(exc)
+        if "RemoteDisconnected" in text or "ProtocolError" in text or "Connection aborted" in text:
+            raise RequestMayHaveLeft(
+                f"connection dropped: {type(exc).__name__}", "dropped"
+            ) from None
+        raise RetryableError(f"connection failed: {type(exc).__name__}", "connect") from None
+
+
+def classify_http_status(
+    status: int,
+    code: str | None,
+    retry_after: float | None,
+    message: str,
+    retryable_codes: frozenset[str],
+    permanent_codes: frozenset[str],
+    opted_out_codes: frozenset[str] = frozenset(),
+) -> ProviderError:
+    """Provider error code first (it is the precise one), then the HTTP status."""
+    if code in opted_out_codes:
+        return PermanentError(message, code, status, opted_out=True)
+    if code in permanent_codes:
+        return PermanentError(message, code, status)
+    if code in retryable_codes or status == 429 or status >= 500:
+        return RetryableError(message, code or str(status), status, retry_after)
+    return PermanentError(message, code or str(status), status)

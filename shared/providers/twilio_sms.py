@@ -1,0 +1,196 @@
+"""Twilio Programmable Messaging (SMS) through the official `twilio` SDK.
+
+`TWILIO_API_BASE_URL` redirects every SDK call: the SDK builds absolute
+`https://api.twilio.com/...` URLs inside its generated resources, so the one
+place to rewrite them is the HTTP client it calls (`RedirectingHttpClient`).
+The same client records the last response's headers, because the SDK's
+`TwilioRestException` drops them and we need `Retry-After` on a 429.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from shared.config import Settings
+from shared.providers.base import (
+    LookupResult,
+    OutgoingMessage,
+    PermanentError,
+    Provider,
+    ProviderError,
+    ProviderResult,
+    RetryableError,
+    classify_http_status,
+    classify_transport,
+    parse_retry_after,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
+
+# PROVIDERS.md: Twilio error codes.
+RETRYABLE_CODES = frozenset({"20429", "30001", "63018", "20500", "20503"})
+PERMANENT_CODES = frozenset(
+    {
+        "21211",
+        "21614",
+        "21408",
+        "21610",
+        "21612",
+        "21617",
+        "30003",
+        "30005",
+        "30006",
+        "30007",
+        "63016",
+        "63024",
+        "21656",
+        "20003",
+        "20404",
+    }
+)
+OPTED_OUT_CODES = frozenset({"21610"})
+
+
+class RedirectingHttpClient(TwilioHttpClient):
+    """Sends every SDK request to `base_url` (scheme + host) when one is set."""
+
+    def __init__(self, base_url: str, timeout: tuple[float, float]):
+        super().__init__(pool_connections=True)
+        # The base class validates a float timeout; requests takes a
+        # (connect, read) tuple, which is what tells "never left" from "left".
+        self.timeout = timeout  # type: ignore[assignment]
+        self._base = urlsplit(base_url) if base_url else None
+        self.last_headers: dict[str, str] = {}
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        if self._base is not None:
+            parts = urlsplit(url)
+            url = urlunsplit(
+                (
+                    self._base.scheme,
+                    self._base.netloc,
+                    self._base.path.rstrip("/") + parts.path,
+                    parts.query,
+                    parts.fragment,
+                )
+            )
+        self.last_headers = {}
+        response = classify_transport(
+            lambda: super(RedirectingHttpClient, self).request(method, url, *args, **kwargs)
+        )
+        self.last_headers = dict(response.headers or {})
+        return response
+
+
+class TwilioSmsProvider(Provider):
+    name: ClassVar[str] = "twilio_sms"
+    channel: ClassVar[str] = "sms"
+    can_lookup: ClassVar[bool] = True
+    address_prefix: ClassVar[str] = ""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.http_client = RedirectingHttpClient(settings.TWILIO_API_BASE_URL, self.timeout)
+        self.client = Client(
+            settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, http_client=self.http_client
+        )
+
+    @classmethod
+    def configured(cls, settings: Settings) -> bool:
+        return bool(
+            settings.TWILIO_ACCOUNT_SID
+            and settings.TWILIO_AUTH_TOKEN
+            and settings.TWILIO_PHONE_NUMBER
+        )
+
+    def sender(self) -> str:
+        return self.settings.TWILIO_PHONE_NUMBER
+
+    def status_callback(self, message_id: str) -> str:
+        # Our id rides in the callback URL (STYLE 6): a callback for a message
+        # whose send outcome we never recorded still finds its row.
+        return f"{self.settings.PUBLIC_BASE_URL.rstrip('/')}{STATUS_CALLBACK_PATH}?mid={message_id}"
+
+    def _address(self, number: str) -> str:
+        return f"{self.address_prefix}{number}"
+
+    def create_params(self, message: OutgoingMessage) -> dict[str, Any]:
+        if not message.text:
+            raise PermanentError("an SMS needs a text", "no_text")
+        return {"body": message.text[:1600]}
+
+    def send(self, message: OutgoingMessage) -> ProviderResult:
+        params = self.create_params(message)
+        try:
+            created = self.client.messages.create(
+                to=self._address(message.to),
+                from_=self._address(self.sender()),
+                status_callback=self.status_callback(message.message_id),
+                **params,
+            )
+        except TwilioRestException as exc:
+            raise self._classify(exc) from None
+        except ProviderError:
+            raise
+        except TwilioException as exc:  # e.g. an unparseable answer
+            raise RetryableError(f"twilio client error: {exc}", "client") from None
+        return ProviderResult(
+            provider_message_id=created.sid or "",
+            status="sent",
+            raw={"sid": created.sid, "status": created.status},
+        )
+
+    def _classify(self, exc: TwilioRestException) -> ProviderError:
+        code = str(exc.code) if exc.code is not None else None
+        retry_after = parse_retry_after(self.http_client.last_headers.get("Retry-After"))
+        return classify_http_status(
+            int(exc.status or 0),
+            code,
+            retry_after,
+            f"twilio {exc.status}: {exc.msg}",
+            RETRYABLE_CODES,
+            PERMANENT_CODES,
+            OPTED_OUT_CODES,
+        )
+
+    def lookup(self, message_id: str, to: str, since: datetime, text: str | None) -> LookupResult:
+        """Find a message Twilio accepted from us to `to` since `since`.
+
+        Twilio keeps every accepted message in its log, so "not there" after
+        the request could have arrived means it was never accepted.
+        """
+        try:
+            found = self.client.messages.list(
+                to=self._address(to), from_=self._address(self.sender()), limit=50
+            )
+        except TwilioRestException as exc:
+            raise self._classify(exc) from None
+        floor = since - timedelta(seconds=60)
+        for item in found:
+            created = item.date_created
+            if created is not None and created < floor:
+                continue
+            if text is not None and item.body not in (None, text):
+                continue
+            return LookupResult(
+                True, item.sid, item.status, {"sid": item.sid, "status": item.status}
+            )
+        return LookupResult(False)
+
+
+def content_variables(params: list[str]) -> str:
+    """Twilio Content API variables: {"1": "...", "2": "..."}."""
+    return json.dumps(
+        {str(i): value for i, value in enumerate(params, start=1)}, ensure_ascii=False
+    )

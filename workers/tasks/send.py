@@ -1,0 +1,50 @@
+"""The `email`, `sms` and `whatsapp` queues: send one message (thin; the state
+machine is shared/delivery.py). A wait — rate-limit slot, backoff, Retry-After —
+comes back as a countdown and the task re-queues itself; it never sleeps while
+holding a worker process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+from sqlalchemy.exc import OperationalError
+
+from shared.delivery import deliver
+from workers.app import app
+
+_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "max_retries": None,  # bounded by SEND_MAX_ATTEMPTS on the row, not here
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+}
+
+
+def _run(task: Task, channel: str, message_id: str, **kwargs: Any) -> str:
+    outcome = deliver(message_id, channel, **kwargs)
+    if outcome.retry_in is not None:
+        raise task.retry(
+            args=[message_id],
+            kwargs=outcome.retry_kwargs,
+            countdown=outcome.retry_in,
+            max_retries=None,
+        )
+    return outcome.status
+
+
+@app.task(name="clinicq.send.email", **_OPTIONS)
+def send_email(self: Task, message_id: str, **kwargs: Any) -> str:
+    return _run(self, "email", message_id, **kwargs)
+
+
+@app.task(name="clinicq.send.sms", **_OPTIONS)
+def send_sms(self: Task, message_id: str, **kwargs: Any) -> str:
+    return _run(self, "sms", message_id, **kwargs)
+
+
+@app.task(name="clinicq.send.whatsapp", **_OPTIONS)
+def send_whatsapp(self: Task, message_id: str, **kwargs: Any) -> str:
+    return _run(self, "whatsapp", message_id, **kwargs)

@@ -1,0 +1,25 @@
+"""Provider status updates (Twilio callbacks, Meta statuses) — thin; logic in
+shared/status_updates.py. Routed to the `inbound` queue (clinicq.inbound.*)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+
+from shared.db import session_scope
+from shared.status_updates import apply_status_update
+from workers.app import app
+
+
+@app.task(
+    name="clinicq.inbound.status_update",
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=20,
+)
+def status_update(update: dict[str, Any]) -> bool:
+    with session_scope() as session:
+        return apply_status_update(session, update)
