@@ -8,7 +8,7 @@ import logging
 import redis
 from flask import Flask
 
-from ingest import health, status, webhook
+from ingest import contacts_api, health, meta_webhook, status, twilio_inbound, webhook
 from ingest.errors import register_error_handlers
 from ingest.webhook_auth import WebhookAuthenticator
 from shared.config import ConfigError, Settings, fail_startup, get_settings
@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_error_handlers(app)
     for blueprint in (webhook.bp, status.bp, health.bp):
+        app.register_blueprint(blueprint)
+    for blueprint in (twilio_inbound.bp, meta_webhook.bp, contacts_api.bp):  # issue 5: inbound + contacts
         app.register_blueprint(blueprint)
 
     if auth.insecure:

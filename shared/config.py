@@ -98,6 +98,18 @@ class Settings(BaseSettings):
 
     ONCALL_PHONE: str = ""
 
+    # --- email "recebimento" (IMAP polling) -----------------------------------
+    IMAP_HOST: str = ""
+    IMAP_PORT: int = Field(993, ge=1, le=65535)
+    IMAP_USER: str = ""
+    IMAP_PASSWORD: str = ""
+    IMAP_FOLDER: str = Field("INBOX", min_length=1, max_length=255)
+    IMAP_SSL: bool = True
+    IMAP_TIMEOUT_SECONDS: float = Field(20.0, gt=0, le=300)
+    # Messages taken per poll: a backlog drains over several ticks instead of
+    # holding one task for minutes.
+    IMAP_BATCH_SIZE: int = Field(100, ge=1, le=10_000)
+
     # --- triage ---------------------------------------------------------------
     ENABLE_AI_ANALYSIS: bool = False
     AI_API_BASE_URL: str = ""
@@ -202,6 +214,14 @@ class Settings(BaseSettings):
         parse_rate(value)
         return value
 
+    @field_validator("IMAP_FOLDER")
+    @classmethod
+    def _imap_folder(cls, value: str) -> str:
+        # The folder name is sent inside an IMAP command: no line breaks.
+        if any(ch in value for ch in "\r\n\x00"):
+            raise ValueError("must not contain line breaks or NUL")
+        return value
+
     @field_validator("CLINIC_TIMEZONE")
     @classmethod
     def _tz(cls, value: str) -> str:
@@ -263,6 +283,14 @@ class Settings(BaseSettings):
             raise ConfigError(
                 f"{', '.join(missing)} not set (use `make run`, which starts embedded servers)"
             )
+
+    def require_imap(self) -> None:
+        """IMAP polling is on when IMAP_HOST is set; then it needs credentials."""
+        if not self.IMAP_HOST:
+            raise ConfigError("IMAP_HOST not set (email reception is disabled)")
+        missing = [name for name in ("IMAP_USER", "IMAP_PASSWORD") if not getattr(self, name)]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} must be set when IMAP_HOST is set")
 
     def require_webhook_auth(self) -> None:
         """Refuse to serve webhooks with no way to authenticate them."""

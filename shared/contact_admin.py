@@ -1,0 +1,418 @@
+"""Operator actions on contacts: look (with identities, conversations, recent
+messages, merge candidates, opt-outs), merge two contacts, erase one (LGPD
+Art. 18). Each action is one transaction; merge and erase leave an audit row.
+
+The CPF is only ever shown masked. Erasure keeps the contact row (its id is a
+random UUID, a pseudonym once identities and name are gone) so the audit trail
+and delivery statistics stay consistent, and it is idempotent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.contacts import lock_identities
+from shared.enums import ConversationStatus
+from shared.models import (
+    Appointment,
+    AuditEvent,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    MergeCandidate,
+    Message,
+    MessageEvent,
+    OptOut,
+)
+
+RECENT_MESSAGES = 20
+MESSAGE_PREVIEW_CHARS = 500
+
+
+class ContactNotFound(LookupError):
+    pass
+
+
+class MergeRefused(ValueError):
+    """The merge cannot be done as asked; the message says why (no PII)."""
+
+    def __init__(self, message: str, field: str = "other_contact_id") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def contact_overview(session: Session, contact_id: uuid.UUID) -> dict[str, Any]:
+    """Everything an operator needs to judge a contact. Raises ContactNotFound."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise ContactNotFound(str(contact_id))
+    identities = session.scalars(
+        select(ContactIdentity)
+        .where(ContactIdentity.contact_id == contact_id)
+        .order_by(ContactIdentity.kind, ContactIdentity.id)
+    ).all()
+    conversations = session.scalars(
+        select(Conversation)
+        .where(Conversation.contact_id == contact_id)
+        .order_by(Conversation.created_at.desc())
+    ).all()
+    messages = session.scalars(
+        select(Message)
+        .where(Message.contact_id == contact_id)
+        .order_by(Message.created_at.desc(), Message.id)
+        .limit(RECENT_MESSAGES)
+    ).all()
+    message_count = session.scalar(
+        select(func.count()).select_from(Message).where(Message.contact_id == contact_id)
+    )
+    candidates = session.scalars(
+        select(MergeCandidate)
+        .where(
+            or_(
+                MergeCandidate.contact_id == contact_id,
+                MergeCandidate.other_contact_id == contact_id,
+            )
+        )
+        .order_by(MergeCandidate.id)
+    ).all()
+    opt_outs = session.scalars(
+        select(OptOut).where(OptOut.contact_id == contact_id).order_by(OptOut.id)
+    ).all()
+    return {
+        "id": str(contact.id),
+        "name": contact.name,
+        "cpf": contact.cpf_masked,  # masked only, never the clear value
+        "source": contact.source,
+        "preferred_channel": contact.preferred_channel,
+        "last_channel": contact.last_channel,
+        "merged_into_id": str(contact.merged_into_id) if contact.merged_into_id else None,
+        "erased_at": _iso(contact.erased_at),
+        "created_at": _iso(contact.created_at),
+        "updated_at": _iso(contact.updated_at),
+        "identities": [{"kind": i.kind, "value": i.value} for i in identities],
+        "conversations": [
+            {
+                "id": str(c.id),
+                "channel": c.channel,
+                "status": c.status,
+                "needs_agent": c.needs_agent,
+                "inbox_provider": c.inbox_provider,
+                "created_at": _iso(c.created_at),
+                "last_message_at": _iso(c.last_message_at),
+                "closed_at": _iso(c.closed_at),
+            }
+            for c in conversations
+        ],
+        "message_count": message_count,
+        "recent_messages": [
+            {
+                "id": str(m.id),
+                "conversation_id": str(m.conversation_id) if m.conversation_id else None,
+                "channel": m.channel,
+                "direction": m.direction,
+                "purpose": m.purpose,
+                "status": m.status,
+                "text": (m.text or "")[:MESSAGE_PREVIEW_CHARS] if m.text is not None else None,
+                "subject": m.subject,
+                "created_at": _iso(m.created_at),
+            }
+            for m in messages
+        ],
+        "merge_candidates": [
+            {
+                "id": c.id,
+                "other_contact_id": str(
+                    c.other_contact_id if c.contact_id == contact_id else c.contact_id
+                ),
+                "reason": c.reason,
+                "status": c.status,
+                "created_at": _iso(c.created_at),
+            }
+            for c in candidates
+        ],
+        "opt_outs": [
+            {
+                "channel": o.channel,
+                "keyword": o.keyword,
+                "source": o.source,
+                "created_at": _iso(o.created_at),
+                "revoked_at": _iso(o.revoked_at),
+            }
+            for o in opt_outs
+        ],
+    }
+
+
+@dataclass
+class MergeResult:
+    contact_id: uuid.UUID
+    merged_id: uuid.UUID
+    already_merged: bool
+    moved: dict[str, int]
+
+
+def _lock_contacts(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, Contact]:
+    """Row-lock both contacts in a fixed order (no deadlock between two
+    merges of the same pair asked the other way round)."""
+    found = {}
+    for cid in sorted(ids):
+        row = session.scalar(
+            select(Contact)
+            .where(Contact.id == cid)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if row is not None:
+            found[cid] = row
+    return found
+
+
+def merge_contacts(
+    session: Session, keep_id: uuid.UUID, other_id: uuid.UUID, actor: str
+) -> MergeResult:
+    """Merge `other` into `keep`: identities, conversations, messages,
+    appointments and opt-outs move; `other.merged_into_id = keep`.
+
+    Running it again for the same pair changes nothing (already_merged).
+    """
+    if keep_id == other_id:
+        raise MergeRefused("cannot merge a contact into itself")
+    rows = _lock_contacts(session, [keep_id, other_id])
+    keep, other = rows.get(keep_id), rows.get(other_id)
+    if keep is None:
+        raise ContactNotFound(str(keep_id))
+    if other is None:
+        raise MergeRefused("contact not found")
+    if other.merged_into_id == keep_id:
+        return MergeResult(keep_id, other_id, already_merged=True, moved={})
+    if keep.merged_into_id is not None:
+        raise MergeRefused("this contact was merged into another; merge into that one", "id")
+    if other.merged_into_id is not None:
+        raise MergeRefused("that contact was already merged into another contact")
+    if keep.erased_at is not None or other.erased_at is not None:
+        raise MergeRefused("an erased contact cannot be merged")
+
+    # Inbound filing locks identities before touching a contact: take the same
+    # locks so a message arriving for `other` mid-merge waits, then follows
+    # merged_into_id to `keep`.
+    other_identities = session.execute(
+        select(ContactIdentity.kind, ContactIdentity.value).where(
+            ContactIdentity.contact_id == other_id
+        )
+    ).all()
+    lock_identities(session, [(k, v) for k, v in other_identities])
+
+    now = datetime.now(UTC)
+    moved: dict[str, int] = {}
+
+    moved["identities"] = session.execute(
+        update(ContactIdentity)
+        .where(ContactIdentity.contact_id == other_id)
+        .values(contact_id=keep_id)
+    ).rowcount
+
+    # One active conversation per contact: if both have one, the other's is
+    # closed (its messages stay in it, now under `keep`).
+    keep_active = session.scalar(
+        select(Conversation.id).where(
+            Conversation.contact_id == keep_id,
+            Conversation.status == ConversationStatus.ACTIVE.value,
+        )
+    )
+    closed = 0
+    if keep_active is not None:
+        closed = session.execute(
+            update(Conversation)
+            .where(
+                Conversation.contact_id == other_id,
+                Conversation.status == ConversationStatus.ACTIVE.value,
+            )
+            .values(status=ConversationStatus.CLOSED.value, closed_at=now)
+        ).rowcount
+    moved["conversations_closed"] = closed
+    moved["conversations"] = session.execute(
+        update(Conversation).where(Conversation.contact_id == other_id).values(contact_id=keep_id)
+    ).rowcount
+    moved["messages"] = session.execute(
+        update(Message).where(Message.contact_id == other_id).values(contact_id=keep_id)
+    ).rowcount
+    moved["appointments"] = session.execute(
+        update(Appointment).where(Appointment.contact_id == other_id).values(contact_id=keep_id)
+    ).rowcount
+
+    # One active opt-out per (contact, channel): where `keep` already has the
+    # same one, the duplicate is retired (the opt-out itself still holds).
+    keep_channels = set(
+        session.scalars(
+            select(OptOut.channel).where(OptOut.contact_id == keep_id, OptOut.revoked_at.is_(None))
+        )
+    )
+    if keep_channels:
+        session.execute(
+            update(OptOut)
+            .where(
+                OptOut.contact_id == other_id,
+                OptOut.revoked_at.is_(None),
+                OptOut.channel.in_(sorted(keep_channels)),
+            )
+            .values(revoked_at=now, source=func.left(func.concat(OptOut.source, " (merged)"), 64))
+        )
+    moved["opt_outs"] = session.execute(
+        update(OptOut).where(OptOut.contact_id == other_id).values(contact_id=keep_id)
+    ).rowcount
+
+    # The pair's candidates are settled; the other's candidates with third
+    # contacts now concern `keep` (dropped where that would duplicate a pair).
+    session.execute(
+        update(MergeCandidate)
+        .where(
+            or_(
+                (MergeCandidate.contact_id == keep_id)
+                & (MergeCandidate.other_contact_id == other_id),
+                (MergeCandidate.contact_id == other_id)
+                & (MergeCandidate.other_contact_id == keep_id),
+            )
+        )
+        .values(status="merged")
+    )
+    for cand in session.scalars(
+        select(MergeCandidate).where(
+            or_(MergeCandidate.contact_id == other_id, MergeCandidate.other_contact_id == other_id),
+            MergeCandidate.status == "open",
+        )
+    ).all():
+        third = cand.other_contact_id if cand.contact_id == other_id else cand.contact_id
+        exists = session.scalar(
+            select(MergeCandidate.id).where(
+                or_(
+                    (MergeCandidate.contact_id == keep_id)
+                    & (MergeCandidate.other_contact_id == third),
+                    (MergeCandidate.contact_id == third)
+                    & (MergeCandidate.other_contact_id == keep_id),
+                )
+            )
+        )
+        if exists is None:
+            cand.contact_id, cand.other_contact_id = keep_id, third
+        else:
+            session.delete(cand)
+
+    # Fill what `keep` lacks from `other`; never overwrite.
+    for attr in ("name", "cpf_hash", "cpf_masked", "cpf_clear", "preferred_channel", "source"):
+        if getattr(keep, attr) is None and getattr(other, attr) is not None:
+            setattr(keep, attr, getattr(other, attr))
+    keep.updated_at = now
+    other.merged_into_id = keep_id
+    other.updated_at = now
+
+    session.add(
+        AuditEvent(
+            actor=actor[:64],
+            action="contact.merge",
+            subject=f"contact:{keep_id}",
+            detail={"merged_contact_id": str(other_id), "moved": moved},
+        )
+    )
+    session.flush()
+    return MergeResult(keep_id, other_id, already_merged=False, moved=moved)
+
+
+@dataclass
+class EraseResult:
+    contact_id: uuid.UUID
+    already_erased: bool
+    counts: dict[str, int]
+
+
+def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseResult:
+    """LGPD erasure: remove message bodies, subjects, metadata, template data,
+    triage, addresses and the events' raw payloads; identities, name and CPF.
+    Contacts previously merged into this one are erased with it. Keeps the
+    pseudonymous contact row and writes one audit row. Idempotent."""
+    rows = _lock_contacts(session, [contact_id])
+    contact = rows.get(contact_id)
+    if contact is None:
+        raise ContactNotFound(str(contact_id))
+    if contact.erased_at is not None:
+        return EraseResult(contact_id, already_erased=True, counts={})
+
+    ids = [contact_id] + list(
+        session.scalars(select(Contact.id).where(Contact.merged_into_id == contact_id))
+    )
+    identities = session.execute(
+        select(ContactIdentity.kind, ContactIdentity.value).where(
+            ContactIdentity.contact_id.in_(ids)
+        )
+    ).all()
+    lock_identities(session, [(k, v) for k, v in identities])
+
+    now = datetime.now(UTC)
+    message_ids = select(Message.id).where(Message.contact_id.in_(ids)).scalar_subquery()
+    counts: dict[str, int] = {}
+    counts["messages"] = session.execute(
+        update(Message)
+        .where(Message.contact_id.in_(ids))
+        .values(
+            text=None,
+            subject=None,
+            metadata_=None,
+            template_data=None,
+            triage=None,
+            to_address=None,
+            status_reason=None,
+            updated_at=now,
+        )
+    ).rowcount
+    counts["message_events"] = session.execute(
+        update(MessageEvent)
+        .where(MessageEvent.message_id.in_(message_ids))
+        .values(payload=None, detail=None)
+    ).rowcount
+    counts["identities"] = session.execute(
+        delete(ContactIdentity).where(ContactIdentity.contact_id.in_(ids))
+    ).rowcount
+    counts["appointments"] = session.execute(
+        update(Appointment)
+        .where(Appointment.contact_id.in_(ids))
+        .values(notes=None, updated_at=now)
+    ).rowcount
+    session.execute(
+        delete(MergeCandidate).where(
+            or_(MergeCandidate.contact_id.in_(ids), MergeCandidate.other_contact_id.in_(ids))
+        )
+    )
+    session.execute(
+        update(Contact)
+        .where(Contact.id.in_(ids))
+        .values(
+            name=None,
+            cpf_hash=None,
+            cpf_masked=None,
+            cpf_clear=None,
+            erased_at=now,
+            updated_at=now,
+        )
+    )
+    # Opt-outs are kept: they hold no personal data and "do not contact"
+    # must outlive the erasure of everything else.
+    session.add(
+        AuditEvent(
+            actor=actor[:64],
+            action="contact.erase",
+            subject=f"contact:{contact_id}",
+            detail={"contacts": len(ids), **counts},
+        )
+    )
+    session.flush()
+    return EraseResult(contact_id, already_erased=False, counts=counts)
