@@ -1,0 +1,279 @@
+"""`/api/contacts/<id>`: look, merge, erase (LGPD) — on real PostgreSQL, with
+messages filed by the real inbound filing code."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from ingest.api_auth import generate_api_key, hash_api_key
+from shared.db import session_scope
+from shared.identity import hash_cpf, mask_cpf
+from shared.inbound import file_inbound_message
+from shared.models import (
+    Appointment,
+    AuditEvent,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    MergeCandidate,
+    Message,
+    MessageEvent,
+    OptOut,
+)
+from tests.conftest import SECRET_KEY
+
+CPF = "52998224725"  # valid check digits
+
+
+@pytest.fixture
+def api_headers() -> dict[str, str]:
+    key = generate_api_key()
+    with session_scope() as s:
+        from shared.models import ApiKey
+
+        s.add(ApiKey(name="ops-test", key_hash=hash_api_key(key)))
+    return {"Authorization": f"Bearer {key}"}
+
+
+def file_message(
+    contact: dict[str, Any], text: str, channel: str = "sms", **extra: Any
+) -> uuid.UUID:
+    mid = str(uuid.uuid4())
+    payload = {
+        "type": "message",
+        "channel": channel,
+        "contact": contact,
+        "message": {"text": text, "timestamp": None, "metadata": extra.pop("metadata", None)},
+        "received_at": datetime.now(UTC).isoformat(),
+        "source": "test",
+        "raw": {"From": contact.get("phone") or contact.get("email"), "Body": text},
+        **extra,
+    }
+    with session_scope() as s:
+        filed = file_inbound_message(s, mid, payload)
+    assert filed is not None
+    return filed.contact_id
+
+
+def count(model: Any, *where: Any) -> int:
+    with session_scope() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def test_requires_api_key(client: Any) -> None:
+    cid = uuid.uuid4()
+    assert client.get(f"/api/contacts/{cid}").status_code == 401
+    assert (
+        client.get(f"/api/contacts/{cid}", headers={"Authorization": "Bearer cq_nope"}).status_code
+        == 401
+    )
+    assert client.delete(f"/api/contacts/{cid}").status_code == 401
+    assert client.post(f"/api/contacts/{cid}/merge", json={}).status_code == 401
+
+
+def test_get_contact_shows_everything_cpf_masked(client: Any, api_headers: dict[str, str]) -> None:
+    cid = file_message(
+        {
+            "phone": "+5554999261407",
+            "email": "ana@example.com",
+            "name": "Ana Souza",
+            "cpf_hash": hash_cpf(CPF, SECRET_KEY),
+            "cpf_masked": mask_cpf(CPF),
+            "cpf": CPF,
+        },
+        "Quero agendar",
+    )
+    file_message({"phone": "+5554999261407"}, "Qual o preço?", channel="whatsapp")
+    with session_scope() as s:
+        s.add(OptOut(contact_id=cid, channel="sms", keyword="SAIR", source="test"))
+
+    resp = client.get(f"/api/contacts/{cid}", headers=api_headers)
+    assert resp.status_code == 200
+    doc = resp.get_json()
+    assert doc["id"] == str(cid) and doc["name"] == "Ana Souza"
+    assert doc["cpf"] == "***.982.247-**"
+    assert CPF not in resp.get_data(as_text=True)
+    assert {(i["kind"], i["value"]) for i in doc["identities"]} == {
+        ("phone", "+5554999261407"),
+        ("email", "ana@example.com"),
+    }
+    assert len(doc["conversations"]) == 1 and doc["conversations"][0]["status"] == "active"
+    assert doc["message_count"] == 2
+    assert {m["text"] for m in doc["recent_messages"]} == {"Quero agendar", "Qual o preço?"}
+    assert doc["opt_outs"][0]["channel"] == "sms" and doc["opt_outs"][0]["keyword"] == "SAIR"
+    assert doc["merge_candidates"] == []
+
+
+def test_get_unknown_or_bad_id_is_404(client: Any, api_headers: dict[str, str]) -> None:
+    assert client.get(f"/api/contacts/{uuid.uuid4()}", headers=api_headers).status_code == 404
+    assert client.get("/api/contacts/not-a-uuid", headers=api_headers).status_code == 404
+
+
+def two_contacts_with_a_conflict() -> tuple[uuid.UUID, uuid.UUID]:
+    """A writes by SMS, B by email; then one message carries both identities."""
+    a = file_message({"phone": "+5511911112222", "name": "Maria"}, "oi pelo sms")
+    b = file_message(
+        {
+            "email": "maria@example.com",
+            "cpf_hash": hash_cpf(CPF, SECRET_KEY),
+            "cpf_masked": mask_cpf(CPF),
+        },
+        "oi pelo email",
+        channel="email",
+    )
+    with session_scope() as s:
+        s.add(
+            Appointment(
+                external_id="apt-1",
+                contact_id=b,
+                starts_at=datetime.now(UTC) + timedelta(days=2),
+                timezone="America/Sao_Paulo",
+            )
+        )
+        s.add(OptOut(contact_id=b, channel="whatsapp", keyword="PARAR", source="test"))
+        s.add(OptOut(contact_id=b, channel="email", keyword="SAIR", source="test"))
+        s.add(OptOut(contact_id=a, channel="email", keyword="SAIR", source="test"))
+    assert file_message({"phone": "+5511911112222", "email": "maria@example.com"}, "sou eu") == a
+    return a, b
+
+
+def test_merge_candidate_is_visible_then_merged(client: Any, api_headers: dict[str, str]) -> None:
+    a, b = two_contacts_with_a_conflict()
+    doc = client.get(f"/api/contacts/{a}", headers=api_headers).get_json()
+    assert [c["other_contact_id"] for c in doc["merge_candidates"]] == [str(b)]
+    assert client.get(f"/api/contacts/{b}", headers=api_headers).get_json()["merge_candidates"][0][
+        "other_contact_id"
+    ] == str(a)
+
+    resp = client.post(
+        f"/api/contacts/{a}/merge", json={"other_contact_id": str(b)}, headers=api_headers
+    )
+    assert resp.status_code == 200, resp.data
+    body = resp.get_json()
+    assert body["already_merged"] is False
+    assert body["moved"]["identities"] == 1 and body["moved"]["messages"] == 1
+    assert body["moved"]["conversations_closed"] == 1
+
+    with session_scope() as s:
+        assert s.get(Contact, b).merged_into_id == a
+        kept = s.get(Contact, a)
+        assert kept.name == "Maria" and kept.cpf_masked == mask_cpf(CPF)  # blanks filled
+        assert {
+            i.value
+            for i in s.scalars(select(ContactIdentity).where(ContactIdentity.contact_id == a))
+        } == {
+            "+5511911112222",
+            "maria@example.com",
+        }
+        assert (
+            s.scalar(select(func.count()).select_from(Message).where(Message.contact_id == b)) == 0
+        )
+        convs = s.scalars(select(Conversation).where(Conversation.contact_id == a)).all()
+        assert sorted(c.status for c in convs) == ["active", "closed"]
+        assert s.scalars(select(Appointment.contact_id)).one() == a
+        active_opt_outs = s.execute(
+            select(OptOut.channel).where(OptOut.contact_id == a, OptOut.revoked_at.is_(None))
+        ).all()
+        assert sorted(c for (c,) in active_opt_outs) == ["email", "whatsapp"]
+        assert s.scalars(select(MergeCandidate.status)).all() == ["merged"]
+        audit = s.scalars(select(AuditEvent).where(AuditEvent.action == "contact.merge")).one()
+        assert audit.actor == "api-key:ops-test" and audit.subject == f"contact:{a}"
+        assert audit.detail["merged_contact_id"] == str(b)
+
+    # Again: nothing changes.
+    again = client.post(
+        f"/api/contacts/{a}/merge", json={"other_contact_id": str(b)}, headers=api_headers
+    )
+    assert again.status_code == 200 and again.get_json()["already_merged"] is True
+    assert count(AuditEvent) == 1
+
+    # The patient writes again by email: lands on the surviving contact.
+    assert file_message({"email": "maria@example.com"}, "e agora?", channel="email") == a
+
+
+def test_merge_refusals(client: Any, api_headers: dict[str, str]) -> None:
+    a, b = two_contacts_with_a_conflict()
+
+    def post(cid, body):
+        return client.post(f"/api/contacts/{cid}/merge", json=body, headers=api_headers)
+
+    assert post(a, {"other_contact_id": str(a)}).status_code == 409
+    assert post(a, {"other_contact_id": "nope"}).get_json()["field"] == "other_contact_id"
+    assert post(a, {}).status_code == 400
+    assert (
+        client.post(f"/api/contacts/{a}/merge", data=b"{", headers=api_headers).status_code == 400
+    )
+    assert post(a, {"other_contact_id": str(uuid.uuid4())}).status_code == 404
+    assert post(uuid.uuid4(), {"other_contact_id": str(b)}).status_code == 404
+    assert post(a, {"other_contact_id": str(b)}).status_code == 200
+    # b now points at a: merging a into b would make a cycle.
+    assert post(b, {"other_contact_id": str(a)}).status_code == 409
+    assert count(AuditEvent) == 1
+
+
+def test_erase_removes_personal_data_keeps_pseudonymous_audit(
+    client: Any, api_headers: dict[str, str]
+) -> None:
+    a, b = two_contacts_with_a_conflict()
+    assert (
+        client.post(
+            f"/api/contacts/{a}/merge", json={"other_contact_id": str(b)}, headers=api_headers
+        ).status_code
+        == 200
+    )
+    other = file_message(
+        {"phone": "+5511933334444", "name": "Outra Pessoa"}, "mensagem de outra pessoa"
+    )
+
+    resp = client.delete(f"/api/contacts/{a}", headers=api_headers)
+    assert resp.status_code == 200 and resp.get_json()["already_erased"] is False
+    with session_scope() as s:
+        for contact_id in (a, b):
+            c = s.get(Contact, contact_id)
+            assert c.erased_at is not None
+            assert (c.name, c.cpf_hash, c.cpf_masked, c.cpf_clear) == (None, None, None, None)
+        msgs = s.scalars(select(Message).where(Message.contact_id == a)).all()
+        assert len(msgs) == 3  # SMS, email and the one carrying both identities
+        assert all(m.text is None and m.subject is None and m.metadata_ is None for m in msgs)
+        events = s.scalars(
+            select(MessageEvent).where(MessageEvent.message_id.in_([m.id for m in msgs]))
+        ).all()
+        assert events and all(e.payload is None for e in events)
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(ContactIdentity)
+                .where(ContactIdentity.contact_id == a)
+            )
+            == 0
+        )
+        assert s.scalar(select(func.count()).select_from(MergeCandidate)) == 0
+        # Opt-outs survive erasure: "do not contact" still holds.
+        assert s.scalar(select(func.count()).select_from(OptOut).where(OptOut.contact_id == a)) >= 2
+        # Someone else's message is untouched.
+        assert (
+            s.scalars(select(Message.text).where(Message.contact_id == other)).one()
+            == "mensagem de outra pessoa"
+        )
+        audit = s.scalars(select(AuditEvent).where(AuditEvent.action == "contact.erase")).one()
+        assert audit.subject == f"contact:{a}"
+        dumped = str(audit.detail)
+        for pii in ("Maria", "maria@example.com", "5511911112222", CPF):
+            assert pii not in dumped
+
+    # Idempotent: a second erasure changes nothing, adds no audit row.
+    again = client.delete(f"/api/contacts/{a}", headers=api_headers)
+    assert again.status_code == 200 and again.get_json()["already_erased"] is True
+    assert count(AuditEvent, AuditEvent.action == "contact.erase") == 1
+
+    doc = client.get(f"/api/contacts/{a}", headers=api_headers).get_json()
+    assert doc["identities"] == [] and doc["name"] is None and doc["cpf"] is None
+    assert all(m["text"] is None for m in doc["recent_messages"])
+    # The same number writing again is a new, unknown contact.
+    assert file_message({"phone": "+5511911112222"}, "oi de novo") not in (a, b)
+    assert client.delete(f"/api/contacts/{uuid.uuid4()}", headers=api_headers).status_code == 404
