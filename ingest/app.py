@@ -31,6 +31,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.WEBHOOK_MAX_BODY_BYTES
     app.config["WEBHOOK_AUTH"] = auth = WebhookAuthenticator(settings)
     app.config.setdefault("WEBHOOK_TYPE_VALIDATORS", {})
+    from ingest import appointments_api  # issue 4: REST API + appointment.* webhook types
+
+    appointments_api.register(app)
 
     # Lazily per process: gunicorn forks workers after importing the app.
     @functools.cache

@@ -123,6 +123,64 @@ class Settings(BaseSettings):
     HOLIDAYS: CsvList = Field(default_factory=list)
     SCHEDULER_TICK_SECONDS: float = Field(15.0, gt=0, le=3600)
     SCHEDULER_BATCH_SIZE: int = Field(500, ge=1, le=100_000)
+    # What is sent for each appointment: `kind=channel:template@anchor±offset`
+    # entries separated by `;` (anchor: booking | start | end; offset like
+    # 24h, 90m, 2d). Parsed and checked by shared.scheduling.parse_schedule_plan.
+    SCHEDULE_PLAN: str = (
+        "confirmation_email=email:confirmacao_agendamento@booking;"
+        "confirmation_sms=sms:confirmacao@booking;"
+        "reminder_24h=sms:lembrete@start-24h;"
+        "reminder_1h=whatsapp:lembrete_consulta@start-1h;"
+        "survey=email:pesquisa_satisfacao@end+2h"
+    )
+    # Channels quiet hours apply to (all by default; ops may exempt email).
+    QUIET_HOURS_CHANNELS: CsvList = Field(default_factory=lambda: ["email", "sms", "whatsapp"])
+    # Link put in the survey message ({appointment_id} is substituted). Empty:
+    # surveys are recorded as skipped ("SURVEY_URL not set").
+    SURVEY_URL: str = ""
+    # Channels that get a cancellation notice (template `cancelamento`); empty = none.
+    CANCELLATION_NOTICE_CHANNELS: CsvList = Field(default_factory=list)
+    # An active conversation with no message for this long is closed.
+    CONVERSATION_IDLE_HOURS: float = Field(72.0, gt=0)
+    # How often the scheduler's maintenance jobs run (reconciler, idle close…).
+    SCHEDULER_MAINTENANCE_SECONDS: float = Field(60.0, gt=0, le=86400)
+
+    @field_validator("CANCELLATION_NOTICE_CHANNELS", "QUIET_HOURS_CHANNELS", mode="before")
+    @classmethod
+    def _csv_scheduling(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("CANCELLATION_NOTICE_CHANNELS", "QUIET_HOURS_CHANNELS")
+    @classmethod
+    def _cancellation_channels(cls, channels: list[str]) -> list[str]:
+        for channel in channels:
+            if channel not in ("email", "sms", "whatsapp"):
+                raise ValueError(f"channel {channel!r} must be one of: email, sms, whatsapp")
+        return channels
+
+    @field_validator("SCHEDULE_PLAN")
+    @classmethod
+    def _schedule_plan(cls, value: str) -> str:
+        from shared.scheduling import parse_schedule_plan
+
+        parse_schedule_plan(value)  # raises ValueError naming the bad entry
+        return value
+
+    @field_validator("SURVEY_URL")
+    @classmethod
+    def _survey_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _quiet_hours_differ(self) -> Settings:
+        if self.QUIET_HOURS_START == self.QUIET_HOURS_END:
+            raise ValueError(
+                "QUIET_HOURS_START and QUIET_HOURS_END must differ "
+                "(equal values would leave no allowed sending time)"
+            )
+        return self
 
     # --- workers --------------------------------------------------------------
     # Redis redelivers an unacknowledged task after this many seconds; it must

@@ -63,7 +63,9 @@ log = logging.getLogger(__name__)
 # `fn(session, message) -> str | None` and returns a skip reason (the message
 # ends `skipped` with it) or None. The scheduler adds
 # "shared.scheduling:reminder_still_valid" (appointment cancelled/moved).
-PRE_SEND_CHECK_PATHS: list[str] = []
+PRE_SEND_CHECK_PATHS: list[str] = [
+    "shared.scheduling:reminder_still_valid",  # issue 4: appointment cancelled/moved/started
+]
 
 PreSendCheck = Callable[[Session, Message], "str | None"]
 

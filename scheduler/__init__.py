@@ -1,0 +1,1 @@
+"""The scheduler service: claims due reminders/surveys and runs periodic jobs."""
