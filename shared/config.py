@@ -95,6 +95,77 @@ class Settings(BaseSettings):
     ROCKETCHAT_AUTH_TOKEN: str = ""
     ROCKETCHAT_USER_ID: str = ""
     ROCKETCHAT_LIVECHAT_TOKEN: str = ""
+    # Rocket.Chat Omnichannel department for new Livechat rooms (optional).
+    ROCKETCHAT_DEPARTMENT_ID: str = ""
+    INBOX_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=120)
+    # Approved WhatsApp template an agent's reply goes out as when the patient's
+    # 24-hour window is closed (its body parameters: paciente_nome, resposta).
+    # Not registered in whatsapp/templates.json → the reply falls back to SMS.
+    INBOX_WHATSAPP_REPLY_TEMPLATE: str = "resposta_atendente"
+
+    # --- automations (first seed, steps 3-4) ----------------------------------
+    # Triage always runs. Team alerts need EMAIL_*, the urgent SMS needs
+    # ONCALL_PHONE; the patient-facing acknowledgement is opt-in because every
+    # one is a (paid) message to each patient who writes.
+    AUTOMATIONS_ENABLED: bool = True
+    AUTO_ACK_ENABLED: bool = False
+    TEAM_ALERTS_ENABLED: bool = True
+    # Each automation runs at most once per conversation within this window.
+    AUTOMATION_WINDOW_HOURS: float = Field(24.0, gt=0, le=24 * 30)
+    # An urgent message nobody answered (no agent reply) within this many
+    # minutes alerts ONCALL_PHONE again, once.
+    URGENT_REALERT_MINUTES: float = Field(15.0, gt=0, le=24 * 60)
+    # Link in the SMS acknowledgement ("SMS com link para acompanhar"); empty:
+    # the capability status URL of the patient's message.
+    AUTO_ACK_FOLLOW_URL: str = ""
+    CLINIC_NAME: str = Field("Portal Clinic", min_length=1, max_length=60)
+
+    @field_validator("ONCALL_PHONE")
+    @classmethod
+    def _oncall_phone(cls, value: str) -> str:
+        if not value:
+            return value
+        from shared.identity import InvalidIdentifier, normalize_phone
+
+        try:
+            return normalize_phone(value)
+        except InvalidIdentifier:
+            raise ValueError("must be a phone number in E.164 (+55...)") from None
+
+    @field_validator("EMAIL_MEDICO", "EMAIL_FINANCEIRO", "EMAIL_SUPORTE")
+    @classmethod
+    def _team_email(cls, value: str) -> str:
+        if not value:
+            return value
+        from shared.identity import InvalidIdentifier, normalize_email
+
+        try:
+            return normalize_email(value)
+        except InvalidIdentifier:
+            raise ValueError("must be an email address") from None
+
+    @field_validator("AUTO_ACK_FOLLOW_URL", "CHATWOOT_BASE_URL", "ROCKETCHAT_BASE_URL",
+                     "AI_API_BASE_URL")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _inbox_provider_complete(self) -> Settings:
+        required = {
+            "chatwoot": ("CHATWOOT_BASE_URL", "CHATWOOT_API_TOKEN", "CHATWOOT_ACCOUNT_ID",
+                         "CHATWOOT_INBOX_ID", "CHATWOOT_WEBHOOK_TOKEN"),
+            "rocketchat": ("ROCKETCHAT_BASE_URL", "ROCKETCHAT_AUTH_TOKEN", "ROCKETCHAT_USER_ID",
+                           "ROCKETCHAT_LIVECHAT_TOKEN"),
+        }.get(self.INBOX_PROVIDER, ())
+        missing = [name for name in required if not getattr(self, name)]
+        if missing:
+            raise ValueError(
+                f"INBOX_PROVIDER={self.INBOX_PROVIDER} needs {', '.join(missing)}"
+            )
+        return self
 
     ONCALL_PHONE: str = ""
 

@@ -30,7 +30,9 @@ Handler = Callable[[Session, ReactionContext], None]
 # "module:function" of each handler, in order. Owners add their own line:
 #   replies that act (confirm / reschedule / opt-out)    — shared/replies.py
 #   triage, automations, agent alerts, inbox bridge       — shared/automations.py
-HANDLER_PATHS: list[str] = []
+HANDLER_PATHS: list[str] = [
+    "shared.automations:run_automations",
+]
 
 
 def handlers() -> list[Handler]:

@@ -1,0 +1,557 @@
+"""What clinicq does by itself when a patient writes (first seed, steps 2-4).
+
+`run_automations` is a reaction handler (shared/reactions.py), run for every
+filed inbound message inside the reaction's transaction:
+
+1. triage the text (shared/triage) and store it in `messages.triage`;
+2. urgent → SMS to ONCALL_PHONE at once (any hour) and an email to
+   EMAIL_MEDICO; `realert_unanswered_urgent` (called periodically by the
+   scheduler) alerts again, once, when no agent replied in time;
+3. auto-acknowledgement on the patient's channel: email receipt confirmation,
+   SMS with a link to follow, WhatsApp with an options menu;
+4. a team alert by email routed by intent: prices → EMAIL_FINANCEIRO,
+   clinical → EMAIL_MEDICO, the rest → EMAIL_SUPORTE;
+5. hand the message to the agent inbox (its own task on the `inbox` queue,
+   after commit — an inbox outage never blocks or loses this transaction).
+
+Guards, and where each lives:
+- at most once per conversation per AUTOMATION_WINDOW_HOURS: a row in
+  `automation_runs` (unique (conversation, automation, window_key)); the
+  conversation's advisory lock makes the sliding-window check and the insert
+  atomic against a concurrent message of the same conversation;
+- opted-out patients: `create_outbound_message` makes the row `skipped`;
+- quiet hours (shared/quiet_hours.py, CLINIC_TIMEZONE): acks and non-urgent
+  alerts are not sent then (and not counted, so the first message after the
+  quiet hours is acknowledged); urgent handling ignores quiet hours;
+- command replies ("SIM", "SAIR") consumed by an earlier handler get no ack
+  and no team alert;
+- a redelivered reaction creates nothing twice: every outbound message has an
+  idempotency key derived from the inbound message id.
+
+Sends are enqueued through `ctx.after_commit` only (never before the rows
+are durable).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, aliased
+
+from shared.config import Settings, get_settings
+from shared.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
+from shared.models import AutomationRun, Contact, ContactIdentity, Conversation, Message
+from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
+from shared.reactions import ReactionContext
+from shared.triage import CLINICAL_INTENTS, TriageResult, triage
+
+log = logging.getLogger(__name__)
+
+HISTORY_SIZE = 10
+EXCERPT_CHARS = 90  # the on-call SMS stays within two segments
+ALERT_TEXT_CHARS = 2000
+
+ACK_TEMPLATES = {"email": "recebimento", "sms": "acompanhamento", "whatsapp": "menu_opcoes"}
+URGENT_ONCALL = "urgent_oncall"
+URGENT_REALERT = "urgent_realert"
+AGENT_REPLY_PURPOSE = "agent_reply"
+
+
+@dataclass
+class _Inbound:
+    message: Message
+    conversation: Conversation
+    contact: Contact | None
+
+
+# --- the reaction handler -----------------------------------------------------------
+
+
+def run_automations(session: Session, ctx: ReactionContext) -> None:
+    settings = get_settings()
+    inbound = _load_inbound(session, ctx.message_id)
+    if inbound is None:
+        return
+    result = _triage_and_store(session, inbound, settings)
+    ctx.notes["triage"] = result.to_dict()
+    now = datetime.now(UTC)
+
+    if settings.AUTOMATIONS_ENABLED:
+        _lock_conversation(session, inbound.conversation.id)
+        if result.urgent:
+            inbound.conversation.needs_agent = True
+            _alert_oncall(session, ctx, inbound, settings, now)
+        quiet = _quiet_hours(settings)
+        if not ctx.consumed:
+            if settings.AUTO_ACK_ENABLED:
+                ack_quiet = quiet is not None and quiet.applies_to(
+                    inbound.message.channel
+                ) and quiet.is_quiet(now)
+                if ack_quiet and not result.urgent:
+                    ctx.notes["auto_ack"] = "skipped: quiet hours"
+                else:
+                    _acknowledge(session, ctx, inbound, settings, now)
+            if settings.TEAM_ALERTS_ENABLED:
+                email_quiet = quiet is not None and quiet.applies_to("email") and quiet.is_quiet(
+                    now
+                )
+                if email_quiet and not result.urgent:
+                    ctx.notes["team_alert"] = "skipped: quiet hours"
+                else:
+                    _alert_team(session, ctx, inbound, result, settings, now)
+
+    if settings.INBOX_PROVIDER != "none":
+        message_id = str(inbound.message.id)
+        ctx.after_commit.append(lambda: _enqueue_inbox_post(message_id))
+
+
+def _enqueue_inbox_post(message_id: str) -> None:
+    from workers.app import app
+
+    app.send_task("clinicq.inbox.post_message", args=[message_id], argsrepr=f"['{message_id}']")
+
+
+def _load_inbound(session: Session, message_id: uuid.UUID) -> _Inbound | None:
+    message = session.get(Message, message_id)
+    if message is None or message.direction != Direction.INBOUND.value:
+        return None
+    if message.conversation_id is None:
+        return None
+    conversation = session.get(Conversation, message.conversation_id)
+    if conversation is None:
+        return None
+    contact = session.get(Contact, message.contact_id) if message.contact_id else None
+    return _Inbound(message, conversation, contact)
+
+
+def _triage_and_store(session: Session, inbound: _Inbound, settings: Settings) -> TriageResult:
+    earlier = session.execute(
+        select(Message.text, Message.triage)
+        .where(
+            Message.conversation_id == inbound.conversation.id,
+            Message.direction == Direction.INBOUND.value,
+            Message.id != inbound.message.id,
+            Message.created_at <= inbound.message.created_at,
+        )
+        .order_by(Message.created_at.desc())
+        .limit(HISTORY_SIZE)
+    ).all()
+    earlier.reverse()
+    texts = [row.text for row in earlier if row.text]
+    rules_only = settings.model_copy(update={"ENABLE_AI_ANALYSIS": False})
+    intents = [
+        (row.triage or {}).get("intent") or triage(row.text or "", settings=rules_only).intent
+        for row in earlier
+    ]
+    body = inbound.message.text or ""
+    if inbound.message.subject and inbound.message.channel == "email":
+        body = f"{inbound.message.subject}\n{body}"
+    result = triage(body, history=texts, settings=settings, history_intents=intents)
+    inbound.message.triage = result.to_dict()
+    return result
+
+
+def _lock_conversation(session: Session, conversation_id: uuid.UUID) -> None:
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"automations:{conversation_id}"},
+    )
+
+
+def _quiet_hours(settings: Settings) -> Any:
+    from shared.quiet_hours import QuietHours
+
+    return QuietHours.from_settings(settings)
+
+
+# --- the once-per-window guard --------------------------------------------------------
+
+
+def _window(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.AUTOMATION_WINDOW_HOURS)
+
+
+def _window_key(settings: Settings, now: datetime) -> str:
+    seconds = int(_window(settings).total_seconds())
+    return f"w{int(now.timestamp()) // seconds}"
+
+
+def claim_automation(
+    session: Session,
+    conversation_id: uuid.UUID,
+    automation: str,
+    settings: Settings,
+    now: datetime,
+) -> int | None:
+    """Take this conversation's run of `automation` for the current window.
+
+    Returns the run id, or None when it already ran within the window. The
+    sliding check covers a run in the previous bucket; the unique key covers
+    two concurrent claims in the same bucket (the caller holds the
+    conversation's advisory lock, so the two checks are one step)."""
+    recent = session.scalar(
+        select(AutomationRun.id).where(
+            AutomationRun.conversation_id == conversation_id,
+            AutomationRun.automation == automation,
+            AutomationRun.created_at > now - _window(settings),
+        )
+    )
+    if recent is not None:
+        return None
+    return session.scalar(
+        insert(AutomationRun)
+        .values(
+            conversation_id=conversation_id,
+            automation=automation,
+            window_key=_window_key(settings, now),
+            created_at=now,
+        )
+        .on_conflict_do_nothing(constraint="uq_automation_run")
+        .returning(AutomationRun.id)
+    )
+
+
+def _send_once(
+    session: Session,
+    ctx: ReactionContext,
+    inbound: _Inbound,
+    automation: str,
+    req: OutboundRequest,
+    settings: Settings,
+    now: datetime,
+) -> str:
+    """Create the outbound message of `automation` unless it ran in the window.
+
+    A redelivered reaction finds its own message by idempotency key and
+    enqueues it again if it is still queued (the send claims the row, so a
+    second publish is harmless)."""
+    assert req.idempotency_key
+    existing = session.execute(
+        select(Message.id, Message.status, Message.channel).where(
+            Message.idempotency_key == req.idempotency_key
+        )
+    ).first()
+    if existing is not None:
+        if existing.status == MessageStatus.QUEUED.value:
+            mid, channel = existing.id, existing.channel
+            ctx.after_commit.append(lambda: enqueue_send(mid, channel))
+        return "already created"
+    run_id = claim_automation(session, inbound.conversation.id, automation, settings, now)
+    if run_id is None:
+        return "already ran in window"
+    created = create_outbound_message(session, req)
+    run = session.get(AutomationRun, run_id)
+    if run is not None:
+        run.message_id = created.message_id
+    if created.should_enqueue:
+        mid, channel = created.message_id, req.channel
+        ctx.after_commit.append(lambda: enqueue_send(mid, channel))
+    return created.status
+
+
+# --- the automations ------------------------------------------------------------------
+
+
+def _first_name(contact: Contact | None) -> str:
+    if contact is None or not contact.name:
+        return ""
+    return contact.name.split()[0][:40]
+
+
+def _identity(session: Session, contact_id: uuid.UUID | None, kind: str) -> str | None:
+    if contact_id is None:
+        return None
+    return session.scalar(
+        select(ContactIdentity.value)
+        .where(ContactIdentity.contact_id == contact_id, ContactIdentity.kind == kind)
+        .order_by(ContactIdentity.id)
+        .limit(1)
+    )
+
+
+def _follow_link(settings: Settings, message_id: uuid.UUID) -> str:
+    if settings.AUTO_ACK_FOLLOW_URL:
+        return settings.AUTO_ACK_FOLLOW_URL
+    from shared.tokens import status_token
+
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    token = status_token(settings.SECRET_KEY, str(message_id))
+    return f"{base}/api/messages/{message_id}?token={token}"
+
+
+def _acknowledge(
+    session: Session, ctx: ReactionContext, inbound: _Inbound, settings: Settings, now: datetime
+) -> None:
+    channel = inbound.message.channel
+    if channel == "web":  # the website form: confirm by email when we have one
+        channel = "email"
+    template = ACK_TEMPLATES.get(channel)
+    if template is None:
+        return
+    kind = IdentityKind.EMAIL.value if channel == "email" else IdentityKind.PHONE.value
+    address = _identity(session, inbound.message.contact_id, kind)
+    if address is None:
+        ctx.notes["auto_ack"] = f"skipped: no {kind} for the contact"
+        return
+    data: dict[str, Any] = {
+        "clinica": settings.CLINIC_NAME,
+        "paciente_nome": _first_name(inbound.contact),
+    }
+    if channel == "sms":
+        data["link"] = _follow_link(settings, inbound.message.id)
+    rendered = _render(channel, template, data)
+    if rendered is None:
+        ctx.notes["auto_ack"] = "skipped: template does not render"
+        return
+    req = OutboundRequest(
+        channel=channel,
+        to_address=address,
+        contact_id=inbound.message.contact_id,
+        conversation_id=inbound.conversation.id,
+        text=rendered.text,
+        subject=rendered.subject,
+        template=template,
+        template_data=data,
+        purpose="auto_reply",
+        idempotency_key=f"auto_ack:{inbound.message.id}",
+        metadata={"automation": "auto_ack", "in_reply_to": str(inbound.message.id)},
+    )
+    ctx.notes["auto_ack"] = _send_once(session, ctx, inbound, "auto_ack", req, settings, now)
+
+
+def team_for(result: TriageResult) -> str:
+    """Which team hears about a message: 'medico', 'financeiro' or 'suporte'."""
+    if result.urgent or result.intent in CLINICAL_INTENTS:
+        return "medico"
+    if result.intent == "preco":
+        return "financeiro"
+    return "suporte"
+
+
+def _team_address(settings: Settings, team: str) -> str:
+    return {
+        "medico": settings.EMAIL_MEDICO,
+        "financeiro": settings.EMAIL_FINANCEIRO,
+        "suporte": settings.EMAIL_SUPORTE,
+    }[team]
+
+
+def _alert_team(
+    session: Session,
+    ctx: ReactionContext,
+    inbound: _Inbound,
+    result: TriageResult,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    team = team_for(result)
+    address = _team_address(settings, team)
+    if not address:
+        ctx.notes["team_alert"] = f"skipped: no address for {team}"
+        return
+    data = {
+        "clinica": settings.CLINIC_NAME,
+        "paciente_nome": (inbound.contact.name if inbound.contact else None) or "?",
+        "canal": inbound.message.channel,
+        "intencao": result.intent,
+        "sentimento": result.sentiment,
+        "lead": result.lead_score,
+        "urgente": result.urgent,
+        "motivos": ", ".join(r.rstrip("*") for r in result.urgency_reasons),
+        "texto": (inbound.message.text or "")[:ALERT_TEXT_CHARS],
+    }
+    rendered = _render("email", "alerta_equipe", data)
+    if rendered is None:
+        return
+    req = OutboundRequest(
+        channel="email",
+        to_address=address,
+        conversation_id=inbound.conversation.id,
+        text=rendered.text,
+        subject=rendered.subject,
+        template="alerta_equipe",
+        template_data=data,
+        purpose="alert",
+        idempotency_key=f"team_alert:{team}:{inbound.message.id}",
+        metadata={"automation": f"team_alert_{team}", "in_reply_to": str(inbound.message.id)},
+        respect_opt_out=False,
+    )
+    # Once per team per window: a patient asking a price and then a clinical
+    # question reaches both teams, but ten price questions reach finance once.
+    automation = f"team_alert_{team}" + ("_urgent" if result.urgent else "")
+    ctx.notes["team_alert"] = _send_once(session, ctx, inbound, automation, req, settings, now)
+
+
+def _excerpt(message_text: str | None) -> str:
+    flat = " ".join((message_text or "").split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
+
+
+def _alert_oncall(
+    session: Session, ctx: ReactionContext, inbound: _Inbound, settings: Settings, now: datetime
+) -> None:
+    if not settings.ONCALL_PHONE:
+        ctx.notes["oncall"] = "skipped: ONCALL_PHONE not set"
+        log.warning(
+            "urgent message but ONCALL_PHONE is not set",
+            extra={"message_id": str(inbound.message.id)},
+        )
+        return
+    data = {
+        "clinica": settings.CLINIC_NAME,
+        "paciente_nome": _first_name(inbound.contact) or "paciente",
+        "canal": inbound.message.channel,
+        "trecho": _excerpt(inbound.message.text),
+    }
+    rendered = _render("sms", "alerta_urgente", data)
+    if rendered is None:
+        return
+    req = OutboundRequest(
+        channel="sms",
+        to_address=settings.ONCALL_PHONE,
+        conversation_id=inbound.conversation.id,
+        text=rendered.text,
+        template="alerta_urgente",
+        template_data=data,
+        purpose="alert",
+        idempotency_key=f"{URGENT_ONCALL}:{inbound.message.id}",
+        metadata={"automation": URGENT_ONCALL, "in_reply_to": str(inbound.message.id)},
+        respect_opt_out=False,
+    )
+    ctx.notes["oncall"] = _send_once(session, ctx, inbound, URGENT_ONCALL, req, settings, now)
+
+
+def _render(channel: str, template: str, data: dict[str, Any]) -> Any:
+    from shared.templating import TemplateError, render
+
+    try:
+        return render(channel, template, data)
+    except TemplateError as exc:
+        # A broken template file must not lose the triage or the other
+        # automations; ops see the error in the logs.
+        log.error(
+            "automation template does not render",
+            extra={"template": template, "error": str(exc)},
+        )
+        return None
+
+
+# --- re-alert (called periodically by the scheduler) -------------------------------
+
+
+def realert_unanswered_urgent(now: datetime | None = None, settings: Settings | None = None) -> int:
+    """Alert ONCALL_PHONE again for urgent alerts nobody answered in time.
+
+    "Answered" means an agent's reply (purpose agent_reply) went to the
+    conversation after the alert, or the conversation was closed. Each alert
+    is re-sent at most once (the run's unique key `after:<alert run id>`).
+    Returns how many re-alerts were created.
+    """
+    from shared.db import session_scope
+
+    settings = settings or get_settings()
+    now = now or datetime.now(UTC)
+    if not settings.ONCALL_PHONE or not settings.AUTOMATIONS_ENABLED:
+        return 0
+    due_before = now - timedelta(minutes=settings.URGENT_REALERT_MINUTES)
+    oldest = now - timedelta(days=1)  # a day-old alert is not news to the on-call
+    answered = exists().where(
+        Message.conversation_id == AutomationRun.conversation_id,
+        Message.direction == Direction.OUTBOUND.value,
+        Message.purpose == AGENT_REPLY_PURPOSE,
+        Message.created_at > AutomationRun.created_at,
+    )
+    later = aliased(AutomationRun)
+    realerted = exists().where(
+        later.conversation_id == AutomationRun.conversation_id,
+        later.automation == URGENT_REALERT,
+        later.window_key == func.concat("after:", AutomationRun.id),
+    )
+    after_commit: list[Any] = []
+    created_count = 0
+    with session_scope() as session:
+        rows = session.execute(
+            select(AutomationRun.id, AutomationRun.conversation_id, AutomationRun.message_id)
+            .join(Conversation, Conversation.id == AutomationRun.conversation_id)
+            .where(
+                AutomationRun.automation == URGENT_ONCALL,
+                AutomationRun.created_at <= due_before,
+                AutomationRun.created_at > oldest,
+                Conversation.status == ConversationStatus.ACTIVE.value,
+                ~answered,
+                ~realerted,
+            )
+            .order_by(AutomationRun.created_at)
+            .limit(100)
+        ).all()
+        for row in rows:
+            if _realert_one(session, row, settings, now, after_commit):
+                created_count += 1
+    for action in after_commit:
+        action()
+    return created_count
+
+
+def _realert_one(
+    session: Session, row: Any, settings: Settings, now: datetime, after_commit: list[Any]
+) -> bool:
+    alert = session.get(Message, row.message_id) if row.message_id else None
+    in_reply_to = (alert.metadata_ or {}).get("in_reply_to") if alert is not None else None
+    patient_message = session.get(Message, uuid.UUID(in_reply_to)) if in_reply_to else None
+    contact = (
+        session.get(Contact, patient_message.contact_id)
+        if patient_message is not None and patient_message.contact_id
+        else None
+    )
+    inserted = session.scalar(
+        insert(AutomationRun)
+        .values(
+            conversation_id=row.conversation_id,
+            automation=URGENT_REALERT,
+            window_key=f"after:{row.id}",
+            created_at=now,
+        )
+        .on_conflict_do_nothing(constraint="uq_automation_run")
+        .returning(AutomationRun.id)
+    )
+    if inserted is None:  # a concurrent scheduler took it
+        return False
+    minutes = int((now - (alert.created_at if alert is not None else now)).total_seconds() // 60)
+    data = {
+        "clinica": settings.CLINIC_NAME,
+        "paciente_nome": _first_name(contact) or "paciente",
+        "canal": patient_message.channel if patient_message is not None else "?",
+        "minutos": max(minutes, int(settings.URGENT_REALERT_MINUTES)),
+        "trecho": _excerpt(patient_message.text if patient_message is not None else ""),
+    }
+    rendered = _render("sms", "realerta_urgente", data)
+    if rendered is None:
+        return False
+    created = create_outbound_message(
+        session,
+        OutboundRequest(
+            channel="sms",
+            to_address=settings.ONCALL_PHONE,
+            conversation_id=row.conversation_id,
+            text=rendered.text,
+            template="realerta_urgente",
+            template_data=data,
+            purpose="alert",
+            idempotency_key=f"{URGENT_REALERT}:{row.id}",
+            metadata={"automation": URGENT_REALERT, "alert_run": row.id},
+            respect_opt_out=False,
+        ),
+    )
+    run = session.get(AutomationRun, inserted)
+    if run is not None:
+        run.message_id = created.message_id
+    if created.should_enqueue:
+        mid = created.message_id
+        after_commit.append(lambda: enqueue_send(mid, "sms"))
+    return created.created
