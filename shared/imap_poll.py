@@ -1,0 +1,510 @@
+"""Email "recebimento": poll an IMAP mailbox, publish each new message once as
+an inbound task (channel `email`).
+
+Each message once:
+- `mailbox_state` keeps (UIDVALIDITY, last UID) per mailbox. A poll asks for
+  `UID SEARCH UID <last+1>:*` and advances the position as it publishes. The
+  row is locked for the poll (`FOR UPDATE SKIP LOCKED`): two polls at once do
+  not both read the mailbox; the second returns 0.
+- If the server's UIDVALIDITY changed, the old UIDs mean nothing: the mailbox
+  is read again from the start. Nothing is filed twice: the dedupe key is the
+  message's `Message-ID` (`imap:<Message-ID>`, in Redis and as the message's
+  unique idempotency key in PostgreSQL).
+- A crash after publishing and before committing the position re-reads those
+  messages next time; the same keys make that harmless.
+
+The mailbox is opened read-only (EXAMINE): polling never changes the clinic's
+mailbox (no \\Seen flags set behind the staff's back).
+
+Threading: a reply's `In-Reply-To`/`References` are matched against the
+`Message-ID`s of our outbound emails (the SMTP provider records them as
+`provider_message_id`); the match is put in the message metadata
+(`in_reply_to_message_id`, `thread_conversation_id`). Filing itself puts the
+message in the sender's active conversation (by the sender's email identity).
+
+Parsing is pure (`parse_email`): plain text preferred, else text extracted
+from the HTML part with the stdlib `html.parser`; quoted history trimmed.
+"""
+
+from __future__ import annotations
+
+import email
+import hashlib
+import imaplib
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+from typing import Any
+
+import redis
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.config import Settings
+from shared.db import session_scope
+from shared.enums import Channel, Direction
+from shared.identity import InvalidIdentifier, normalize_email
+from shared.models import MailboxState, Message
+from shared.pii import mask_email
+from shared.taskqueue import TaskPublisher, idempotency_redis_key
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "imap"
+INBOUND_TASK = "clinicq.inbound.process"
+SUBJECT_MAX = 998
+MESSAGE_ID_MAX = 128  # messages.provider_message_id
+MAX_REFERENCES = 20
+_MSGID = re.compile(r"<[^<>\s]{1,250}>")
+
+
+# --- HTML → text --------------------------------------------------------------
+
+
+class _TextExtractor(HTMLParser):
+    """Visible text of an HTML email: block elements become line breaks,
+    scripts/styles/head are dropped, entities decoded (convert_charrefs)."""
+
+    _BLOCK = frozenset(
+        "address article aside blockquote br dd div dl dt footer form h1 h2 h3 h4 h5 h6 "
+        "header hr li main nav ol p pre section table tbody td tfoot th thead tr ul".split()
+    )
+    _SKIP = frozenset({"script", "style", "head", "title", "template"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip_depth = 0
+        self._quote_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skip_depth += 1
+        elif tag == "blockquote":
+            self._quote_depth += 1
+            self.parts.append("\n")
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self._skip_depth = max(0, self._skip_depth - 1)
+        elif tag == "blockquote":
+            self._quote_depth = max(0, self._quote_depth - 1)
+            self.parts.append("\n")
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._skip_depth:
+            return
+        if self._quote_depth:
+            # Quoted history (a reply's blockquote) is marked like a plain-text
+            # quote so the same trimming removes it.
+            data = "\n".join("> " + line for line in data.splitlines() if line.strip())
+        self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+# --- quoted-reply trimming ----------------------------------------------------
+
+# The line a mail client puts above the quoted history, in pt-BR and English:
+# "Em seg., 20 de nov. de 2025 às 10:00, Clínica <x@y> escreveu:",
+# "On Mon, Nov 20, 2025 at 10:00 AM Clinic <x@y> wrote:", Outlook's headers.
+_ATTRIBUTION = re.compile(
+    r"^\s*(Em .{0,200}escreveu:?|On .{0,200}wrote:?"
+    r"|-{2,}\s*(Mensagem original|Original Message)\s*-{2,}|_{10,})\s*$",
+    re.IGNORECASE,
+)
+# Outlook's quoted header block: "De: …" / "From: …" followed by "Enviado: …".
+_HEADER_FROM = re.compile(r"^\s*(De|From):\s.+$", re.IGNORECASE)
+_HEADER_SENT = re.compile(r"^\s*(Enviado|Enviada|Sent|Date|Data)(\s+em)?:\s.+$", re.IGNORECASE)
+
+
+_WROTE_END = re.compile(r"(escreveu|wrote)\s*:?\s*$", re.IGNORECASE)
+_WROTE_START = re.compile(r"^\s*(em|on)\s", re.IGNORECASE)
+
+
+def trim_quoted_reply(text: str) -> tuple[str, bool]:
+    """Cut the quoted history under a reply. Returns (text, trimmed?).
+
+    Never trims to nothing: a message that is all quote is kept whole.
+    """
+    lines = text.splitlines()
+    cut = len(lines)
+    for i, line in enumerate(lines):
+        if _ATTRIBUTION.match(line) or (
+            _HEADER_FROM.match(line) and i + 1 < len(lines) and _HEADER_SENT.match(lines[i + 1])
+        ):
+            cut = i
+            break
+        if line.lstrip().startswith(">"):
+            rest = [ln for ln in lines[i:] if ln.strip()]
+            if all(ln.lstrip().startswith(">") for ln in rest):
+                cut = i
+                break
+    # The attribution above a quote block often wraps over two lines
+    # ("Em qui., 20 de nov. … <x@y>" / "escreveu:"): drop it with the quote.
+    j = cut
+    while 0 < j and not lines[j - 1].strip():
+        j -= 1
+    if 0 < j < len(lines) + 1 and _WROTE_END.search(lines[j - 1]):
+        j -= 1
+        if j > 0 and _WROTE_START.match(lines[j - 1]):
+            j -= 1
+        cut = j
+    kept = "\n".join(lines[:cut]).rstrip()
+    if not kept.strip():
+        return text.strip(), False
+    return kept, cut < len(lines)
+
+
+# --- one email → inbound payload (pure) ----------------------------------------
+
+
+def _header(msg: EmailMessage, name: str) -> str:
+    try:
+        value = msg.get(name)
+    except Exception:  # noqa: BLE001 - a malformed header is an absent header
+        return ""
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _message_ids(value: str) -> list[str]:
+    return _MSGID.findall(value)[:MAX_REFERENCES]
+
+
+def _bounded_id(value: str, limit: int) -> str:
+    if len(value) <= limit:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def _body_text(msg: EmailMessage) -> tuple[str, str]:
+    """(text, which part it came from)."""
+    part = msg.get_body(preferencelist=("plain", "html"))
+    if part is None:
+        return "", "none"
+    try:
+        content = part.get_content()
+    except (LookupError, UnicodeError, AssertionError):
+        payload = part.get_payload(decode=True) or b""
+        content = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
+    if not isinstance(content, str):
+        return "", "none"
+    if part.get_content_subtype() == "html":
+        return html_to_text(content), "html"
+    return content.replace("\r\n", "\n").strip(), "plain"
+
+
+def _attachments(msg: EmailMessage) -> list[dict[str, Any]]:
+    out = []
+    for part in msg.iter_attachments():
+        out.append(
+            {
+                "filename": (part.get_filename() or "")[:255] or None,
+                "content_type": part.get_content_type(),
+            }
+        )
+        if len(out) >= 20:
+            break
+    return out
+
+
+def _is_automatic(msg: EmailMessage, sender: str, own_addresses: set[str]) -> str | None:
+    """Why this message must not be filed as a patient's, or None."""
+    auto = _header(msg, "Auto-Submitted").lower()
+    if auto and auto != "no":
+        return "auto-submitted"
+    if _header(msg, "Precedence").lower() in ("bulk", "junk", "auto_reply"):
+        return "bulk or auto-reply"
+    if _header(msg, "X-Autoreply") or _header(msg, "X-Autorespond"):
+        return "auto-reply"
+    if msg.get_content_type() == "multipart/report":
+        return "delivery report"
+    local = sender.split("@", 1)[0]
+    if local in ("mailer-daemon", "postmaster") or sender in own_addresses:
+        return "from ourselves or a mail system"
+    return None
+
+
+def own_addresses(settings: Settings) -> set[str]:
+    """Our own sending addresses: mail from them is never a patient's (loops)."""
+    found = set()
+    for _, addr in getaddresses([settings.SMTP_FROM, settings.IMAP_USER, settings.SMTP_USER]):
+        if "@" in addr:
+            found.add(addr.lower())
+    return found
+
+
+def parse_email(
+    raw: bytes, settings: Settings, now: datetime | None = None, ours: set[str] | None = None
+) -> dict[str, Any] | str:
+    """One RFC 822 message → an inbound task payload, or why it is skipped."""
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    try:
+        addresses = getaddresses([_header(msg, "From")])
+    except Exception:  # noqa: BLE001
+        addresses = []
+    name, addr = addresses[0] if addresses else ("", "")
+    try:
+        sender = normalize_email(addr)
+    except InvalidIdentifier:
+        return "no valid From address"
+    reason = _is_automatic(msg, sender, ours if ours is not None else own_addresses(settings))
+    if reason:
+        return reason
+
+    ids = _message_ids(_header(msg, "Message-ID"))
+    # No Message-ID (rare, but legal): the content itself is the identity, so
+    # a re-read after a UIDVALIDITY change still dedupes.
+    message_id = ids[0] if ids else f"<sha256.{hashlib.sha256(raw).hexdigest()}@clinicq.invalid>"
+
+    text, source_part = _body_text(msg)
+    text, trimmed = trim_quoted_reply(text) if text else (text, False)
+    metadata: dict[str, Any] = {"message_id": message_id, "body_part": source_part}
+    if trimmed:
+        metadata["quoted_reply_trimmed"] = True
+    if len(text) > settings.MESSAGE_MAX_CHARS:
+        text = text[: settings.MESSAGE_MAX_CHARS]
+        metadata["truncated"] = True
+    in_reply_to = _message_ids(_header(msg, "In-Reply-To"))
+    references = _message_ids(_header(msg, "References"))
+    if in_reply_to:
+        metadata["in_reply_to"] = in_reply_to[0]
+    if references:
+        metadata["references"] = references
+    attachments = _attachments(msg)
+    if attachments:
+        metadata["attachments"] = attachments
+
+    timestamp = None
+    date = _header(msg, "Date")
+    if date:
+        try:
+            parsed = parsedate_to_datetime(date)
+            timestamp = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat()
+        except (TypeError, ValueError, IndexError):
+            timestamp = None
+
+    contact: dict[str, Any] = {"email": sender}
+    name = " ".join(name.split())
+    if name and len(name) <= 200 and "@" not in name:
+        contact["name"] = name
+    return {
+        "type": "message",
+        "channel": Channel.EMAIL.value,
+        "contact": contact,
+        "message": {
+            "text": text,
+            "subject": _header(msg, "Subject")[:SUBJECT_MAX] or None,
+            "timestamp": timestamp,
+            "metadata": metadata,
+        },
+        "received_at": (now or datetime.now(UTC)).isoformat(),
+        "source": PROVIDER,
+        "provider": PROVIDER,
+        "provider_message_id": _bounded_id(message_id, MESSAGE_ID_MAX),
+        "idempotency_key": "imap:" + _bounded_id(message_id, 200),
+    }
+
+
+# --- threading -----------------------------------------------------------------
+
+
+def find_thread(
+    session: Session, metadata: dict[str, Any]
+) -> tuple[uuid.UUID, uuid.UUID | None] | None:
+    """Our outbound email this message answers: (message id, conversation id)."""
+    refs = list(dict.fromkeys([metadata.get("in_reply_to"), *(metadata.get("references") or [])]))
+    refs = [r for r in refs if r]
+    if not refs:
+        return None
+    candidates = refs + [r.strip("<>") for r in refs]
+    row = session.execute(
+        select(Message.id, Message.conversation_id)
+        .where(
+            Message.channel == Channel.EMAIL.value,
+            Message.direction == Direction.OUTBOUND.value,
+            or_(
+                Message.provider_message_id.in_(candidates),
+                Message.metadata_["message_id"].astext.in_(candidates),
+            ),
+        )
+        .order_by(Message.created_at.desc())
+        .limit(1)
+    ).first()
+    return (row.id, row.conversation_id) if row else None
+
+
+# --- the poll --------------------------------------------------------------------
+
+
+def mailbox_key(settings: Settings) -> str:
+    key = f"{settings.IMAP_USER}@{settings.IMAP_HOST}:{settings.IMAP_PORT}/{settings.IMAP_FOLDER}"
+    return _bounded_id(key, 255)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _connect(settings: Settings) -> imaplib.IMAP4:
+    if settings.IMAP_SSL:
+        return imaplib.IMAP4_SSL(
+            settings.IMAP_HOST, settings.IMAP_PORT, timeout=settings.IMAP_TIMEOUT_SECONDS
+        )
+    return imaplib.IMAP4(
+        settings.IMAP_HOST, settings.IMAP_PORT, timeout=settings.IMAP_TIMEOUT_SECONDS
+    )
+
+
+class MailboxError(RuntimeError):
+    """The IMAP server refused or answered nonsense; retried next tick."""
+
+
+def _check(typ: str, what: str) -> None:
+    if typ != "OK":
+        raise MailboxError(f"IMAP {what} failed")
+
+
+def _fetch(client: imaplib.IMAP4, uid: int) -> bytes | None:
+    typ, data = client.uid("FETCH", str(uid), "(RFC822)")
+    _check(typ, "UID FETCH")
+    for item in data:
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], bytes):
+            return item[1]
+    return None  # expunged between SEARCH and FETCH
+
+
+def _claim_state(session: Session, key: str) -> MailboxState | None:
+    session.execute(insert(MailboxState).values(mailbox=key, last_uid=0).on_conflict_do_nothing())
+    return session.scalar(
+        select(MailboxState).where(MailboxState.mailbox == key).with_for_update(skip_locked=True)
+    )
+
+
+@dataclass
+class PollStats:
+    published: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    seen: int = 0
+
+
+def poll_mailbox(settings: Settings, publisher: TaskPublisher | None = None) -> int:
+    """Publish every message that arrived since the last poll; return how many
+    new inbound tasks were published. Raises MailboxError / OSError /
+    imaplib.IMAP4.error when the server is unreachable or refuses."""
+    settings.require_imap()
+    if publisher is None:
+        publisher = TaskPublisher(
+            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+        )
+    key = mailbox_key(settings)
+    ours = own_addresses(settings)
+    stats = PollStats()
+
+    client = _connect(settings)
+    try:
+        _check(client.login(settings.IMAP_USER, settings.IMAP_PASSWORD)[0], "LOGIN")
+        _check(client.select(_quote(settings.IMAP_FOLDER), readonly=True)[0], "EXAMINE")
+        _, validity = client.response("UIDVALIDITY")
+        if not validity or validity[0] is None:
+            raise MailboxError("server sent no UIDVALIDITY")
+        uidvalidity = int(validity[-1])
+
+        with session_scope() as session:
+            state = _claim_state(session, key)
+            if state is None:
+                log.info("another poll holds the mailbox; skipping this tick")
+                return 0
+            if state.uidvalidity != uidvalidity:
+                if state.uidvalidity is not None:
+                    log.warning(
+                        "IMAP UIDVALIDITY changed; re-reading the mailbox (Message-IDs dedupe)",
+                        extra={"old": state.uidvalidity, "new": uidvalidity},
+                    )
+                state.uidvalidity = uidvalidity
+                state.last_uid = 0
+
+            typ, data = client.uid("SEARCH", "UID", f"{state.last_uid + 1}:*")
+            _check(typ, "UID SEARCH")
+            found = sorted({int(x) for x in b" ".join(d for d in data if d).split()})
+            # "n:*" always matches the highest UID, even below n (RFC 3501 §6.4.8).
+            uids = [u for u in found if u > state.last_uid][: settings.IMAP_BATCH_SIZE]
+
+            for uid in uids:
+                raw = _fetch(client, uid)
+                stats.seen += 1
+                item = parse_email(raw, settings, ours=ours) if raw is not None else "gone"
+                if isinstance(item, str):
+                    stats.skipped += 1
+                    log.info("email not filed", extra={"uid": uid, "reason": item})
+                else:
+                    thread = find_thread(session, item["message"]["metadata"])
+                    if thread is not None:
+                        item["message"]["metadata"]["in_reply_to_message_id"] = str(thread[0])
+                        if thread[1] is not None:
+                            item["message"]["metadata"]["thread_conversation_id"] = str(thread[1])
+                    already = session.scalar(
+                        select(Message.id).where(Message.idempotency_key == item["idempotency_key"])
+                    )
+                    if already is None and _publish(publisher, item, settings):
+                        stats.published += 1
+                    else:
+                        stats.duplicates += 1
+                        log.info(
+                            "email already published",
+                            extra={"uid": uid, "sender": mask_email(item["contact"]["email"])},
+                        )
+                state.last_uid = uid
+            state.updated_at = datetime.now(UTC)
+    finally:
+        try:
+            client.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+    log.info(
+        "mailbox polled",
+        extra={
+            "seen": stats.seen,
+            "published": stats.published,
+            "duplicates": stats.duplicates,
+            "skipped": stats.skipped,
+        },
+    )
+    return stats.published
+
+
+def _publish(publisher: TaskPublisher, payload: dict[str, Any], settings: Settings) -> bool:
+    message_id = str(uuid.uuid4())
+    payload["message_id"] = message_id
+    _, created = publisher.publish(
+        INBOUND_TASK,
+        [message_id, payload],
+        queue="inbound",
+        message_id=message_id,
+        idempotency_key=idempotency_redis_key(
+            "imap", payload["idempotency_key"].removeprefix("imap:")
+        ),
+        idempotency_ttl=settings.IDEMPOTENCY_TTL_SECONDS,
+        argsrepr=f"['{message_id}', '<imap message>']",
+    )
+    return created

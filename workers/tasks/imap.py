@@ -1,0 +1,31 @@
+"""Email reception: poll the IMAP mailbox (thin; logic in shared/imap_poll.py).
+
+The scheduler calls `clinicq.maintenance.poll_imap` every tick. A poll that
+overlaps a running one returns at once (the mailbox row is locked), and an
+unreachable server is simply tried again at the next tick — no retry storm.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+
+from shared.config import ConfigError, get_settings
+from shared.imap_poll import MailboxError, poll_mailbox
+from workers.app import app
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name="clinicq.maintenance.poll_imap", ignore_result=True)
+def poll_imap() -> int:
+    settings = get_settings()
+    if not settings.IMAP_HOST:
+        return 0  # email reception not configured
+    try:
+        return poll_mailbox(settings)
+    except ConfigError as exc:
+        log.error("IMAP polling misconfigured: %s", exc)
+    except (MailboxError, imaplib.IMAP4.error, OSError) as exc:
+        log.warning("IMAP poll failed; next tick retries", extra={"error": type(exc).__name__})
+    return 0
