@@ -94,7 +94,13 @@ def create_outbound_message(session: Session, req: OutboundRequest) -> OutboundC
             subject=req.subject,
             template=req.template,
             template_data=req.template_data,
-            metadata_=req.metadata or None,
+            # The worker re-checks opt-outs right before sending; team alerts
+            # (respect_opt_out=False) must not be skipped there either.
+            metadata_=(
+                {**req.metadata, "respect_opt_out": False}
+                if not req.respect_opt_out
+                else (req.metadata or None)
+            ),
             status=status,
             status_reason=reason,
             idempotency_key=req.idempotency_key,

@@ -8,7 +8,6 @@ SDKs. `describe_channels` is what the supervisor prints at start-up.
 
 from __future__ import annotations
 
-import functools
 import importlib
 from typing import TYPE_CHECKING
 
@@ -56,24 +55,33 @@ def provider_name_for(channel: str, settings: Settings) -> str:
     return "outbox" if missing else name
 
 
-@functools.lru_cache(maxsize=16)
-def _cached(channel: str, settings: Settings) -> Provider:
-    name = provider_name_for(channel, settings)
-    cls = provider_class(name)
-    if name == "outbox":
-        return cls(settings, channel)  # type: ignore[call-arg]
-    return cls(settings)
+# (channel, id(settings)) -> (settings, provider); settings are not hashable and
+# are one object per process, so identity is the right key.
+_INSTANCES: dict[tuple[str, int], tuple[Settings, Provider]] = {}
 
 
 def provider_for(channel: str, settings: Settings) -> Provider:
     """One provider instance per channel and settings, per process."""
-    return _cached(channel, settings)
+    key = (channel, id(settings))
+    cached = _INSTANCES.get(key)
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    name = provider_name_for(channel, settings)
+    cls = provider_class(name)
+    provider = cls(settings, channel) if name == "outbox" else cls(settings)  # type: ignore[call-arg]
+    _INSTANCES[key] = (settings, provider)
+    return provider
 
 
-def provider_by_name(name: str, channel: str, settings: Settings) -> Provider:
-    """A named provider (the reconciler asks the one that sent a message)."""
+def provider_by_name(name: str, channel: str, settings: Settings) -> Provider | None:
+    """A named provider (the reconciler asks the one that sent a message), or
+    None when this process has no credentials for it (never a default host)."""
+    if name not in PROVIDERS:
+        return None
     if name == provider_name_for(channel, settings):
         return provider_for(channel, settings)
+    if name != "outbox" and any(not getattr(settings, var) for var in _MISSING[name]):
+        return None
     cls = provider_class(name)
     return cls(settings, channel) if name == "outbox" else cls(settings)  # type: ignore[call-arg]
 
