@@ -25,7 +25,7 @@ from shared.models import (
     MessageEvent,
     OptOut,
 )
-from tests.conftest import SECRET_KEY
+from tests.conftest import SECRET_KEY, wait_for
 
 CPF = "52998224725"  # valid check digits
 
@@ -277,3 +277,57 @@ def test_erase_removes_personal_data_keeps_pseudonymous_audit(
     # The same number writing again is a new, unknown contact.
     assert file_message({"phone": "+5511911112222"}, "oi de novo") not in (a, b)
     assert client.delete(f"/api/contacts/{uuid.uuid4()}", headers=api_headers).status_code == 404
+
+
+def test_merge_then_erase_end_to_end_through_provider_webhooks(
+    settings: Any, api_headers: dict[str, str], celery_worker: Any, redis_client: Any
+) -> None:
+    """Real path: Twilio SMS and Meta WhatsApp webhooks → real worker → two
+    contacts; merged through the API; the next WhatsApp message lands on the
+    survivor; erased through the API; the number writing again is a stranger."""
+    from tests.test_meta_webhook import envelope, text_message
+    from tests.test_twilio_inbound import sms_form
+    from tests.test_webhook_contract import make_provider_client, meta_request, twilio_request
+
+    redis_client.delete("inbound")
+    http = make_provider_client(settings)
+    celery_worker(queues="inbound")
+
+    def sms(text: str) -> None:
+        body, headers = twilio_request(sms_form(From="+5511911112222", Body=text))
+        assert http.post("/webhooks/twilio", data=body, headers=headers).status_code == 200
+
+    def whatsapp(text: str) -> None:
+        body, headers = meta_request(
+            envelope(text_message(text, wa_id="5511988887777", name="Maria"))
+        )
+        assert http.post("/webhooks/meta", data=body, headers=headers).status_code == 200
+
+    sms("oi, aqui é a Maria pelo SMS")
+    whatsapp("oi, Maria pelo WhatsApp")
+    wait_for(lambda: count(Message) == 2)
+    with session_scope() as s:
+        owners = dict(s.execute(select(ContactIdentity.value, ContactIdentity.contact_id)).all())
+    a, b = owners["+5511911112222"], owners["+5511988887777"]
+    assert a != b
+
+    resp = http.post(
+        f"/api/contacts/{a}/merge", json={"other_contact_id": str(b)}, headers=api_headers
+    )
+    assert resp.status_code == 200
+    whatsapp("de novo pelo WhatsApp")
+    wait_for(lambda: count(Message) == 3)
+    assert count(Message, Message.contact_id == a) == 3
+    doc = http.get(f"/api/contacts/{a}", headers=api_headers).get_json()
+    assert {i["value"] for i in doc["identities"]} == {"+5511911112222", "+5511988887777"}
+    assert doc["name"] == "Maria"
+
+    assert http.delete(f"/api/contacts/{a}", headers=api_headers).status_code == 200
+    with session_scope() as s:
+        assert s.scalars(select(Message.text).where(Message.contact_id == a)).all() == [None] * 3
+    sms("voltei")
+    wait_for(lambda: count(Message) == 4)
+    with session_scope() as s:
+        newest = s.scalars(select(Message).where(Message.text == "voltei")).one()
+        assert newest.contact_id not in (a, b)
+        assert s.get(Contact, newest.contact_id).name is None
