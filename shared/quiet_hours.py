@@ -7,8 +7,8 @@ The policy (README "Quiet hours"), all in CLINIC_TIMEZONE:
 - a message that must precede the appointment (confirmation, reminders,
   cancellation notice) and falls inside quiet hours moves to the NEAREST
   allowed instant that is still before the appointment and not in the past:
-  either the next allowed morning or the last allowed minute of the previous
-  evening (ties go to the later one, closer to the visit); if neither exists
+  either the next allowed morning or 15 minutes before the previous evening's
+  quiet hours (ties go to the later one, closer to the visit); if neither exists
   it is skipped with the reason;
 - a message that follows the visit (survey) moves to the next allowed instant.
 
@@ -24,9 +24,10 @@ from zoneinfo import ZoneInfo
 
 from shared.config import Settings
 
-# The latest allowed instant before quiet hours begin: a minute before the
-# boundary, so the scheduler's tick still sends it in the allowed window.
-LAST_ALLOWED_MARGIN = timedelta(minutes=1)
+# The latest allowed instant before quiet hours begin: 15 minutes before the
+# boundary, so a message moved there is still claimed and sent inside the
+# allowed window even if a tick runs late or the send queue has a backlog.
+LAST_ALLOWED_MARGIN = timedelta(minutes=15)
 _SEARCH_DAYS = 40  # consecutive holidays longer than this are not a calendar
 
 
@@ -95,8 +96,8 @@ class QuietHours:
         return None
 
     def previous_allowed(self, instant: datetime) -> datetime | None:
-        """The latest allowed instant at or before `instant` (a minute short of
-        the window's end)."""
+        """The latest allowed instant at or before `instant` (LAST_ALLOWED_MARGIN
+        short of the window's end)."""
         day = self._local_day(instant)
         for offset in range(_SEARCH_DAYS):
             for a, b in reversed(self._allowed_windows(day - timedelta(days=offset))):

@@ -31,6 +31,7 @@ Handler = Callable[[Session, ReactionContext], None]
 #   replies that act (confirm / reschedule / opt-out)    — shared/replies.py
 #   triage, automations, agent alerts, inbox bridge       — shared/automations.py
 HANDLER_PATHS: list[str] = [
+    "shared.replies:handle_reply",  # issue 4: commands first (confirm/reschedule/opt-out)
     "shared.automations:run_automations",
 ]
 

@@ -26,7 +26,7 @@ def test_boundaries_in_sao_paulo() -> None:
     q = qh()
     assert q.is_quiet(sp(2026, 12, 1, 7, 59))
     assert not q.is_quiet(sp(2026, 12, 1, 8, 0))
-    assert not q.is_quiet(sp(2026, 12, 1, 19, 59))
+    assert not q.is_quiet(sp(2026, 12, 1, 19, 45))
     assert q.is_quiet(sp(2026, 12, 1, 20, 0))
     assert q.is_quiet(sp(2026, 12, 1, 23, 30))
     # São Paulo is UTC-3: 11:00 UTC is 08:00 local.
@@ -38,18 +38,18 @@ def test_holiday_is_quiet_all_day() -> None:
     q = qh(holidays=[datetime(2026, 12, 25).date()])
     assert q.is_quiet(sp(2026, 12, 25, 12, 0))
     assert q.next_allowed(sp(2026, 12, 24, 21, 0)) == sp(2026, 12, 26, 8, 0)
-    assert q.previous_allowed(sp(2026, 12, 25, 12, 0)) == sp(2026, 12, 24, 19, 59)
+    assert q.previous_allowed(sp(2026, 12, 25, 12, 0)) == sp(2026, 12, 24, 19, 45)
 
 
 def test_seven_am_appointment_reminders_move_to_allowed_times() -> None:
     """07:00 visit on Dec 2: the 1h reminder (06:00) cannot move to 08:00
-    (after the visit) so it goes the evening before at 19:59; the 24h reminder
+    (after the visit) so it goes the evening before at 19:45; the 24h reminder
     (Dec 1 07:00) moves to Dec 1 08:00 (nearest)."""
     q = qh()
     start = sp(2026, 12, 2, 7, 0)
     booked = sp(2026, 11, 20, 10, 0)
     one_h = q.place_before(start - timedelta(hours=1), start, booked, "whatsapp")
-    assert one_h.due_at == sp(2026, 12, 1, 19, 59)
+    assert one_h.due_at == sp(2026, 12, 1, 19, 45)
     assert "quiet hours" in one_h.moved_reason
     day = q.place_before(start - timedelta(hours=24), start, booked, "sms")
     assert day.due_at == sp(2026, 12, 1, 8, 0)
@@ -68,9 +68,9 @@ def test_nearest_side_wins_and_ties_go_later() -> None:
     q = qh()
     start = sp(2026, 12, 10, 15, 0)
     now = sp(2026, 12, 1, 9, 0)
-    # 21:00 → 19:59 (61 min back) beats 08:00 next day (11 h ahead).
-    assert q.place_before(sp(2026, 12, 5, 21, 0), start, now, "sms").due_at == sp(2026, 12, 5, 19, 59)
-    # 07:00 → 08:00 (1 h ahead) beats 19:59 the day before (11 h back).
+    # 21:00 → 19:45 (75 min back) beats 08:00 next day (11 h ahead).
+    assert q.place_before(sp(2026, 12, 5, 21, 0), start, now, "sms").due_at == sp(2026, 12, 5, 19, 45)
+    # 07:00 → 08:00 (1 h ahead) beats 19:45 the day before (11 h back).
     assert q.place_before(sp(2026, 12, 5, 7, 0), start, now, "sms").due_at == sp(2026, 12, 5, 8, 0)
 
 
@@ -108,7 +108,7 @@ def test_quiet_window_inside_the_day() -> None:
     assert q.is_quiet(sp(2026, 12, 1, 12, 30))
     assert not q.is_quiet(sp(2026, 12, 1, 23, 0))
     assert q.next_allowed(sp(2026, 12, 1, 12, 30)) == sp(2026, 12, 1, 14, 0)
-    assert q.previous_allowed(sp(2026, 12, 1, 12, 30)) == sp(2026, 12, 1, 11, 59)
+    assert q.previous_allowed(sp(2026, 12, 1, 12, 30)) == sp(2026, 12, 1, 11, 45)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,345 @@
+"""Replies that act: a patient's short answer is a command (the first
+reaction handler, before triage/automations).
+
+| reply (any channel)                              | action                                   |
+| ------------------------------------------------ | ---------------------------------------- |
+| 1, SIM, CONFIRMO, CONFIRMAR; payload CONFIRM_<id> | appointment `confirmed`, reply            |
+|                                                  | `confirmacao_presenca`                    |
+| 2, NÃO, REMARCAR                                 | reschedule request: team email            |
+|                                                  | (EMAIL_SUPORTE), conversation needs_agent |
+| CANCELAR                                         | cancellation request for the team — an    |
+|                                                  | appointment word in a clinic, NOT opt-out |
+| SAIR, PARAR, STOP, DESCADASTRAR                  | opt-out of the channel the reply came on  |
+| SAIR DE TUDO, PARAR TUDO, STOP ALL, STOPALL…     | opt-out of every channel (`all`)          |
+
+Matching: the whole message, after removing accents (unidecode), case,
+punctuation and extra whitespace — "Sim!", " sim ", "SIM, confirmo" match;
+"não posso ir amanhã" does not (it is a sentence for a human, left to triage).
+Appointment commands link to the patient's nearest upcoming appointment
+(scheduled or confirmed, not started); without one they are not commands.
+An opt-out is recorded once and confirmed once (a second SAIR changes nothing);
+every later send honours it (outbound creation and the send worker check).
+
+Idempotent: the reaction task may run twice; replies use idempotency keys
+derived from the inbound message id, state changes are no-ops the second time.
+Handled commands set `ctx.consumed` so automations skip their auto-ack.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from unidecode import unidecode
+
+from shared.config import Settings, get_settings
+from shared.enums import OPT_OUT_ALL, AppointmentStatus, Direction, IdentityKind
+from shared.models import Appointment, Contact, ContactIdentity, Conversation, Message
+from shared.optouts import record_opt_out
+from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
+from shared.reactions import ReactionContext
+
+log = logging.getLogger(__name__)
+
+CONFIRM, RESCHEDULE, CANCEL_REQUEST, OPT_OUT, OPT_OUT_EVERYTHING = (
+    "confirm",
+    "reschedule",
+    "cancel_request",
+    "opt_out",
+    "opt_out_all",
+)
+_WORDS: dict[str, frozenset[str]] = {
+    CONFIRM: frozenset({"1", "SIM", "CONFIRMO", "CONFIRMAR"}),
+    RESCHEDULE: frozenset({"2", "NAO", "REMARCAR"}),
+    CANCEL_REQUEST: frozenset({"CANCELAR"}),
+    OPT_OUT: frozenset({"SAIR", "PARAR", "STOP", "DESCADASTRAR"}),
+}
+_OPT_OUT_ALL_PHRASES = frozenset(
+    {
+        "SAIR DE TUDO",
+        "SAIR TUDO",
+        "PARAR TUDO",
+        "PARAR DE TUDO",
+        "DESCADASTRAR TUDO",
+        "DESCADASTRAR DE TUDO",
+        "STOP ALL",
+        "STOPALL",
+    }
+)
+_CONFIRM_PAYLOAD = re.compile(r"^CONFIRM_([0-9a-fA-F-]{36})$")
+_NON_WORD = re.compile(r"[^A-Z0-9_]+")
+_MAX_COMMAND_CHARS = 60  # longer messages are sentences, not commands
+_SEND_CHANNELS = ("email", "sms", "whatsapp")
+_CHANNEL_LABEL = {"sms": "SMS", "whatsapp": "WhatsApp", "email": "email"}
+
+
+def normalize_reply(text: str) -> str:
+    """'  Não! ' → 'NAO'; 'Sim, confirmo.' → 'SIM CONFIRMO'."""
+    return " ".join(_NON_WORD.sub(" ", unidecode(text).upper()).split())
+
+
+@dataclass(frozen=True)
+class Command:
+    kind: str
+    keyword: str
+    appointment_id: uuid.UUID | None = None  # from a CONFIRM_<id> payload
+
+
+def classify(text: str | None, button_payload: str | None = None) -> Command | None:
+    for raw in (button_payload, text):
+        if raw:
+            m = _CONFIRM_PAYLOAD.match(raw.strip())
+            if m:
+                try:
+                    return Command(CONFIRM, "CONFIRM_", uuid.UUID(m.group(1)))
+                except ValueError:
+                    return None
+    if not text or len(text) > _MAX_COMMAND_CHARS:
+        return None
+    words = normalize_reply(text)
+    if not words:
+        return None
+    if words in _OPT_OUT_ALL_PHRASES:
+        return Command(OPT_OUT_EVERYTHING, words)
+    tokens = set(words.split())
+    for kind, vocabulary in _WORDS.items():
+        if tokens <= vocabulary:
+            return Command(kind, words)
+    return None
+
+
+# --- the handler ---------------------------------------------------------------------------
+
+
+def handle_reply(session: Session, ctx: ReactionContext) -> None:
+    """Reaction handler (shared.reactions.HANDLER_PATHS, first)."""
+    message = session.get(Message, ctx.message_id)
+    if message is None or message.direction != Direction.INBOUND.value:
+        return
+    if message.contact_id is None:
+        return
+    payload = (message.metadata_ or {}).get("button_payload")
+    command = classify(message.text, payload if isinstance(payload, str) else None)
+    if command is None:
+        return
+    settings = get_settings()
+    now = datetime.now(UTC)
+    if command.kind in (OPT_OUT, OPT_OUT_EVERYTHING):
+        _opt_out(session, ctx, message, command)
+        return
+    appt = _linked_appointment(session, message.contact_id, command.appointment_id, now)
+    if appt is None:
+        ctx.notes["reply"] = f"{command.kind}: no upcoming appointment; left to triage"
+        return
+    if command.kind == CONFIRM:
+        _confirm(session, ctx, message, appt, settings, now)
+    else:
+        request = "remarcar" if command.kind == RESCHEDULE else "cancelar"
+        _team_request(session, ctx, message, appt, request, settings)
+    ctx.consumed = True
+
+
+def _linked_appointment(
+    session: Session, contact_id: uuid.UUID, wanted: uuid.UUID | None, now: datetime
+) -> Appointment | None:
+    """The appointment named by a payload (if it is this patient's), else the
+    nearest upcoming one."""
+    query = (
+        select(Appointment)
+        .where(
+            Appointment.contact_id == contact_id,
+            Appointment.status.in_(
+                [AppointmentStatus.SCHEDULED.value, AppointmentStatus.CONFIRMED.value]
+            ),
+            Appointment.starts_at > now,
+        )
+        .order_by(Appointment.starts_at)
+        .limit(1)
+        .with_for_update()
+    )
+    if wanted is not None:
+        query = query.where(Appointment.id == wanted)
+    return session.scalars(query).first()
+
+
+def _phone(session: Session, contact_id: uuid.UUID) -> str | None:
+    return session.scalar(
+        select(ContactIdentity.value)
+        .where(
+            ContactIdentity.contact_id == contact_id,
+            ContactIdentity.kind == IdentityKind.PHONE.value,
+        )
+        .order_by(ContactIdentity.id.desc())
+        .limit(1)
+    )
+
+
+def _email(session: Session, contact_id: uuid.UUID) -> str | None:
+    return session.scalar(
+        select(ContactIdentity.value)
+        .where(
+            ContactIdentity.contact_id == contact_id,
+            ContactIdentity.kind == IdentityKind.EMAIL.value,
+        )
+        .order_by(ContactIdentity.id.desc())
+        .limit(1)
+    )
+
+
+def _reply_route(session: Session, message: Message, sms_only: bool) -> tuple[str, str] | None:
+    """Answer on the channel the patient used (WhatsApp: inside the service
+    window they just opened), else SMS; email only where a template exists."""
+    assert message.contact_id is not None
+    phone = _phone(session, message.contact_id)
+    if message.channel in ("sms", "whatsapp") and phone:
+        return message.channel, phone
+    if phone:
+        return "sms", phone
+    if not sms_only:
+        email = _email(session, message.contact_id)
+        if email:
+            return "email", email
+    return None
+
+
+def _send(session: Session, ctx: ReactionContext, req: OutboundRequest) -> None:
+    created = create_outbound_message(session, req)
+    if created.should_enqueue:
+        message_id, channel = created.message_id, req.channel
+        ctx.after_commit.append(lambda: enqueue_send(message_id, channel))
+
+
+def _confirm(
+    session: Session,
+    ctx: ReactionContext,
+    message: Message,
+    appt: Appointment,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    from shared.scheduling import template_data
+
+    if appt.status == AppointmentStatus.SCHEDULED.value:
+        # Not a version bump: the reminders stay valid for a confirmed visit.
+        appt.status = AppointmentStatus.CONFIRMED.value
+        appt.updated_at = now
+    ctx.notes["reply"] = f"confirmed appointment {appt.id}"
+    route = _reply_route(session, message, sms_only=True)
+    if route is None:
+        return
+    channel, to = route
+    contact = session.get(Contact, appt.contact_id)
+    _send(
+        session,
+        ctx,
+        OutboundRequest(
+            channel=channel,
+            to_address=to,
+            contact_id=appt.contact_id,
+            conversation_id=message.conversation_id,
+            template="confirmacao_presenca",
+            template_data=template_data(appt, contact, settings),
+            purpose="auto_reply",
+            idempotency_key=f"reply:{message.id}:confirm",
+            metadata={"appointment_id": str(appt.id), "in_reply_to": str(message.id)},
+        ),
+    )
+
+
+def _team_request(
+    session: Session,
+    ctx: ReactionContext,
+    message: Message,
+    appt: Appointment,
+    request: str,
+    settings: Settings,
+) -> None:
+    from shared.scheduling import template_data
+
+    if message.conversation_id is not None:
+        conversation = session.get(Conversation, message.conversation_id)
+        if conversation is not None:
+            conversation.needs_agent = True
+    ctx.notes["reply"] = f"{request} request for appointment {appt.id}"
+    if not settings.EMAIL_SUPORTE:
+        log.warning(
+            "patient request not emailed: EMAIL_SUPORTE not set", extra={"request": request}
+        )
+        return
+    contact = session.get(Contact, appt.contact_id)
+    data: dict[str, Any] = {
+        **template_data(appt, contact, settings),
+        "pedido": request,
+        "resposta": (message.text or "")[:100],
+        "canal": _CHANNEL_LABEL.get(message.channel, message.channel),
+        "conversation_id": str(message.conversation_id or ""),
+    }
+    _send(
+        session,
+        ctx,
+        OutboundRequest(
+            channel="email",
+            to_address=settings.EMAIL_SUPORTE,
+            template="pedido_paciente",
+            template_data=data,
+            purpose="alert",
+            idempotency_key=f"reply:{message.id}:{request}",
+            metadata={"appointment_id": str(appt.id), "in_reply_to": str(message.id)},
+            respect_opt_out=False,  # a team address, not the patient
+        ),
+    )
+
+
+def _opt_out(
+    session: Session,
+    ctx: ReactionContext,
+    message: Message,
+    command: Command,
+) -> None:
+    assert message.contact_id is not None
+    # The channel the patient wrote on; a channel we never send on (web form)
+    # can only mean "stop contacting me": all.
+    if command.kind == OPT_OUT_EVERYTHING or message.channel not in _SEND_CHANNELS:
+        scope = OPT_OUT_ALL
+    else:
+        scope = message.channel
+    ctx.consumed = True
+    new = record_opt_out(session, message.contact_id, scope, command.keyword, source="reply")
+    ctx.notes["reply"] = f"opt-out {scope}" + ("" if new else " (already recorded)")
+    if not new:
+        return  # confirmed once
+    if scope == OPT_OUT_ALL:
+        route = _reply_route(session, message, sms_only=False)
+        label = "SMS, WhatsApp ou email"
+    else:
+        # Confirm on the channel the patient opted out of.
+        lookup = _email if scope == "email" else _phone
+        address = lookup(session, message.contact_id)
+        route = (scope, address) if address else None
+        label = _CHANNEL_LABEL[scope]
+    if route is None:
+        return
+    channel, to = route
+    _send(
+        session,
+        ctx,
+        OutboundRequest(
+            channel=channel,
+            to_address=to,
+            contact_id=message.contact_id,
+            conversation_id=message.conversation_id,
+            template="optout_confirmacao",
+            template_data={"canal": label},
+            purpose="auto_reply",
+            idempotency_key=f"reply:{message.id}:optout",
+            metadata={"in_reply_to": str(message.id), "opt_out": scope},
+            # The one message after an opt-out: its confirmation.
+            respect_opt_out=False,
+        ),
+    )

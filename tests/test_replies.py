@@ -1,0 +1,298 @@
+"""Replies that act, end to end: signed webhook → real inbound worker →
+reaction (shared/replies.py) → real send workers → fake Twilio / real SMTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, update
+
+from scheduler.claim import claim_batch, run_tick
+from shared.appointments import upsert_appointment, validate_appointment
+from shared.db import session_scope
+from shared.models import Appointment, Conversation, Message, OptOut, ScheduledMessage
+from shared.outbound import enqueue_send
+from shared.replies import (
+    CANCEL_REQUEST,
+    CONFIRM,
+    OPT_OUT,
+    OPT_OUT_EVERYTHING,
+    RESCHEDULE,
+    classify,
+    normalize_reply,
+)
+from tests.conftest import WorkerProcess, dumps, sign_headers, wait_for
+from tests.fakes import FakeTwilio
+
+SP = ZoneInfo("America/Sao_Paulo")
+PHONE = "+5511987650001"
+SUPORTE = "suporte@portalclinic.com.br"
+
+
+# --- matching (pure) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("1", CONFIRM),
+        ("Sim", CONFIRM),
+        ("  sim! ", CONFIRM),
+        ("SIM, confirmo.", CONFIRM),
+        ("Confirmar", CONFIRM),
+        ("2", RESCHEDULE),
+        ("Não", RESCHEDULE),
+        ("nao", RESCHEDULE),
+        ("REMARCAR", RESCHEDULE),
+        ("remarcar!", RESCHEDULE),
+        ("Cancelar", CANCEL_REQUEST),
+        ("SAIR", OPT_OUT),
+        ("parar", OPT_OUT),
+        ("Stop", OPT_OUT),
+        ("descadastrar", OPT_OUT),
+        ("Sair de tudo", OPT_OUT_EVERYTHING),
+        ("STOP ALL", OPT_OUT_EVERYTHING),
+        ("não posso ir amanhã", None),
+        ("sim, mas posso chegar atrasado?", None),
+        ("quero cancelar e remarcar", None),
+        ("12", None),
+        ("", None),
+        ("sair " * 30, None),
+    ],
+)
+def test_classify(text: str, kind: str | None) -> None:
+    command = classify(text)
+    assert (command.kind if command else None) == kind
+
+
+def test_confirm_payload_names_the_appointment() -> None:
+    aid = uuid.uuid4()
+    command = classify("Confirmar presença", f"CONFIRM_{aid}")
+    assert command is not None and command.kind == CONFIRM and command.appointment_id == aid
+    assert classify(None, "CONFIRM_not-a-uuid") is None
+
+
+def test_normalize_reply() -> None:
+    assert normalize_reply("  Não!!  ") == "NAO"
+    assert normalize_reply("Sim,\tconfirmo.") == "SIM CONFIRMO"
+
+
+# --- end to end -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: Any, twilio: FakeTwilio) -> Iterator[WorkerProcess]:
+    # Email goes through the outbox provider (no SMTP configured): the team
+    # alert is checked on its message row.
+    env = {
+        **twilio.env(),
+        "EMAIL_SUPORTE": SUPORTE,
+        "RATE_LIMIT_SMS": "1000/second",
+        "RATE_LIMIT_WHATSAPP": "1000/second",
+        "RATE_LIMIT_WHATSAPP_PAIR": "1000/second",
+        "RATE_LIMIT_EMAIL": "1000/second",
+        "TWILIO_CONTENT_SIDS": "lembrete_consulta=HX1234567890abcdef1234567890abcdef",
+    }
+    log = Path(tmp_path_factory.mktemp("w")) / "replies-worker.log"
+    proc = WorkerProcess("inbound,email,sms,whatsapp", 2, log, env)
+    proc.wait_ready()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def reset_fakes(twilio: FakeTwilio) -> None:
+    with twilio.lock:
+        twilio.requests.clear()
+        twilio.plan.clear()
+    twilio.messages.clear()
+
+
+@pytest.fixture
+def cfg(settings):
+    # The real clock may be in São Paulo's night: these tests are about replies.
+    return settings.model_copy(update={"QUIET_HOURS_CHANNELS": []})
+
+
+def book(cfg, external_id="ext-1", days=3, phone=PHONE) -> uuid.UUID:
+    day = (datetime.now(SP) + timedelta(days=days)).date()
+    starts = datetime(day.year, day.month, day.day, 14, 30, tzinfo=SP)
+    data, _ = validate_appointment(
+        {
+            "external_id": external_id,
+            "contact": {"name": "Maria", "phone": phone, "email": "maria@example.com"},
+            "starts_at": starts.isoformat(),
+            "professional": "Dra. Ana",
+            "address": "Rua A, 1",
+        },
+        cfg,
+    )
+    with session_scope() as s:
+        return upsert_appointment(s, data, cfg).appointment.id
+
+
+def reply(client, text: str, channel: str = "sms", metadata: dict | None = None) -> str:
+    doc = {
+        "type": "message",
+        "channel": channel,
+        "contact": {"phone": PHONE},
+        "message": {"text": text, **({"metadata": metadata} if metadata else {})},
+    }
+    body = dumps(doc)
+    resp = client.post("/api/webhook", data=body, headers=sign_headers(body))
+    assert resp.status_code == 202, resp.get_json()
+    return resp.get_json()["message_id"]
+
+
+def outbound(**where) -> list[Message]:
+    with session_scope() as s:
+        q = select(Message).where(Message.direction == "outbound")
+        for key, value in where.items():
+            q = q.where(getattr(Message, key) == value)
+        return list(s.scalars(q.order_by(Message.created_at)))
+
+
+def appointment(aid) -> Appointment:
+    with session_scope() as s:
+        return s.get(Appointment, aid)
+
+
+def twilio_bodies(twilio: FakeTwilio) -> list[tuple[str, str]]:
+    return [(r.form.get("To"), r.form.get("Body")) for r in twilio.sends()]
+
+
+def test_sim_on_whatsapp_confirms_and_replies(client, worker, twilio, cfg) -> None:
+    aid = book(cfg)
+    reply(client, "Sim!", channel="whatsapp")
+    wait_for(lambda: appointment(aid).status == "confirmed")
+    wait_for(lambda: [m for m in outbound(template="confirmacao_presenca") if m.status == "delivered" or m.status == "sent"])
+    (sent,) = outbound(template="confirmacao_presenca")
+    assert sent.channel == "whatsapp" and sent.to_address == PHONE
+    wait_for(lambda: len(twilio.sends()) == 1)
+    to, body = twilio_bodies(twilio)[0]
+    assert to == f"whatsapp:{PHONE}"
+    local = appointment(aid).starts_at.astimezone(SP)
+    assert body == f"Sua presença foi confirmada! Consulta {local:%d/%m/%Y} às 14:30. Até lá!"
+    # A command: no auto-acknowledgement besides the confirmation.
+    assert [m.template for m in outbound()] == ["confirmacao_presenca"]
+    assert appointment(aid).version == 1  # reminders stay valid
+
+
+def test_quick_reply_payload_confirms_the_named_appointment(client, worker, cfg) -> None:
+    nearest = book(cfg, "ext-near", days=2)
+    later = book(cfg, "ext-later", days=5)
+    reply(client, "Confirmar presença", channel="whatsapp", metadata={"button_payload": f"CONFIRM_{later}"})
+    wait_for(lambda: appointment(later).status == "confirmed")
+    assert appointment(nearest).status == "scheduled"
+
+
+def team_alert_delivered() -> Message | None:
+    alerts = outbound(template="pedido_paciente")
+    return alerts[0] if alerts and alerts[0].status == "delivered" else None
+
+
+def test_nao_is_a_reschedule_request_for_the_team(client, worker, cfg) -> None:
+    aid = book(cfg)
+    reply(client, "Não")
+    alert = wait_for(team_alert_delivered)
+    assert alert.channel == "email" and alert.to_address == SUPORTE and alert.purpose == "alert"
+    assert alert.template_data["pedido"] == "remarcar"
+    assert alert.template_data["paciente_nome"] == "Maria"
+    assert alert.template_data["appointment_id"] == str(aid)
+    with session_scope() as s:
+        conv = s.scalar(select(Conversation))
+        assert conv.needs_agent is True
+    assert appointment(aid).status == "scheduled"
+    assert [m.purpose for m in outbound()] == ["alert"]
+
+
+def test_cancelar_is_a_request_not_an_opt_out(client, worker, cfg) -> None:
+    book(cfg)
+    reply(client, "CANCELAR")
+    alert = wait_for(team_alert_delivered)
+    assert alert.template_data["pedido"] == "cancelar"
+    with session_scope() as s:
+        assert s.scalar(select(OptOut)) is None
+
+
+def test_opt_out_is_confirmed_once_and_skips_later_reminders(client, worker, twilio, cfg) -> None:
+    aid = book(cfg)
+    reply(client, "PARAR")
+    wait_for(lambda: len(twilio.sends()) == 1)
+    with session_scope() as s:
+        opt = s.scalar(select(OptOut))
+        assert (opt.channel, opt.keyword, opt.source) == ("sms", "PARAR", "reply")
+    to, body = twilio_bodies(twilio)[0]
+    assert to == PHONE and "não receberá mais mensagens por SMS" in body
+
+    # Said twice: recorded once, confirmed once.
+    second = reply(client, " parar ")
+    wait_for(lambda: len(outbound()) >= 1 and _reacted(second))
+    with session_scope() as s:
+        assert len(s.scalars(select(OptOut)).all()) == 1
+    assert len(outbound(template="optout_confirmacao")) == 1
+
+    # Later, both reminders come due: SMS skipped, WhatsApp still sent.
+    with session_scope() as s:
+        s.execute(
+            update(ScheduledMessage)
+            .where(ScheduledMessage.appointment_id == aid)
+            .values(due_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    run_tick(cfg)
+    wait_for(lambda: any(m.status in ("sent", "delivered") for m in outbound(template="lembrete_consulta")))
+    sms_reminders = outbound(template="lembrete")
+    assert [(m.status, m.status_reason) for m in sms_reminders] == [("skipped", "recipient opted out of sms")]
+    with session_scope() as s:
+        row = s.scalar(select(ScheduledMessage).where(ScheduledMessage.kind == "reminder_24h"))
+        assert row.status == "skipped" and "opted out" in row.reason
+    sms_sends = [b for to, b in twilio_bodies(twilio) if not to.startswith("whatsapp:")]
+    assert len(sms_sends) == 1  # only the opt-out confirmation, ever
+
+
+def _reacted(inbound_id: str) -> bool:
+    """The reaction ran for this inbound message (triage stored by automations)."""
+    with session_scope() as s:
+        msg = s.get(Message, uuid.UUID(inbound_id))
+        return msg is not None and msg.triage is not None
+
+
+def test_opt_out_is_honoured_by_a_reminder_already_queued(client, worker, twilio, cfg) -> None:
+    """The reminder was created before the patient said SAIR; the send worker
+    re-checks and skips it."""
+    aid = book(cfg)
+    with session_scope() as s:
+        s.execute(
+            update(ScheduledMessage)
+            .where(ScheduledMessage.appointment_id == aid, ScheduledMessage.kind == "reminder_24h")
+            .values(due_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    with session_scope() as s:
+        batch = claim_batch(s, cfg, datetime.now(UTC), 100)
+    reminders = [(mid, ch) for mid, ch in batch.to_enqueue if ch == "sms"]
+    assert len(reminders) == 2  # confirmation_sms + reminder_24h, not enqueued yet
+    reply(client, "sair")
+    wait_for(lambda: len(twilio.sends()) == 1)  # the opt-out confirmation
+    for mid, channel in reminders:
+        enqueue_send(mid, channel)
+    wait_for(lambda: all(m.status == "skipped" for m in outbound(template="lembrete")))
+    wait_for(lambda: all(m.status == "skipped" for m in outbound(template="confirmacao")))
+    assert len([r for r in twilio.sends() if not r.form.get("To", "").startswith("whatsapp:")]) == 1
+
+
+def test_reply_with_no_upcoming_appointment_is_left_to_triage(client, worker, cfg) -> None:
+    inbound = reply(client, "1")
+    wait_for(lambda: _reacted(inbound))
+    assert outbound(template="confirmacao_presenca") == []
