@@ -54,6 +54,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     for blueprint in (twilio_inbound.bp, meta_webhook.bp, contacts_api.bp):  # issue 5: inbound + contacts
         app.register_blueprint(blueprint)
+    from ingest import messages_api, provider_status  # issue 3: sending API + Twilio status callbacks
+    for blueprint in (messages_api.bp, provider_status.bp):
+        app.register_blueprint(blueprint)
 
     if auth.insecure:
         log.warning(

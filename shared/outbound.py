@@ -128,3 +128,126 @@ def enqueue_send(message_id: uuid.UUID | str, channel: str) -> None:
     app.send_task(
         SEND_TASKS[channel], args=[str(message_id)], argsrepr=f"['{message_id}']"
     )
+
+
+# --- the REST API's requests (ingest/messages_api.py) -------------------------
+
+
+class RecipientError(ValueError):
+    """The `to` of an API request cannot be resolved; `field` names it."""
+
+    def __init__(self, message: str, field: str = "to"):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class ApiMessage:
+    to: str  # contact id, phone or email
+    channel: str | None = None
+    text: str | None = None
+    subject: str | None = None
+    template: str | None = None
+    data: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    purpose: str = "patient"
+
+
+def _contact_address(session: Session, contact_id: uuid.UUID, kind: str) -> str | None:
+    from shared.models import ContactIdentity
+
+    return session.scalar(
+        select(ContactIdentity.value)
+        .where(ContactIdentity.contact_id == contact_id, ContactIdentity.kind == kind)
+        .order_by(ContactIdentity.id.desc())
+        .limit(1)
+    )
+
+
+def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
+    """Recipient, channel and rendered content of an API request.
+
+    Raises RecipientError or shared.templating.TemplateError (both → 400).
+    """
+    from shared.contacts import ContactDetails, find_or_create_contact
+    from shared.enums import IdentityKind
+    from shared.identity import InvalidIdentifier, normalize_email, normalize_phone
+    from shared.models import Contact
+    from shared.templating import render
+
+    contact_id: uuid.UUID | None = None
+    address: str | None = None
+    channel = msg.channel
+    try:
+        contact_id = uuid.UUID(msg.to)
+    except ValueError:
+        pass
+    if contact_id is not None:
+        contact = session.get(Contact, contact_id)
+        if contact is None or contact.erased_at is not None:
+            raise RecipientError("no contact with this id")
+        if contact.merged_into_id is not None:
+            contact_id = contact.merged_into_id
+            contact = session.get(Contact, contact_id)
+            assert contact is not None
+        if channel is None:
+            # The contact's preferred channel, else the one they last used.
+            for candidate in (contact.preferred_channel, contact.last_channel):
+                if candidate in SEND_TASKS:
+                    channel = candidate
+                    break
+        if channel is None:
+            channel = "email" if _contact_address(session, contact_id, "email") and not (
+                _contact_address(session, contact_id, "phone")
+            ) else "sms"
+        kind = IdentityKind.EMAIL.value if channel == "email" else IdentityKind.PHONE.value
+        address = _contact_address(session, contact_id, kind)
+        if address is None:
+            raise RecipientError(f"contact has no {kind} for channel {channel}")
+    else:
+        try:
+            if "@" in msg.to:
+                address, kind = normalize_email(msg.to), IdentityKind.EMAIL.value
+                channel = channel or "email"
+            else:
+                address, kind = normalize_phone(msg.to), IdentityKind.PHONE.value
+                channel = channel or "sms"
+        except InvalidIdentifier as exc:
+            raise RecipientError(f"not a contact id, phone or email: {exc}") from None
+        if (channel == "email") != (kind == IdentityKind.EMAIL.value):
+            raise RecipientError(f"channel {channel} cannot send to this address")
+        contact_id = find_or_create_contact(
+            session, ContactDetails(identities=[(kind, address)], source="api", channel=channel)
+        ).contact_id
+    if channel not in SEND_TASKS:
+        raise RecipientError(f"unknown channel {channel!r}", "channel")
+
+    text, subject = msg.text, msg.subject
+    if msg.template:
+        rendered = render(channel, msg.template, msg.data or {})
+        text, subject = rendered.text, subject or rendered.subject
+    if channel == "email" and not subject:
+        raise RecipientError("an email needs a subject (or a template)", "subject")
+
+    conversation_id = None
+    if contact_id is not None:
+        from shared.models import Conversation
+
+        conversation_id = session.scalar(
+            select(Conversation.id).where(
+                Conversation.contact_id == contact_id, Conversation.status == "active"
+            )
+        )
+    return OutboundRequest(
+        channel=channel,
+        to_address=address,
+        contact_id=contact_id,
+        conversation_id=conversation_id,
+        text=text,
+        subject=subject,
+        template=msg.template,
+        template_data=msg.data if msg.template else None,
+        purpose=msg.purpose,
+        # Namespaced: API callers' keys cannot collide with internal producers'.
+        idempotency_key=f"api:{msg.idempotency_key}" if msg.idempotency_key else None,
+    )

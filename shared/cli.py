@@ -1,0 +1,80 @@
+"""`clinicq` command line (also `python -m shared.cli`).
+
+clinicq create-api-key NAME     print a new REST API key (stored hashed)
+clinicq channels                which channels are live / on the outbox
+clinicq reconcile               settle unknown / stuck sends once
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shared.config import ConfigError, fail_startup, get_settings
+
+
+def _create_api_key(args: argparse.Namespace) -> int:
+    from ingest.api_auth import generate_api_key, hash_api_key
+    from shared.db import session_scope
+    from shared.models import ApiKey
+
+    name = args.name.strip()
+    if not name or len(name) > 64:
+        print("clinicq: NAME must be 1-64 characters", file=sys.stderr)
+        return 2
+    key = generate_api_key()
+    with session_scope() as session:
+        session.add(ApiKey(name=name, key_hash=hash_api_key(key)))
+    # The key is shown once; only its hash is stored.
+    print(key)
+    print(f"API key {name!r} created; store it now, it cannot be shown again.", file=sys.stderr)
+    return 0
+
+
+def _channels(args: argparse.Namespace) -> int:
+    from shared.providers import describe_channels
+
+    for line in describe_channels(get_settings()):
+        print(line)
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from shared.reconciler import reconcile_stuck_messages
+
+    report = reconcile_stuck_messages(stuck_after_seconds=args.stuck_after)
+    print(
+        f"found at provider: {len(report.found_at_provider)}, requeued: {len(report.requeued)}, "
+        f"for operator: {len(report.for_operator)}, lost re-enqueued: "
+        f"{len(report.reenqueued_lost)}, lookup errors: {len(report.lookup_errors)}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clinicq", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create-api-key", help="create a REST API key")
+    create.add_argument("name", help="who the key is for, e.g. booking-site")
+    create.set_defaults(func=_create_api_key, needs_db=True)
+    channels = sub.add_parser("channels", help="show which channels are live")
+    channels.set_defaults(func=_channels, needs_db=False)
+    reconcile = sub.add_parser("reconcile", help="settle unknown / stuck sends once")
+    reconcile.add_argument("--stuck-after", type=float, default=None, metavar="SECONDS")
+    reconcile.set_defaults(func=_reconcile, needs_db=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        if args.needs_db:
+            settings.require_infrastructure()
+    except ConfigError as exc:
+        fail_startup(exc)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
