@@ -33,6 +33,7 @@ import hashlib
 import imaplib
 import logging
 import re
+import ssl
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -365,10 +366,14 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _connect(settings: Settings) -> imaplib.IMAP4:
+def _connect(settings: Settings, ssl_context: ssl.SSLContext | None) -> imaplib.IMAP4:
     if settings.IMAP_SSL:
+        # Implicit TLS (993) with certificate and host name verification.
         return imaplib.IMAP4_SSL(
-            settings.IMAP_HOST, settings.IMAP_PORT, timeout=settings.IMAP_TIMEOUT_SECONDS
+            settings.IMAP_HOST,
+            settings.IMAP_PORT,
+            ssl_context=ssl_context or ssl.create_default_context(),
+            timeout=settings.IMAP_TIMEOUT_SECONDS,
         )
     return imaplib.IMAP4(
         settings.IMAP_HOST, settings.IMAP_PORT, timeout=settings.IMAP_TIMEOUT_SECONDS
@@ -408,7 +413,11 @@ class PollStats:
     seen: int = 0
 
 
-def poll_mailbox(settings: Settings, publisher: TaskPublisher | None = None) -> int:
+def poll_mailbox(
+    settings: Settings,
+    publisher: TaskPublisher | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> int:
     """Publish every message that arrived since the last poll; return how many
     new inbound tasks were published. Raises MailboxError / OSError /
     imaplib.IMAP4.error when the server is unreachable or refuses."""
@@ -421,7 +430,7 @@ def poll_mailbox(settings: Settings, publisher: TaskPublisher | None = None) -> 
     ours = own_addresses(settings)
     stats = PollStats()
 
-    client = _connect(settings)
+    client = _connect(settings, ssl_context)
     try:
         _check(client.login(settings.IMAP_USER, settings.IMAP_PASSWORD)[0], "LOGIN")
         _check(client.select(_quote(settings.IMAP_FOLDER), readonly=True)[0], "EXAMINE")

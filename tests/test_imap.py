@@ -247,6 +247,27 @@ def test_overlapping_poll_skips_instead_of_reading_twice(
     assert poll_mailbox(cfg, publisher) == 1
 
 
+def test_implicit_tls_with_verified_certificate(settings: Any, publisher: TaskPublisher) -> None:
+    """IMAP_SSL=true (the default, port 993 style): TLS with certificate
+    verification — a server whose certificate we do not trust is refused."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    with FakeImapServer(ssl_context=server_ctx) as server:
+        server.add_message(make_email())
+        cfg = imap_settings(settings, server, IMAP_SSL=True)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            poll_mailbox(cfg, publisher)  # system trust store: the test CA is unknown
+        assert server.fetch_counts == {}
+        assert poll_mailbox(cfg, publisher, ssl_context=client_ctx) == 1
+
+
 def test_wrong_password_and_missing_settings_fail_clearly(
     settings: Any, imap_server: FakeImapServer, publisher: TaskPublisher
 ) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,8 +40,12 @@ class Mailbox:
 
 class FakeImapServer:
     def __init__(
-        self, user: str = "recepcao@clinica.test", password: str = 'p@ss "word"\\x'
+        self,
+        user: str = "recepcao@clinica.test",
+        password: str = 'p@ss "word"\\x',
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self.ssl_context = ssl_context  # implicit TLS (IMAPS) when given
         self.user = user
         self.password = password
         self.mailboxes: dict[str, Mailbox] = {"INBOX": Mailbox(uidvalidity=1_700_000_001)}
@@ -82,7 +87,7 @@ class FakeImapServer:
     def start(self) -> FakeImapServer:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._session, "127.0.0.1", 0), self._loop
+            asyncio.start_server(self._session, "127.0.0.1", 0, ssl=self.ssl_context), self._loop
         )
         self._server = fut.result(10)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -127,7 +132,7 @@ class FakeImapServer:
                 await writer.drain()
                 if done:
                     break
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
             writer.close()
