@@ -57,6 +57,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from ingest import messages_api, provider_status  # issue 3: sending API + Twilio status callbacks
     for blueprint in (messages_api.bp, provider_status.bp):
         app.register_blueprint(blueprint)
+    from ingest.inbox_webhooks import bp as inbox_webhooks_bp  # issue 5: agent inbox
+
+    app.register_blueprint(inbox_webhooks_bp)
 
     if auth.insecure:
         log.warning(

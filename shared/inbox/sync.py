@@ -1,0 +1,362 @@
+"""The bridge's flows between our conversations and the agent inbox.
+
+Patient → inbox (`post_patient_message`, task clinicq.inbox.post_message):
+under the conversation's advisory lock (posts of one conversation are
+serialized, so one remote conversation is created), find or create the remote
+contact and conversation, set the triage labels, post the message as the
+patient's, and record it in `processed_events` (source `<inbox>:posted`) so a
+retried task does not post it twice. Any InboxUnavailable rolls the
+transaction back and the task retries with backoff: our database is the
+source of truth, so nothing is lost while the inbox is down.
+
+Agent → patient (`handle_inbox_event`, task clinicq.inbox.event): the event id
+(Chatwoot message id / Rocket.Chat message _id) goes into `processed_events`
+in the same transaction as the outbound message, so a duplicate webhook
+delivery changes nothing. The reply goes out on the conversation's channel
+through `create_outbound_message`. WhatsApp outside the customer-service
+window (conversations.last_inbound_at + WHATSAPP_SERVICE_WINDOW_HOURS) cannot
+carry free text: the reply goes as the approved template
+INBOX_WHATSAPP_REPLY_TEMPLATE when whatsapp/templates.json declares it,
+otherwise by SMS — and the agent gets a note saying which.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.config import Settings, get_settings
+from shared.db import session_scope
+from shared.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
+from shared.inbox import bridge_for
+from shared.inbox.base import InboxBridge, InboxEvent, InboxRejected, PatientView, RemoteGone
+from shared.models import Contact, ContactIdentity, Conversation, Message, ProcessedEvent
+from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
+
+log = logging.getLogger(__name__)
+
+AGENT_REPLY_PURPOSE = "agent_reply"  # shared.automations reads it for re-alerts
+
+
+def _lock(session: Session, key: str) -> None:
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+
+
+def _identity(session: Session, contact_id: uuid.UUID, kind: str) -> str | None:
+    return session.scalar(
+        select(ContactIdentity.value)
+        .where(ContactIdentity.contact_id == contact_id, ContactIdentity.kind == kind)
+        .order_by(ContactIdentity.id)
+        .limit(1)
+    )
+
+
+def _mark_processed(session: Session, source: str, event_id: str) -> bool:
+    """True the first time (source, event_id) is seen."""
+    return (
+        session.scalar(
+            insert(ProcessedEvent)
+            .values(source=source, event_id=event_id[:255])
+            .on_conflict_do_nothing()
+            .returning(ProcessedEvent.event_id)
+        )
+        is not None
+    )
+
+
+def conversation_labels(session: Session, conversation_id: uuid.UUID) -> list[str]:
+    """Triage labels for the whole conversation: every intent asked, urgency,
+    the latest lead score and the channel."""
+    rows = session.execute(
+        select(Message.triage, Message.channel)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.INBOUND.value,
+        )
+        .order_by(Message.created_at)
+    ).all()
+    labels: list[str] = []
+    lead = None
+    for row in rows:
+        triage = row.triage or {}
+        intent = triage.get("intent")
+        if intent and intent not in labels:
+            labels.append(intent)
+        if triage.get("urgent") and "urgente" not in labels:
+            labels.append("urgente")
+        lead = triage.get("lead_score") or lead
+    if lead:
+        labels.append(f"lead-{lead}")
+    if rows:
+        labels.append(f"canal-{rows[-1].channel}")
+    return labels
+
+
+# --- patient → inbox -------------------------------------------------------------------
+
+
+def post_patient_message(message_id: str, settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    bridge = bridge_for(settings)
+    if bridge is None:
+        return "inbox disabled"
+    mid = uuid.UUID(message_id)
+    with session_scope() as session:
+        message = session.get(Message, mid)
+        if message is None or message.direction != Direction.INBOUND.value:
+            return "no such inbound message"
+        if message.conversation_id is None or message.contact_id is None:
+            return "message has no conversation"
+        _lock(session, f"inbox:{message.conversation_id}")
+        source = f"{bridge.name}:posted"
+        if session.get(ProcessedEvent, (source, message_id)) is not None:
+            return "already posted"
+        conversation = session.get(Conversation, message.conversation_id)
+        contact = session.get(Contact, message.contact_id)
+        assert conversation is not None
+        patient = PatientView(
+            message_id=message_id,
+            contact_id=str(message.contact_id),
+            contact_name=(contact.name if contact else None) or "",
+            phone=_identity(session, message.contact_id, IdentityKind.PHONE.value),
+            email=_identity(session, message.contact_id, IdentityKind.EMAIL.value),
+            channel=message.channel,
+            text=_content(message),
+        )
+        known_contact = _identity(session, message.contact_id, bridge.name)
+        remote_contact = bridge.ensure_contact(patient, known_contact)
+        if remote_contact != known_contact:
+            session.execute(
+                insert(ContactIdentity)
+                .values(contact_id=message.contact_id, kind=bridge.name, value=remote_contact)
+                .on_conflict_do_nothing(index_elements=["kind", "value"])
+            )
+        known_conversation = (
+            conversation.inbox_conversation_id
+            if conversation.inbox_provider == bridge.name
+            else None
+        )
+        remote_conversation = _post_with_reopen(bridge, patient, remote_contact, known_conversation)
+        conversation.inbox_provider = bridge.name
+        conversation.inbox_conversation_id = remote_conversation
+        _set_labels(bridge, session, conversation.id, remote_conversation, remote_contact)
+        _mark_processed(session, source, message_id)
+    log.info("patient message posted to the inbox", extra={"message_id": message_id,
+                                                           "inbox": bridge.name})
+    return "posted"
+
+
+def _content(message: Message) -> str:
+    body = message.text or ""
+    if message.channel == "email" and message.subject:
+        body = f"[{message.subject}]\n{body}"
+    return body or "(mensagem sem texto)"
+
+
+def _post_with_reopen(
+    bridge: InboxBridge, patient: PatientView, remote_contact: str, known: str | None
+) -> str:
+    remote_conversation = bridge.ensure_conversation(patient, remote_contact, known)
+    try:
+        bridge.post_incoming(patient, remote_contact, remote_conversation)
+    except RemoteGone:
+        # Deleted or closed on the inbox side while ours stayed active: the
+        # patient wrote again, so agents get a new conversation.
+        remote_conversation = bridge.ensure_conversation(patient, remote_contact, None)
+        bridge.post_incoming(patient, remote_contact, remote_conversation)
+    return remote_conversation
+
+
+def _set_labels(
+    bridge: InboxBridge,
+    session: Session,
+    conversation_id: uuid.UUID,
+    remote_conversation: str,
+    remote_contact: str,
+) -> None:
+    labels = conversation_labels(session, conversation_id)
+    if not labels:
+        return
+    try:
+        bridge.set_labels(remote_conversation, remote_contact, labels)
+    except InboxRejected as exc:
+        # Labels are a convenience; a refusal must not hold the message back.
+        log.warning("inbox refused the labels", extra={"inbox": bridge.name, "error": str(exc)})
+
+
+# --- inbox → patient ---------------------------------------------------------------------
+
+
+@dataclass
+class _Route:
+    channel: str | None
+    to_address: str | None
+    template: str | None = None
+    note: str | None = None
+
+
+def _window_open(conversation: Conversation, settings: Settings, now: datetime) -> bool:
+    hours = getattr(settings, "WHATSAPP_SERVICE_WINDOW_HOURS", 24.0)
+    last = conversation.last_inbound_at
+    return last is not None and now - last < timedelta(hours=hours)
+
+
+def _approved_template(name: str) -> bool:
+    from shared.templating import UnknownTemplate, whatsapp_template
+
+    if not name:
+        return False
+    try:
+        whatsapp_template(name)
+    except UnknownTemplate:
+        return False
+    return True
+
+
+def choose_route(
+    session: Session, conversation: Conversation, settings: Settings, now: datetime
+) -> _Route:
+    """Where an agent's reply goes, and what the agent should be told."""
+    phone = _identity(session, conversation.contact_id, IdentityKind.PHONE.value)
+    email = _identity(session, conversation.contact_id, IdentityKind.EMAIL.value)
+    channel = conversation.channel
+    if channel == "web":
+        channel = "email" if email else "sms"
+    if channel == "email":
+        if email:
+            return _Route("email", email)
+        channel = "sms"
+    if channel == "whatsapp":
+        if phone is None:
+            return _Route(None, None, note="Resposta NÃO enviada: paciente sem telefone.")
+        if _window_open(conversation, settings, now):
+            return _Route("whatsapp", phone)
+        template = settings.INBOX_WHATSAPP_REPLY_TEMPLATE
+        if _approved_template(template):
+            return _Route(
+                "whatsapp", phone, template=template,
+                note=("Fora da janela de 24 h do WhatsApp: a resposta foi enviada como "
+                      f"modelo aprovado ({template})."),
+            )
+        return _Route(
+            "sms", phone,
+            note="Fora da janela de 24 h do WhatsApp: a resposta foi enviada por SMS.",
+        )
+    if phone is None:
+        return _Route(None, None, note="Resposta NÃO enviada: paciente sem telefone ou email.")
+    return _Route("sms", phone)
+
+
+def handle_inbox_event(doc: dict[str, Any], settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    event = InboxEvent.from_dict(doc)
+    if event.kind == "agent_message":
+        return send_agent_reply(event, settings)
+    if event.kind == "conversation_closed":
+        return close_conversation(event)
+    return f"ignored event kind {event.kind!r}"
+
+
+def _find_conversation(session: Session, event: InboxEvent) -> Conversation | None:
+    return session.scalar(
+        select(Conversation)
+        .where(
+            Conversation.inbox_provider == event.provider,
+            Conversation.inbox_conversation_id == event.inbox_conversation_id,
+        )
+        .order_by(Conversation.created_at.desc())
+        .limit(1)
+    )
+
+
+def send_agent_reply(event: InboxEvent, settings: Settings) -> str:
+    now = datetime.now(UTC)
+    after_commit = []
+    with session_scope() as session:
+        if not _mark_processed(session, f"{event.provider}:message", event.event_id):
+            return "duplicate"
+        conversation = _find_conversation(session, event)
+        if conversation is None:
+            log.warning("agent reply for an unknown inbox conversation",
+                        extra={"inbox": event.provider})
+            return "unknown conversation"
+        contact = session.get(Contact, conversation.contact_id)
+        route = choose_route(session, conversation, settings, now)
+        status = "not sent"
+        if route.channel is not None and route.to_address is not None:
+            req = OutboundRequest(
+                channel=route.channel,
+                to_address=route.to_address,
+                contact_id=conversation.contact_id,
+                conversation_id=conversation.id,
+                text=event.text,
+                purpose=AGENT_REPLY_PURPOSE,
+                idempotency_key=f"{event.provider}:reply:{event.event_id}",
+                metadata={"inbox": event.provider, "inbox_message_id": event.event_id,
+                          "agent": event.agent},
+            )
+            if route.channel == "email":
+                req.subject = f"{settings.CLINIC_NAME}: resposta à sua mensagem"
+            if route.template:
+                req.template = route.template
+                req.template_data = {
+                    "paciente_nome": ((contact.name if contact else None) or "").split(" ")[0]
+                    or "paciente",
+                    "resposta": event.text,
+                }
+            created = create_outbound_message(session, req)
+            status = created.status
+            if created.should_enqueue:
+                mid, channel = created.message_id, route.channel
+                after_commit.append(lambda: enqueue_send(mid, channel))
+            if created.status == MessageStatus.SKIPPED.value:
+                route.note = (f"Resposta NÃO enviada: o paciente pediu para não receber "
+                              f"mensagens por {route.channel} ({created.reason}).")
+        conversation.assignee = event.agent or conversation.assignee
+        conversation.needs_agent = False
+        conversation.last_message_at = now
+        if route.note:
+            note_args = [event.provider, event.inbox_conversation_id, route.note]
+            after_commit.append(lambda: _enqueue_note(*note_args))
+    for action in after_commit:
+        action()
+    log.info("agent reply handled", extra={"inbox": event.provider, "status": status})
+    return status
+
+
+def _enqueue_note(provider: str, remote_conversation: str, note: str) -> None:
+    from workers.app import app
+
+    app.send_task("clinicq.inbox.note", args=[provider, remote_conversation, note],
+                  argsrepr=f"['{provider}', '{remote_conversation}', '<note>']")
+
+
+def close_conversation(event: InboxEvent) -> str:
+    with session_scope() as session:
+        changed = session.execute(
+            update(Conversation)
+            .where(
+                Conversation.inbox_provider == event.provider,
+                Conversation.inbox_conversation_id == event.inbox_conversation_id,
+                Conversation.status == ConversationStatus.ACTIVE.value,
+            )
+            .values(status=ConversationStatus.CLOSED.value, closed_at=datetime.now(UTC),
+                    needs_agent=False)
+        ).rowcount
+    return "closed" if changed else "nothing to close"
+
+
+def post_private_note(provider: str, remote_conversation: str, note: str,
+                      settings: Settings | None = None) -> str:
+    bridge = bridge_for(settings or get_settings(), provider)
+    if bridge is None:
+        return "inbox disabled"
+    bridge.post_note(remote_conversation, note)
+    return "posted"

@@ -1,0 +1,51 @@
+"""The `inbox` queue: the agent-inbox bridge (thin; the flows are in
+shared/inbox/sync.py). An unreachable inbox raises InboxUnavailable and the
+task retries with exponential backoff (capped below the visibility timeout);
+the data waits in PostgreSQL meanwhile, so nothing is lost."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+
+from shared.config import get_settings
+from shared.inbox.base import InboxRejected, InboxUnavailable
+from shared.inbox.sync import handle_inbox_event, post_patient_message, post_private_note
+from workers.app import app
+
+log = logging.getLogger(__name__)
+
+_RETRY: dict[str, Any] = {
+    "autoretry_for": (InboxUnavailable, OperationalError),
+    "retry_backoff": 2,
+    "retry_backoff_max": get_settings().MAX_RETRY_BACKOFF_SECONDS,
+    "retry_jitter": True,
+    # ~1 day at the default 600 s cap; the message stays in our database after.
+    "max_retries": 150,
+}
+
+
+@app.task(name="clinicq.inbox.post_message", **_RETRY)
+def post_message(message_id: str) -> str:
+    try:
+        return post_patient_message(message_id)
+    except InboxRejected as exc:  # retrying the same request would not help
+        log.error("inbox refused a patient message",
+                  extra={"message_id": message_id, "error": str(exc), "status": exc.status})
+        return "rejected"
+
+
+@app.task(name="clinicq.inbox.event", **_RETRY)
+def event(doc: dict[str, Any]) -> str:
+    return handle_inbox_event(doc)
+
+
+@app.task(name="clinicq.inbox.note", **_RETRY)
+def note(provider: str, remote_conversation: str, text: str) -> str:
+    try:
+        return post_private_note(provider, remote_conversation, text)
+    except InboxRejected as exc:
+        log.error("inbox refused a note", extra={"inbox": provider, "error": str(exc)})
+        return "rejected"
