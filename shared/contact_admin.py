@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.contacts import lock_identities
@@ -33,6 +33,12 @@ from shared.models import (
 
 RECENT_MESSAGES = 20
 MESSAGE_PREVIEW_CHARS = 500
+
+
+def _rowcount(session: Session, stmt: Any) -> int:
+    """Rows an UPDATE/DELETE changed."""
+    result = session.execute(stmt)
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 class ContactNotFound(LookupError):
@@ -216,11 +222,12 @@ def merge_contacts(
     now = datetime.now(UTC)
     moved: dict[str, int] = {}
 
-    moved["identities"] = session.execute(
+    moved["identities"] = _rowcount(
+        session,
         update(ContactIdentity)
         .where(ContactIdentity.contact_id == other_id)
-        .values(contact_id=keep_id)
-    ).rowcount
+        .values(contact_id=keep_id),
+    )
 
     # One active conversation per contact: if both have one, the other's is
     # closed (its messages stay in it, now under `keep`).
@@ -232,24 +239,27 @@ def merge_contacts(
     )
     closed = 0
     if keep_active is not None:
-        closed = session.execute(
+        closed = _rowcount(
+            session,
             update(Conversation)
             .where(
                 Conversation.contact_id == other_id,
                 Conversation.status == ConversationStatus.ACTIVE.value,
             )
-            .values(status=ConversationStatus.CLOSED.value, closed_at=now)
-        ).rowcount
+            .values(status=ConversationStatus.CLOSED.value, closed_at=now),
+        )
     moved["conversations_closed"] = closed
-    moved["conversations"] = session.execute(
-        update(Conversation).where(Conversation.contact_id == other_id).values(contact_id=keep_id)
-    ).rowcount
-    moved["messages"] = session.execute(
-        update(Message).where(Message.contact_id == other_id).values(contact_id=keep_id)
-    ).rowcount
-    moved["appointments"] = session.execute(
-        update(Appointment).where(Appointment.contact_id == other_id).values(contact_id=keep_id)
-    ).rowcount
+    moved["conversations"] = _rowcount(
+        session,
+        update(Conversation).where(Conversation.contact_id == other_id).values(contact_id=keep_id),
+    )
+    moved["messages"] = _rowcount(
+        session, update(Message).where(Message.contact_id == other_id).values(contact_id=keep_id)
+    )
+    moved["appointments"] = _rowcount(
+        session,
+        update(Appointment).where(Appointment.contact_id == other_id).values(contact_id=keep_id),
+    )
 
     # One active opt-out per (contact, channel): where `keep` already has the
     # same one, the duplicate is retired (the opt-out itself still holds).
@@ -268,9 +278,9 @@ def merge_contacts(
             )
             .values(revoked_at=now, source=func.left(func.concat(OptOut.source, " (merged)"), 64))
         )
-    moved["opt_outs"] = session.execute(
-        update(OptOut).where(OptOut.contact_id == other_id).values(contact_id=keep_id)
-    ).rowcount
+    moved["opt_outs"] = _rowcount(
+        session, update(OptOut).where(OptOut.contact_id == other_id).values(contact_id=keep_id)
+    )
 
     # The pair's candidates are settled; the other's candidates with third
     # contacts now concern `keep` (dropped where that would duplicate a pair).
@@ -360,7 +370,8 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
     now = datetime.now(UTC)
     message_ids = select(Message.id).where(Message.contact_id.in_(ids)).scalar_subquery()
     counts: dict[str, int] = {}
-    counts["messages"] = session.execute(
+    counts["messages"] = _rowcount(
+        session,
         update(Message)
         .where(Message.contact_id.in_(ids))
         .values(
@@ -372,21 +383,23 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
             to_address=None,
             status_reason=None,
             updated_at=now,
-        )
-    ).rowcount
-    counts["message_events"] = session.execute(
+        ),
+    )
+    counts["message_events"] = _rowcount(
+        session,
         update(MessageEvent)
         .where(MessageEvent.message_id.in_(message_ids))
-        .values(payload=None, detail=None)
-    ).rowcount
-    counts["identities"] = session.execute(
-        delete(ContactIdentity).where(ContactIdentity.contact_id.in_(ids))
-    ).rowcount
-    counts["appointments"] = session.execute(
+        .values(payload=None, detail=None),
+    )
+    counts["identities"] = _rowcount(
+        session, delete(ContactIdentity).where(ContactIdentity.contact_id.in_(ids))
+    )
+    counts["appointments"] = _rowcount(
+        session,
         update(Appointment)
         .where(Appointment.contact_id.in_(ids))
-        .values(notes=None, updated_at=now)
-    ).rowcount
+        .values(notes=None, updated_at=now),
+    )
     session.execute(
         delete(MergeCandidate).where(
             or_(MergeCandidate.contact_id.in_(ids), MergeCandidate.other_contact_id.in_(ids))

@@ -240,7 +240,7 @@ def parse_meta_webhook(
                     raise PayloadError(f"entry.{e}.changes.{c}.value.{key}", "must be a list")
             for msg in value.get("messages") or []:
                 item = (
-                    _message_payload(msg, names, value_meta, settings, received_at)  # type: ignore[arg-type]
+                    _message_payload(msg, names, value_meta, settings, received_at)
                     if isinstance(msg, dict)
                     else "message is not an object"
                 )
