@@ -10,6 +10,7 @@ replies are transient, 5xx permanent (RFC 5321 4.2.1).
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -57,9 +58,10 @@ class SmtpProvider(Provider):
         mail["Subject"] = safe_header("subject", message.subject or "")
         domain = address.partition("@")[2] or None
         mail["Message-ID"] = make_msgid(idstring=message.message_id.replace("-", ""), domain=domain)
-        mail.set_content(message.text or "")
+        # Quoted-printable keeps the body 7-bit: any server takes it, 8BITMIME or not.
+        mail.set_content(message.text or "", cte="quoted-printable")
         if message.html:
-            mail.add_alternative(message.html, subtype="html")
+            mail.add_alternative(message.html, subtype="html", cte="quoted-printable")
         return mail
 
     def _connect(self) -> smtplib.SMTP:
@@ -104,7 +106,8 @@ class SmtpProvider(Provider):
                     f"SMTP dropped before DATA: {type(exc).__name__}", "connect"
                 ) from None
             try:
-                code, _ = conn.data(mail.as_bytes())
+                # CRLF line ends (RFC 5321): smtplib does not fix them for bytes.
+                code, _ = conn.data(mail.as_bytes(policy=email.policy.SMTP))
             except smtplib.SMTPDataError as exc:
                 raise _classify_reply(exc.smtp_code, "DATA") from None
             except (TimeoutError, OSError, smtplib.SMTPServerDisconnected):

@@ -81,7 +81,9 @@ class FakeSMTP:
             self.port = s.getsockname()[1]
         kwargs: dict[str, Any] = {
             "authenticator": _authenticator,
-            "auth_require_tls": mode != "plain",
+            # aiosmtpd only counts STARTTLS as TLS; implicit TLS is encrypted from
+            # the first byte, so AUTH is offered there too.
+            "auth_require_tls": mode == "starttls",
         }
         if mode == "implicit":
             kwargs["ssl_context"] = server_context
