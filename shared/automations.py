@@ -131,7 +131,7 @@ def _load_inbound(session: Session, message_id: uuid.UUID) -> _Inbound | None:
 
 
 def _triage_and_store(session: Session, inbound: _Inbound, settings: Settings) -> TriageResult:
-    earlier = session.execute(
+    newest_first = session.execute(
         select(Message.text, Message.triage)
         .where(
             Message.conversation_id == inbound.conversation.id,
@@ -142,7 +142,7 @@ def _triage_and_store(session: Session, inbound: _Inbound, settings: Settings) -
         .order_by(Message.created_at.desc())
         .limit(HISTORY_SIZE)
     ).all()
-    earlier.reverse()
+    earlier = list(reversed(newest_first))
     texts = [row.text for row in earlier if row.text]
     rules_only = settings.model_copy(update={"ENABLE_AI_ANALYSIS": False})
     intents = [

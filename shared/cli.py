@@ -3,6 +3,7 @@
 clinicq create-api-key NAME     print a new REST API key (stored hashed)
 clinicq channels                which channels are live / on the outbox
 clinicq reconcile               settle unknown / stuck sends once
+clinicq erase-contact ID --yes  LGPD erasure of a contact's personal data
 """
 
 from __future__ import annotations
@@ -51,6 +52,53 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- contacts (issue 5: identity, merge, erasure) -------------------------------
+
+
+def _erase_contact(args: argparse.Namespace) -> int:
+    import getpass
+    import uuid
+
+    from shared.contact_admin import ContactNotFound, erase_contact
+    from shared.db import session_scope
+
+    try:
+        contact_id = uuid.UUID(args.contact_id)
+    except ValueError:
+        print("clinicq: ID must be a contact id (UUID)", file=sys.stderr)
+        return 2
+    if not args.yes:
+        # Irreversible: an operator types the id again, a script passes --yes.
+        if not sys.stdin.isatty():
+            print("clinicq: erasure is irreversible; pass --yes to confirm", file=sys.stderr)
+            return 2
+        typed = input(f"Erase all personal data of contact {contact_id}? Type its id to confirm: ")
+        if typed.strip() != str(contact_id):
+            print("clinicq: not confirmed; nothing erased", file=sys.stderr)
+            return 2
+    try:
+        with session_scope() as session:
+            result = erase_contact(session, contact_id, actor=f"cli:{getpass.getuser()}"[:64])
+    except ContactNotFound:
+        print(f"clinicq: contact {contact_id} not found", file=sys.stderr)
+        return 1
+    if result.already_erased:
+        print(f"contact {contact_id} was already erased; nothing changed")
+    else:
+        counts = ", ".join(f"{k}: {v}" for k, v in result.counts.items())
+        print(f"contact {contact_id} erased ({counts})")
+    return 0
+
+
+def _add_contact_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    erase = sub.add_parser(
+        "erase-contact", help="LGPD erasure: message bodies, identities, name, CPF"
+    )
+    erase.add_argument("contact_id", metavar="ID", help="the contact's id (UUID)")
+    erase.add_argument("--yes", action="store_true", help="confirm without a prompt")
+    erase.set_defaults(func=_erase_contact, needs_db=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clinicq", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile = sub.add_parser("reconcile", help="settle unknown / stuck sends once")
     reconcile.add_argument("--stuck-after", type=float, default=None, metavar="SECONDS")
     reconcile.set_defaults(func=_reconcile, needs_db=True)
+    _add_contact_commands(sub)
     return parser
 
 

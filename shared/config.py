@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     ROCKETCHAT_LIVECHAT_TOKEN: str = ""
     # Rocket.Chat Omnichannel department for new Livechat rooms (optional).
     ROCKETCHAT_DEPARTMENT_ID: str = ""
-    INBOX_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=120)
+    INBOX_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
     # Approved WhatsApp template an agent's reply goes out as when the patient's
     # 24-hour window is closed (its body parameters: paciente_nome, resposta).
     # Not registered in whatsapp/templates.json → the reply falls back to SMS.
@@ -111,14 +111,14 @@ class Settings(BaseSettings):
     AUTO_ACK_ENABLED: bool = False
     TEAM_ALERTS_ENABLED: bool = True
     # Each automation runs at most once per conversation within this window.
-    AUTOMATION_WINDOW_HOURS: float = Field(24.0, gt=0, le=24 * 30)
+    AUTOMATION_WINDOW_HOURS: float = Field(default=24.0, gt=0, le=24 * 30)
     # An urgent message nobody answered (no agent reply) within this many
     # minutes alerts ONCALL_PHONE again, once.
-    URGENT_REALERT_MINUTES: float = Field(15.0, gt=0, le=24 * 60)
+    URGENT_REALERT_MINUTES: float = Field(default=15.0, gt=0, le=24 * 60)
     # Link in the SMS acknowledgement ("SMS com link para acompanhar"); empty:
     # the capability status URL of the patient's message.
     AUTO_ACK_FOLLOW_URL: str = ""
-    CLINIC_NAME: str = Field("Portal Clinic", min_length=1, max_length=60)
+    CLINIC_NAME: str = Field(default="Portal Clinic", min_length=1, max_length=60)
 
     @field_validator("ONCALL_PHONE")
     @classmethod

@@ -331,3 +331,45 @@ def test_merge_then_erase_end_to_end_through_provider_webhooks(
         newest = s.scalars(select(Message).where(Message.text == "voltei")).one()
         assert newest.contact_id not in (a, b)
         assert s.get(Contact, newest.contact_id).name is None
+
+
+def test_cli_erase_contact() -> None:
+    """`clinicq erase-contact ID --yes` in a real process: erased once, audited
+    with the CLI as actor; without --yes (no terminal) nothing happens."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.infra import ROOT
+
+    cid = file_message({"phone": "+5511955554444", "name": "Paula"}, "meu exame deu alterado")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "shared.cli", "erase-contact", *args],
+            cwd=ROOT,
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+
+    from shared.cli import main
+
+    # In-process for the refusals (stdin is not a terminal under pytest).
+    assert main(["erase-contact", str(cid)]) == 2
+    assert count(Contact, Contact.erased_at.is_not(None)) == 0
+    assert main(["erase-contact", "not-a-uuid", "--yes"]) == 2
+    assert main(["erase-contact", str(uuid.uuid4()), "--yes"]) == 1
+
+    done = run(str(cid), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "erased" in done.stdout and "Paula" not in done.stdout + done.stderr
+    with session_scope() as s:
+        assert s.get(Contact, cid).name is None
+        assert s.scalars(select(Message.text).where(Message.contact_id == cid)).all() == [None]
+        audit = s.scalars(select(AuditEvent)).one()
+        assert audit.action == "contact.erase" and audit.actor.startswith("cli:")
+    assert main(["erase-contact", str(cid), "--yes"]) == 0  # already erased: no change
+    assert count(AuditEvent) == 1

@@ -340,7 +340,7 @@ def _enqueue_note(provider: str, remote_conversation: str, note: str) -> None:
 
 def close_conversation(event: InboxEvent) -> str:
     with session_scope() as session:
-        changed = session.execute(
+        closed = session.scalars(
             update(Conversation)
             .where(
                 Conversation.inbox_provider == event.provider,
@@ -349,8 +349,9 @@ def close_conversation(event: InboxEvent) -> str:
             )
             .values(status=ConversationStatus.CLOSED.value, closed_at=datetime.now(UTC),
                     needs_agent=False)
-        ).rowcount
-    return "closed" if changed else "nothing to close"
+            .returning(Conversation.id)
+        ).all()
+    return "closed" if closed else "nothing to close"
 
 
 def post_private_note(provider: str, remote_conversation: str, note: str,
