@@ -69,6 +69,9 @@ def test_not_urgent_when_symptoms_are_only_asked_about_or_absent(text: str) -> N
         ("quanto tempo de repouso depois da abdomino?", "informacao_procedimento"),
         ("tenho interesse em fazer rino mas tenho medo", "qualificacao"),
         ("qual o endereço?", "outro"),
+        ("VALORES", "preco"),  # the WhatsApp menu's options
+        ("Procedimentos", "informacao_procedimento"),
+        ("agendar", "agendamento"),
         ("", "outro"),
     ],
 )

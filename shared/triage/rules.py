@@ -106,6 +106,13 @@ _CONFIRM_ONLY = {
     "sim vou", "vou sim", "certo", "pode ser",
 }
 _CANCEL_ONLY = {"2", "nao", "cancelar", "cancela", "cancelado"}
+# The options of the WhatsApp auto-acknowledgement menu (whatsapp/menu_opcoes.txt).
+_MENU_ANSWERS = {
+    "agendar": "agendamento",
+    "valores": "preco",
+    "procedimentos": "informacao_procedimento",
+    "atendente": "outro",
+}
 
 # --- urgency --------------------------------------------------------------------
 # Alarming on their own, whatever the phrasing.
@@ -157,6 +164,8 @@ def classify_intent(toks: Sequence[str]) -> tuple[str, dict[str, float]]:
         return "confirmacao", {"confirmacao": 10.0}
     if joined in _CANCEL_ONLY:
         return "cancelamento", {"cancelamento": 10.0}
+    if joined in _MENU_ANSWERS:
+        return _MENU_ANSWERS[joined], {_MENU_ANSWERS[joined]: 10.0}
 
     scores: dict[str, float] = {}
     for intent, patterns in _INTENT_PATTERNS.items():
