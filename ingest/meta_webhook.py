@@ -49,7 +49,8 @@ def receive_meta() -> Any:
     header = request.headers.get("X-Hub-Signature-256")
     if not header:
         return error(401, "missing Meta signature", "X-Hub-Signature-256")
-    raw = request.get_data(cache=False)  # bounded by MAX_CONTENT_LENGTH → 413
+    request.max_content_length = settings.META_WEBHOOK_MAX_BODY_BYTES
+    raw = request.get_data(cache=False)  # bounded → 413
     if not verify_meta_signature(settings.META_APP_SECRET, raw, header):
         return error(403, "invalid Meta signature", "X-Hub-Signature-256")
     try:

@@ -272,6 +272,7 @@ def doc_bytes(doc: Any) -> bytes:
 class TestMetaWebhookContract(WebhookContract):
     path = "/webhooks/meta"
     signature_header = "X-Hub-Signature-256"
+    max_body_bytes = 3 * 1024 * 1024  # META_WEBHOOK_MAX_BODY_BYTES: Meta batches are big
 
     def valid_request(self, unique: str) -> WebhookRequest:
         doc = envelope(text_message())
@@ -288,6 +289,19 @@ class TestMetaWebhookContract(WebhookContract):
         return WebhookRequest(
             *meta_request(envelope(text_message("a" * (self.max_body_bytes + 10))))
         )
+
+
+def test_large_batch_under_the_meta_limit_is_accepted(
+    provider_client: Any, redis_client: Any
+) -> None:
+    """A 150 KB batch (above the 64 KB limit of our own webhook) is Meta's
+    normal business: accepted, every status enqueued."""
+    redis_client.delete("inbound")
+    statuses = [status(wamid(), "delivered") for _ in range(600)]
+    body, headers = meta_request(envelope(change({"statuses": statuses})))
+    assert len(body) > 150 * 1024
+    assert provider_client.post("/webhooks/meta", data=body, headers=headers).status_code == 200
+    assert len(queued_tasks(redis_client)) == 600
 
 
 def test_verify_handshake(provider_client: Any) -> None:
