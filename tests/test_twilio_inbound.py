@@ -109,6 +109,11 @@ def test_whatsapp_form_keeps_profile_name_and_media(settings: Any) -> None:
     assert payload["message"]["metadata"]["to"] == "+14155238886"
 
 
+def test_whatsapp_sender_without_ninth_digit_is_canonicalized(settings: Any) -> None:
+    form = whatsapp_form(From="whatsapp:+555499261407", WaId="555499261407")
+    assert parse_twilio_inbound(form, settings)["contact"]["phone"] == "+5554999261407"
+
+
 def test_media_only_message_is_kept_with_empty_text(settings: Any) -> None:
     payload = parse_twilio_inbound(whatsapp_form(Body=""), settings)
     assert payload["message"]["text"] == ""
