@@ -42,6 +42,7 @@ from typing import Any
 
 from sqlalchemy import exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from shared.config import Settings, get_settings
@@ -74,6 +75,24 @@ class _Inbound:
 
 
 def run_automations(session: Session, ctx: ReactionContext) -> None:
+    """The reaction handler. It shares the reaction's transaction with the
+    handlers before it (command replies): a bug here must not undo their work,
+    so it runs in a savepoint and its sends are published only if it
+    succeeded. Database outages still propagate (the task retries)."""
+    mine = ReactionContext(message_id=ctx.message_id, consumed=ctx.consumed, notes=ctx.notes)
+    try:
+        with session.begin_nested():
+            _run_automations(session, mine)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:  # noqa: BLE001 - isolate the other handlers from our failures
+        log.exception("automations failed; triage/automations skipped for this message",
+                      extra={"message_id": str(ctx.message_id)})
+        return
+    ctx.after_commit.extend(mine.after_commit)
+
+
+def _run_automations(session: Session, ctx: ReactionContext) -> None:
     settings = get_settings()
     inbound = _load_inbound(session, ctx.message_id)
     if inbound is None:

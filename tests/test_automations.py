@@ -295,3 +295,13 @@ def test_end_to_end_webhook_to_acknowledgement_sent_by_real_workers(configure, c
     wait_for(lambda: outbound(purpose="auto_reply")[0].status in ("sent", "delivered"), timeout=60)
     assert len(outbound(purpose="auto_reply")) == 1
     assert [a.to_address for a in outbound(purpose="alert")] == ["financeiro@clinicateste.com.br"]
+
+
+def test_unrenderable_templates_skip_the_automation_but_keep_the_triage(configure, tmp_path) -> None:
+    configure(TEMPLATES_DIR=str(tmp_path))  # an empty templates directory
+    mid = file_message("qual o valor?")
+    ctx = react_to_inbound(str(mid))
+    assert ctx.notes["auto_ack"] == "skipped: template does not render"
+    assert outbound() == []
+    with session_scope() as s:
+        assert s.get(Message, mid).triage["intent"] == "preco"
