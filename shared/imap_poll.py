@@ -18,9 +18,10 @@ mailbox (no \\Seen flags set behind the staff's back).
 
 Threading: a reply's `In-Reply-To`/`References` are matched against the
 `Message-ID`s of our outbound emails (the SMTP provider records them as
-`provider_message_id`); the match is put in the message metadata
-(`in_reply_to_message_id`, `thread_conversation_id`). Filing itself puts the
-message in the sender's active conversation (by the sender's email identity).
+`provider_message_id`); the match goes in the metadata
+(`in_reply_to_message_id`, `thread_conversation_id`). Filing puts the message
+in its contact's active conversation: the sender's, or — for an unknown
+address answering our email — the patient's we wrote to (`thread_reply`).
 
 Parsing is pure (`parse_email`): plain text preferred, else text extracted
 from the HTML part with the stdlib `html.parser`; quoted history trimmed.
@@ -50,9 +51,9 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.db import session_scope
-from shared.enums import Channel, Direction
+from shared.enums import Channel, Direction, IdentityKind
 from shared.identity import InvalidIdentifier, normalize_email
-from shared.models import MailboxState, Message
+from shared.models import Contact, ContactIdentity, MailboxState, Message
 from shared.pii import mask_email
 from shared.taskqueue import TaskPublisher, idempotency_redis_key
 
@@ -329,17 +330,24 @@ def parse_email(
 # --- threading -----------------------------------------------------------------
 
 
-def find_thread(
-    session: Session, metadata: dict[str, Any]
-) -> tuple[uuid.UUID, uuid.UUID | None] | None:
-    """Our outbound email this message answers: (message id, conversation id)."""
+@dataclass
+class Thread:
+    """Our outbound email a reply answers."""
+
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID | None
+    contact_id: uuid.UUID | None
+
+
+def find_thread(session: Session, metadata: dict[str, Any]) -> Thread | None:
+    """The outbound email named by the reply's In-Reply-To/References."""
     refs = list(dict.fromkeys([metadata.get("in_reply_to"), *(metadata.get("references") or [])]))
     refs = [r for r in refs if r]
     if not refs:
         return None
     candidates = refs + [r.strip("<>") for r in refs]
     row = session.execute(
-        select(Message.id, Message.conversation_id)
+        select(Message.id, Message.conversation_id, Message.contact_id)
         .where(
             Message.channel == Channel.EMAIL.value,
             Message.direction == Direction.OUTBOUND.value,
@@ -351,7 +359,56 @@ def find_thread(
         .order_by(Message.created_at.desc())
         .limit(1)
     ).first()
-    return (row.id, row.conversation_id) if row else None
+    return Thread(row.id, row.conversation_id, row.contact_id) if row else None
+
+
+def _surviving_identity(session: Session, contact_id: uuid.UUID) -> tuple[str, str] | None:
+    """An identity of the contact (following merges), email first."""
+    for _ in range(10):
+        merged_into = session.scalar(select(Contact.merged_into_id).where(Contact.id == contact_id))
+        if merged_into is None:
+            break
+        contact_id = merged_into
+    row = session.execute(
+        select(ContactIdentity.kind, ContactIdentity.value)
+        .where(ContactIdentity.contact_id == contact_id)
+        .order_by((ContactIdentity.kind != IdentityKind.EMAIL.value), ContactIdentity.id)
+        .limit(1)
+    ).first()
+    return (row.kind, row.value) if row else None
+
+
+def thread_reply(session: Session, payload: dict[str, Any]) -> None:
+    """Thread a reply onto the conversation of the email it answers.
+
+    A sender we know is filed by their own identity (their active
+    conversation). A sender we do not know, answering an email we sent, is
+    filed under the patient we sent it to — by that patient's existing
+    identity, so the unverified address is NOT attached to the patient (a
+    forwarded thread must not redirect the patient's mail); the address stays
+    in the metadata for an operator to add or merge.
+    """
+    metadata = payload["message"]["metadata"]
+    thread = find_thread(session, metadata)
+    if thread is None:
+        return
+    metadata["in_reply_to_message_id"] = str(thread.message_id)
+    if thread.conversation_id is not None:
+        metadata["thread_conversation_id"] = str(thread.conversation_id)
+    sender = payload["contact"]["email"]
+    known = session.scalar(
+        select(ContactIdentity.id).where(
+            ContactIdentity.kind == IdentityKind.EMAIL.value, ContactIdentity.value == sender
+        )
+    )
+    if known is not None or thread.contact_id is None:
+        return
+    identity = _surviving_identity(session, thread.contact_id)
+    if identity is None:  # the patient was erased: a stranger, by their own address
+        return
+    metadata["from_address"] = sender
+    metadata["threaded_by"] = "in-reply-to"
+    payload["contact"] = {identity[0]: identity[1]}
 
 
 # --- the poll --------------------------------------------------------------------
@@ -467,11 +524,7 @@ def poll_mailbox(
                     stats.skipped += 1
                     log.info("email not filed", extra={"uid": uid, "reason": item})
                 else:
-                    thread = find_thread(session, item["message"]["metadata"])
-                    if thread is not None:
-                        item["message"]["metadata"]["in_reply_to_message_id"] = str(thread[0])
-                        if thread[1] is not None:
-                            item["message"]["metadata"]["thread_conversation_id"] = str(thread[1])
+                    thread_reply(session, item)
                     already = session.scalar(
                         select(Message.id).where(Message.idempotency_key == item["idempotency_key"])
                     )

@@ -268,6 +268,69 @@ def test_implicit_tls_with_verified_certificate(settings: Any, publisher: TaskPu
         assert poll_mailbox(cfg, publisher, ssl_context=client_ctx) == 1
 
 
+def test_reply_from_unknown_address_threads_onto_the_patient_we_wrote_to(
+    settings: Any, imap_server: FakeImapServer, publisher: TaskPublisher, redis_client: Any
+) -> None:
+    """Our email went to the patient; the answer comes from an address we do
+    not know (her work account) quoting our Message-ID: filed under her, in
+    her conversation, without attaching the unverified address to her."""
+    from shared.models import ContactIdentity
+
+    with session_scope() as s:
+        filed = file_inbound_message(
+            s,
+            str(uuid.uuid4()),
+            {
+                "type": "message",
+                "channel": "email",
+                "source": "imap",
+                "contact": {"email": PATIENT, "name": "Ana Souza"},
+                "message": {"text": "primeiro contato", "timestamp": None, "metadata": None},
+                "received_at": datetime.now(UTC).isoformat(),
+            },
+        )
+        assert filed is not None
+        s.add(
+            Message(
+                id=uuid.uuid4(),
+                conversation_id=filed.conversation_id,
+                contact_id=filed.contact_id,
+                channel="email",
+                direction="outbound",
+                purpose="agent_reply",
+                status="delivered",
+                provider="smtp",
+                provider_message_id="<1.2.ourmail@clinica.test>",
+                to_address=PATIENT,
+            )
+        )
+    imap_server.add_message(
+        make_email(
+            text="Respondendo do trabalho: pode ser sexta.",
+            sender="Ana S. <ana.souza@empresa.example>",
+            In_Reply_To="<1.2.ourmail@clinica.test>",
+        )
+    )
+    imap_server.add_message(make_email(text="Sem relação", sender="Beto <beto@example.com>"))
+    assert poll_mailbox(imap_settings(settings, imap_server), publisher) == 2
+
+    threaded, stranger = (t.args for t in queued_tasks(redis_client))
+    assert threaded[1]["contact"] == {"email": PATIENT}
+    assert threaded[1]["message"]["metadata"]["from_address"] == "ana.souza@empresa.example"
+    with session_scope() as s:
+        for message_id, payload in (threaded, stranger):
+            assert file_inbound_message(s, message_id, payload) is not None
+    with session_scope() as s:
+        reply = s.get(Message, uuid.UUID(threaded[0]))
+        assert (reply.contact_id, reply.conversation_id) == (
+            filed.contact_id,
+            filed.conversation_id,
+        )
+        assert s.get(Message, uuid.UUID(stranger[0])).contact_id != filed.contact_id
+        emails = set(s.scalars(select(ContactIdentity.value)))
+        assert emails == {PATIENT, "beto@example.com"}  # the work address was not attached
+
+
 def test_wrong_password_and_missing_settings_fail_clearly(
     settings: Any, imap_server: FakeImapServer, publisher: TaskPublisher
 ) -> None:
