@@ -8,7 +8,9 @@ import sys
 
 # name -> module with a `main()`; each owner adds its own line.
 BENCHES: dict[str, str] = {
+    "scheduler": "bench.scheduler",
     "triage": "bench.triage_accuracy",
+    "ingest": "bench.ingest",
 }
 
 

@@ -37,8 +37,26 @@ def _mask_cpf_match(m: re.Match[str]) -> str:
     return f"***.{m.group(2)}.{m.group(3)}-**"
 
 
-def redact(text: str) -> str:
-    """Mask every email, CPF and phone number found in free text."""
+# Ids (message and task UUIDs) are not personal data, but two all-digit groups
+# of a UUID ("…-6341-4082-…") look like a phone number; they are kept intact.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _redact_plain(text: str) -> str:
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
     text = _CPF.sub(_mask_cpf_match, text)
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+def redact(text: str) -> str:
+    """Mask every email, CPF and phone number found in free text."""
+    if "-" not in text or not _UUID.search(text):
+        return _redact_plain(text)
+    out: list[str] = []
+    last = 0
+    for m in _UUID.finditer(text):
+        out.append(_redact_plain(text[last : m.start()]))
+        out.append(m.group(0))
+        last = m.end()
+    out.append(_redact_plain(text[last:]))
+    return "".join(out)

@@ -11,6 +11,7 @@ Parsing is pure: no database, no network.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -104,6 +105,14 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return doc
 
 
+# Senders repeat: the same patients write again, forms retry, duplicates
+# arrive. Normalizing (phonenumbers, email-validator) is the costliest part of
+# validation, so each worker process remembers recent results. Invalid values
+# raise and are not cached.
+_normalize_phone = functools.lru_cache(maxsize=4096)(normalize_phone)
+_normalize_email = functools.lru_cache(maxsize=4096)(normalize_email)
+
+
 def validate_contact(
     contact: dict[str, Any], settings: Settings, warnings: list[str]
 ) -> dict[str, Any]:
@@ -118,7 +127,7 @@ def validate_contact(
             warnings.append(f"contact.name dropped: must be a string of 1-{NAME_MAX} chars")
 
     problems: list[str] = []
-    for key, normalize in (("phone", normalize_phone), ("email", normalize_email)):
+    for key, normalize in (("phone", _normalize_phone), ("email", _normalize_email)):
         raw = contact.get(key)
         if raw is None or raw == "":
             continue

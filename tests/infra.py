@@ -59,7 +59,10 @@ def _try_local_postgres() -> str | None:
 
 def _claim_redis_db(base_url: str) -> int:
     client = redis.Redis.from_url(base_url)
+    lock_db = int(client.connection_pool.connection_kwargs.get("db", 0))
     for db in range(1, 16):
+        if db == lock_db:  # tests flush their db; the locks must survive that
+            continue
         if client.set(f"clinicq:test-db-lock:{db}", os.getpid(), nx=True, ex=4 * 3600):
             return db
     raise RuntimeError("no free Redis logical database (1-15) for this test run")

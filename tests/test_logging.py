@@ -143,3 +143,14 @@ def test_formatter_handles_unserialisable_extras() -> None:
 
     doc = orjson.loads(JsonFormatter().format(_record("x", thing=Thing())))
     assert doc["thing"] == "thing of m***@example.com"
+
+
+def test_formatter_keeps_uuids_whole_but_masks_pii_beside_them() -> None:
+    # Two all-digit UUID groups ("-6341-4082-") once read as a phone number,
+    # which mangled message and task ids in every log line.
+    mid = "a9a72bd7-6341-4082-b3ea-032b949e953d"
+    doc = orjson.loads(JsonFormatter().format(
+        _record("task %s for %s", mid, PHONE, message_id=mid)
+    ))
+    assert doc["msg"] == f"task {mid} for ***7777"
+    assert doc["message_id"] == mid
