@@ -348,18 +348,31 @@ class EraseResult:
 def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseResult:
     """LGPD erasure: remove message bodies, subjects, metadata, template data,
     triage, addresses and the events' raw payloads; identities, name and CPF.
-    Contacts previously merged into this one are erased with it. Keeps the
-    pseudonymous contact row and writes one audit row. Idempotent."""
-    rows = _lock_contacts(session, [contact_id])
-    contact = rows.get(contact_id)
-    if contact is None:
-        raise ContactNotFound(str(contact_id))
-    if contact.erased_at is not None:
-        return EraseResult(contact_id, already_erased=True, counts={})
 
-    ids = [contact_id] + list(
-        session.scalars(select(Contact.id).where(Contact.merged_into_id == contact_id))
-    )
+    The person is erased, not one row of them: an id that was merged into
+    another contact erases the surviving contact, and every contact merged
+    into it (at any depth) goes with it. Keeps the pseudonymous contact rows
+    and writes one audit row. Idempotent."""
+    if session.get(Contact, contact_id) is None:
+        raise ContactNotFound(str(contact_id))
+    root = contact_id
+    for _ in range(10):
+        parent = session.scalar(select(Contact.merged_into_id).where(Contact.id == root))
+        if parent is None:
+            break
+        root = parent
+    contact = _lock_contacts(session, [root])[root]
+    if contact.erased_at is not None:
+        return EraseResult(root, already_erased=True, counts={})
+
+    ids = [root]
+    frontier = [root]
+    while frontier:
+        children = list(
+            session.scalars(select(Contact.id).where(Contact.merged_into_id.in_(frontier)))
+        )
+        frontier = [c for c in children if c not in ids]
+        ids.extend(frontier)
     identities = session.execute(
         select(ContactIdentity.kind, ContactIdentity.value).where(
             ContactIdentity.contact_id.in_(ids)
@@ -423,9 +436,13 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
         AuditEvent(
             actor=actor[:64],
             action="contact.erase",
-            subject=f"contact:{contact_id}",
-            detail={"contacts": len(ids), **counts},
+            subject=f"contact:{root}",
+            detail={
+                "contacts": len(ids),
+                **({"requested_contact_id": str(contact_id)} if contact_id != root else {}),
+                **counts,
+            },
         )
     )
     session.flush()
-    return EraseResult(contact_id, already_erased=False, counts=counts)
+    return EraseResult(root, already_erased=False, counts=counts)

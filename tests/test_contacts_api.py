@@ -230,8 +230,10 @@ def test_erase_removes_personal_data_keeps_pseudonymous_audit(
         {"phone": "+5511933334444", "name": "Outra Pessoa"}, "mensagem de outra pessoa"
     )
 
-    resp = client.delete(f"/api/contacts/{a}", headers=api_headers)
+    # Asked by the merged-away id: the person (the surviving contact) is erased.
+    resp = client.delete(f"/api/contacts/{b}", headers=api_headers)
     assert resp.status_code == 200 and resp.get_json()["already_erased"] is False
+    assert resp.get_json()["contact_id"] == str(a)
     with session_scope() as s:
         for contact_id in (a, b):
             c = s.get(Contact, contact_id)
