@@ -48,7 +48,7 @@ def get_contact(contact_id: str) -> Any:
         return error(404, "not found", "id")
     try:
         with session_scope() as session:
-            return jsonify(contact_overview(session, cid))
+            return jsonify(contact_overview(session, cid, actor=_actor()))
     except ContactNotFound:
         return error(404, "contact not found", "id")
 

@@ -18,7 +18,7 @@ from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.contacts import lock_identities
-from shared.enums import ConversationStatus
+from shared.enums import ConversationStatus, Direction, MessageStatus, ScheduledStatus
 from shared.models import (
     Appointment,
     AuditEvent,
@@ -29,6 +29,7 @@ from shared.models import (
     Message,
     MessageEvent,
     OptOut,
+    ScheduledMessage,
 )
 
 RECENT_MESSAGES = 20
@@ -58,11 +59,21 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def contact_overview(session: Session, contact_id: uuid.UUID) -> dict[str, Any]:
-    """Everything an operator needs to judge a contact. Raises ContactNotFound."""
+def contact_overview(
+    session: Session, contact_id: uuid.UUID, actor: str | None = None
+) -> dict[str, Any]:
+    """Everything an operator needs to judge a contact. Raises ContactNotFound.
+
+    With an `actor`, the access itself is audited: health data (LGPD Art. 11)
+    warrants knowing who looked at whom.
+    """
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise ContactNotFound(str(contact_id))
+    if actor is not None:
+        session.add(
+            AuditEvent(actor=actor[:64], action="contact.view", subject=f"contact:{contact_id}")
+        )
     identities = session.scalars(
         select(ContactIdentity)
         .where(ContactIdentity.contact_id == contact_id)
@@ -403,6 +414,41 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
         update(MessageEvent)
         .where(MessageEvent.message_id.in_(message_ids))
         .values(payload=None, detail=None),
+    )
+    # Nothing more goes out to an erased person: queued sends are cancelled
+    # (the send worker's claim from `queued` then finds nothing) and pending
+    # reminders of their appointments too.
+    cancelled = session.scalars(
+        update(Message)
+        .where(
+            Message.contact_id.in_(ids),
+            Message.direction == Direction.OUTBOUND.value,
+            Message.status == MessageStatus.QUEUED.value,
+        )
+        .values(status=MessageStatus.CANCELLED.value, status_reason="contact erased")
+        .returning(Message.id)
+    ).all()
+    for message_id in cancelled:
+        session.add(
+            MessageEvent(
+                message_id=message_id,
+                event="cancelled",
+                status_from=MessageStatus.QUEUED.value,
+                status_to=MessageStatus.CANCELLED.value,
+                detail="contact erased",
+            )
+        )
+    counts["sends_cancelled"] = len(cancelled)
+    counts["reminders_cancelled"] = _rowcount(
+        session,
+        update(ScheduledMessage)
+        .where(
+            ScheduledMessage.appointment_id.in_(
+                select(Appointment.id).where(Appointment.contact_id.in_(ids))
+            ),
+            ScheduledMessage.status == ScheduledStatus.PENDING.value,
+        )
+        .values(status=ScheduledStatus.CANCELLED.value, reason="contact erased", updated_at=now),
     )
     counts["identities"] = _rowcount(
         session, delete(ContactIdentity).where(ContactIdentity.contact_id.in_(ids))

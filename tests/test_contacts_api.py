@@ -24,6 +24,7 @@ from shared.models import (
     Message,
     MessageEvent,
     OptOut,
+    ScheduledMessage,
 )
 from tests.conftest import SECRET_KEY, wait_for
 
@@ -107,6 +108,14 @@ def test_get_contact_shows_everything_cpf_masked(client: Any, api_headers: dict[
     assert {m["text"] for m in doc["recent_messages"]} == {"Quero agendar", "Qual o preço?"}
     assert doc["opt_outs"][0]["channel"] == "sms" and doc["opt_outs"][0]["keyword"] == "SAIR"
     assert doc["merge_candidates"] == []
+    # Who looked at whom is audited (health data).
+    with session_scope() as s:
+        view = s.scalars(select(AuditEvent)).one()
+        assert (view.action, view.actor, view.subject) == (
+            "contact.view",
+            "api-key:ops-test",
+            f"contact:{cid}",
+        )
 
 
 def test_get_unknown_or_bad_id_is_404(client: Any, api_headers: dict[str, str]) -> None:
@@ -190,7 +199,7 @@ def test_merge_candidate_is_visible_then_merged(client: Any, api_headers: dict[s
         f"/api/contacts/{a}/merge", json={"other_contact_id": str(b)}, headers=api_headers
     )
     assert again.status_code == 200 and again.get_json()["already_merged"] is True
-    assert count(AuditEvent) == 1
+    assert count(AuditEvent, AuditEvent.action == "contact.merge") == 1
 
     # The patient writes again by email: lands on the surviving contact.
     assert file_message({"email": "maria@example.com"}, "e agora?", channel="email") == a
@@ -213,7 +222,7 @@ def test_merge_refusals(client: Any, api_headers: dict[str, str]) -> None:
     assert post(a, {"other_contact_id": str(b)}).status_code == 200
     # b now points at a: merging a into b would make a cycle.
     assert post(b, {"other_contact_id": str(a)}).status_code == 409
-    assert count(AuditEvent) == 1
+    assert count(AuditEvent, AuditEvent.action == "contact.merge") == 1
 
 
 def test_erase_removes_personal_data_keeps_pseudonymous_audit(
@@ -229,6 +238,32 @@ def test_erase_removes_personal_data_keeps_pseudonymous_audit(
     other = file_message(
         {"phone": "+5511933334444", "name": "Outra Pessoa"}, "mensagem de outra pessoa"
     )
+    # A send waiting in the queue and a pending reminder for the patient.
+    queued_id, sent_id = uuid.uuid4(), uuid.uuid4()
+    with session_scope() as s:
+        appointment_id = s.scalars(select(Appointment.id)).one()
+        for mid, status in ((queued_id, "queued"), (sent_id, "delivered")):
+            s.add(
+                Message(
+                    id=mid,
+                    contact_id=a,
+                    channel="sms",
+                    direction="outbound",
+                    purpose="reminder",
+                    status=status,
+                    to_address="+5511911112222",
+                    text="Lembrete: consulta amanhã às 10h",
+                )
+            )
+        s.add(
+            ScheduledMessage(
+                appointment_id=appointment_id,
+                kind="reminder_24h",
+                channel="sms",
+                template="lembrete",
+                due_at=datetime.now(UTC) + timedelta(days=1),
+            )
+        )
 
     # Asked by the merged-away id: the person (the surviving contact) is erased.
     resp = client.delete(f"/api/contacts/{b}", headers=api_headers)
@@ -240,7 +275,11 @@ def test_erase_removes_personal_data_keeps_pseudonymous_audit(
             assert c.erased_at is not None
             assert (c.name, c.cpf_hash, c.cpf_masked, c.cpf_clear) == (None, None, None, None)
         msgs = s.scalars(select(Message).where(Message.contact_id == a)).all()
-        assert len(msgs) == 3  # SMS, email and the one carrying both identities
+        assert len(msgs) == 5  # SMS, email, the one with both identities, 2 outbound
+        assert all(m.to_address is None for m in msgs)
+        assert s.get(Message, queued_id).status == "cancelled"
+        assert s.get(Message, sent_id).status == "delivered"
+        assert s.scalars(select(ScheduledMessage.status)).one() == "cancelled"
         assert all(m.text is None and m.subject is None and m.metadata_ is None for m in msgs)
         events = s.scalars(
             select(MessageEvent).where(MessageEvent.message_id.in_([m.id for m in msgs]))
