@@ -65,7 +65,9 @@ def require_api_key(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = lookup_api_key(request.headers.get("Authorization", ""))
         if key is None:
-            return error(401, "valid API key required (Authorization: Bearer <key>)", "Authorization")
+            return error(
+                401, "valid API key required (Authorization: Bearer <key>)", "Authorization"
+            )
         g.api_key_name = key.name
         return view(*args, **kwargs)
 

@@ -52,9 +52,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     for blueprint in (webhook.bp, status.bp, health.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (twilio_inbound.bp, meta_webhook.bp, contacts_api.bp):  # issue 5: inbound + contacts
+    # issue 5: inbound + contacts
+    for blueprint in (twilio_inbound.bp, meta_webhook.bp, contacts_api.bp):
         app.register_blueprint(blueprint)
-    from ingest import messages_api, provider_status  # issue 3: sending API + Twilio status callbacks
+    # issue 3: sending API + Twilio status callbacks
+    from ingest import messages_api, provider_status
     for blueprint in (messages_api.bp, provider_status.bp):
         app.register_blueprint(blueprint)
     from ingest.inbox_webhooks import bp as inbox_webhooks_bp  # issue 5: agent inbox

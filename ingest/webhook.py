@@ -31,7 +31,9 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 def _is_json(content_type: str | None) -> bool:
     mime = (content_type or "").split(";", 1)[0].strip().lower()
-    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+    return mime == "application/json" or (
+        mime.startswith("application/") and mime.endswith("+json")
+    )
 
 
 def _validate(doc: dict[str, Any]) -> ValidatedWebhook:
@@ -113,9 +115,10 @@ def receive_webhook() -> Any:
         return response
 
     base = settings.PUBLIC_BASE_URL.rstrip("/")
+    token = status_token(settings.SECRET_KEY, first_id)
     body_out: dict[str, Any] = {
         "message_id": first_id,
-        "status_url": f"{base}/api/messages/{first_id}?token={status_token(settings.SECRET_KEY, first_id)}",
+        "status_url": f"{base}/api/messages/{first_id}?token={token}",
     }
     if validated.warnings:
         body_out["warnings"] = validated.warnings

@@ -149,7 +149,9 @@ def _fill_blanks(session: Session, contact_id: uuid.UUID, details: ContactDetail
     session.execute(stmt.values(**values))
 
 
-def contact_details_from_payload(contact: dict[str, object], channel: str, source: str) -> ContactDetails:
+def contact_details_from_payload(
+    contact: dict[str, object], channel: str, source: str
+) -> ContactDetails:
     """The inbound task payload's `contact` block → ContactDetails."""
     identities: list[tuple[str, str]] = []
     if isinstance(contact.get("phone"), str):

@@ -54,11 +54,11 @@ def stop_postgres(server: Any) -> None:
     With cleanup_mode=None pgserver's own cleanup never stops it, so run its
     bundled pg_ctl as the user the server runs as (`pgserver` under root).
     """
-    from pgserver._commands import pg_ctl
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import
 
     try:
         server.cleanup()
-    except Exception:  # noqa: BLE001 - best effort on shutdown
+    except Exception:  # noqa: BLE001, S110 - best effort on shutdown; pg_ctl below stops it
         pass
     try:
         pg_ctl(
@@ -86,7 +86,9 @@ def redis_server_binary() -> str:
         ) from None
 
 
-def start_redis(data_dir: Path, port: int | None = None, appendonly: bool = True) -> tuple[str, subprocess.Popen[bytes]]:
+def start_redis(
+    data_dir: Path, port: int | None = None, appendonly: bool = True
+) -> tuple[str, subprocess.Popen[bytes]]:
     """Start redis-server on 127.0.0.1 with AOF on and noeviction."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()

@@ -43,7 +43,9 @@ def _parse_ts(value: Any) -> datetime | None:
         return None
 
 
-def file_inbound_message(session: Session, message_id: str, payload: dict[str, Any]) -> FiledMessage | None:
+def file_inbound_message(
+    session: Session, message_id: str, payload: dict[str, Any]
+) -> FiledMessage | None:
     """Persist one inbound message. Returns None for a duplicate delivery."""
     mid = uuid.UUID(message_id)
     idem = payload.get("idempotency_key")

@@ -136,7 +136,12 @@ def start_embedded_redis(directory: Path, embedded: Embedded) -> str:
     _stop_stale_redis(pidfile)
     url, proc = start_redis(directory / "redis", appendonly=True)
     pidfile.write_text(str(proc.pid))
-    embedded.stops.append(("Redis", lambda: (stop_process(proc, timeout=15), pidfile.unlink())))
+
+    def stop() -> None:
+        stop_process(proc, timeout=15)
+        pidfile.unlink(missing_ok=True)
+
+    embedded.stops.append(("Redis", stop))
     return url
 
 
@@ -323,7 +328,8 @@ def banner(settings: Settings, embedded: bool, scheduler: bool) -> str:
     flower_user = settings.FLOWER_BASIC_AUTH.split(",")[0]
     lines = [
         "",
-        "clinicq is running" + (" (embedded PostgreSQL + Redis under the var dir)" if embedded else ""),
+        "clinicq is running"
+        + (" (embedded PostgreSQL + Redis under the var dir)" if embedded else ""),
         f"  ingest      http://127.0.0.1:{settings.INGEST_PORT}/api/webhook",
         f"  health      http://127.0.0.1:{settings.INGEST_PORT}/healthz  "
         f"http://127.0.0.1:{settings.INGEST_PORT}/readyz",
