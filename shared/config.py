@@ -180,6 +180,8 @@ class Settings(BaseSettings):
     # Messages taken per poll: a backlog drains over several ticks instead of
     # holding one task for minutes.
     IMAP_BATCH_SIZE: int = Field(100, ge=1, le=10_000)
+    # Larger messages (exam scans attached) are read only this far.
+    IMAP_MAX_MESSAGE_BYTES: int = Field(10 * 1024 * 1024, ge=64 * 1024, le=200 * 1024 * 1024)
     # Meta batches many statuses/messages per webhook (up to ~3 MB per its
     # docs); a 413 would make Meta retry — and lose — the whole batch.
     META_WEBHOOK_MAX_BODY_BYTES: int = Field(3 * 1024 * 1024, ge=64 * 1024, le=16 * 1024 * 1024)

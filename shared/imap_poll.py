@@ -446,12 +446,33 @@ def _check(typ: str, what: str) -> None:
         raise MailboxError(f"IMAP {what} failed")
 
 
-def _fetch(client: imaplib.IMAP4, uid: int) -> bytes | None:
-    typ, data = client.uid("FETCH", str(uid), "(RFC822)")
+_SIZE = re.compile(rb"UID (\d+) RFC822\.SIZE (\d+)|RFC822\.SIZE (\d+) UID (\d+)")
+
+
+def _sizes(client: imaplib.IMAP4, uids: list[int]) -> dict[int, int]:
+    """RFC822.SIZE of each UID, in one round trip."""
+    if not uids:
+        return {}
+    typ, data = client.uid("FETCH", ",".join(map(str, uids)), "(RFC822.SIZE)")
+    _check(typ, "UID FETCH RFC822.SIZE")
+    sizes = {}
+    for line in data:
+        text = line[0] if isinstance(line, tuple) else line
+        if isinstance(text, bytes):
+            for m in _SIZE.finditer(text):
+                uid, size = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+                sizes[int(uid)] = int(size)
+    return sizes
+
+
+def _fetch(client: imaplib.IMAP4, uid: int, limit: int | None = None) -> bytes | None:
+    """The whole message, or its first `limit` bytes (a partial FETCH)."""
+    item = "(RFC822)" if limit is None else f"(BODY.PEEK[]<0.{limit}>)"
+    typ, data = client.uid("FETCH", str(uid), item)
     _check(typ, "UID FETCH")
-    for item in data:
-        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], bytes):
-            return item[1]
+    for part in data:
+        if isinstance(part, tuple) and len(part) == 2 and isinstance(part[1], bytes):
+            return part[1]
     return None  # expunged between SEARCH and FETCH
 
 
@@ -516,10 +537,18 @@ def poll_mailbox(
             # "n:*" always matches the highest UID, even below n (RFC 3501 §6.4.8).
             uids = [u for u in found if u > state.last_uid][: settings.IMAP_BATCH_SIZE]
 
+            # A patient's 30 MB of exam scans must not sit in a worker's
+            # memory: above the limit only the first bytes are read (headers
+            # and the text part come first in practice); attachments are lost.
+            sizes = _sizes(client, uids)
+            limit = settings.IMAP_MAX_MESSAGE_BYTES
             for uid in uids:
-                raw = _fetch(client, uid)
+                oversized = sizes.get(uid, 0) > limit
+                raw = _fetch(client, uid, limit if oversized else None)
                 stats.seen += 1
                 item = parse_email(raw, settings, ours=ours) if raw is not None else "gone"
+                if oversized and isinstance(item, dict):
+                    item["message"]["metadata"]["truncated_source_bytes"] = sizes[uid]
                 if isinstance(item, str):
                     stats.skipped += 1
                     log.info("email not filed", extra={"uid": uid, "reason": item})

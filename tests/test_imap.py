@@ -231,6 +231,33 @@ def test_uidvalidity_unchanged_after_redis_keys_expired_still_once(
     assert queued_tasks(redis_client) == []
 
 
+def test_oversized_message_is_read_only_up_to_the_limit(
+    settings: Any, imap_server: FakeImapServer, publisher: TaskPublisher, redis_client: Any
+) -> None:
+    import os
+
+    msg = EmailMessage()
+    msg["From"] = f"Ana <{PATIENT}>"
+    msg["Subject"] = "Exames"
+    msg["Message-ID"] = "<exames.1@mail.example.com>"
+    msg.set_content("Segue o resultado dos exames em anexo.")
+    msg.add_attachment(
+        os.urandom(300 * 1024), maintype="image", subtype="jpeg", filename="exame.jpg"
+    )
+    raw = msg.as_bytes()
+    uid = imap_server.add_message(raw)
+    imap_server.add_message(make_email(subject="pequena"))
+
+    cfg = imap_settings(settings, imap_server, IMAP_MAX_MESSAGE_BYTES=64 * 1024)
+    assert poll_mailbox(cfg, publisher) == 2
+    big, small = (t.args[1] for t in queued_tasks(redis_client))
+    assert big["message"]["text"] == "Segue o resultado dos exames em anexo."
+    assert big["message"]["metadata"]["truncated_source_bytes"] == len(raw)
+    assert big["idempotency_key"] == "imap:<exames.1@mail.example.com>"
+    assert "truncated_source_bytes" not in small["message"]["metadata"]
+    assert imap_server.fetch_counts[uid] == 1
+
+
 def test_overlapping_poll_skips_instead_of_reading_twice(
     settings: Any, imap_server: FakeImapServer, publisher: TaskPublisher
 ) -> None:

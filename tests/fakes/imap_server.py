@@ -3,8 +3,8 @@
 Speaks enough of RFC 3501 for `imaplib` (and so our poller) to run unchanged:
 greeting, CAPABILITY, NOOP, LOGIN, SELECT/EXAMINE (EXISTS, RECENT, UIDVALIDITY,
 UIDNEXT, READ-ONLY/READ-WRITE), UID SEARCH (`ALL`, `UID <set>`), UID FETCH
-(`RFC822`, `BODY.PEEK[]`, `BODY[]`, `UID`, `FLAGS`, `RFC822.SIZE`) with
-literals, LOGOUT; BAD/NO for anything else. Faithful in the details pollers
+(`RFC822`, `BODY.PEEK[]`, `BODY[]`, partial `BODY.PEEK[]<0.n>`, `UID`,
+`FLAGS`, `RFC822.SIZE`) with literals, LOGOUT; BAD/NO for anything else. Faithful in the details pollers
 trip on: `n:*` always includes the highest UID even when it is below n, UIDs
 are never reused, and UIDVALIDITY can be changed to simulate a rebuilt
 mailbox. FETCH of RFC822 in a read-write SELECT sets \\Seen, EXAMINE never.
@@ -21,6 +21,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+# A partial body fetch: BODY[]<start.length> / BODY.PEEK[]<start.length>.
+_PARTIAL = re.compile(rb"BODY(\.PEEK)?\[\]<(\d+)\.(\d+)>")
 _TOKEN = re.compile(rb'"((?:[^"\\]|\\.)*)"|(\()|(\))|([^\s()"]+)')
 
 
@@ -257,6 +259,17 @@ class FakeImapServer:
                     parts.append(b"FLAGS (" + " ".join(sorted(msg.flags)).encode() + b")")
                 if b"RFC822.SIZE" in items:
                     parts.append(b"RFC822.SIZE " + str(len(msg.raw)).encode())
+                for name in items:
+                    partial = _PARTIAL.fullmatch(name)
+                    if partial is None:
+                        continue
+                    start, length = int(partial.group(2)), int(partial.group(3))
+                    chunk = msg.raw[start : start + length]
+                    self.fetch_counts[msg.uid] += 1
+                    label = b"BODY[]<" + str(start).encode() + b">"
+                    parts.append(label + b" {" + str(len(chunk)).encode() + b"}\r\n" + chunk)
+                    if partial.group(1) is None and not state["readonly"]:
+                        msg.flags.add("\\Seen")
                 for name in (b"RFC822", b"BODY[]", b"BODY.PEEK[]"):
                     if name in items:
                         self.fetch_counts[msg.uid] += 1
