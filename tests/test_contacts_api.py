@@ -414,3 +414,38 @@ def test_cli_erase_contact() -> None:
         assert audit.action == "contact.erase" and audit.actor.startswith("cli:")
     assert main(["erase-contact", str(cid), "--yes"]) == 0  # already erased: no change
     assert count(AuditEvent) == 1
+
+
+def test_concurrent_opposite_merges_one_wins_no_deadlock() -> None:
+    """merge(a←b) and merge(b←a) at the same time: row locks taken in one
+    order, so one merge happens and the other is refused — never both,
+    never a deadlock."""
+    import threading
+
+    from shared.contact_admin import MergeRefused, merge_contacts
+
+    a, b = two_contacts_with_a_conflict()
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def merge(keep: uuid.UUID, other: uuid.UUID) -> None:
+        barrier.wait()
+        try:
+            with session_scope() as s:
+                merge_contacts(s, keep, other, "test")
+            outcomes.append("merged")
+        except MergeRefused:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=merge, args=pair) for pair in ((a, b), (b, a))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["merged", "refused"]
+    with session_scope() as s:
+        merged = [
+            c.merged_into_id for c in s.scalars(select(Contact).where(Contact.id.in_([a, b])))
+        ]
+        assert sorted(map(str, filter(None, merged))) in ([str(a)], [str(b)])
+    assert count(AuditEvent, AuditEvent.action == "contact.merge") == 1
