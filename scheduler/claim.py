@@ -107,61 +107,80 @@ def claim_batch(
     addresses = contact_addresses(session, contact_ids)
     quiet = QuietHours.from_settings(settings)
 
-    for row in rows:
-        appt = appts.get(row.appointment_id)
-        phase = phase_of(row.kind, settings)
-        problem = validity_problem(appt, phase, row.appointment_version, now)
-        if problem is not None or appt is None:
-            _skip(row, problem or "appointment no longer exists", now)
-            result.skipped += 1
-            continue
-        # The tick may run late (scheduler down, backlog) or the calendar may
-        # have changed since booking: quiet hours are checked again now.
-        if quiet.applies_to(row.channel) and quiet.is_quiet(now):
-            placed = place(phase, row.channel, now, appt, quiet, now)
-            if placed.due_at is None:
-                _skip(row, placed.skip_reason or "quiet hours", now)
-                result.skipped += 1
-            else:
-                row.due_at, row.reason, row.updated_at = placed.due_at, placed.moved_reason, now
-                result.deferred += 1
-            continue
-        to_address = addresses.get(appt.contact_id, {}).get(row.channel)
-        if to_address is None:
-            _skip(row, f"contact has no address for {row.channel}", now)
-            result.skipped += 1
-            continue
-        created = create_outbound_message(
-            session,
-            OutboundRequest(
-                channel=row.channel,
-                to_address=to_address,
-                contact_id=appt.contact_id,
-                template=row.template,
-                template_data=template_data(appt, contacts.get(appt.contact_id), settings, phase),
-                purpose="reminder",
-                idempotency_key=f"sched:{row.id}:v{row.appointment_version}",
-                metadata={
-                    "scheduled_message_id": row.id,
-                    "appointment_id": str(appt.id),
-                    "appointment_version": row.appointment_version,
-                    "kind": row.kind,
-                    "phase": phase,
-                },
-            ),
-        )
-        row.message_id = created.message_id
-        row.claimed_at = now
-        row.updated_at = now
-        if created.status == "skipped":
-            row.status, row.reason = ScheduledStatus.SKIPPED.value, created.reason
+    # No autoflush inside the loop: the row updates and message events are
+    # flushed together at the end (executemany) instead of one round trip
+    # each before every query create_outbound_message makes.
+    with session.no_autoflush:
+        for row in rows:
+            _claim_row(session, settings, row, appts, contacts, addresses, quiet, now, result)
+    session.flush()
+    return result
+
+
+def _claim_row(
+    session: Session,
+    settings: Settings,
+    row: ScheduledMessage,
+    appts: dict[uuid.UUID, Appointment],
+    contacts: dict[uuid.UUID, Contact],
+    addresses: dict[uuid.UUID, dict[str, str]],
+    quiet: QuietHours,
+    now: datetime,
+    result: BatchResult,
+) -> None:
+    appt = appts.get(row.appointment_id)
+    phase = phase_of(row.kind, settings)
+    problem = validity_problem(appt, phase, row.appointment_version, now)
+    if problem is not None or appt is None:
+        _skip(row, problem or "appointment no longer exists", now)
+        result.skipped += 1
+        return
+    # The tick may run late (scheduler down, backlog) or the calendar may
+    # have changed since booking: quiet hours are checked again now.
+    if quiet.applies_to(row.channel) and quiet.is_quiet(now):
+        placed = place(phase, row.channel, now, appt, quiet, now)
+        if placed.due_at is None:
+            _skip(row, placed.skip_reason or "quiet hours", now)
             result.skipped += 1
         else:
-            row.status = ScheduledStatus.SENT.value
-            result.created += 1
-        if created.should_enqueue:
-            result.to_enqueue.append((created.message_id, row.channel))
-    return result
+            row.due_at, row.reason, row.updated_at = placed.due_at, placed.moved_reason, now
+            result.deferred += 1
+        return
+    to_address = addresses.get(appt.contact_id, {}).get(row.channel)
+    if to_address is None:
+        _skip(row, f"contact has no address for {row.channel}", now)
+        result.skipped += 1
+        return
+    created = create_outbound_message(
+        session,
+        OutboundRequest(
+            channel=row.channel,
+            to_address=to_address,
+            contact_id=appt.contact_id,
+            template=row.template,
+            template_data=template_data(appt, contacts.get(appt.contact_id), settings, phase),
+            purpose="reminder",
+            idempotency_key=f"sched:{row.id}:v{row.appointment_version}",
+            metadata={
+                "scheduled_message_id": row.id,
+                "appointment_id": str(appt.id),
+                "appointment_version": row.appointment_version,
+                "kind": row.kind,
+                "phase": phase,
+            },
+        ),
+    )
+    row.message_id = created.message_id
+    row.claimed_at = now
+    row.updated_at = now
+    if created.status == "skipped":
+        row.status, row.reason = ScheduledStatus.SKIPPED.value, created.reason
+        result.skipped += 1
+    else:
+        row.status = ScheduledStatus.SENT.value
+        result.created += 1
+    if created.should_enqueue:
+        result.to_enqueue.append((created.message_id, row.channel))
 
 
 def run_tick(
@@ -194,7 +213,7 @@ def run_tick(
             "scheduler tick",
             extra={
                 "claimed": tick.claimed,
-                "created": tick.created,
+                "messages_created": tick.created,
                 "enqueued": tick.enqueued,
                 "skipped": tick.skipped,
                 "deferred": tick.deferred,
