@@ -12,6 +12,9 @@ Infrastructure: DATABASE_URL / REDIS_URL when set (Redis: a logical database
 claimed for the run and flushed afterwards, so no bench task reaches a real
 worker), else embedded servers under var/bench-*.
 
+A third target, a bare Redis LPUSH of the body, shows the floor of any
+durable publish on the machine at hand.
+
 Goal (issue 2): real ≥ 0.6× the no-op's req/s and p99 ≤ 3× the no-op's p99.
 """
 
@@ -36,12 +39,12 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/webhook"
-ROUNDS = 2
-ROUND_SECONDS = 8.0
-WARMUP_SECONDS = 1.5
+ROUNDS = 4
+ROUND_SECONDS = 3.5
+WARMUP_SECONDS = 0.7
 PROCESSES = 2
 THREADS_PER_PROCESS = 4
-REQUESTS_PER_CLIENT = 3000  # more than a round uses at these rates; wraps if not
+REQUESTS_PER_CLIENT = 1500  # more than a round uses at these rates; wraps if not
 
 
 # --- requests -------------------------------------------------------------------
@@ -292,24 +295,30 @@ def main() -> None:
         import redis
 
         rclient = redis.Redis.from_url(redis_url)
-        real_port, noop_port = _free_port(), _free_port()
-        servers.append(start_gunicorn("ingest.app:wsgi()", real_port, env))
-        servers.append(start_gunicorn("bench.noop_app:app", noop_port, env))
+        targets = {
+            "no-op": "bench.noop_app:app",
+            "lpush": "bench.noop_app:lpush_app",
+            "webhook": "ingest.app:wsgi()",
+        }
+        ports = {name: _free_port() for name in targets}
+        by_name = {}
+        for name, app in targets.items():
+            by_name[name] = start_gunicorn(app, ports[name], env)
+            servers.append(by_name[name])
         workers = env.get("INGEST_WORKERS") or str((os.cpu_count() or 1) * 2)
         clients = PROCESSES * THREADS_PER_PROCESS
         n = REQUESTS_PER_CLIENT * clients
         print(
             f"ingest bench: {os.cpu_count()} cores, gunicorn ingest/gunicorn_conf.py "
             f"({workers} sync workers each), {clients} closed-loop clients in {PROCESSES} "
-            f"processes, {ROUNDS} alternating rounds x {ROUND_SECONDS:.0f} s, loopback; {where}",
+            f"processes, {ROUNDS} alternating rounds x {ROUND_SECONDS:.1f} s, loopback; {where}",
             flush=True,
         )
-        results: dict[str, list[Result]] = {"no-op": [], "webhook": []}
+        results: dict[str, list[Result]] = {name: [] for name in targets}
         for r in range(ROUNDS):
-            for name, port in (("no-op", noop_port), ("webhook", real_port)):
-                reqs = build_requests(port, secret, n, f"{name}{r}")
-                server = servers[0] if name == "webhook" else servers[1]
-                results[name].append(measure(port, reqs, server, rclient))
+            for name in targets:
+                reqs = build_requests(ports[name], secret, n, f"{name}{r}")
+                results[name].append(measure(ports[name], reqs, by_name[name], rclient))
         merged = {
             name: Result(
                 [x for res in rs for x in res.latencies],
@@ -332,7 +341,12 @@ def main() -> None:
                 + ", ".join(f"{k} {v:.3f} ms" for k, v in per.items()),
                 flush=True,
             )
-        base, real = merged["no-op"], merged["webhook"]
+        base, real, floor = merged["no-op"], merged["webhook"], merged["lpush"]
+        print(
+            f"  lpush reference: {floor.rps / base.rps:.2f}x the no-op's throughput, "
+            f"p99 {floor.pct(0.99) / base.pct(0.99):.2f}x (one bare Redis LPUSH per request)",
+            flush=True,
+        )
         throughput = real.rps / base.rps
         p99 = real.pct(0.99) / base.pct(0.99)
         ok = throughput >= 0.6 and p99 <= 3.0 and not real.errors
