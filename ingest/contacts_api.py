@@ -71,11 +71,10 @@ def merge_contact(contact_id: str) -> Any:
     try:
         with session_scope() as session:
             result = merge_contacts(session, cid, other, _actor())
-    except ContactNotFound:
-        return error(404, "contact not found", "id")
+    except ContactNotFound as exc:
+        return error(404, "contact not found", exc.field)
     except MergeRefused as exc:
-        status = 404 if exc.message == "contact not found" else 409
-        return error(status, exc.message, exc.field)
+        return error(409, exc.message, exc.field)
     return jsonify(
         {
             "contact_id": str(result.contact_id),

@@ -43,7 +43,11 @@ def _rowcount(session: Session, stmt: Any) -> int:
 
 
 class ContactNotFound(LookupError):
-    pass
+    """No such contact; `field` names which id was unknown."""
+
+    def __init__(self, contact_id: str, field: str = "id") -> None:
+        super().__init__(contact_id)
+        self.field = field
 
 
 class MergeRefused(ValueError):
@@ -210,7 +214,7 @@ def merge_contacts(
     if keep is None:
         raise ContactNotFound(str(keep_id))
     if other is None:
-        raise MergeRefused("contact not found")
+        raise ContactNotFound(str(other_id), field="other_contact_id")
     if other.merged_into_id == keep_id:
         return MergeResult(keep_id, other_id, already_merged=True, moved={})
     if keep.merged_into_id is not None:
