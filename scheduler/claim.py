@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
@@ -64,7 +64,7 @@ class TickResult:
     seconds: float = 0.0
 
 
-def due_rows_query(now: datetime, batch_size: int):  # type: ignore[no-untyped-def]
+def due_rows_query(now: datetime, batch_size: int) -> Select[ScheduledMessage]:
     """The due-rows scan (bench prints its plan)."""
     return (
         select(ScheduledMessage)

@@ -25,7 +25,7 @@ def close_idle_conversations(settings: Settings, now: datetime | None = None) ->
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(hours=settings.CONVERSATION_IDLE_HOURS)
     with session_scope() as session:
-        closed = session.execute(
+        result = session.execute(
             update(Conversation)
             .where(
                 Conversation.status == ConversationStatus.ACTIVE.value,
@@ -33,7 +33,8 @@ def close_idle_conversations(settings: Settings, now: datetime | None = None) ->
                 func.coalesce(Conversation.last_message_at, Conversation.created_at) < cutoff,
             )
             .values(status=ConversationStatus.CLOSED.value, closed_at=now)
-        ).rowcount
+        )
+        closed = int(getattr(result, "rowcount", 0) or 0)
     if closed:
         log.info("idle conversations closed", extra={"count": closed})
-    return int(closed or 0)
+    return closed

@@ -48,21 +48,12 @@ def _optional(path: str) -> Callable[..., Any] | None:
 
 
 def _call_with_settings(fn: Callable[..., Any], settings: Settings) -> Callable[[], Any]:
-    """Call `fn(settings)` if it takes an argument, else `fn()`."""
+    """`fn(settings=settings)` if it takes a `settings` argument, else `fn()`
+    (the reconciler reads the settings itself)."""
     import inspect
 
-    try:
-        takes_args = bool(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        takes_args = False
-    required = [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.default is inspect.Parameter.empty
-        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ] if takes_args else []
-    if required:
-        return lambda: fn(settings)
+    if "settings" in inspect.signature(fn).parameters:
+        return lambda: fn(settings=settings)
     return lambda: fn()
 
 

@@ -91,7 +91,7 @@ class _AppointmentIn(_Details):
 
     external_id: str = Field(min_length=1, max_length=128)
     contact: dict[str, Any]
-    starts_at: datetime  # type: ignore[assignment]
+    starts_at: datetime
 
     @field_validator("external_id")
     @classmethod

@@ -320,3 +320,50 @@ def test_many_due_rows_drain_in_batches_in_one_tick(cfg, redis_client) -> None:
         result = run_tick(small)
     assert result.created == 20 and result.batches == 3
     assert len(set(enqueued_ids(redis_client))) == 20 == len(enqueued_ids(redis_client))
+
+
+def test_cancellation_notice_goes_out_and_every_template_renders(cfg) -> None:
+    from shared.templating import render
+
+    notice_cfg = cfg.model_copy(update={"CANCELLATION_NOTICE_CHANNELS": ["sms", "email"]})
+    booked = datetime(2026, 12, 1, 10, 0, tzinfo=SP)
+    start = datetime(2026, 12, 3, 14, 30, tzinfo=SP)
+    with time_machine.travel(booked, tick=False) as traveller:
+        aid = book(notice_cfg, start)
+        run_tick(notice_cfg)
+        traveller.move_to(datetime(2026, 12, 2, 9, 0, tzinfo=SP))
+        with session_scope() as s:
+            cancel_appointment(s, get_for_update(s, aid), notice_cfg)
+        run_tick(notice_cfg)
+        traveller.move_to(start + timedelta(hours=5))
+        run_tick(notice_cfg)
+    by_kind = messages_by_kind(aid)
+    assert set(by_kind) == {
+        "confirmation_email", "confirmation_sms", "cancellation_sms", "cancellation_email"
+    }
+    notice = by_kind["cancellation_sms"][0]
+    assert notice.template == "cancelamento" and notice.metadata_["phase"] == "cancellation"
+    with session_scope() as s:
+        assert reminder_still_valid(s, s.get(Message, notice.id)) is None
+    # Every message the scheduler made renders with the data it stored.
+    for messages in by_kind.values():
+        for m in messages:
+            rendered = render(m.channel, m.template, m.template_data)
+            assert "03/12/2026" in rendered.text or m.template == "confirmacao_agendamento"
+
+
+def test_survey_and_reminder_templates_render(cfg) -> None:
+    from shared.scheduling import schedule_plan, template_data
+    from shared.templating import render
+
+    booked = datetime(2026, 12, 1, 10, 0, tzinfo=SP)
+    with time_machine.travel(booked, tick=False):
+        aid = book(cfg, datetime(2026, 12, 3, 14, 30, tzinfo=SP))
+    with session_scope() as s:
+        appt = s.get(Appointment, aid)
+        for entry in schedule_plan(cfg):
+            data = template_data(appt, None, cfg, entry.phase)
+            rendered = render(entry.channel, entry.template, data)
+            assert rendered.text, entry.kind
+        survey = render("email", "pesquisa_satisfacao", template_data(appt, None, cfg, "after"))
+        assert f"https://clinica.test/pesquisa/{aid}" in survey.html

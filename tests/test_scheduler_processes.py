@@ -160,15 +160,15 @@ def test_three_schedulers_send_every_reminder_exactly_once(settings, twilio, tmp
 
 
 def test_service_wires_the_periodic_jobs(settings) -> None:
-    scheduler = build_scheduler(settings)
-    jobs = {job.id for job in scheduler.get_jobs()}
-    assert {"tick", "close_idle_conversations", "reconcile_stuck_messages"} <= jobs
-    imap = build_scheduler(settings.model_copy(update={"IMAP_HOST": "127.0.0.1"}))
-    imap_jobs = {job.id for job in imap.get_jobs()}
-    if "poll_mailbox" not in imap_jobs:  # pragma: no cover - depends on shared.imap_poll landing
-        import importlib.util
-
-        assert importlib.util.find_spec("shared.imap_poll") is None
+    jobs = {job.id for job in build_scheduler(settings).get_jobs()}
+    assert jobs == {
+        "tick",
+        "close_idle_conversations",
+        "reconcile_stuck_messages",
+        "realert_unanswered_urgent",
+    }
+    with_imap = build_scheduler(settings.model_copy(update={"IMAP_HOST": "127.0.0.1"}))
+    assert "poll_mailbox" in {job.id for job in with_imap.get_jobs()}
 
 
 def test_idle_conversations_are_closed_but_not_those_waiting_for_an_agent(settings) -> None:
