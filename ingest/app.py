@@ -8,7 +8,7 @@ import logging
 import redis
 from flask import Flask
 
-from ingest import contacts_api, health, meta_webhook, status, twilio_inbound, webhook
+from ingest import contacts_api, health, meta_webhook, metrics, status, twilio_inbound, webhook
 from ingest.errors import register_error_handlers
 from ingest.webhook_auth import WebhookAuthenticator
 from shared.config import ConfigError, Settings, fail_startup, get_settings
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["PUBLISHER"] = publisher
 
     register_error_handlers(app)
+    metrics.init_app(app)  # GET /metrics; per-request counters and latency
     for blueprint in (webhook.bp, status.bp, health.bp):
         app.register_blueprint(blueprint)
     # issue 5: inbound + contacts

@@ -1,0 +1,77 @@
+"""Prometheus metrics for ingest: `GET /metrics`.
+
+Under gunicorn every worker is its own process, so the counters live in
+prometheus-client's multiprocess mode: `ingest/gunicorn_conf.py` points
+PROMETHEUS_MULTIPROC_DIR at a fresh directory before the workers fork, and
+`/metrics` sums the files of all workers. Without that variable (tests with
+the Flask client, one process) the default registry is used.
+
+Labels are bounded: the Flask endpoint name (never the raw path, which carries
+message ids) and the status code. No payload data, no PII.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+bp = Blueprint("metrics", __name__)
+
+REQUESTS = Counter(
+    "clinicq_http_requests_total",
+    "HTTP requests answered by ingest",
+    ["endpoint", "method", "status"],
+)
+LATENCY = Histogram(
+    "clinicq_http_request_duration_seconds",
+    "Time from request start to response, per endpoint",
+    ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+
+def _registry() -> Any:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    from prometheus_client import REGISTRY
+
+    return REGISTRY
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _start() -> None:
+    g.metrics_t0 = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    endpoint = request.endpoint or "unmatched"
+    if endpoint != "metrics.metrics":
+        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        t0 = g.get("metrics_t0")
+        if t0 is not None:
+            LATENCY.labels(endpoint).observe(time.perf_counter() - t0)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.before_request(_start)
+    app.after_request(_finish)
