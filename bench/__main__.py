@@ -8,6 +8,7 @@ import sys
 
 # name -> module with a `main()`; each owner adds its own line.
 BENCHES: dict[str, str] = {
+    "delivery": "bench.delivery",
     "scheduler": "bench.scheduler",
     "triage": "bench.triage_accuracy",
     "ingest": "bench.ingest",

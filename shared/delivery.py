@@ -14,8 +14,8 @@ Order inside `deliver`, and why:
 3. take a global rate-limit slot (shared/ratelimit.py) — before the claim, so
    a limited message stays `queued` and nothing is held while it waits;
 4. claim with a conditional UPDATE (queued -> sending; zero rows = someone
-   else won) and commit: from here a crash leaves `sending`, which the
-   reconciler settles without a blind resend;
+   else won) and commit — steps 1-4 are one transaction. From here a crash
+   leaves `sending`, which the reconciler settles without a blind resend;
 5. call the provider, record the outcome and an event.
 
 `deliver` never sleeps: waits come back as `DeliveryOutcome.retry_in` and the
@@ -253,17 +253,28 @@ def deliver(
             )
             return DeliveryOutcome("failed")
 
-    if not reserved:
+        # Rate limit inside the same transaction as the claim: one round of
+        # BEGIN/COMMIT per run, and a limited message stays `queued`.
         limits = limits_for(
             settings, message.channel, provider.name, provider.sender(), outgoing.to
         )
-        decision = rate_limiter(settings).reserve(limits)
-        if not decision.reserved:
-            return DeliveryOutcome("queued", decision.delay)
-        if decision.delay > 0.005:
-            return DeliveryOutcome("queued", decision.delay, {"reserved": True})
+        limiter = rate_limiter(settings)
+        if not reserved:
+            # First run: take a place in the queue of this sender's slots.
+            decision = limiter.schedule(limits)
+            if not decision.reserved:
+                return DeliveryOutcome("queued", decision.delay)
+            if decision.delay > 0.005:
+                return DeliveryOutcome("queued", decision.delay, {"reserved": True})
+        if not limiter.admit(limits):
+            # Our countdown fired late and the slot went to others: queue again.
+            decision = limiter.schedule(limits)
+            return DeliveryOutcome(
+                "queued",
+                max(decision.delay, 0.01),
+                {"reserved": True} if decision.reserved else {},
+            )
 
-    with session_scope() as session:
         attempts = session.scalar(
             update(Message)
             .where(Message.id == mid, Message.status == MessageStatus.QUEUED.value)
@@ -280,6 +291,7 @@ def deliver(
         _event(
             session, mid, "claimed", "queued", "sending", f"attempt {attempts} via {provider.name}"
         )
+    # Committed: from here a crash leaves `sending` for the reconciler.
 
     return _send_and_record(provider, outgoing, mid, attempts, settings)
 

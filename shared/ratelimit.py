@@ -3,14 +3,19 @@
 a slot is atomic across processes and hosts, on Redis's clock.
 
 A send asks for a slot on several limits at once (the WhatsApp sender AND the
-recipient pair limit): either all of them grant the same instant or none is
-touched. Instead of a plain yes/no the script *reserves* the earliest instant
-all limits allow, if that is within RATE_LIMIT_MAX_RESERVE_SECONDS: the task
-then re-queues itself with a countdown to its slot and sends without asking
-again. That paces a backlog exactly at the cap with two executions per
-message, where "denied, retry soon" would have every waiting task wake up for
-every freed slot. Beyond the horizon nothing is reserved and the task retries
-after a jittered wait, so countdowns stay short (below the visibility timeout).
+recipient pair limit): either all of them grant or none is touched.
+
+Two layers, because Celery countdowns do not fire on time under load:
+- `schedule`: a backlog is spread out by *reserving* the earliest instant all
+  limits allow (on `:sched` keys), if within RATE_LIMIT_MAX_RESERVE_SECONDS;
+  the task re-queues itself with a countdown to that instant. Tasks come back
+  one interval apart instead of all waking for every freed slot. Beyond the
+  horizon nothing is reserved and the task retries after a jittered wait, so
+  countdowns stay short (below the visibility timeout).
+- `admit`: right before the send, a strict GCRA check (no reservation ahead)
+  on the real keys with the configured burst. A task whose countdown fired
+  late cannot pile onto the next ones: if admission says no, it schedules
+  again. This layer alone guarantees the cap; the first only keeps it fed.
 """
 
 from __future__ import annotations
@@ -80,19 +85,42 @@ class RateLimiter:
         self._script = client.register_script(_GCRA_LUA)
         self.horizon = horizon
 
-    def reserve(self, limits: list[Limit]) -> Decision:
-        if not limits:
-            return Decision(True, 0.0)
-        args: list[float | int] = [self.horizon]
+    def _run(self, keys: list[str], limits: list[Limit], horizon: float) -> tuple[bool, float]:
+        args: list[float | int] = [horizon]
         for limit in limits:
             args += [limit.interval, limit.burst]
-        granted, delay = self._script(keys=[lim.key for lim in limits], args=args)
-        delay_s = float(delay)
-        if int(granted):
-            return Decision(True, delay_s)
+        granted, delay = self._script(keys=keys, args=args)
+        return bool(int(granted)), float(delay)
+
+    def schedule(self, limits: list[Limit]) -> Decision:
+        """Reserve a future slot to come back at (pacing, not admission)."""
+        if not limits:
+            return Decision(True, 0.0)
+        paced = [Limit(lim.key, lim.count, lim.period, 1) for lim in limits]
+        granted, delay = self._run([f"{lim.key}:sched" for lim in limits], paced, self.horizon)
+        if granted:
+            return Decision(True, delay)
         # Come back when the earliest slot enters the horizon, spread out so
         # waiting tasks do not all return at once.
-        wait = max(0.05, delay_s - self.horizon) + random.uniform(0, self.horizon / 2)
+        wait = max(0.05, delay - self.horizon) + random.uniform(0, self.horizon / 2)
+        return Decision(False, wait)
+
+    def admit(self, limits: list[Limit]) -> bool:
+        """May a request go out now? Takes the slot if so."""
+        if not limits:
+            return True
+        granted, _ = self._run([lim.key for lim in limits], limits, 0.0)
+        return granted
+
+    def reserve(self, limits: list[Limit]) -> Decision:
+        """Admission with reservation ahead on the real keys (used by tests
+        and callers that send exactly at the returned delay)."""
+        if not limits:
+            return Decision(True, 0.0)
+        granted, delay = self._run([lim.key for lim in limits], limits, self.horizon)
+        if granted:
+            return Decision(True, delay)
+        wait = max(0.05, delay - self.horizon) + random.uniform(0, self.horizon / 2)
         return Decision(False, wait)
 
 
