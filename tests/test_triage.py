@@ -7,9 +7,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from shared.triage import triage
-from shared.triage.rules import triage_rules
+from shared.triage.rules import INTENTS, LEAD_SCORES, SENTIMENTS, triage_rules
 from shared.triage.text import normalize
 from tests.fakes.ai_model import FakeAiModel
 
@@ -193,3 +196,16 @@ def test_fenced_json_answer_is_accepted(settings, model) -> None:
     model.answer = '```json\n{"intent": "preco", "urgent": false, "sentiment": "neutro"}\n```'
     result = triage("e ai, quanto?", settings=ai_settings(settings, model))
     assert result.source == "rules+ai" and result.intent == "preco"
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_rules_never_fail_and_answer_in_vocabulary(text: str) -> None:
+    result = triage_rules(text)
+    assert result.intent in INTENTS and result.sentiment in SENTIMENTS
+    assert isinstance(result.urgent, bool)
+
+
+def test_lead_scores_are_in_vocabulary(settings) -> None:
+    for text in ("oi", "quero agendar", "qto custa", "cancela"):
+        assert triage(text, settings=settings).lead_score in LEAD_SCORES
