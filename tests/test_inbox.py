@@ -429,3 +429,18 @@ def test_rocketchat_lost_response_does_not_duplicate_the_message(configure, rock
     assert post_patient_message(str(mid)) == "posted"
     room = rocketchat.only_room()
     assert [m["_id"] for m in room.messages] == [message_key(str(mid))]
+
+
+def test_reply_after_resolution_is_not_sent_as_whatsapp_free_text(configure, chatwoot) -> None:
+    """Once closed here, the delivery engine no longer sees an open WhatsApp
+    window for the conversation: the reply goes by SMS instead of failing."""
+    configure(**chatwoot.env())
+    _mid, cw_id = _posted_conversation(chatwoot)
+    from shared.inbox.chatwoot import parse_chatwoot_webhook
+
+    (resolved,) = parse_chatwoot_webhook(chatwoot.status_changed(cw_id))
+    handle_inbox_event(resolved.to_dict())
+    (event,) = parse_chatwoot_webhook(chatwoot.message_created(cw_id, "Esqueci de dizer: traga exames."))
+    handle_inbox_event(event.to_dict())
+    (reply,) = agent_replies()
+    assert (reply.channel, reply.to_address) == ("sms", PHONE)

@@ -203,7 +203,12 @@ class _Route:
 
 
 def _window_open(conversation: Conversation, settings: Settings, now: datetime) -> bool:
-    hours = getattr(settings, "WHATSAPP_SERVICE_WINDOW_HOURS", 24.0)
+    """The same rule the delivery engine applies at send time
+    (shared.delivery.in_service_window: the contact's *active* conversation),
+    so a reply we route as free text is not refused there."""
+    if conversation.status != ConversationStatus.ACTIVE.value:
+        return False
+    hours = settings.WHATSAPP_SERVICE_WINDOW_HOURS
     last = conversation.last_inbound_at
     return last is not None and now - last < timedelta(hours=hours)
 
