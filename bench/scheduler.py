@@ -80,23 +80,25 @@ def _load(admin_dsn: str, first: int, last: int, due: bool) -> float:
 
 
 def _reset_due(engine: Any) -> None:
-    """Put the same 10,000 rows back to pending and forget their messages."""
-    with engine.begin() as conn:
-        _sql(conn, "DELETE FROM message_events")
-        _sql(conn, "DELETE FROM messages")
-        _sql(
-            conn,
-            f"""
-            UPDATE scheduled_messages SET status = 'pending', message_id = NULL,
-                   claimed_at = NULL, reason = NULL, due_at = now() - interval '1 minute'
-            WHERE kind = 'reminder_1h' AND appointment_id IN (
-                SELECT md5('a' || g)::uuid FROM generate_series(1, {DUE}) AS g)
-            """,
-        )
+    """Put the same 10,000 rows back to pending and forget their messages
+    (direct connection: no statement timeout; FK triggers off for the delete,
+    the rows pointing at these messages are reset in the same transaction)."""
     import psycopg
 
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+            conn.execute(
+                f"""
+                UPDATE scheduled_messages SET status = 'pending', message_id = NULL,
+                       claimed_at = NULL, reason = NULL, due_at = now() - interval '1 minute'
+                WHERE kind = 'reminder_1h' AND appointment_id IN (
+                    SELECT md5('a' || g)::uuid FROM generate_series(1, {DUE}) AS g)
+                """
+            )
+            conn.execute("DELETE FROM message_events")
+            conn.execute("DELETE FROM messages")
         for table in ("scheduled_messages", "messages", "message_events", "appointments"):
             conn.execute(f"VACUUM ANALYZE {table}")
 

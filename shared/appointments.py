@@ -273,6 +273,13 @@ def _apply(
         raise AppointmentConflict("appointment is cancelled; book a new one")
     for name, value in differing.items():
         setattr(appt, name, value)
+    if (
+        any(k in TIMING_FIELDS for k in differing)
+        and "status" not in differing
+        and appt.status == AppointmentStatus.CONFIRMED.value
+    ):
+        # The patient confirmed the old time; the new one needs confirming again.
+        appt.status = AppointmentStatus.SCHEDULED.value
     content_changed = already_changed or any(k in CONTENT_FIELDS for k in differing)
     if content_changed and not already_changed:
         appt.version += 1

@@ -272,6 +272,13 @@ class ScheduledMessage(Base):
             "due_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        # Deleting a message (LGPD erasure) sets this column to NULL through
+        # the FK: without an index that is a full scan of the table per message.
+        Index(
+            "ix_scheduled_message_id",
+            "message_id",
+            postgresql_where=text("message_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

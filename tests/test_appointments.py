@@ -310,3 +310,14 @@ def test_webhook_bad_appointment_is_400_naming_the_field(client, redis_client, d
     assert resp.status_code == 400
     assert resp.get_json()["field"] == field
     assert redis_client.llen("inbound") == 0  # nothing enqueued
+
+
+def test_new_time_needs_confirming_again(client, auth, clock) -> None:
+    created = post(client, auth, booking()).get_json()
+    headers = {**auth, "Content-Type": "application/json"}
+    confirmed = client.patch(f"/api/appointments/{created['id']}", data=dumps({"status": "confirmed"}), headers=headers)
+    assert confirmed.get_json()["status"] == "confirmed" and confirmed.get_json()["version"] == 1
+    moved = client.patch(
+        f"/api/appointments/{created['id']}", data=dumps({"starts_at": "2026-12-07T10:00:00-03:00"}), headers=headers
+    ).get_json()
+    assert moved["status"] == "scheduled" and moved["version"] == 2

@@ -3,6 +3,7 @@ reaction (shared/replies.py) → real send workers → fake Twilio / real SMTP."
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -296,3 +297,37 @@ def test_reply_with_no_upcoming_appointment_is_left_to_triage(client, worker, cf
     inbound = reply(client, "1")
     wait_for(lambda: _reacted(inbound))
     assert outbound(template="confirmacao_presenca") == []
+
+
+def test_reschedule_after_claim_the_send_worker_skips_the_stale_reminder(client, worker, twilio, cfg) -> None:
+    """Race end to end: the scheduler created the version-1 reminder, then the
+    clinic moved the visit before the send worker got to it."""
+    from shared.appointments import change_appointment
+
+    aid = book(cfg)
+    with session_scope() as s:
+        s.execute(
+            update(ScheduledMessage)
+            .where(ScheduledMessage.appointment_id == aid, ScheduledMessage.kind == "reminder_1h")
+            .values(due_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        s.execute(
+            update(ScheduledMessage)
+            .where(ScheduledMessage.appointment_id == aid, ScheduledMessage.kind != "reminder_1h")
+            .values(status="cancelled")
+        )
+    with session_scope() as s:
+        batch = claim_batch(s, cfg, datetime.now(UTC), 100)
+    assert [ch for _, ch in batch.to_enqueue] == ["whatsapp"]
+    new_start = appointment(aid).starts_at + timedelta(days=1)
+    with session_scope() as s:
+        change_appointment(s, aid, {"starts_at": new_start.isoformat()}, cfg)
+    for mid, channel in batch.to_enqueue:
+        enqueue_send(mid, channel)
+    (stale,) = wait_for(lambda: [m for m in outbound(template="lembrete_consulta") if m.status == "skipped"])
+    assert "version 1 → 2" in stale.status_reason
+    time.sleep(0.5)
+    assert twilio.sends() == []
+    with session_scope() as s:
+        row = s.scalar(select(ScheduledMessage).where(ScheduledMessage.kind == "reminder_1h"))
+        assert row.status == "pending" and row.appointment_version == 2
