@@ -444,3 +444,32 @@ def test_reply_after_resolution_is_not_sent_as_whatsapp_free_text(configure, cha
     handle_inbox_event(event.to_dict())
     (reply,) = agent_replies()
     assert (reply.channel, reply.to_address) == ("sms", PHONE)
+
+
+def test_agent_attachments_are_not_lost_silently(configure, chatwoot, redis_client) -> None:
+    configure(**chatwoot.env())
+    _mid, cw_id = _posted_conversation(chatwoot)
+    from shared.inbox.chatwoot import parse_chatwoot_webhook
+
+    only_file = chatwoot.message_created(cw_id, "")
+    only_file["content"] = None
+    only_file["attachments"] = [{"id": 1, "file_type": "image", "data_url": "https://cw/x.jpg"}]
+    (event,) = parse_chatwoot_webhook(only_file)
+    assert handle_inbox_event(event.to_dict()) == "not sent"
+    assert agent_replies() == []
+    with_text = chatwoot.message_created(cw_id, "Segue a foto do orçamento")
+    with_text["attachments"] = [{"id": 2, "file_type": "file"}]
+    (event,) = parse_chatwoot_webhook(with_text)
+    handle_inbox_event(event.to_dict())
+    assert [r.text for r in agent_replies()] == ["Segue a foto do orçamento"]
+    notes = [t.args[2] for t in queued_tasks(redis_client, "inbox") if t.name == "clinicq.inbox.note"]
+    assert len(notes) == 2 and all("Anexos" in n for n in notes)
+
+
+def test_rocketchat_agent_file_is_reported_to_the_agent(rocketchat) -> None:
+    from shared.inbox.rocketchat import parse_rocketchat_webhook
+
+    doc = rocketchat.agent_message("room1", "", "mf1")
+    doc["messages"][0]["file"] = {"_id": "f1", "name": "exame.pdf", "type": "application/pdf"}
+    (event,) = parse_rocketchat_webhook(doc, rocketchat.USER_ID)
+    assert event.attachments == 1 and event.text == ""

@@ -83,6 +83,7 @@ class InboxEvent:
     event_id: str
     text: str = ""
     agent: str = ""
+    attachments: int = 0  # files the agent attached (not forwarded to patients)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -158,8 +158,11 @@ def parse_chatwoot_webhook(doc: dict[str, Any]) -> list[InboxEvent]:
         if doc.get("message_type") not in _OUTGOING or doc.get("private"):
             return []  # patient messages (ours, echoed back), notes, activity
         content = doc.get("content")
+        content = content.strip() if isinstance(content, str) else ""
+        attachments = doc.get("attachments")
+        attached = len(attachments) if isinstance(attachments, list) else 0
         conversation = doc.get("conversation") or {}
-        if not isinstance(content, str) or not content.strip() or "id" not in doc:
+        if (not content and not attached) or "id" not in doc:
             return []
         conversation_id = conversation.get("display_id") or conversation.get("id")
         if conversation_id is None:
@@ -171,8 +174,9 @@ def parse_chatwoot_webhook(doc: dict[str, Any]) -> list[InboxEvent]:
                 kind="agent_message",
                 inbox_conversation_id=str(conversation_id),
                 event_id=str(doc["id"]),
-                text=content.strip(),
+                text=content,
                 agent=str(sender.get("name") or "")[:100],
+                attachments=attached,
             )
         ]
     if event == "conversation_status_changed" and doc.get("status") == "resolved":

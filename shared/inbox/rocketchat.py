@@ -137,9 +137,11 @@ def parse_rocketchat_webhook(doc: dict[str, Any], bot_user_id: str) -> list[Inbo
                 continue
             user = message.get("u") or {}
             text = message.get("msg")
+            text = text.strip() if isinstance(text, str) else ""
+            files = message.get("attachments") or ([message["file"]] if message.get("file") else [])
+            attached = len(files) if isinstance(files, list) else 0
             if (
-                not isinstance(text, str)
-                or not text.strip()
+                (not text and not attached)
                 or "_id" not in message
                 or message.get("token")  # written by the visitor (the patient)
                 or user.get("_id") in (visitor.get("_id"), bot_user_id)
@@ -152,8 +154,9 @@ def parse_rocketchat_webhook(doc: dict[str, Any], bot_user_id: str) -> list[Inbo
                     kind="agent_message",
                     inbox_conversation_id=room_id,
                     event_id=str(message["_id"]),
-                    text=text.strip(),
+                    text=text,
                     agent=str(user.get("name") or user.get("username") or "")[:100],
+                    attachments=attached,
                 )
             )
         return events

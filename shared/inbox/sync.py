@@ -295,6 +295,16 @@ def send_agent_reply(event: InboxEvent, settings: Settings) -> str:
         contact = session.get(Contact, conversation.contact_id)
         route = choose_route(session, conversation, settings, now)
         status = "not sent"
+        if event.attachments:
+            # Files would need fetching from the inbox and a media send per
+            # channel; until then the agent is told instead of the patient
+            # silently missing them.
+            attachment_note = ("Anexos NÃO são enviados ao paciente pelo clinicq; "
+                               "descreva o conteúdo ou envie um link.")
+            if event.text:
+                route.note = " ".join(filter(None, [route.note, attachment_note]))
+            else:
+                route = _Route(None, None, note=attachment_note)
         if route.channel is not None and route.to_address is not None:
             req = OutboundRequest(
                 channel=route.channel,
