@@ -5,6 +5,10 @@
 - POST …/merge `{"other_contact_id": …}`: merge the other contact into this one.
 - DELETE: LGPD erasure; idempotent (a second call answers 200 with
   `already_erased: true`).
+
+`/api/merge-candidates` lists the pairs inbound filing could not decide
+(`?status=open|merged|dismissed&limit=&after_id=`);
+`POST /api/merge-candidates/<id>/dismiss` records "two different people".
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ from flask import Blueprint, g, jsonify, request
 from ingest.api_auth import require_api_key
 from ingest.errors import error
 from shared.contact_admin import (
+    CANDIDATE_STATUSES,
     ContactNotFound,
     MergeRefused,
     contact_overview,
+    dismiss_merge_candidate,
     erase_contact,
+    list_merge_candidates,
     merge_contacts,
 )
 from shared.db import session_scope
@@ -104,3 +111,34 @@ def delete_contact(contact_id: str) -> Any:
             "counts": result.counts,
         }
     )
+
+
+@bp.get("/api/merge-candidates")
+@require_api_key
+def merge_candidates() -> Any:
+    status = request.args.get("status", "open")
+    if status not in CANDIDATE_STATUSES:
+        return error(400, f"must be one of: {', '.join(CANDIDATE_STATUSES)}", "status")
+    try:
+        limit = int(request.args.get("limit", "50"))
+        after_id = int(request.args.get("after_id", "0"))
+    except ValueError:
+        return error(400, "limit and after_id must be integers", "limit")
+    if not 1 <= limit <= 200:
+        return error(400, "must be 1-200", "limit")
+    with session_scope() as session:
+        items = list_merge_candidates(session, status, limit, after_id)
+    body: dict[str, Any] = {"items": items}
+    if len(items) == limit:
+        body["next_after_id"] = items[-1]["id"]
+    return jsonify(body)
+
+
+@bp.post("/api/merge-candidates/<int:candidate_id>/dismiss")
+@require_api_key
+def dismiss_candidate(candidate_id: int) -> Any:
+    with session_scope() as session:
+        status = dismiss_merge_candidate(session, candidate_id, _actor())
+    if status is None:
+        return error(404, "merge candidate not found", "id")
+    return jsonify({"id": candidate_id, "status": status})

@@ -175,6 +175,51 @@ def contact_overview(
     }
 
 
+CANDIDATE_STATUSES = ("open", "merged", "dismissed")
+
+
+def list_merge_candidates(
+    session: Session, status: str = "open", limit: int = 50, after_id: int = 0
+) -> list[dict[str, Any]]:
+    """Merge candidates, oldest first, keyset-paged by id."""
+    rows = session.scalars(
+        select(MergeCandidate)
+        .where(MergeCandidate.status == status, MergeCandidate.id > after_id)
+        .order_by(MergeCandidate.id)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "id": c.id,
+            "contact_id": str(c.contact_id),
+            "other_contact_id": str(c.other_contact_id),
+            "reason": c.reason,
+            "status": c.status,
+            "created_at": _iso(c.created_at),
+        }
+        for c in rows
+    ]
+
+
+def dismiss_merge_candidate(session: Session, candidate_id: int, actor: str) -> str | None:
+    """An operator judged the pair to be two people. Returns the candidate's
+    status afterwards (None if unknown). Idempotent; a merged pair stays merged."""
+    cand = session.get(MergeCandidate, candidate_id, with_for_update=True)
+    if cand is None:
+        return None
+    if cand.status == "open":
+        cand.status = "dismissed"
+        session.add(
+            AuditEvent(
+                actor=actor[:64],
+                action="merge_candidate.dismiss",
+                subject=f"contact:{cand.contact_id}",
+                detail={"other_contact_id": str(cand.other_contact_id), "candidate_id": cand.id},
+            )
+        )
+    return cand.status
+
+
 @dataclass
 class MergeResult:
     contact_id: uuid.UUID

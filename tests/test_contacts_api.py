@@ -450,3 +450,38 @@ def test_concurrent_opposite_merges_one_wins_no_deadlock() -> None:
         ]
         assert sorted(map(str, filter(None, merged))) in ([str(a)], [str(b)])
     assert count(AuditEvent, AuditEvent.action == "contact.merge") == 1
+
+
+def test_merge_candidates_are_listed_paged_and_dismissed(
+    client: Any, api_headers: dict[str, str]
+) -> None:
+    a, b = two_contacts_with_a_conflict()
+    c = file_message({"phone": "+5511922223333"}, "terceira pessoa")
+    assert file_message({"phone": "+5511922223333", "email": "maria@example.com"}, "oi") == c
+
+    listed = client.get("/api/merge-candidates?limit=1", headers=api_headers).get_json()
+    assert len(listed["items"]) == 1 and "next_after_id" in listed
+    rest = client.get(
+        f"/api/merge-candidates?after_id={listed['next_after_id']}", headers=api_headers
+    ).get_json()
+    pairs = {(i["contact_id"], i["other_contact_id"]) for i in listed["items"] + rest["items"]}
+    assert pairs == {(str(a), str(b)), (str(c), str(b))}
+
+    first = listed["items"][0]["id"]
+    resp = client.post(f"/api/merge-candidates/{first}/dismiss", headers=api_headers)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "dismissed"
+    again = client.post(f"/api/merge-candidates/{first}/dismiss", headers=api_headers)
+    assert again.get_json()["status"] == "dismissed"
+    assert count(AuditEvent, AuditEvent.action == "merge_candidate.dismiss") == 1
+    open_now = client.get("/api/merge-candidates", headers=api_headers).get_json()["items"]
+    assert [i["id"] for i in open_now] == [rest["items"][0]["id"]]
+    dismissed = client.get("/api/merge-candidates?status=dismissed", headers=api_headers)
+    assert [i["id"] for i in dismissed.get_json()["items"]] == [first]
+
+    assert client.get("/api/merge-candidates?status=x", headers=api_headers).status_code == 400
+    assert client.get("/api/merge-candidates?limit=0", headers=api_headers).status_code == 400
+    assert client.get("/api/merge-candidates?limit=a", headers=api_headers).status_code == 400
+    assert (
+        client.post("/api/merge-candidates/999999/dismiss", headers=api_headers).status_code == 404
+    )
+    assert client.get("/api/merge-candidates").status_code == 401
