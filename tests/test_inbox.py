@@ -226,7 +226,22 @@ def test_whatsapp_reply_outside_window_falls_back_to_sms_and_tells_the_agent(con
     assert last["private"] is True and "24 h" in last["content"]
 
 
-def test_whatsapp_reply_outside_window_uses_the_approved_template(configure, chatwoot, tmp_path: Path) -> None:
+TWILIO_WHATSAPP = {"WHATSAPP_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+                   "TWILIO_AUTH_TOKEN": "tok", "TWILIO_WHATSAPP_NUMBER": "+14155238886"}
+
+
+@pytest.mark.parametrize(
+    ("provider_env", "channel"),
+    [
+        ({}, "whatsapp"),  # Meta / outbox: templates.json is enough
+        (TWILIO_WHATSAPP, "sms"),  # Twilio without a Content SID for it: SMS
+        ({**TWILIO_WHATSAPP, "TWILIO_CONTENT_SIDS": "resposta_atendente=HX" + "1" * 32},
+         "whatsapp"),
+    ],
+)
+def test_whatsapp_reply_outside_window_uses_the_approved_template(
+    configure, chatwoot, tmp_path: Path, provider_env, channel
+) -> None:
     templates = tmp_path / "templates"
     shutil.copytree(Path(__file__).resolve().parent.parent / "shared" / "templates", templates)
     spec_path = templates / "whatsapp" / "templates.json"
@@ -234,7 +249,7 @@ def test_whatsapp_reply_outside_window_uses_the_approved_template(configure, cha
     specs["resposta_atendente"] = {"meta_name": "resposta_atendente", "language": "pt_BR",
                                    "params": ["paciente_nome", "resposta"], "buttons": []}
     spec_path.write_text(json.dumps(specs))
-    configure(**chatwoot.env(), TEMPLATES_DIR=str(templates))
+    configure(**chatwoot.env(), TEMPLATES_DIR=str(templates), **provider_env)
     mid, cw_id = _posted_conversation(chatwoot)
     with session_scope() as s:
         s.execute(update(Conversation).values(last_inbound_at=datetime.now(UTC) - timedelta(days=3)))
@@ -243,8 +258,12 @@ def test_whatsapp_reply_outside_window_uses_the_approved_template(configure, cha
     (event,) = parse_chatwoot_webhook(chatwoot.message_created(cw_id, "Podemos remarcar?"))
     handle_inbox_event(event.to_dict())
     (reply,) = agent_replies()
-    assert reply.channel == "whatsapp" and reply.template == "resposta_atendente"
-    assert reply.template_data == {"paciente_nome": "Paula", "resposta": "Podemos remarcar?"}
+    assert reply.channel == channel
+    if channel == "whatsapp":
+        assert reply.template == "resposta_atendente"
+        assert reply.template_data == {"paciente_nome": "Paula", "resposta": "Podemos remarcar?"}
+    else:
+        assert reply.template is None and reply.text == "Podemos remarcar?"
 
 
 def test_reply_to_opted_out_patient_is_skipped_and_the_agent_told(configure, chatwoot, redis_client) -> None:

@@ -213,7 +213,11 @@ def _window_open(conversation: Conversation, settings: Settings, now: datetime) 
     return last is not None and now - last < timedelta(hours=hours)
 
 
-def _approved_template(name: str) -> bool:
+def _approved_template(name: str, settings: Settings) -> bool:
+    """Declared in whatsapp/templates.json, and — when WhatsApp goes through
+    Twilio with credentials — mapped to a Content SID (TWILIO_CONTENT_SIDS),
+    which is what the Twilio provider sends outside the window."""
+    from shared.providers import provider_name_for
     from shared.templating import UnknownTemplate, whatsapp_template
 
     if not name:
@@ -222,6 +226,8 @@ def _approved_template(name: str) -> bool:
         whatsapp_template(name)
     except UnknownTemplate:
         return False
+    if provider_name_for("whatsapp", settings) == "twilio_whatsapp":
+        return name in settings.twilio_content_sids
     return True
 
 
@@ -244,7 +250,7 @@ def choose_route(
         if _window_open(conversation, settings, now):
             return _Route("whatsapp", phone)
         template = settings.INBOX_WHATSAPP_REPLY_TEMPLATE
-        if _approved_template(template):
+        if _approved_template(template, settings):
             return _Route(
                 "whatsapp", phone, template=template,
                 note=("Fora da janela de 24 h do WhatsApp: a resposta foi enviada como "
