@@ -492,3 +492,33 @@ def test_rocketchat_agent_file_is_reported_to_the_agent(rocketchat) -> None:
     doc["messages"][0]["file"] = {"_id": "f1", "name": "exame.pdf", "type": "application/pdf"}
     (event,) = parse_rocketchat_webhook(doc, rocketchat.USER_ID)
     assert event.attachments == 1 and event.text == ""
+
+
+def test_labels_agents_added_survive_and_the_lead_score_is_updated(configure, chatwoot, rocketchat) -> None:
+    from shared.inbox.base import merge_labels
+
+    assert merge_labels(["vip", "lead-warm", "preco"], ["preco", "agendamento", "lead-hot"]) == [
+        "vip", "preco", "agendamento", "lead-hot"]
+
+    configure(**chatwoot.env())
+    first = file_message("qual o valor da lipo?")
+    react_to_inbound(str(first))
+    post_patient_message(str(first))
+    conv = chatwoot.only_conversation()
+    conv.labels.append("vip")  # an agent's own label
+    second = file_message("quero agendar pra sabado")
+    react_to_inbound(str(second))
+    post_patient_message(str(second))
+    assert "vip" in conv.labels and {"preco", "agendamento"} <= set(conv.labels)
+    assert len([label for label in conv.labels if label.startswith("lead-")]) == 1
+
+    configure(**rocketchat.env())  # the same on Rocket.Chat (room tags)
+    third = file_message("qto custa o botox?")
+    react_to_inbound(str(third))
+    post_patient_message(str(third))
+    room = rocketchat.only_room()
+    room.tags.append("retorno")
+    fourth = file_message("tem horario amanha?")
+    react_to_inbound(str(fourth))
+    post_patient_message(str(fourth))
+    assert "retorno" in room.tags and "agendamento" in room.tags

@@ -93,6 +93,13 @@ class InboxEvent:
         return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
 
 
+def merge_labels(existing: list[str], ours: list[str]) -> list[str]:
+    """Keep the labels agents set by hand; ours replace our own. The only one
+    of ours that changes meaning over time is the lead score (lead-*)."""
+    kept = [label for label in existing if not label.startswith("lead-") or label in ours]
+    return kept + [label for label in ours if label not in kept]
+
+
 class InboxBridge(ABC):
     name: str
 
@@ -147,7 +154,7 @@ class InboxBridge(ABC):
     @abstractmethod
     def set_labels(self, remote_conversation_id: str, remote_contact_id: str,
                    labels: list[str]) -> None:
-        """Replace the conversation's labels/tags with `labels`."""
+        """Add our triage labels to the conversation's, keeping agents' own."""
 
     @abstractmethod
     def post_note(self, remote_conversation_id: str, text: str) -> None:

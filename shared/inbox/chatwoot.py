@@ -9,7 +9,8 @@ API (Application API, header `api_access_token`):
   deterministic source id: `clinicq-<contact uuid>`);
 - `POST …/conversations` {source_id, inbox_id, contact_id, status} → {"id"};
 - `POST …/conversations/{id}/messages` {content, message_type, private};
-- `POST …/conversations/{id}/labels` {labels} (replaces the list).
+- `GET|POST …/conversations/{id}/labels` {labels} (the POST replaces the
+  list, so we merge with what agents set).
 
 Webhooks (`message_created`, `conversation_status_changed`) carry no
 signature for API inboxes by default, so the webhook URL configured in
@@ -30,6 +31,7 @@ from shared.inbox.base import (
     InboxUnavailable,
     PatientView,
     RemoteGone,
+    merge_labels,
 )
 
 # Chatwoot serializes message_type as a string in webhooks and as an integer
@@ -144,11 +146,13 @@ class ChatwootBridge(InboxBridge):
 
     def set_labels(self, remote_conversation_id: str, remote_contact_id: str,
                    labels: list[str]) -> None:
-        self.request(
-            "POST",
-            self._url(f"conversations/{remote_conversation_id}/labels"),
-            json={"labels": labels},
-        )
+        # The POST replaces the whole list: read it first so labels agents
+        # added by hand survive.
+        url = self._url(f"conversations/{remote_conversation_id}/labels")
+        existing = self.request("GET", url).get("payload") or []
+        merged = merge_labels([str(label) for label in existing], labels)
+        if merged != existing:
+            self.request("POST", url, json={"labels": merged})
 
 
 def parse_chatwoot_webhook(doc: dict[str, Any]) -> list[InboxEvent]:

@@ -12,7 +12,8 @@ Agent side (REST, headers `X-Auth-Token` + `X-User-Id` of a bot user):
 - `POST /api/v1/chat.postMessage` {roomId, text} for notes (Livechat has no
   private notes; the webhook ignores messages from this bot user, so a note is
   never sent to the patient);
-- `POST /api/v1/livechat/room.saveInfo` for the room's tags (triage labels).
+- `GET /api/v1/rooms.info?roomId=` and `POST /api/v1/livechat/room.saveInfo`
+  for the room's tags (triage labels, merged with the agents' own).
 
 Webhook: Omnichannel → Webhooks posts agent messages ("Message") and chat
 close ("LivechatSession") with header `X-RocketChat-Livechat-Token` (the
@@ -32,6 +33,7 @@ from shared.inbox.base import (
     InboxUnavailable,
     PatientView,
     RemoteGone,
+    merge_labels,
 )
 
 _ROOM_GONE = ("room-closed", "invalid-room", "error-invalid-room", "room closed")
@@ -113,6 +115,13 @@ class RocketChatBridge(InboxBridge):
 
     def set_labels(self, remote_conversation_id: str, remote_contact_id: str,
                    labels: list[str]) -> None:
+        # saveInfo replaces the tags: read them first so agents' tags survive.
+        info = self.request("GET", self._url("rooms.info"),
+                            params={"roomId": remote_conversation_id})
+        existing = [str(tag) for tag in (info.get("room") or {}).get("tags") or []]
+        labels = merge_labels(existing, labels)
+        if labels == existing:
+            return
         self.request(
             "POST",
             self._url("livechat/room.saveInfo"),

@@ -168,7 +168,8 @@ class FakeChatwoot(JsonServer):
             conv = self.conversations.get(int(m.group(1)))
             if conv is None:
                 return 404, {"error": "Resource could not be found"}
-            conv.labels = list(body.get("labels") or [])
+            if method == "POST":  # replaces the list, like Chatwoot
+                conv.labels = list(body.get("labels") or [])
             return 200, {"payload": conv.labels}
         return 404, {"error": "not found"}
 

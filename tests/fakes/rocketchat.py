@@ -97,6 +97,14 @@ class FakeRocketChat(JsonServer):
                        "u": {"_id": self.USER_ID}, "rid": room.id}
             room.messages.append(message)
             return 200, {"message": message, "success": True}
+        if method == "GET" and path == "/api/v1/rooms.info":
+            if not self._authed(headers):
+                return 401, {"status": "error", "message": "You must be logged in to do this."}
+            room = self.rooms.get(query.get("roomId"))
+            if room is None:
+                return 400, {"success": False, "error": "error-invalid-room"}
+            return 200, {"room": {"_id": room.id, "t": "l", "open": room.open,
+                                  "tags": room.tags}, "success": True}
         if method == "POST" and path == "/api/v1/livechat/room.saveInfo":
             if not self._authed(headers):
                 return 401, {"status": "error", "message": "You must be logged in to do this."}
