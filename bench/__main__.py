@@ -12,6 +12,7 @@ BENCHES: dict[str, str] = {
     "scheduler": "bench.scheduler",
     "triage": "bench.triage_accuracy",
     "ingest": "bench.ingest",
+    "provider_webhooks": "bench.provider_webhooks",
 }
 
 
