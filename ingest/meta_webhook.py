@@ -46,6 +46,9 @@ def verify_subscription() -> Any:
 @bp.post("/webhooks/meta")
 def receive_meta() -> Any:
     settings = current_app.config["SETTINGS"]
+    if not settings.META_APP_SECRET:
+        log.warning("POST /webhooks/meta refused: META_APP_SECRET is not set")
+        return error(403, "Meta webhook not configured", "X-Hub-Signature-256")
     header = request.headers.get("X-Hub-Signature-256")
     if not header:
         return error(401, "missing Meta signature", "X-Hub-Signature-256")

@@ -32,6 +32,10 @@ def _twiml() -> Response:
 @bp.post("/webhooks/twilio")
 def receive_twilio() -> Any:
     settings = current_app.config["SETTINGS"]
+    if not settings.TWILIO_AUTH_TOKEN:
+        # Fail closed, and say why in the logs: nothing can be verified.
+        log.warning("POST /webhooks/twilio refused: TWILIO_AUTH_TOKEN is not set")
+        return error(403, "Twilio webhook not configured", "X-Twilio-Signature")
     signature = request.headers.get("X-Twilio-Signature")
     if not signature:
         return error(401, "missing Twilio signature", "X-Twilio-Signature")

@@ -323,6 +323,15 @@ def test_verify_handshake(provider_client: Any) -> None:
         assert provider_client.get("/webhooks/meta", query_string=params).status_code == 403
 
 
+def test_unconfigured_app_secret_refuses_everything(settings: Any) -> None:
+    from ingest.app import create_app
+
+    app = create_app(settings.model_copy(update={"META_APP_SECRET": ""}))
+    body, headers = meta_request(envelope(text_message()), secret="")
+    resp = app.test_client().post("/webhooks/meta", data=body, headers=headers)
+    assert resp.status_code == 403 and "not configured" in resp.get_json()["error"]
+
+
 def test_handshake_refused_when_no_verify_token_configured(settings: Any) -> None:
     from ingest.app import create_app
 
