@@ -7,7 +7,9 @@ restarts. Both are an optional extra (`pip install -e '.[embedded]'`).
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -68,7 +70,35 @@ def stop_postgres(server: Any) -> None:
             timeout=60,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        pass  # already stopped
+        pass  # already stopped, or pg_ctl could not reach the data dir (below)
+    # pg_ctl runs as the `pgserver` user under root and fails if a parent
+    # directory became unreadable to it since the start (e.g. pytest resets
+    # /tmp/pytest-of-root to 0700): then signal the postmaster ourselves
+    # (SIGINT = fast shutdown) so no server outlives us.
+    try:
+        pid = server.get_pid()
+    except Exception:  # noqa: BLE001 - no postmaster info: nothing to stop
+        return
+    if pid and _pid_alive(pid):
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 60
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is gone for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
 
 
 def redis_server_binary() -> str:
