@@ -522,3 +522,23 @@ def test_labels_agents_added_survive_and_the_lead_score_is_updated(configure, ch
     react_to_inbound(str(fourth))
     post_patient_message(str(fourth))
     assert "retorno" in room.tags and "agendamento" in room.tags
+
+
+def test_failed_agent_reply_is_reported_to_the_agent_once(configure, chatwoot, redis_client) -> None:
+    from shared.inbox.chatwoot import parse_chatwoot_webhook
+    from shared.inbox.sync import post_private_note, report_failed_agent_replies
+
+    configure(**chatwoot.env())
+    _mid, cw_id = _posted_conversation(chatwoot)
+    (event,) = parse_chatwoot_webhook(chatwoot.message_created(cw_id, "Olá!"))
+    handle_inbox_event(event.to_dict())
+    assert report_failed_agent_replies() == 0  # queued, not failed
+    with session_scope() as s:
+        s.execute(update(Message).where(Message.purpose == "agent_reply")
+                  .values(status="failed", error_code="131026"))
+    assert report_failed_agent_replies() == 1
+    assert report_failed_agent_replies() == 0
+    (note,) = [t for t in queued_tasks(redis_client, "inbox") if t.name == "clinicq.inbox.note"]
+    post_private_note(*note.args)
+    last = chatwoot.only_conversation().messages[-1]
+    assert last["private"] and "NÃO entregue" in last["content"] and "131026" in last["content"]

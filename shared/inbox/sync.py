@@ -321,6 +321,7 @@ def send_agent_reply(event: InboxEvent, settings: Settings) -> str:
                 purpose=AGENT_REPLY_PURPOSE,
                 idempotency_key=f"{event.provider}:reply:{event.event_id}",
                 metadata={"inbox": event.provider, "inbox_message_id": event.event_id,
+                          "inbox_conversation_id": event.inbox_conversation_id,
                           "agent": event.agent},
             )
             if route.channel == "email":
@@ -382,3 +383,42 @@ def post_private_note(provider: str, remote_conversation: str, note: str,
         return "inbox disabled"
     bridge.post_note(remote_conversation, note)
     return "posted"
+
+
+def report_failed_agent_replies(
+    settings: Settings | None = None, now: datetime | None = None
+) -> int:
+    """Tell agents when a reply they wrote did not reach the patient.
+
+    Periodic (the scheduler's maintenance jobs): every agent reply of the
+    last day that ended `failed` gets one note in its inbox conversation
+    (once: `processed_events` source `<inbox>:failure-noted`). Returns how
+    many notes were enqueued."""
+    settings = settings or get_settings()
+    now = now or datetime.now(UTC)
+    notes: list[tuple[str, str, str]] = []
+    with session_scope() as session:
+        failed = session.execute(
+            select(Message.id, Message.channel, Message.error_code, Message.metadata_)
+            .where(
+                Message.purpose == AGENT_REPLY_PURPOSE,
+                Message.status == MessageStatus.FAILED.value,
+                Message.updated_at > now - timedelta(days=1),
+            )
+            .order_by(Message.updated_at)
+            .limit(200)
+        ).all()
+        for row in failed:
+            meta = row.metadata_ or {}
+            provider = meta.get("inbox")
+            remote = meta.get("inbox_conversation_id")
+            if not provider or not remote:
+                continue
+            if not _mark_processed(session, f"{provider}:failure-noted", str(row.id)):
+                continue
+            code = f" (erro {row.error_code})" if row.error_code else ""
+            notes.append((provider, str(remote),
+                          f"Resposta NÃO entregue ao paciente por {row.channel}{code}."))
+    for provider, remote, note in notes:
+        _enqueue_note(provider, remote, note)
+    return len(notes)
