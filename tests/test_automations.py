@@ -305,3 +305,21 @@ def test_unrenderable_templates_skip_the_automation_but_keep_the_triage(configur
     assert outbound() == []
     with session_scope() as s:
         assert s.get(Message, mid).triage["intent"] == "preco"
+
+
+def test_model_verdict_is_stored_and_drives_routing(configure) -> None:
+    from tests.fakes.ai_model import FakeAiModel
+
+    model = FakeAiModel()
+    try:
+        model.answer = {"intent": "preco", "urgent": False, "sentiment": "neutro"}
+        configure(ENABLE_AI_ANALYSIS="true", AI_API_BASE_URL=model.base_url, AI_TIMEOUT_SECONDS="2")
+        mid = file_message("e aquele procedimento do nariz, sai por quanto mais ou menos")
+        react_to_inbound(str(mid))
+        with session_scope() as s:
+            triage = s.get(Message, mid).triage
+        assert triage["source"] == "rules+ai" and triage["intent"] == "preco"
+        assert [a.to_address for a in outbound(purpose="alert")] == ["financeiro@clinicateste.com.br"]
+        assert model.requests[-1]["messages"][-1]["content"].startswith("e aquele procedimento")
+    finally:
+        model.stop()
