@@ -11,6 +11,7 @@ readable instead of enumerating misspellings.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ def _sounds(word: str) -> str:
     return word.replace("ch", "x").replace("ss", "s")
 
 
+@functools.lru_cache(maxsize=65536)
 def word_matches(token: str, keyword: str) -> bool:
     """`keyword` is a word, or a stem ending in '*' matching any word it starts.
 
@@ -163,8 +165,11 @@ class Pattern:
     def find(self, toks: Sequence[str]) -> int:
         """Index of the first match in `toks`, or -1."""
         n = len(self.words)
+        first = self.words[0]
         for start in range(len(toks) - n + 1):
-            if all(word_matches(toks[start + i], w) for i, w in enumerate(self.words)):
+            if not word_matches(toks[start], first):
+                continue
+            if all(word_matches(toks[start + i], w) for i, w in enumerate(self.words[1:], 1)):
                 return start
         return -1
 
