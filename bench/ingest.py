@@ -355,6 +355,17 @@ def main() -> None:
             f"p99 {p99:.2f}x (goal <= 3.00)   -> {'GOAL MET' if ok else 'GOAL MISSED'}",
             flush=True,
         )
+        # Machine noise (other processes) moves all figures together within a
+        # round; the per-round ratios show how steady the comparison is.
+        per_round = [
+            w.rps / b.rps for w, b in zip(results["webhook"], results["no-op"], strict=True)
+        ]
+        print(
+            "  per-round throughput ratios: "
+            + ", ".join(f"{x:.2f}" for x in per_round)
+            + f" (median {sorted(per_round)[len(per_round) // 2]:.2f})",
+            flush=True,
+        )
         if real.errors:
             print(f"  webhook non-202 statuses: {sorted(set(real.errors))}", flush=True)
     finally:
