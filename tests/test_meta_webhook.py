@@ -479,3 +479,108 @@ def test_status_batch_moves_outbound_message_status(
 def _count(model: Any) -> int:
     with session_scope() as s:
         return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+@pytest.fixture
+def provider_ingest_server(tmp_path: Any) -> Any:
+    """The real gunicorn configuration serving the real app, with provider
+    secrets in its environment (PUBLIC_BASE_URL as the tests sign for)."""
+    import os
+    import subprocess
+    import sys
+
+    import requests
+
+    from shared.embedded import free_port, stop_process
+    from tests.infra import ROOT
+    from tests.test_webhook_contract import META_APP_SECRET, PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "META_APP_SECRET": META_APP_SECRET,
+        "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+    }
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "ingest/gunicorn_conf.py",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "ingest.app:wsgi()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(log_path.read_text())
+        try:
+            return requests.get(f"{base}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(up, timeout=30)
+    yield base
+    stop_process(proc)
+
+
+def test_real_http_through_gunicorn_and_worker(
+    provider_ingest_server: str, celery_worker: Any, redis_client: Any
+) -> None:
+    """Over real HTTP to gunicorn: a Meta message, an 80 KB Meta status batch
+    and a Twilio SMS from the same patient — one contact, statuses applied."""
+    import requests
+
+    redis_client.delete("inbound")
+    celery_worker(queues="inbound")
+    wid = wamid()
+    outbound_id = uuid.uuid4()
+    with session_scope() as s:
+        s.add(
+            Message(
+                id=outbound_id,
+                channel="whatsapp",
+                direction="outbound",
+                purpose="reminder",
+                text="Lembrete",
+                status="sent",
+                provider="meta_whatsapp",
+                provider_message_id=wid,
+            )
+        )
+    base = provider_ingest_server
+    body, headers = meta_request(envelope(text_message(wa_id="555499261407")))
+    assert requests.post(f"{base}/webhooks/meta", data=body, headers=headers, timeout=10).ok
+    statuses = [status(wamid(), "delivered") for _ in range(300)] + [status(wid, "read")]
+    body, headers = meta_request(envelope(change({"statuses": statuses})))
+    assert len(body) > 64 * 1024  # above the limit of our own webhook
+    resp = requests.post(f"{base}/webhooks/meta", data=body, headers=headers, timeout=30)
+    assert resp.status_code == 200
+    form_body, form_headers = twilio_request(sms_form())
+    resp = requests.post(
+        f"{base}/webhooks/twilio", data=form_body, headers=form_headers, timeout=10
+    )
+    assert resp.status_code == 200 and resp.text.endswith("<Response/>")
+
+    wait_for(lambda: _count(Message) == 3, timeout=60)
+    with session_scope() as s:
+        wait_for(
+            lambda: s.get(Message, outbound_id, populate_existing=True).status == "read", timeout=60
+        )
+        inbound = s.scalars(select(Message).where(Message.direction == "inbound")).all()
+        assert len({m.contact_id for m in inbound}) == 1
+    assert _count(Contact) == 1
