@@ -500,16 +500,20 @@ def poll_mailbox(
     new inbound tasks were published. Raises MailboxError / OSError /
     imaplib.IMAP4.error when the server is unreachable or refuses."""
     settings.require_imap()
-    if publisher is None:
-        publisher = TaskPublisher(
-            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
-        )
     key = mailbox_key(settings)
     ours = own_addresses(settings)
     stats = PollStats()
 
     client = _connect(settings, ssl_context)
+    own_redis: redis.Redis | None = None
     try:
+        if publisher is None:
+            # Called from the scheduler process or the Celery task: a
+            # short-lived client of our own, closed below.
+            own_redis = redis.Redis.from_url(
+                settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2
+            )
+            publisher = TaskPublisher(own_redis)
         _check(client.login(settings.IMAP_USER, settings.IMAP_PASSWORD)[0], "LOGIN")
         _check(client.select(_quote(settings.IMAP_FOLDER), readonly=True)[0], "EXAMINE")
         _, validity = client.response("UIDVALIDITY")
@@ -572,6 +576,8 @@ def poll_mailbox(
             client.logout()
         except (imaplib.IMAP4.error, OSError):
             pass
+        if own_redis is not None:
+            own_redis.close()
     log.info(
         "mailbox polled",
         extra={

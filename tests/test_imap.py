@@ -258,6 +258,17 @@ def test_oversized_message_is_read_only_up_to_the_limit(
     assert imap_server.fetch_counts[uid] == 1
 
 
+def test_scheduler_style_call_with_settings_only(
+    settings: Any, imap_server: FakeImapServer, redis_client: Any
+) -> None:
+    """The scheduler calls `poll_mailbox(settings=…)`: it opens (and closes)
+    its own Redis client from REDIS_URL."""
+    redis_client.delete("inbound")
+    imap_server.add_message(make_email())
+    assert poll_mailbox(settings=imap_settings(settings, imap_server)) == 1
+    assert [t.name for t in queued_tasks(redis_client)] == ["clinicq.inbound.process"]
+
+
 def test_overlapping_poll_skips_instead_of_reading_twice(
     settings: Any, imap_server: FakeImapServer, publisher: TaskPublisher
 ) -> None:
