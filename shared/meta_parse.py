@@ -151,6 +151,14 @@ def _message_payload(
         metadata["context_message_id"] = _str(context.get("id"), 128)
     if context.get("forwarded"):
         metadata["forwarded"] = True
+    referral = _dict(msg.get("referral"))
+    if referral:
+        # Click-to-WhatsApp ads: which ad brought the patient (lead source).
+        metadata["referral"] = {
+            key: _str(referral.get(key), 1024)
+            for key in ("source_url", "source_type", "source_id", "headline", "ctwa_clid")
+            if _str(referral.get(key))
+        }
     if value_meta.get("phone_number_id"):
         metadata["phone_number_id"] = _str(value_meta.get("phone_number_id"), 64)
     metadata["wa_id"] = wa_id

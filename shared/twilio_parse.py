@@ -112,6 +112,20 @@ def parse_twilio_inbound(
             "address": _field(form, "Address"),
             "label": _field(form, "Label"),
         }
+    # Click-to-WhatsApp ads: which ad brought the patient (lead source).
+    referral = {
+        key: value
+        for key, name in (
+            ("source_url", "ReferralSourceUrl"),
+            ("source_type", "ReferralSourceType"),
+            ("source_id", "ReferralSourceId"),
+            ("headline", "ReferralHeadline"),
+            ("ctwa_clid", "ReferralCtwaClid"),
+        )
+        if (value := _field(form, name)) is not None
+    }
+    if referral:
+        metadata["referral"] = referral
     replied_to = _field(form, "OriginalRepliedMessageSid")
     if replied_to is not None:
         metadata["context_message_id"] = replied_to

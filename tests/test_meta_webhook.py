@@ -180,6 +180,29 @@ def test_batch_of_entries_and_changes_parses_every_message_type(settings: Any) -
     assert location["message"]["text"] == "Clínica — Rua A, 1"
 
 
+def test_click_to_whatsapp_referral_is_kept(settings: Any) -> None:
+    referral = {
+        "source_url": "https://fb.me/3cr4Wqqkv",
+        "source_id": "120210000000",
+        "source_type": "ad",
+        "headline": "Clareamento dental",
+        "body": "Agende sua avaliação",
+        "media_type": "image",
+        "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ",
+    }
+    doc = envelope(
+        inbound({"type": "text", "text": {"body": "Quero saber o preço"}, "referral": referral})
+    )
+    [payload] = parse_meta_webhook(doc_bytes(doc), settings).messages
+    assert payload["message"]["metadata"]["referral"] == {
+        "source_url": "https://fb.me/3cr4Wqqkv",
+        "source_type": "ad",
+        "source_id": "120210000000",
+        "headline": "Clareamento dental",
+        "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ",
+    }
+
+
 def test_statuses_become_status_update_events(settings: Any) -> None:
     wid = wamid()
     failed = status(

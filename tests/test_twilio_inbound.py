@@ -114,6 +114,22 @@ def test_whatsapp_sender_without_ninth_digit_is_canonicalized(settings: Any) -> 
     assert parse_twilio_inbound(form, settings)["contact"]["phone"] == "+5554999261407"
 
 
+def test_click_to_whatsapp_referral_is_kept(settings: Any) -> None:
+    form = whatsapp_form(
+        ReferralSourceUrl="https://fb.me/3cr4Wqqkv",
+        ReferralSourceType="ad",
+        ReferralHeadline="Clareamento dental",
+        ReferralCtwaClid="ARAkLkA8rmlFeiCktEJQ",
+    )
+    referral = parse_twilio_inbound(form, settings)["message"]["metadata"]["referral"]
+    assert referral == {
+        "source_url": "https://fb.me/3cr4Wqqkv",
+        "source_type": "ad",
+        "headline": "Clareamento dental",
+        "ctwa_clid": "ARAkLkA8rmlFeiCktEJQ",
+    }
+
+
 def test_media_only_message_is_kept_with_empty_text(settings: Any) -> None:
     payload = parse_twilio_inbound(whatsapp_form(Body=""), settings)
     assert payload["message"]["text"] == ""
