@@ -309,9 +309,18 @@ def sample_curl(settings: Settings, python: str = sys.executable) -> str:
 
 
 def channel_lines(settings: Settings) -> list[str]:
-    try:
-        from shared.providers.registry import describe_channels  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+    """Which channels are live and which go to the outbox provider."""
+    import importlib
+
+    describe_channels = None
+    for module in ("shared.providers.registry", "shared.providers"):
+        try:
+            describe_channels = getattr(importlib.import_module(module), "describe_channels", None)
+        except ImportError:
+            continue
+        if describe_channels is not None:
+            break
+    if describe_channels is None:
         return []
     try:
         described: Any = describe_channels(settings)

@@ -138,6 +138,10 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly_on_sigterm(superviso
     assert f"http://127.0.0.1:{sup.ingest_port}/api/webhook" in out
     assert f"http://127.0.0.1:{sup.flower_port}/" in out
     assert os.environ["WEBHOOK_SIGNING_SECRETS"].split(",")[0] in out
+    # Which channels are live and which go to the outbox (shared.providers).
+    assert "  channels:" in out
+    for channel in ("email", "sms", "whatsapp"):
+        assert f"    {channel}: " in out
 
     status, doc = run_printed_curl(sup)
     assert status == 202, doc
