@@ -6,6 +6,8 @@
 - DELETE: LGPD erasure; idempotent (a second call answers 200 with
   `already_erased: true`).
 
+`GET /api/contacts?phone=…&email=…` finds contact ids by identity (any
+format; the same normalization as inbound, merges followed).
 `/api/merge-candidates` lists the pairs inbound filing could not decide
 (`?status=open|merged|dismissed&limit=&after_id=`);
 `POST /api/merge-candidates/<id>/dismiss` records "two different people".
@@ -28,10 +30,12 @@ from shared.contact_admin import (
     contact_overview,
     dismiss_merge_candidate,
     erase_contact,
+    find_contacts,
     list_merge_candidates,
     merge_contacts,
 )
 from shared.db import session_scope
+from shared.identity import InvalidIdentifier, normalize_email, normalize_phone
 
 bp = Blueprint("contacts_api", __name__)
 
@@ -45,6 +49,25 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 def _actor() -> str:
     return f"api-key:{g.get('api_key_name', 'unknown')}"
+
+
+@bp.get("/api/contacts")
+@require_api_key
+def lookup_contacts() -> Any:
+    """`?phone=` and/or `?email=` (any format; normalized like inbound)."""
+    identities = []
+    for kind, normalize in (("phone", normalize_phone), ("email", normalize_email)):
+        raw = request.args.get(kind)
+        if raw:
+            try:
+                identities.append((kind, normalize(raw)))
+            except InvalidIdentifier as exc:
+                return error(400, str(exc), kind)
+    if not identities:
+        return error(400, "give phone or email", "phone")
+    with session_scope() as session:
+        ids = find_contacts(session, identities)
+    return jsonify({"items": [{"id": str(cid)} for cid in ids]})
 
 
 @bp.get("/api/contacts/<contact_id>")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, or_, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from shared.contacts import lock_identities
@@ -173,6 +173,28 @@ def contact_overview(
             for o in opt_outs
         ],
     }
+
+
+def find_contacts(session: Session, identities: list[tuple[str, str]]) -> list[uuid.UUID]:
+    """Contacts owning any of these (normalized) identities, following merges
+    to the surviving contact — how an operator finds who "+55 54 …" is."""
+    if not identities:
+        return []
+    owners = session.scalars(
+        select(ContactIdentity.contact_id).where(
+            tuple_(ContactIdentity.kind, ContactIdentity.value).in_(identities)
+        )
+    ).all()
+    found: list[uuid.UUID] = []
+    for cid in owners:
+        for _ in range(10):
+            parent = session.scalar(select(Contact.merged_into_id).where(Contact.id == cid))
+            if parent is None:
+                break
+            cid = parent
+        if cid not in found:
+            found.append(cid)
+    return found
 
 
 CANDIDATE_STATUSES = ("open", "merged", "dismissed")

@@ -485,3 +485,22 @@ def test_merge_candidates_are_listed_paged_and_dismissed(
         client.post("/api/merge-candidates/999999/dismiss", headers=api_headers).status_code == 404
     )
     assert client.get("/api/merge-candidates").status_code == 401
+
+
+def test_lookup_by_phone_or_email_in_any_format(client: Any, api_headers: dict[str, str]) -> None:
+    a, b = two_contacts_with_a_conflict()
+
+    def lookup(**params: str) -> Any:
+        return client.get("/api/contacts", query_string=params, headers=api_headers)
+
+    assert lookup(phone="(11) 91111-2222").get_json()["items"] == [{"id": str(a)}]
+    assert lookup(email="Maria@Example.com").get_json()["items"] == [{"id": str(b)}]
+    both = lookup(phone="+5511911112222", email="maria@example.com").get_json()["items"]
+    assert {i["id"] for i in both} == {str(a), str(b)}
+    assert lookup(phone="+5511900000000").get_json()["items"] == []
+    assert lookup(phone="12").get_json()["field"] == "phone"
+    assert lookup().status_code == 400
+    assert client.get("/api/contacts?phone=+5511911112222").status_code == 401
+    # After a merge the old identity leads to the survivor.
+    client.post(f"/api/contacts/{a}/merge", json={"other_contact_id": str(b)}, headers=api_headers)
+    assert lookup(email="maria@example.com").get_json()["items"] == [{"id": str(a)}]
