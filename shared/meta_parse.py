@@ -112,7 +112,8 @@ def _content(msg: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         # Shared contact cards: names only in the text; details stay in metadata.
         cards = [c for c in msg.get("contacts") or [] if isinstance(c, dict)]
         names = [_str(_dict(c.get("name")).get("formatted_name"), 200) for c in cards]
-        meta["shared_contacts"] = cards[:10]
+        if len(orjson.dumps(cards[:10])) <= RAW_MAX_BYTES:
+            meta["shared_contacts"] = cards[:10]
         return ", ".join(n for n in names if n), meta
     # reaction, system, unsupported, order, …: nothing a clinic reply needs.
     return None
