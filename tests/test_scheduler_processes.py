@@ -21,7 +21,6 @@ from sqlalchemy import func, select, text
 
 from scheduler.maintenance import close_idle_conversations
 from scheduler.service import build_scheduler
-from shared.appointments import upsert_appointment, validate_appointment
 from shared.db import session_scope
 from shared.models import Contact, Conversation, Message, ScheduledMessage
 from tests.conftest import WorkerProcess, wait_for
@@ -85,22 +84,45 @@ def twilio() -> Iterator[FakeTwilio]:
 
 
 def book_many(settings: Any, n: int) -> None:
-    cfg = settings.model_copy(update={"SCHEDULE_PLAN": PLAN, "QUIET_HOURS_CHANNELS": []})
-    starts = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    """n appointments with their two reminder rows, loaded in bulk (the
+    booking path itself is covered in test_appointments.py); each patient
+    has a phone identity, as the claim needs."""
+    statements = [
+        """
+        INSERT INTO contacts (id, name, created_at, updated_at)
+        SELECT md5('c' || g)::uuid, 'Paciente ' || g, now(), now()
+        FROM generate_series(1, :n) AS g
+        """,
+        """
+        INSERT INTO contact_identities (contact_id, kind, value)
+        SELECT md5('c' || g)::uuid, 'phone', '+55119' || (70000000 + g)
+        FROM generate_series(1, :n) AS g
+        """,
+        """
+        INSERT INTO appointments (id, external_id, contact_id, address, starts_at,
+        duration_minutes, timezone, status, version, created_at, updated_at)
+        SELECT md5('a' || g)::uuid, 'bulk-' || g, md5('c' || g)::uuid, 'Rua A, 1',
+        now() + interval '3 days' + g * interval '1 minute', 30,
+        'America/Sao_Paulo', 'scheduled', 1, now(), now()
+        FROM generate_series(1, :n) AS g
+        """,
+        """
+        INSERT INTO scheduled_messages (appointment_id, kind, channel, template, due_at,
+        status, appointment_version, created_at, updated_at)
+        SELECT a.id, k.kind, k.channel, k.template, a.starts_at - k.before, 'pending', 1,
+        now(), now()
+        FROM appointments a CROSS JOIN (VALUES
+        ('reminder_24h', 'sms', 'lembrete', interval '24 hours'),
+        ('reminder_1h', 'whatsapp', 'lembrete_consulta', interval '1 hour')
+        ) AS k(kind, channel, template, before)
+        """,
+    ]
     with session_scope() as s:
-        for i in range(n):
-            data, _ = validate_appointment(
-                {
-                    "external_id": f"bulk-{i}",
-                    "contact": {"name": f"Paciente {i}", "phone": f"+55119{70000000 + i:08d}"},
-                    "starts_at": (starts + timedelta(minutes=i)).isoformat(),
-                    "address": "Rua A, 1",
-                },
-                cfg,
-            )
-            upsert_appointment(s, data, cfg)
+        for statement in statements:
+            s.execute(text(statement), {"n": n})
 
 
+@pytest.mark.slow
 def test_three_schedulers_send_every_reminder_exactly_once(settings, twilio, tmp_path) -> None:
     book_many(settings, N_APPOINTMENTS)
     # Time passes: every reminder is due now (the appointments are still ahead).
