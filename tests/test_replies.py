@@ -331,3 +331,44 @@ def test_reschedule_after_claim_the_send_worker_skips_the_stale_reminder(client,
     with session_scope() as s:
         row = s.scalar(select(ScheduledMessage).where(ScheduledMessage.kind == "reminder_1h"))
         assert row.status == "pending" and row.appointment_version == 2
+
+
+def test_booking_through_the_api_sends_the_confirmations(client, worker, twilio, cfg) -> None:
+    """Seed flow step 5: booked → email confirmation + SMS confirmation, then
+    the patient confirms by replying 1."""
+    from ingest.api_auth import generate_api_key, hash_api_key
+    from ingest.app import create_app
+    from shared.models import ApiKey
+
+    api = create_app(cfg).test_client()  # same settings as the tick (no quiet hours)
+    key = generate_api_key()
+    with session_scope() as s:
+        s.add(ApiKey(name="agenda", key_hash=hash_api_key(key)))
+    day = (datetime.now(SP) + timedelta(days=4)).date()
+    body = {
+        "external_id": "agenda-77",
+        "contact": {"name": "Maria", "phone": PHONE, "email": "maria@example.com"},
+        "professional": "Ana Souza",
+        "starts_at": datetime(day.year, day.month, day.day, 9, 15, tzinfo=SP).isoformat(),
+        "address": "Av. Paulista, 1000",
+    }
+    resp = api.post(
+        "/api/appointments",
+        data=dumps(body),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 201
+    aid = uuid.UUID(resp.get_json()["id"])
+    result = run_tick(cfg)
+    assert result.enqueued == 2
+    wait_for(lambda: len(twilio.sends()) == 1)
+    to, sms = twilio_bodies(twilio)[0]
+    assert to == PHONE
+    assert sms.startswith(f"Portal Clinic: Sua consulta com Dr. Ana Souza foi agendada para {day:%d/%m/%Y} às 09:15.")
+    email = wait_for(lambda: [m for m in outbound(channel="email") if m.status == "delivered"])
+    assert email[0].template == "confirmacao_agendamento" and email[0].to_address == "maria@example.com"
+
+    reply(client, "1")
+    wait_for(lambda: appointment(aid).status == "confirmed")
+    wait_for(lambda: len(twilio.sends()) == 2)
+    assert "Sua presença foi confirmada!" in twilio_bodies(twilio)[1][1]
