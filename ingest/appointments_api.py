@@ -39,11 +39,19 @@ from shared.webhook_payload import APPOINTMENT_TYPES, PayloadError, parse_json_o
 bp = Blueprint("appointments", __name__)
 
 
+class _NotJson(Exception):
+    pass
+
+
 def _body() -> dict[str, Any]:
     mime = (request.content_type or "").split(";", 1)[0].strip().lower()
     if mime != "application/json":
-        raise PayloadError("Content-Type", "must be application/json")
+        raise _NotJson
     return parse_json_object(request.get_data(cache=False))
+
+
+def _not_json() -> Any:
+    return error(415, "Content-Type must be application/json", "Content-Type")
 
 
 def _appointment_id(raw: str) -> uuid.UUID | None:
@@ -59,6 +67,8 @@ def create_appointment() -> Any:
     settings = current_app.config["SETTINGS"]
     try:
         data, warnings = validate_appointment(_body(), settings)
+    except _NotJson:
+        return _not_json()
     except PayloadError as exc:
         return error(400, exc.message, exc.field)
     try:
@@ -96,6 +106,8 @@ def patch_appointment(appointment_id: str) -> Any:
         return error(404, "appointment not found", "id")
     try:
         changes = validate_changes(_body())
+    except _NotJson:
+        return _not_json()
     except PayloadError as exc:
         return error(400, exc.message, exc.field)
     settings = current_app.config["SETTINGS"]

@@ -321,3 +321,15 @@ def test_new_time_needs_confirming_again(client, auth, clock) -> None:
         f"/api/appointments/{created['id']}", data=dumps({"starts_at": "2026-12-07T10:00:00-03:00"}), headers=headers
     ).get_json()
     assert moved["status"] == "scheduled" and moved["version"] == 2
+
+
+def test_non_json_and_malformed_bodies(client, auth, clock) -> None:
+    resp = client.post("/api/appointments", data="external_id=1", headers={**auth, "Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 415 and resp.get_json()["field"] == "Content-Type"
+    resp = client.post("/api/appointments", data=b"{not json", headers={**auth, "Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "body"
+    resp = client.post("/api/appointments", data=b"[1, 2]", headers={**auth, "Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "body"
+    resp = post(client, auth, booking(contact={"phone": "+5511999999999", "cpf": "111.111.111-12"}))
+    assert resp.status_code == 201
+    assert any("cpf" in w for w in resp.get_json()["warnings"])
