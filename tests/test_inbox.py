@@ -542,3 +542,17 @@ def test_failed_agent_reply_is_reported_to_the_agent_once(configure, chatwoot, r
     post_private_note(*note.args)
     last = chatwoot.only_conversation().messages[-1]
     assert last["private"] and "NÃO entregue" in last["content"] and "131026" in last["content"]
+
+
+@pytest.mark.parametrize("garbage", ["", "x", "é" * 10, "A" * 5000, "rc-livechat-secret ", " "])
+def test_garbage_tokens_are_4xx_never_5xx(configure, chatwoot, rocketchat, redis_client, garbage) -> None:
+    configure(**chatwoot.env(), ROCKETCHAT_LIVECHAT_TOKEN=rocketchat.LIVECHAT_TOKEN)
+    client = webhook_client()
+    header = garbage.encode("utf-8").decode("latin-1")
+    rc = client.post("/webhooks/rocketchat", data=b"{}",
+                     headers={"X-RocketChat-Livechat-Token": header})
+    cw = client.post("/webhooks/chatwoot", query_string={"token": garbage}, data=b"{}")
+    cw_header = client.post("/webhooks/chatwoot", data=b"{}",
+                            headers={"X-Clinicq-Webhook-Token": header})
+    assert rc.status_code == cw.status_code == cw_header.status_code == 401
+    assert queued_tasks(redis_client, "inbox") == []
