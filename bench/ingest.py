@@ -40,7 +40,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/webhook"
 ROUNDS = 4
-ROUND_SECONDS = 3.5
+ROUND_SECONDS = 3.0
 WARMUP_SECONDS = 0.7
 PROCESSES = 2
 THREADS_PER_PROCESS = 4
