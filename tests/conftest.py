@@ -105,8 +105,12 @@ def clean_state(infra: TestInfra, redis_client: redis_lib.Redis) -> Iterator[Non
         conn.execute(text(f"TRUNCATE {tables} CASCADE"))
     # The run's own logical database: clinicq keys, but also Celery's queue
     # lists and unacked sets, or a task published (202) by one test would be
-    # filed by the worker of the next.
-    redis_client.flushdb()
+    # filed by the worker of the next. Kombu's exchange bindings stay: a
+    # producer that declared them once does not again, and kombu silently
+    # drops a message whose exchange has no binding.
+    stale = [k for k in redis_client.scan_iter(count=1000) if not k.startswith(b"_kombu.binding.")]
+    if stale:
+        redis_client.delete(*stale)
     yield
 
 
