@@ -444,6 +444,9 @@ def run() -> int:
     except Shutdown as sig:
         say(f"{sig}: stopping")
         return 0
+    except Exception as exc:  # noqa: BLE001 - start-up failed: say what, stop what started
+        print(f"clinicq: start-up failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

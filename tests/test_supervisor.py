@@ -278,3 +278,20 @@ def test_embedded_postgres_and_redis_start_serve_and_stop_keeping_data(superviso
     assert (sup.var_dir / "postgres" / "PG_VERSION").exists()
     aof = list((sup.var_dir / "redis").glob("appendonly*"))
     assert aof, list((sup.var_dir / "redis").iterdir())
+
+
+def test_unreachable_database_fails_startup_cleanly(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/x",
+        "INGEST_PORT": str(free_port()),
+        "FLOWER_PORT": str(free_port()),
+        "CLINICQ_VAR_DIR": str(tmp_path),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "shared.supervisor"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert out.returncode == 1
+    assert "start-up failed" in out.stderr and "OperationalError" in out.stderr
+    assert "starting ingest" not in out.stdout  # nothing was started
