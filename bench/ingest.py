@@ -39,12 +39,12 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/webhook"
-ROUNDS = 4
-ROUND_SECONDS = 3.0
-WARMUP_SECONDS = 0.7
+ROUNDS = 8
+ROUND_SECONDS = 1.5
+WARMUP_SECONDS = 0.5
 PROCESSES = 2
 THREADS_PER_PROCESS = 4
-REQUESTS_PER_CLIENT = 1500  # more than a round uses at these rates; wraps if not
+REQUESTS_PER_CLIENT = 800  # more than a round uses at these rates; wraps if not
 
 
 # --- requests -------------------------------------------------------------------
