@@ -284,9 +284,14 @@ class Settings(BaseSettings):
     RATE_LIMIT_SMS_BURST: int = Field(1, ge=1, le=10_000)
     RATE_LIMIT_WHATSAPP_BURST: int = Field(1, ge=1, le=10_000)
     RATE_LIMIT_WHATSAPP_PAIR_BURST: int = Field(1, ge=1, le=100)
-    # A limited task reserves a slot at most this far ahead and re-queues itself
-    # with a countdown to it; further out it retries later without a slot.
-    RATE_LIMIT_MAX_RESERVE_SECONDS: float = Field(5.0, gt=0, le=300)
+    # Fraction of each configured rate we actually use: providers count
+    # requests as they arrive, and network/CPU jitter between our admission
+    # and their clock can bunch a few; the headroom absorbs it.
+    RATE_LIMIT_HEADROOM: float = Field(0.95, gt=0.5, le=1.0)
+    # A limited task reserves its slot and re-queues itself with a countdown to
+    # it, in hops of at most this long (and at most half the visibility timeout,
+    # see rate_limit_hop_seconds) so no countdown is long.
+    RATE_LIMIT_MAX_COUNTDOWN_SECONDS: float = Field(60.0, gt=0, le=3600)
     # Cost estimates when the provider reports no price (seed figures, BRL).
     COST_CURRENCY: str = Field("BRL", min_length=3, max_length=3)
     COST_ESTIMATE_SMS: float = Field(0.20, ge=0)
@@ -386,14 +391,10 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _reserve_below_visibility(self) -> Settings:
-        if self.CELERY_VISIBILITY_TIMEOUT <= self.RATE_LIMIT_MAX_RESERVE_SECONDS:
-            raise ValueError(
-                "RATE_LIMIT_MAX_RESERVE_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT "
-                "(a rate-limit countdown longer than it is redelivered twice)"
-            )
-        return self
+    @property
+    def rate_limit_hop_seconds(self) -> float:
+        """Longest rate-limit countdown: below the visibility timeout, always."""
+        return min(self.RATE_LIMIT_MAX_COUNTDOWN_SECONDS, self.CELERY_VISIBILITY_TIMEOUT / 2)
 
     @property
     def twilio_content_sids(self) -> dict[str, str]:

@@ -11,12 +11,14 @@ Order inside `deliver`, and why:
    settled (a redelivered task returns here);
 2. re-check opt-out and the pre-send checks (PRE_SEND_CHECK_PATHS) right
    before sending: the patient may have said SAIR since the row was made;
-3. take a global rate-limit slot (shared/ratelimit.py) — before the claim, so
-   a limited message stays `queued` and nothing is held while it waits;
+3. reserve this sender's next rate-limit slot (shared/ratelimit.py) and, if
+   it is ahead, re-queue with a countdown to it — the message stays `queued`;
 4. claim with a conditional UPDATE (queued -> sending; zero rows = someone
-   else won) and commit — steps 1-4 are one transaction. From here a crash
+   else won) and commit — steps 1-5 are one transaction. From here a crash
    leaves `sending`, which the reconciler settles without a blind resend;
-5. call the provider, record the outcome and an event.
+5. strict rate-limit admission just before the commit (a late countdown that
+   would exceed the cap rolls the claim back and waits milliseconds);
+6. call the provider, record the outcome and an event.
 
 `deliver` never sleeps: waits come back as `DeliveryOutcome.retry_in` and the
 Celery task re-queues itself with that countdown (workers/tasks/send.py).
@@ -89,13 +91,13 @@ class DeliveryOutcome:
 
 
 @functools.cache
-def _limiter(redis_url: str, horizon: float) -> RateLimiter:
+def _limiter(redis_url: str) -> RateLimiter:
     client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
-    return RateLimiter(client, horizon)
+    return RateLimiter(client)
 
 
 def rate_limiter(settings: Settings) -> RateLimiter:
-    return _limiter(settings.REDIS_URL, settings.RATE_LIMIT_MAX_RESERVE_SECONDS)
+    return _limiter(settings.REDIS_URL)
 
 
 def _event(
@@ -210,6 +212,23 @@ def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None)
     return delay
 
 
+# Channels whose limits do not depend on the recipient.
+_SENDER_ONLY_LIMITS = frozenset({"email", "sms"})
+
+
+def _longest_countdown(settings: Settings) -> float:
+    return min(settings.rate_limit_hop_seconds, float(settings.MAX_RETRY_BACKOFF_SECONDS))
+
+
+def _come_back(settings: Settings, delay: float) -> DeliveryOutcome:
+    """Re-run at a reserved slot `delay` seconds away (in short hops)."""
+    return DeliveryOutcome(
+        "queued",
+        min(delay, _longest_countdown(settings)),
+        {"not_before": time.time() + delay, "reserved": True},
+    )
+
+
 def deliver(
     message_id: str, channel: str, reserved: bool = False, not_before: float | None = None
 ) -> DeliveryOutcome:
@@ -217,11 +236,24 @@ def deliver(
     settings = get_settings()
     mid = uuid.UUID(message_id)
 
-    # A provider's Retry-After longer than our longest countdown: wait in
-    # short hops (countdowns above the visibility timeout get redelivered).
-    if not_before is not None and time.time() < not_before:
-        wait = min(not_before - time.time(), settings.MAX_RETRY_BACKOFF_SECONDS)
-        return DeliveryOutcome("queued", wait, {"not_before": not_before})
+    # Not yet: a rate-limit slot or a provider's Retry-After further away than
+    # our longest countdown. Hop without touching the database.
+    if not_before is not None and time.time() < not_before - 0.005:
+        wait = min(not_before - time.time(), _longest_countdown(settings))
+        return DeliveryOutcome("queued", wait, {"not_before": not_before, "reserved": reserved})
+
+    limiter = rate_limiter(settings)
+    if not reserved and channel in _SENDER_ONLY_LIMITS:
+        # Email and SMS are limited per sender only: take the next slot before
+        # any database work, so a backlog's first pass costs one Redis call
+        # per message. (WhatsApp's pair limit needs the recipient, below.)
+        sender_provider = provider_for(channel, settings)
+        delay = limiter.schedule(
+            limits_for(settings, channel, sender_provider.name, sender_provider.sender(), "")
+        )
+        if delay > 0.005:
+            return _come_back(settings, delay)
+        reserved = True
 
     with session_scope() as session:
         message = session.get(Message, mid)
@@ -253,27 +285,14 @@ def deliver(
             )
             return DeliveryOutcome("failed")
 
-        # Rate limit inside the same transaction as the claim: one round of
-        # BEGIN/COMMIT per run, and a limited message stays `queued`.
         limits = limits_for(
             settings, message.channel, provider.name, provider.sender(), outgoing.to
         )
-        limiter = rate_limiter(settings)
         if not reserved:
-            # First run: take a place in the queue of this sender's slots.
-            decision = limiter.schedule(limits)
-            if not decision.reserved:
-                return DeliveryOutcome("queued", decision.delay)
-            if decision.delay > 0.005:
-                return DeliveryOutcome("queued", decision.delay, {"reserved": True})
-        if not limiter.admit(limits):
-            # Our countdown fired late and the slot went to others: queue again.
-            decision = limiter.schedule(limits)
-            return DeliveryOutcome(
-                "queued",
-                max(decision.delay, 0.01),
-                {"reserved": True} if decision.reserved else {},
-            )
+            # First run: take this sender's next slot; come back then.
+            delay = limiter.schedule(limits)
+            if delay > 0.005:
+                return _come_back(settings, delay)
 
         attempts = session.scalar(
             update(Message)
@@ -291,6 +310,16 @@ def deliver(
         _event(
             session, mid, "claimed", "queued", "sending", f"attempt {attempts} via {provider.name}"
         )
+        session.flush()
+        # Admission last, with only the commit between it and the request:
+        # the provider counts requests as they arrive, so the slower steps
+        # (reads, checks, the claim's UPDATE) come first. A late countdown
+        # that would exceed the cap rolls the claim back and asks again as
+        # soon as the sender conforms, keeping its turn.
+        admitted, wait = limiter.admit(limits)
+        if not admitted:
+            session.rollback()
+            return _come_back(settings, max(wait, 0.005))
     # Committed: from here a crash leaves `sending` for the reconciler.
 
     return _send_and_record(provider, outgoing, mid, attempts, settings)
@@ -437,7 +466,7 @@ def _retry_or_fail(
         },
     )
     kwargs: dict[str, Any] = {}
-    if delay > settings.MAX_RETRY_BACKOFF_SECONDS:
+    if delay > _longest_countdown(settings):
         kwargs["not_before"] = time.time() + delay
-        delay = settings.MAX_RETRY_BACKOFF_SECONDS
+        delay = _longest_countdown(settings)
     return DeliveryOutcome("queued", delay, kwargs)

@@ -5,29 +5,29 @@ a slot is atomic across processes and hosts, on Redis's clock.
 A send asks for a slot on several limits at once (the WhatsApp sender AND the
 recipient pair limit): either all of them grant or none is touched.
 
-Two layers, because Celery countdowns do not fire on time under load:
-- `schedule`: a backlog is spread out by *reserving* the earliest instant all
-  limits allow (on `:sched` keys), if within RATE_LIMIT_MAX_RESERVE_SECONDS;
-  the task re-queues itself with a countdown to that instant. Tasks come back
-  one interval apart instead of all waking for every freed slot. Beyond the
-  horizon nothing is reserved and the task retries after a jittered wait, so
-  countdowns stay short (below the visibility timeout).
-- `admit`: right before the send, a strict GCRA check (no reservation ahead)
-  on the real keys with the configured burst. A task whose countdown fired
-  late cannot pile onto the next ones: if admission says no, it schedules
-  again. This layer alone guarantees the cap; the first only keeps it fed.
+Two layers, because Celery countdowns do not fire exactly on time under load:
+- `schedule`: a task that finds the sender busy *reserves* the earliest
+  instant all limits allow (on `:sched` keys) and re-queues itself with a
+  countdown to it (in hops no longer than `Settings.rate_limit_hop_seconds`).
+  A backlog is thereby spread one interval apart: each message runs about
+  twice, instead of every waiting task waking up for every freed slot.
+- `admit`: right before the send, a strict GCRA check on the real keys with
+  the configured burst. A task whose countdown fired late cannot pile onto the
+  next ones: if admission says no, it waits the few milliseconds until it
+  would conform and asks again. This layer alone guarantees the cap; the
+  first keeps it fed without busy retries.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import redis
 
 from shared.config import Settings, parse_rate
 
-# KEYS: one per limit. ARGV: horizon, then (interval, burst) per key.
+# KEYS: one per limit. ARGV: horizon (how far ahead a slot may be reserved;
+# 0 = admission now or never), then (interval, burst) per key.
 # Per key: tat = theoretical arrival time (seconds, Redis clock). A request at
 # instant s conforms when s >= tat - (burst - 1) * interval.
 _GCRA_LUA = """
@@ -71,19 +71,13 @@ class Limit:
         return self.period / self.count
 
 
-@dataclass(frozen=True)
-class Decision:
-    reserved: bool
-    # reserved: wait this long, then send (0 = now). Not reserved: ask again
-    # after this long.
-    delay: float
+_FOREVER = 10.0**9
 
 
 class RateLimiter:
-    def __init__(self, client: redis.Redis, horizon: float):
+    def __init__(self, client: redis.Redis):
         self._client = client
         self._script = client.register_script(_GCRA_LUA)
-        self.horizon = horizon
 
     def _run(self, keys: list[str], limits: list[Limit], horizon: float) -> tuple[bool, float]:
         args: list[float | int] = [horizon]
@@ -92,36 +86,27 @@ class RateLimiter:
         granted, delay = self._script(keys=keys, args=args)
         return bool(int(granted)), float(delay)
 
-    def schedule(self, limits: list[Limit]) -> Decision:
-        """Reserve a future slot to come back at (pacing, not admission)."""
+    def schedule(self, limits: list[Limit]) -> float:
+        """Reserve the next pacing slot; seconds until it (0 = now)."""
         if not limits:
-            return Decision(True, 0.0)
+            return 0.0
         paced = [Limit(lim.key, lim.count, lim.period, 1) for lim in limits]
-        granted, delay = self._run([f"{lim.key}:sched" for lim in limits], paced, self.horizon)
-        if granted:
-            return Decision(True, delay)
-        # Come back when the earliest slot enters the horizon, spread out so
-        # waiting tasks do not all return at once.
-        wait = max(0.05, delay - self.horizon) + random.uniform(0, self.horizon / 2)
-        return Decision(False, wait)
+        _, delay = self._run([f"{lim.key}:sched" for lim in limits], paced, _FOREVER)
+        return delay
 
-    def admit(self, limits: list[Limit]) -> bool:
-        """May a request go out now? Takes the slot if so."""
+    def admit(self, limits: list[Limit]) -> tuple[bool, float]:
+        """May a request go out now? Takes the slot if so; else how long until
+        it would conform (a task that holds a scheduled slot waits that long
+        and asks again, keeping its place instead of going to the back)."""
         if not limits:
-            return True
-        granted, _ = self._run([lim.key for lim in limits], limits, 0.0)
-        return granted
+            return True, 0.0
+        return self._run([lim.key for lim in limits], limits, 0.0)
 
-    def reserve(self, limits: list[Limit]) -> Decision:
-        """Admission with reservation ahead on the real keys (used by tests
-        and callers that send exactly at the returned delay)."""
-        if not limits:
-            return Decision(True, 0.0)
-        granted, delay = self._run([lim.key for lim in limits], limits, self.horizon)
-        if granted:
-            return Decision(True, delay)
-        wait = max(0.05, delay - self.horizon) + random.uniform(0, self.horizon / 2)
-        return Decision(False, wait)
+
+def _rate(settings: Settings, value: str) -> tuple[int, float]:
+    """(count, period) with the period stretched by RATE_LIMIT_HEADROOM."""
+    count, period = parse_rate(value)
+    return count, period / settings.RATE_LIMIT_HEADROOM
 
 
 def limits_for(
@@ -131,14 +116,14 @@ def limits_for(
     if provider == "outbox":
         return []
     if channel == "email":
-        count, period = parse_rate(settings.RATE_LIMIT_EMAIL)
+        count, period = _rate(settings, settings.RATE_LIMIT_EMAIL)
         return [Limit(f"clinicq:rl:email:{sender}", count, period, settings.RATE_LIMIT_EMAIL_BURST)]
     if channel == "sms":
-        count, period = parse_rate(settings.RATE_LIMIT_SMS)
+        count, period = _rate(settings, settings.RATE_LIMIT_SMS)
         return [Limit(f"clinicq:rl:sms:{sender}", count, period, settings.RATE_LIMIT_SMS_BURST)]
     if channel == "whatsapp":
-        count, period = parse_rate(settings.RATE_LIMIT_WHATSAPP)
-        pair_count, pair_period = parse_rate(settings.RATE_LIMIT_WHATSAPP_PAIR)
+        count, period = _rate(settings, settings.RATE_LIMIT_WHATSAPP)
+        pair_count, pair_period = _rate(settings, settings.RATE_LIMIT_WHATSAPP_PAIR)
         return [
             Limit(
                 f"clinicq:rl:whatsapp:{sender}", count, period, settings.RATE_LIMIT_WHATSAPP_BURST

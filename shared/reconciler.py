@@ -212,7 +212,7 @@ def reconcile_stuck_messages(
     if lost_queued_after_seconds is None:
         lost_queued_after_seconds = max(
             stuck_after_seconds,
-            settings.MAX_RETRY_BACKOFF_SECONDS + settings.RATE_LIMIT_MAX_RESERVE_SECONDS + 60,
+            settings.MAX_RETRY_BACKOFF_SECONDS + settings.rate_limit_hop_seconds + 60,
         )
     now = datetime.now(UTC)
     stuck_before = now - timedelta(seconds=stuck_after_seconds)

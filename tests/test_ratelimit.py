@@ -35,53 +35,58 @@ def test_parse_rate() -> None:
         parse_rate("fast")
 
 
-def test_reservations_are_evenly_spaced_up_to_the_horizon(redis_client: redis_lib.Redis) -> None:
-    limiter = RateLimiter(redis_client, horizon=1.0)
-    limit = Limit("clinicq:rl:test:a", 20, 1.0, burst=1)
-    decisions = [limiter.reserve([limit]) for _ in range(25)]
-    reserved = [d.delay for d in decisions if d.reserved]
-    assert 20 <= len(reserved) <= 22  # ~1 s of slots at 50 ms each
-    gaps = [b - a for a, b in zip(reserved, reserved[1:], strict=False)]
+def test_schedule_spaces_a_backlog_one_interval_apart(redis_client: redis_lib.Redis) -> None:
+    limiter = RateLimiter(redis_client)
+    limit = Limit("clinicq:rl:test:a", 20, 1.0, burst=3)
+    delays = [limiter.schedule([limit]) for _ in range(40)]
+    assert delays[0] < 0.01
+    gaps = [b - a for a, b in zip(delays, delays[1:], strict=False)]
+    # Pacing ignores the burst: 50 ms apart, whatever the backlog.
     assert all(abs(g - 0.05) < 0.01 for g in gaps), gaps
-    denied = [d for d in decisions if not d.reserved]
-    assert denied and all(d.delay > 0 for d in denied)
+    assert 1.9 < delays[-1] < 2.0
 
 
-def test_burst_allows_that_many_at_once(redis_client: redis_lib.Redis) -> None:
-    limiter = RateLimiter(redis_client, horizon=0.0)
+def test_burst_admits_that_many_at_once(redis_client: redis_lib.Redis) -> None:
+    limiter = RateLimiter(redis_client)
     limit = Limit("clinicq:rl:test:burst", 1, 1.0, burst=3)
-    granted = [limiter.reserve([limit]).reserved for _ in range(5)]
-    assert granted == [True, True, True, False, False]
+    assert [limiter.admit([limit])[0] for _ in range(5)] == [True, True, True, False, False]
 
 
-def test_late_task_cannot_burst_past_admission(redis_client: redis_lib.Redis) -> None:
-    """Scheduled slots fired late all at once: admission lets `burst` through."""
-    limiter = RateLimiter(redis_client, horizon=2.0)
+def test_late_tasks_cannot_burst_past_admission(redis_client: redis_lib.Redis) -> None:
+    """Scheduled slots whose countdowns all fire late, at once: admission lets
+    only `burst` through."""
+    limiter = RateLimiter(redis_client)
     limit = Limit("clinicq:rl:test:late", 10, 1.0, burst=2)
-    slots = [limiter.schedule([limit]) for _ in range(10)]
-    assert all(d.reserved for d in slots)
+    delays = [limiter.schedule([limit]) for _ in range(10)]
+    assert max(delays) < 1.0
     time.sleep(1.0)  # every countdown has passed: all ten wake up together
-    admitted = [limiter.admit([limit]) for _ in range(10)]
-    assert admitted.count(True) == 2
+    assert [limiter.admit([limit])[0] for _ in range(10)].count(True) == 2
 
 
 def test_pair_limit_denial_does_not_consume_the_sender(redis_client: redis_lib.Redis) -> None:
-    limiter = RateLimiter(redis_client, horizon=0.0)
+    limiter = RateLimiter(redis_client)
     sender = Limit("clinicq:rl:test:sender", 2, 1.0, burst=2)
     pair = Limit("clinicq:rl:test:pair:x", 1, 6.0)
-    assert limiter.reserve([sender, pair]).reserved
-    assert not limiter.reserve([sender, pair]).reserved  # same recipient within 6 s
+    assert limiter.admit([sender, pair])[0]
+    granted, wait = limiter.admit([sender, pair])  # same recipient within 6 s
+    assert not granted and 5.9 < wait <= 6.0
     other = Limit("clinicq:rl:test:pair:y", 1, 6.0)
-    assert limiter.reserve([sender, other]).reserved  # the sender still had its 2nd slot
+    assert limiter.admit([sender, other])[0]  # the sender still had its 2nd slot
+    # Scheduling honours the slower of the two: the pair's 6 s.
+    fast_sender = Limit("clinicq:rl:test:sender2", 100, 1.0)
+    pair_z = Limit("clinicq:rl:test:pair:z", 1, 6.0)
+    first = limiter.schedule([fast_sender, pair_z])
+    second = limiter.schedule([fast_sender, pair_z])
+    assert first < 0.01 and 5.9 < second < 6.1
 
 
 def _hammer(url: str, n: int, out: Any) -> None:
-    limiter = RateLimiter(redis_lib.Redis.from_url(url), horizon=0.0)
+    limiter = RateLimiter(redis_lib.Redis.from_url(url))
     limit = Limit("clinicq:rl:test:procs", 10, 1.0, burst=1)
     granted = []
     deadline = time.time() + 2.0
     while time.time() < deadline and len(granted) < n:
-        if limiter.admit([limit]):
+        if limiter.admit([limit])[0]:
             granted.append(time.time())
         else:
             time.sleep(0.005)
@@ -110,7 +115,7 @@ def test_workers_pace_sms_and_never_hold_a_process(tmp_path: Path) -> None:
 
     with FakeTwilio() as fake:
         env = {**fake.env(), "RATE_LIMIT_SMS": "4/second", "RATE_LIMIT_SMS_BURST": "1",
-               "RATE_LIMIT_MAX_RESERVE_SECONDS": "1"}
+               "RATE_LIMIT_MAX_COUNTDOWN_SECONDS": "1"}
         # ONE process serves both queues: if a limited SMS slept in it, the
         # email below would wait behind the whole SMS backlog.
         worker = WorkerProcess("sms,email", 1, tmp_path / "w.log", env)

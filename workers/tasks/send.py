@@ -15,7 +15,9 @@ from workers.app import app
 
 _OPTIONS: dict[str, Any] = {
     "bind": True,
-    "max_retries": None,  # bounded by SEND_MAX_ATTEMPTS on the row, not here
+    # Provider retries are bounded by SEND_MAX_ATTEMPTS on the row; Celery's
+    # own retries only cover a database that is briefly unreachable.
+    "max_retries": 20,
     "autoretry_for": (OperationalError,),
     "retry_backoff": 2,
     "retry_backoff_max": 30,
@@ -26,12 +28,17 @@ _OPTIONS: dict[str, Any] = {
 def _run(task: Task, channel: str, message_id: str, **kwargs: Any) -> str:
     outcome = deliver(message_id, channel, **kwargs)
     if outcome.retry_in is not None:
-        raise task.retry(
+        # A new task message with a countdown, then this one is acked: lighter
+        # than raising Retry (no exception, no retry bookkeeping) for what is
+        # the normal path of every rate-limited send. A crash between the two
+        # leaves two tasks for one message, which the claim makes harmless.
+        task.apply_async(
             args=[message_id],
             kwargs=outcome.retry_kwargs,
             countdown=outcome.retry_in,
-            max_retries=None,
+            argsrepr=f"['{message_id}']",
         )
+        return f"requeued ({outcome.status})"
     return outcome.status
 
 
