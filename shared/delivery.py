@@ -75,7 +75,7 @@ PreSendCheck = Callable[[Session, Message], "str | None"]
 @functools.cache
 def _load_check(path: str) -> PreSendCheck:
     module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), name)
 
 
 def pre_send_checks() -> list[PreSendCheck]:
@@ -124,7 +124,7 @@ def _event(
 def _transition(
     session: Session,
     message_id: uuid.UUID,
-    from_status: str,
+    from_status: str | tuple[str, ...],
     to_status: str,
     event: str,
     detail: str | None = None,
@@ -132,6 +132,15 @@ def _transition(
     **values: Any,
 ) -> bool:
     """Conditional status change + event; False if the row was not in `from_status`."""
+    if isinstance(from_status, tuple):
+        # Several possible origins: lock the row to know which one (the event
+        # records it).
+        current = session.scalar(
+            select(Message.status).where(Message.id == message_id).with_for_update()
+        )
+        if current not in from_status:
+            return False
+        from_status = str(current)
     changed = session.execute(
         update(Message)
         .where(Message.id == message_id, Message.status == from_status)
@@ -409,10 +418,12 @@ def record_sent(
     if status == "delivered":
         values["delivered_at"] = now
     with session_scope() as session:
+        # The provider's answer is authoritative: also over a reconciler that
+        # judged this send abandoned meanwhile (`unknown`, or `queued` again).
         if not _transition(
             session,
             mid,
-            "sending",
+            ("sending", "unknown", "queued"),
             status,
             status,
             f"via {provider_name}",

@@ -11,6 +11,10 @@ Run periodically (the scheduler calls `reconcile_stuck_messages`). It looks at:
   before a broker failure, or never published) — re-enqueued, which is always
   safe because the send claims the row conditionally.
 
+Nothing younger than the provider connect + read timeouts (+2 s) is judged,
+whatever `stuck_after_seconds` says: a request still on its way is "not
+found" at the provider, and re-queueing it would send it twice.
+
 Decision for the uncertain ones:
 - providers that can look a message up (Twilio keeps every message it
   accepted, queryable by recipient and sender): found -> record its id and
@@ -100,10 +104,8 @@ def _settle_one(message_id: uuid.UUID, stuck_before: datetime, report: Reconcile
             select(Message)
             .where(
                 Message.id == message_id,
-                or_(
-                    Message.status == "unknown",
-                    (Message.status == "sending") & (Message.updated_at < stuck_before),
-                ),
+                Message.status.in_(("unknown", "sending")),
+                Message.updated_at < stuck_before,
             )
             .with_for_update(skip_locked=True)
         ).first()
@@ -214,6 +216,13 @@ def reconcile_stuck_messages(
             stuck_after_seconds,
             settings.MAX_RETRY_BACKOFF_SECONDS + settings.rate_limit_hop_seconds + 60,
         )
+    # Never judge a send that may still be in flight: a request that has not
+    # reached the provider yet is "not found" there, and re-queueing it would
+    # send it twice. Nothing waits longer than its connect + read timeouts.
+    in_flight_bound = (
+        settings.PROVIDER_CONNECT_TIMEOUT_SECONDS + settings.PROVIDER_READ_TIMEOUT_SECONDS + 2.0
+    )
+    stuck_after_seconds = max(stuck_after_seconds, in_flight_bound)
     now = datetime.now(UTC)
     stuck_before = now - timedelta(seconds=stuck_after_seconds)
     report = ReconcileReport()
@@ -222,10 +231,11 @@ def reconcile_stuck_messages(
             select(Message.id)
             .where(
                 Message.direction == "outbound",
+                Message.updated_at < stuck_before,
                 or_(
                     (Message.status == "unknown")
                     & (func.coalesce(Message.metadata_["needs_operator"].astext, "") != "true"),
-                    (Message.status == "sending") & (Message.updated_at < stuck_before),
+                    Message.status == "sending",
                 ),
             )
             .order_by(Message.updated_at)

@@ -85,7 +85,7 @@ def _parse_ts(value: Any) -> datetime:
 
 
 def _find_message(session: Session, update_: dict[str, Any]) -> Message | None:
-    provider = update_.get("provider")
+    provider = str(update_.get("provider"))
     provider_id = update_.get("provider_message_id")
     our_id = update_.get("our_message_id")
     if our_id:

@@ -44,7 +44,7 @@ def reset_fakes(twilio: FakeTwilio) -> None:
 
 def worker_env(extra: dict[str, str]) -> dict[str, str]:
     return {
-        "PROVIDER_CONNECT_TIMEOUT_SECONDS": "2",
+        "PROVIDER_CONNECT_TIMEOUT_SECONDS": "0.5",
         "PROVIDER_READ_TIMEOUT_SECONDS": "1.5",
         "SEND_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
         "SEND_RETRY_BASE_SECONDS": "0.2",
@@ -197,7 +197,9 @@ def test_timeout_after_request_left_is_unknown_then_reconciled(
     mid = send()
     row = settled(mid, "unknown")
     assert row.error_code == "timeout"
-    time.sleep(0.3)
+    # Not before connect + read timeouts (+2 s) have passed: it could be in flight.
+    assert reconcile(twilio.env(), stuck_after_seconds=0).total == 0
+    time.sleep(4.1)
     report = reconcile(twilio.env(), stuck_after_seconds=0)
     assert report.found_at_provider == [str(mid)]
     row = message(mid)
@@ -209,6 +211,7 @@ def test_timeout_not_accepted_is_resent_by_reconciler(twilio: FakeTwilio, twilio
     twilio.hang(3.0, accept=False)
     mid = send()
     settled(mid, "unknown")
+    time.sleep(4.1)
     report = reconcile(twilio.env(), stuck_after_seconds=0)
     assert report.requeued == [str(mid)]
     settled(mid, "sent")
@@ -262,3 +265,21 @@ def test_twilio_whatsapp_free_text_outside_window_fails_without_calling(
     mid = send("whatsapp", text="Olá!", contact_id=new_contact(inbound_minutes_ago=None))
     row = settled(mid, "failed")
     assert row.error_code == "63016" and twilio.sends_for(str(mid)) == []
+
+
+def test_reconciler_leaves_a_send_in_flight_alone(
+    twilio: FakeTwilio, twilio_worker: WorkerProcess, reconcile: Any
+) -> None:
+    # The fake takes 1 s to answer (inside the 1.5 s read timeout) and only
+    # then accepts: Twilio has no trace of it meanwhile. A reconciler run in
+    # that second, even one told to treat everything as stuck, must not
+    # re-queue it (that would send it twice).
+    twilio.hang(1.0, accept=False)
+    mid = send()
+    wait_for(lambda: message(mid).status == "sending", timeout=20, interval=0.01)
+    report = reconcile(twilio.env(), stuck_after_seconds=0)
+    assert report.total == 0 and report.lookup_errors == []
+    row = settled(mid, "sent")
+    time.sleep(1.0)
+    assert row.provider_message_id == "SMlate" and message(mid).status == "sent"
+    assert len(twilio.sends_for(str(mid))) == 1

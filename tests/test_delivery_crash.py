@@ -77,6 +77,8 @@ def test_sigkill_mid_sends_leaves_nothing_stuck_and_nothing_doubled(
                 # worker, expires after 300 s): the reconciler's lost-`queued`
                 # pass re-enqueues such messages; the claim makes it harmless.
                 print(f"still queued after 40 s: {status_counts()['queued']}")
+            # The reconciler leaves alone anything younger than connect + read
+            # timeouts + 2 s (4 s here): every kill is older than that by now.
             report = reconcile(fake.env(), stuck_after_seconds=0, lost_queued_after_seconds=5)
             wait_for(lambda: not status_counts()["queued"] and not status_counts()["sending"],
                      timeout=60, interval=0.2)

@@ -87,6 +87,7 @@ def test_meta_timeout_goes_to_operator_not_resent(
     meta.hang(3.0)
     mid = send("whatsapp", text="Oi", contact_id=new_contact(inbound_minutes_ago=1))
     settled(mid, "unknown")
+    time.sleep(4.1)  # past connect + read timeouts + 2 s: surely not in flight
     report = reconcile(meta.env(), stuck_after_seconds=0)
     assert report.for_operator == [str(mid)]
     row = message(mid)

@@ -35,7 +35,7 @@ _MISSING = {
 
 def provider_class(name: str) -> type[Provider]:
     module, _, cls = PROVIDERS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)
 
 
 def live_provider_name(channel: str, settings: Settings) -> str:

@@ -69,7 +69,7 @@ class RedirectingHttpClient(TwilioHttpClient):
         super().__init__(pool_connections=True)
         # The base class validates a float timeout; requests takes a
         # (connect, read) tuple, which is what tells "never left" from "left".
-        self.timeout = timeout  # type: ignore[assignment]
+        self.timeout = timeout
         self._base = urlsplit(base_url) if base_url else None
         self.last_headers: dict[str, str] = {}
 
