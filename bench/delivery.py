@@ -1,7 +1,8 @@
 """`python -m bench delivery`: the outbound delivery pipeline and the global
 rate limiter, on loopback against the fake Twilio of tests/fakes.
 
-(a) Pipeline: `POST /api/messages` (gunicorn, ingest/gunicorn_conf.py) ->
+(a) Pipeline: `POST /api/messages` (gunicorn, ingest/gunicorn_conf.py; 100
+    recipients who are already contacts, as a clinic's patients are) ->
     Celery `sms` worker -> twilio SDK -> fake Twilio. Sustained messages/s
     (API accept of the first to provider call of the last, closed-loop
     clients) against the raw throughput of a no-op Celery task on a worker
@@ -41,6 +42,7 @@ PIPELINE_MESSAGES = 600
 NOOP_TASKS = 1500
 CLIENT_THREADS = 6
 HALF_LOAD_SECONDS = 8.0
+RECIPIENTS = 100
 LIMIT_CAP = 20
 LIMIT_BACKLOG = 600
 LIMIT_WORKERS = 3
@@ -148,7 +150,9 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 
 
 def _post(conn: http.client.HTTPConnection, key: str, i: int) -> tuple[str, float]:
-    body = orjson.dumps({"to": f"+55119{(20_000_000 + i) % 100_000_000:08d}", "channel": "sms",
+    # A clinic writes to its patients: 100 recipients, made contacts by the
+    # warm-up (a new number costs a find-or-create with an advisory lock).
+    body = orjson.dumps({"to": f"+55119{20_000_000 + i % RECIPIENTS:08d}", "channel": "sms",
                          "text": f"Lembrete: consulta amanhã às 14:00 ({i})"})
     conn.request("POST", "/api/messages", body=body,
                   headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
@@ -201,8 +205,8 @@ def bench_pipeline(env: dict[str, str], tmp: Path, fake: Any, api_key: str) -> t
         _wait_ready([worker])
         # Warm-up: connections, imports, first SDK client.
         accepted: dict[str, float] = {}
-        _closed_loop(port, api_key, range(0, 20), accepted)
-        _wait(lambda: len(_provider_times(fake)) >= 20, 60, "warm-up sends")
+        _closed_loop(port, api_key, range(0, RECIPIENTS), accepted)
+        _wait(lambda: len(_provider_times(fake)) >= RECIPIENTS, 60, "warm-up sends")
         fake.requests.clear()
 
         accepted = {}

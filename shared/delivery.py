@@ -420,15 +420,12 @@ def record_sent(
     with session_scope() as session:
         # The provider's answer is authoritative: also over a reconciler that
         # judged this send abandoned meanwhile (`unknown`, or `queued` again).
-        if not _transition(
-            session,
-            mid,
-            ("sending", "unknown", "queued"),
-            status,
-            status,
-            f"via {provider_name}",
-            result.raw or None,
-            **values,
+        detail, raw = f"via {provider_name}", result.raw or None
+        if not (
+            _transition(session, mid, "sending", status, status, detail, raw, **values)
+            or _transition(
+                session, mid, ("unknown", "queued"), status, status, detail, raw, **values
+            )
         ):
             # A status callback got here first and moved it forward: keep its
             # status, fill in what only we know.

@@ -172,7 +172,7 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
     from shared.contacts import ContactDetails, find_or_create_contact
     from shared.enums import IdentityKind
     from shared.identity import InvalidIdentifier, normalize_email, normalize_phone
-    from shared.models import Contact
+    from shared.models import Contact, ContactIdentity
     from shared.templating import render
 
     contact_id: uuid.UUID | None = None
@@ -216,9 +216,22 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
             raise RecipientError(f"not a contact id, phone or email: {exc}") from None
         if (channel == "email") != (kind == IdentityKind.EMAIL.value):
             raise RecipientError(f"channel {channel} cannot send to this address")
-        contact_id = find_or_create_contact(
-            session, ContactDetails(identities=[(kind, address)], source="api", channel=channel)
-        ).contact_id
+        # Usually a known patient: one indexed lookup. A new number or address
+        # (or a merged contact) takes the race-free find-or-create path.
+        contact_id = session.scalar(
+            select(ContactIdentity.contact_id)
+            .join(Contact, Contact.id == ContactIdentity.contact_id)
+            .where(
+                ContactIdentity.kind == kind,
+                ContactIdentity.value == address,
+                Contact.merged_into_id.is_(None),
+            )
+        )
+        if contact_id is None:
+            contact_id = find_or_create_contact(
+                session,
+                ContactDetails(identities=[(kind, address)], source="api", channel=channel),
+            ).contact_id
     if channel not in SEND_TASKS:
         raise RecipientError(f"unknown channel {channel!r}", "channel")
 

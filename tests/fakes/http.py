@@ -49,6 +49,9 @@ class FakeHTTPServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: without TCP_NODELAY
+            # Nagle holds the body until the client's delayed ACK (~40 ms).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
