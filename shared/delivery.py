@@ -100,6 +100,26 @@ def rate_limiter(settings: Settings) -> RateLimiter:
     return _limiter(settings.REDIS_URL)
 
 
+@functools.cache
+def _redis(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def pending_key(message_id: str) -> str:
+    return f"clinicq:send-pending:{message_id}"
+
+
+def note_pending(message_id: str, countdown: float) -> None:
+    """A send task for this message is waiting on a countdown: the
+    reconciler's lost-task pass must not add a second one."""
+    settings = get_settings()
+    _redis(settings.REDIS_URL).set(pending_key(message_id), "1", ex=int(countdown) + 120)
+
+
+def has_pending_task(message_id: str) -> bool:
+    return bool(_redis(get_settings().REDIS_URL).exists(pending_key(message_id)))
+
+
 def _event(
     session: Session,
     message_id: uuid.UUID,

@@ -7,9 +7,11 @@ Run periodically (the scheduler calls `reconcile_stuck_messages`). It looks at:
   the claim and recording the outcome (SIGKILL, OOM, host lost). The claim
   commits right before the provider call, so a stuck `sending` may well have
   reached the provider: it is exactly as uncertain as `unknown`;
-- `queued` for much longer than any countdown: its task was lost (published
-  before a broker failure, or never published) — re-enqueued, which is always
-  safe because the send claims the row conditionally.
+- `queued` for much longer than any countdown, with no countdown pending
+  (tasks waiting for a rate-limit slot or a backoff leave a marker in Redis):
+  its task was lost (published before a broker failure, or never published)
+  — re-enqueued, which is always safe because the send claims the row
+  conditionally.
 
 Nothing younger than the provider connect + read timeouts (+2 s) is judged,
 whatever `stuck_after_seconds` says: a request still on its way is "not
@@ -38,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from shared.config import get_settings
 from shared.db import session_scope
+from shared.delivery import has_pending_task
 from shared.models import Message, MessageEvent
 from shared.outbound import enqueue_send
 from shared.providers import provider_by_name
@@ -254,6 +257,8 @@ def reconcile_stuck_messages(
     for message_id in candidates:
         _settle_one(message_id, stuck_before, report)
     for message_id, channel in lost:
+        if has_pending_task(str(message_id)):
+            continue  # waiting on a rate-limit slot or a backoff, not lost
         with session_scope() as session:
             touched = session.execute(
                 update(Message)

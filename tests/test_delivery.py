@@ -283,3 +283,21 @@ def test_reconciler_leaves_a_send_in_flight_alone(
     time.sleep(1.0)
     assert row.provider_message_id == "SMlate" and message(mid).status == "sent"
     assert len(twilio.sends_for(str(mid))) == 1
+
+
+def test_lost_queued_task_is_reenqueued_unless_a_countdown_is_pending(
+    twilio: FakeTwilio, twilio_worker: WorkerProcess, reconcile: Any
+) -> None:
+    from sqlalchemy import text
+
+    from shared.delivery import note_pending
+
+    lost = send(enqueue=False)  # its task never reached the broker
+    waiting = send(enqueue=False)  # its task waits on a countdown
+    note_pending(str(waiting), 30)
+    with session_scope() as s:
+        s.execute(text("UPDATE messages SET updated_at = now() - interval '1 hour'"))
+    report = reconcile(twilio.env(), stuck_after_seconds=0, lost_queued_after_seconds=60)
+    assert report.reenqueued_lost == [str(lost)]
+    settled(lost, "sent")
+    assert message(waiting).status == "queued" and twilio.sends_for(str(waiting)) == []

@@ -10,7 +10,7 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
-from shared.delivery import deliver
+from shared.delivery import deliver, note_pending
 from workers.app import app
 
 _OPTIONS: dict[str, Any] = {
@@ -38,6 +38,7 @@ def _run(task: Task, channel: str, message_id: str, **kwargs: Any) -> str:
             countdown=outcome.retry_in,
             argsrepr=f"['{message_id}']",
         )
+        note_pending(message_id, outcome.retry_in)
         return f"requeued ({outcome.status})"
     return outcome.status
 
