@@ -64,6 +64,7 @@ def maintenance_jobs(settings: Settings) -> dict[str, Callable[[], Any]]:
     optional = {
         "reconcile_stuck_messages": "shared.reconciler:reconcile_stuck_messages",
         "realert_unanswered_urgent": "shared.automations:realert_unanswered_urgent",
+        "report_failed_agent_replies": "shared.inbox.sync:report_failed_agent_replies",
     }
     if settings.IMAP_HOST:
         optional["poll_mailbox"] = "shared.imap_poll:poll_mailbox"

@@ -401,8 +401,9 @@ def template_data(
     if phase == "after" and settings.SURVEY_URL:
         link = settings.SURVEY_URL.replace("{appointment_id}", str(appt.id))
     else:
-        # No web confirmation page: the patient confirms by replying (replies.py).
-        link = "responda SIM"
+        # No web confirmation page: the patient confirms by replying SIM
+        # (replies.py); the SMS template says so when there is no link.
+        link = ""
     return {
         "nome": name,
         "paciente_nome": name,

@@ -242,7 +242,8 @@ def test_opt_out_before_creation_is_skipped_and_never_enqueued() -> None:
 def test_twilio_whatsapp_free_form_inside_window_template_outside(
     twilio: FakeTwilio, twilio_worker: WorkerProcess
 ) -> None:
-    data = {"paciente_nome": "Ana", "data": "10/12", "horario": "14:00", "endereco": "Rua A, 1"}
+    data = {"paciente_nome": "Ana", "data": "10/12", "horario": "14:00", "endereco": "Rua A, 1",
+            "confirm_payload": "CONFIRM_appt-1"}
     inside = send("whatsapp", text=None, contact_id=new_contact(inbound_minutes_ago=30),
                   template="lembrete_consulta", template_data=data)
     outside = send("whatsapp", text=None, contact_id=new_contact(inbound_minutes_ago=25 * 60),

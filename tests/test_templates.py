@@ -19,12 +19,18 @@ def test_seed_templates_exist() -> None:
     assert {"confirmacao", "confirmacao_presenca", "lembrete"} <= set(available_templates("sms"))
 
 
-def test_seed_sms_texts_verbatim() -> None:
+def test_seed_sms_texts() -> None:
+    """The seed's SMS texts, corrected where they would mislead a patient:
+    the 24 h reminder names the date (the seed said "hoje"), and without a
+    confirmation page the patient is told to reply SIM (replies.py acts on it)."""
     assert render("sms", "confirmacao", FULL).text == (
         "Portal Clinic: Sua consulta com Dr. Silva foi agendada para 10/12 às 14:00. "
         "Confirme em: https://c.test/x")
+    assert render("sms", "confirmacao", {**FULL, "link": ""}).text == (
+        "Portal Clinic: Sua consulta com Dr. Silva foi agendada para 10/12 às 14:00. "
+        "Responda SIM para confirmar.")
     assert render("sms", "lembrete", FULL).text == (
-        "Lembrete: Consulta hoje às 14:00 no Portal Clinic. Local: Rua A, 1")
+        "Lembrete: sua consulta no Portal Clinic é em 10/12 às 14:00. Local: Rua A, 1")
     assert render("sms", "confirmacao_presenca", FULL).text == (
         "Sua presença foi confirmada! Consulta 10/12 às 14:00. Até lá!")
 
@@ -50,8 +56,9 @@ def test_subject_cannot_carry_line_breaks() -> None:
 
 
 def test_whatsapp_template_params_in_configured_order() -> None:
-    r = render("whatsapp", "lembrete_consulta", FULL)
+    r = render("whatsapp", "lembrete_consulta", {**FULL, "confirm_payload": "CONFIRM_a1"})
     assert r.params == ["Ana", "10/12", "14:00", "Rua A, 1"]
+    assert r.buttons == ["CONFIRM_a1"]
     assert r.text.startswith("Olá Ana! Lembrete")
 
 
