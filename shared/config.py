@@ -99,16 +99,18 @@ class Settings(BaseSettings):
     ROCKETCHAT_DEPARTMENT_ID: str = ""
     INBOX_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
     # Approved WhatsApp template an agent's reply goes out as when the patient's
-    # 24-hour window is closed (its body parameters: paciente_nome, resposta).
-    # Not registered in whatsapp/templates.json → the reply falls back to SMS.
+    # 24-hour window is closed (its body parameters: paciente_nome, resposta;
+    # mapped in whatsapp/templates.json). Unmapped → the reply goes by SMS.
     INBOX_WHATSAPP_REPLY_TEMPLATE: str = "resposta_atendente"
 
     # --- automations (first seed, steps 3-4) ----------------------------------
     # Triage always runs. Team alerts need EMAIL_*, the urgent SMS needs
-    # ONCALL_PHONE; the patient-facing acknowledgement is opt-in because every
-    # one is a (paid) message to each patient who writes.
+    # ONCALL_PHONE. The patient-facing acknowledgement is the seed's step 4
+    # ("resposta automática"), so it is on; at most one per conversation per
+    # AUTOMATION_WINDOW_HOURS, never in quiet hours. Turn it off where SMS
+    # acks (paid) are unwanted.
     AUTOMATIONS_ENABLED: bool = True
-    AUTO_ACK_ENABLED: bool = False
+    AUTO_ACK_ENABLED: bool = True
     TEAM_ALERTS_ENABLED: bool = True
     # Each automation runs at most once per conversation within this window.
     AUTOMATION_WINDOW_HOURS: float = Field(default=24.0, gt=0, le=24 * 30)
@@ -331,6 +333,14 @@ class Settings(BaseSettings):
                 ) from None
         return secrets
 
+    @field_validator("IMAP_FOLDER")
+    @classmethod
+    def _imap_folder(cls, value: str) -> str:
+        # The folder name is sent inside an IMAP command: no line breaks.
+        if any(ch in value for ch in "\r\n\x00"):
+            raise ValueError("must not contain line breaks or NUL")
+        return value
+
     @field_validator("TWILIO_CONTENT_SIDS", mode="before")
     @classmethod
     def _csv_sids(cls, value: object) -> object:
@@ -351,14 +361,6 @@ class Settings(BaseSettings):
     @classmethod
     def _rate(cls, value: str) -> str:
         parse_rate(value)
-        return value
-
-    @field_validator("IMAP_FOLDER")
-    @classmethod
-    def _imap_folder(cls, value: str) -> str:
-        # The folder name is sent inside an IMAP command: no line breaks.
-        if any(ch in value for ch in "\r\n\x00"):
-            raise ValueError("must not contain line breaks or NUL")
         return value
 
     @field_validator("CLINIC_TIMEZONE")

@@ -48,6 +48,14 @@ def pytest_configure(config: pytest.Config) -> None:
             "MAX_RETRY_BACKOFF_SECONDS": "4",
             "CELERY_PREFETCH_MULTIPLIER": "1",
             "LOG_LEVEL": "INFO",
+            # Pinned so the suite behaves the same whatever the user's
+            # environment; tests about these settings set them explicitly.
+            "CLINIC_TIMEZONE": "America/Sao_Paulo",
+            "QUIET_HOURS_START": "20:00",
+            "QUIET_HOURS_END": "08:00",
+            # Acks would add patient messages to tests about other things;
+            # tests/test_automations.py and test_inbox_e2e.py turn them on.
+            "AUTO_ACK_ENABLED": "false",
         }
     )
     from shared.migrate import upgrade
