@@ -3,6 +3,12 @@
 Keys are 256-bit random strings made by `clinicq create-api-key`; only their
 SHA-256 is stored, so a database leak yields no usable key. (A slow password
 hash is unnecessary for keys of this entropy and would cost every request.)
+
+Valid keys are cached in-process for API_KEY_CACHE_SECONDS (hash -> key), so
+a busy client costs no database round trip per request. Consequence: a key
+revoked in the database (`revoked_at` set, or the row deleted) keeps working
+in each API process for at most that long. Only hits are cached: a new key
+works at once, and an unknown key always asks the database.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,6 +30,11 @@ from shared.models import ApiKey
 
 KEY_PREFIX = "cq_"
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Revocation takes effect within this many seconds (see the module docstring).
+API_KEY_CACHE_SECONDS = 5.0
+_cache: dict[str, tuple[float, ApiKey]] = {}  # key hash -> (expires, detached row)
+_cache_lock = threading.Lock()
 
 
 def hash_api_key(key: str) -> str:
@@ -43,17 +56,29 @@ def lookup_api_key(header: str) -> ApiKey | None:
     token = _bearer(header)
     if token is None:
         return None
-    # Lookup by hash of the presented key: equality on a SHA-256 digest leaks
-    # nothing useful through timing.
+    # Lookup by hash of the presented key: equality on a SHA-256 digest (in
+    # the dict and in the database) leaks nothing useful through timing.
+    digest = hash_api_key(token)
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(digest)
+    if hit is not None and hit[0] > now:
+        return hit[1]
     with session_scope() as session:
         key = session.scalars(
-            select(ApiKey).where(
-                ApiKey.key_hash == hash_api_key(token), ApiKey.revoked_at.is_(None)
-            )
+            select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
         ).first()
         if key is not None:
             session.expunge(key)
-        return key
+    with _cache_lock:
+        if key is None:
+            _cache.pop(digest, None)
+        else:
+            if len(_cache) > 1000:  # bounded: drop expired entries first, else all
+                for stale in [d for d, (exp, _) in _cache.items() if exp <= now] or list(_cache):
+                    del _cache[stale]
+            _cache[digest] = (now + API_KEY_CACHE_SECONDS, key)
+    return key
 
 
 def api_key_valid(header: str) -> bool:

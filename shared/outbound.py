@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.enums import Direction, MessageStatus
-from shared.models import Message, MessageEvent
+from shared.enums import OPT_OUT_ALL, Direction, MessageStatus
+from shared.models import Message, MessageEvent, OptOut
 from shared.optouts import is_opted_out
 
 SEND_TASKS = {
@@ -48,6 +48,9 @@ class OutboundRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     # Team alerts (to staff addresses) are not subject to patient opt-outs.
     respect_opt_out: bool = True
+    # Whether contact_id has an active opt-out for this channel (or `all`),
+    # when the caller already read it in this transaction; None = look it up.
+    opted_out: bool | None = None
 
 
 @dataclass
@@ -62,63 +65,145 @@ class OutboundCreated:
         return self.created and self.status == MessageStatus.QUEUED.value
 
 
+def _message_row(req: OutboundRequest, status: str, reason: str | None, now: datetime) -> dict:
+    return {
+        "id": uuid.uuid4(),
+        "conversation_id": req.conversation_id,
+        "contact_id": req.contact_id,
+        "channel": req.channel,
+        "direction": Direction.OUTBOUND.value,
+        "purpose": req.purpose,
+        "to_address": req.to_address,
+        "text": req.text,
+        "subject": req.subject,
+        "template": req.template,
+        "template_data": req.template_data,
+        # The worker re-checks opt-outs right before sending; team alerts
+        # (respect_opt_out=False) must not be skipped there either.
+        "metadata": (
+            {**req.metadata, "respect_opt_out": False}
+            if not req.respect_opt_out
+            else (req.metadata or None)
+        ),
+        "status": status,
+        "status_reason": reason,
+        "idempotency_key": req.idempotency_key,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _insert_with_events(session: Session, rows: list[dict]) -> set[uuid.UUID]:
+    """INSERT the message rows and their `created` events in ONE statement (a
+    data-modifying CTE); returns the ids actually inserted (a row whose
+    idempotency key already exists is left out, and gets no event)."""
+    messages = Message.__table__
+    created = (
+        insert(messages)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(messages.c.id, messages.c.status, messages.c.status_reason)
+        .cte("created_messages")
+    )
+    events = (
+        insert(MessageEvent.__table__)
+        .from_select(
+            ["message_id", "event", "status_to", "detail"],
+            select(created.c.id, literal("created"), created.c.status, created.c.status_reason),
+        )
+        .cte("created_events")
+    )
+    return set(session.scalars(select(created.c.id).add_cte(events)))
+
+
+def _status_for(req: OutboundRequest, opted_out: bool) -> tuple[str, str | None]:
+    if req.respect_opt_out and req.contact_id is not None and opted_out:
+        return MessageStatus.SKIPPED.value, f"recipient opted out of {req.channel}"
+    return MessageStatus.QUEUED.value, None
+
+
 def create_outbound_message(session: Session, req: OutboundRequest) -> OutboundCreated:
-    if req.idempotency_key:
+    # Two statements at most for a new message: the opt-out check (skipped if
+    # the caller already made it, `req.opted_out`) and one INSERT carrying its
+    # event. An existing idempotency key costs one more read.
+    opted_out = req.opted_out
+    if opted_out is None:
+        opted_out = bool(
+            req.respect_opt_out
+            and req.contact_id is not None
+            and is_opted_out(session, req.contact_id, req.channel)
+        )
+    status, reason = _status_for(req, opted_out)
+    row = _message_row(req, status, reason, datetime.now(UTC))
+    if not _insert_with_events(session, [row]):
+        # The idempotency key names an existing message (maybe a concurrent
+        # producer's, committed just before ours).
         existing = session.execute(
             select(Message.id, Message.status).where(Message.idempotency_key == req.idempotency_key)
-        ).first()
-        if existing is not None:
-            return OutboundCreated(existing.id, existing.status, created=False)
-
-    status, reason = MessageStatus.QUEUED.value, None
-    if (
-        req.respect_opt_out
-        and req.contact_id is not None
-        and is_opted_out(session, req.contact_id, req.channel)
-    ):
-        status, reason = MessageStatus.SKIPPED.value, f"recipient opted out of {req.channel}"
-
-    now = datetime.now(UTC)
-    message_id = uuid.uuid4()
-    inserted = session.scalar(
-        insert(Message)
-        .values(
-            id=message_id,
-            conversation_id=req.conversation_id,
-            contact_id=req.contact_id,
-            channel=req.channel,
-            direction=Direction.OUTBOUND.value,
-            purpose=req.purpose,
-            to_address=req.to_address,
-            text=req.text,
-            subject=req.subject,
-            template=req.template,
-            template_data=req.template_data,
-            # The worker re-checks opt-outs right before sending; team alerts
-            # (respect_opt_out=False) must not be skipped there either.
-            metadata_=(
-                {**req.metadata, "respect_opt_out": False}
-                if not req.respect_opt_out
-                else (req.metadata or None)
-            ),
-            status=status,
-            status_reason=reason,
-            idempotency_key=req.idempotency_key,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Message.id)
-    )
-    if inserted is None:  # a concurrent producer used the same key first
-        row = session.execute(
-            select(Message.id, Message.status).where(Message.idempotency_key == req.idempotency_key)
         ).one()
-        return OutboundCreated(row.id, row.status, created=False)
-    session.add(
-        MessageEvent(message_id=message_id, event="created", status_to=status, detail=reason)
-    )
-    return OutboundCreated(message_id, status, created=True, reason=reason)
+        return OutboundCreated(existing.id, existing.status, created=False)
+    return OutboundCreated(row["id"], status, created=True, reason=reason)
+
+
+def create_outbound_messages_bulk(
+    session: Session, requests: list[OutboundRequest]
+) -> list[OutboundCreated]:
+    """`create_outbound_message` for many requests in three statements: the
+    opt-outs of all their contacts, one multi-row INSERT ... ON CONFLICT DO
+    NOTHING with the events in the same statement, and (only if some
+    idempotency keys already existed) one read of those. Results are in the
+    order of `requests`; a key repeated within the batch yields one message."""
+    if not requests:
+        return []
+    contact_ids = {
+        r.contact_id
+        for r in requests
+        if r.respect_opt_out and r.contact_id is not None and r.opted_out is None
+    }
+    active: set[tuple[uuid.UUID, str]] = set()
+    if contact_ids:
+        active = {
+            (row.contact_id, row.channel)
+            for row in session.execute(
+                select(OptOut.contact_id, OptOut.channel).where(
+                    OptOut.contact_id.in_(contact_ids), OptOut.revoked_at.is_(None)
+                )
+            )
+        }
+    now = datetime.now(UTC)
+    rows, statuses = [], []
+    for req in requests:
+        opted_out = req.opted_out
+        if opted_out is None:
+            opted_out = (req.contact_id, req.channel) in active or (
+                req.contact_id,
+                OPT_OUT_ALL,
+            ) in active
+        status, reason = _status_for(req, opted_out)
+        rows.append(_message_row(req, status, reason, now))
+        statuses.append((status, reason))
+    inserted = _insert_with_events(session, rows)
+    missing_keys = {
+        row["idempotency_key"] for row in rows if row["id"] not in inserted
+    }
+    existing: dict[str, tuple[uuid.UUID, str]] = {}
+    if missing_keys:
+        existing = {
+            r.idempotency_key: (r.id, r.status)
+            for r in session.execute(
+                select(Message.idempotency_key, Message.id, Message.status).where(
+                    Message.idempotency_key.in_(missing_keys)
+                )
+            )
+        }
+    results = []
+    for row, (status, reason) in zip(rows, statuses, strict=True):
+        if row["id"] in inserted:
+            results.append(OutboundCreated(row["id"], status, created=True, reason=reason))
+        else:
+            mid, current = existing[row["idempotency_key"]]
+            results.append(OutboundCreated(mid, current, created=False))
+    return results
 
 
 def enqueue_send(message_id: uuid.UUID | str, channel: str) -> None:
@@ -164,6 +249,30 @@ def _contact_address(session: Session, contact_id: uuid.UUID, kind: str) -> str 
     )
 
 
+def _active_conversation(contact_id: Any) -> Any:
+    from shared.models import Conversation
+
+    return (
+        select(Conversation.id)
+        .where(Conversation.contact_id == contact_id, Conversation.status == "active")
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _opted_out(contact_id: Any, channel: str) -> Any:
+    """As shared.optouts.is_opted_out, as an expression for a larger SELECT."""
+    return (
+        select(OptOut.id)
+        .where(
+            OptOut.contact_id == contact_id,
+            OptOut.revoked_at.is_(None),
+            or_(OptOut.channel == channel, OptOut.channel == OPT_OUT_ALL),
+        )
+        .exists()
+    )
+
+
 def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
     """Recipient, channel and rendered content of an API request.
 
@@ -178,6 +287,9 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
     contact_id: uuid.UUID | None = None
     address: str | None = None
     channel = msg.channel
+    known = False  # conversation_id and opted_out already read
+    conversation_id: uuid.UUID | None = None
+    opted_out: bool | None = None
     try:
         contact_id = uuid.UUID(msg.to)
     except ValueError:
@@ -218,16 +330,24 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
             raise RecipientError(f"channel {channel} cannot send to this address")
         # Usually a known patient: one indexed lookup. A new number or address
         # (or a merged contact) takes the race-free find-or-create path.
-        contact_id = session.scalar(
-            select(ContactIdentity.contact_id)
+        # The same statement reads the active conversation and the opt-out.
+        found = session.execute(
+            select(
+                ContactIdentity.contact_id,
+                _active_conversation(ContactIdentity.contact_id),
+                _opted_out(ContactIdentity.contact_id, channel),
+            )
             .join(Contact, Contact.id == ContactIdentity.contact_id)
             .where(
                 ContactIdentity.kind == kind,
                 ContactIdentity.value == address,
                 Contact.merged_into_id.is_(None),
             )
-        )
-        if contact_id is None:
+        ).first()
+        if found is not None:
+            contact_id, conversation_id, opted_out = found
+            known = True
+        else:
             contact_id = find_or_create_contact(
                 session,
                 ContactDetails(identities=[(kind, address)], source="api", channel=channel),
@@ -242,15 +362,12 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
     if channel == "email" and not subject:
         raise RecipientError("an email needs a subject (or a template)", "subject")
 
-    conversation_id = None
-    if contact_id is not None:
-        from shared.models import Conversation
-
-        conversation_id = session.scalar(
-            select(Conversation.id).where(
-                Conversation.contact_id == contact_id, Conversation.status == "active"
+    if not known and contact_id is not None:
+        conversation_id, opted_out = session.execute(
+            select(
+                _active_conversation(contact_id), _opted_out(contact_id, channel)
             )
-        )
+        ).one()
     return OutboundRequest(
         channel=channel,
         to_address=address,
@@ -263,4 +380,5 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
         purpose=msg.purpose,
         # Namespaced: API callers' keys cannot collide with internal producers'.
         idempotency_key=f"api:{msg.idempotency_key}" if msg.idempotency_key else None,
+        opted_out=opted_out,
     )
