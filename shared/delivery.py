@@ -38,14 +38,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import Text, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
 from shared.config import Settings, get_settings
 from shared.cost import estimated_cost
 from shared.db import session_scope
-from shared.enums import ConversationStatus, MessageStatus
-from shared.models import Conversation, Message, MessageEvent
+from shared.enums import OPT_OUT_ALL, ConversationStatus, MessageStatus
+from shared.models import Conversation, Message, MessageEvent, OptOut
 from shared.optouts import is_opted_out, record_opt_out
 from shared.pii import redact
 from shared.providers import provider_for
@@ -161,23 +162,72 @@ def _transition(
         if current not in from_status:
             return False
         from_status = str(current)
-    changed = session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status == from_status)
-        .values(status=to_status, updated_at=datetime.now(UTC), **values)
-        .returning(Message.id)
-    ).first()
-    if changed is None:
-        return False
-    _event(session, message_id, event, from_status, to_status, detail, payload)
-    return True
+    return (
+        _update_with_event(
+            session,
+            update(Message)
+            .where(Message.id == message_id, Message.status == from_status)
+            .values(status=to_status, updated_at=datetime.now(UTC), **values),
+            event,
+            from_status,
+            to_status,
+            literal(detail, Text),
+            payload,
+        )
+        is not None
+    )
 
 
-def skip_reason(session: Session, message: Message) -> str | None:
-    """Why this message must not go out now, or None."""
+def _update_with_event(
+    session: Session,
+    statement: Any,
+    event: str,
+    status_from: str,
+    status_to: str,
+    detail: Any,
+    payload: dict[str, Any] | None = None,
+) -> int | None:
+    """Run a conditional UPDATE of one message and, only if it matched, insert
+    its event, in ONE statement (a data-modifying CTE). `detail` is an SQL
+    expression over the updated row's columns (`Message` columns are usable:
+    they refer to the updated row). Returns the row's `attempts` after the
+    update, or None if the row did not match."""
+    changed = statement.returning(Message.id, Message.attempts).cte("changed")
+    detail = _adapt_to(detail, changed)
+    events = (
+        insert(MessageEvent.__table__)
+        .from_select(
+            ["message_id", "event", "status_from", "status_to", "detail", "payload"],
+            select(
+                changed.c.id,
+                literal(event),
+                literal(status_from),
+                literal(status_to),
+                detail,
+                literal(payload, JSONB),
+            ),
+        )
+        .cte("changed_event")
+    )
+    return session.scalar(select(changed.c.attempts).add_cte(events))
+
+
+def _adapt_to(expression: Any, changed: Any) -> Any:
+    from sqlalchemy.sql.util import ClauseAdapter
+
+    return ClauseAdapter(changed).traverse(expression)
+
+
+def skip_reason(
+    session: Session, message: Message, opted_out: bool | None = None
+) -> str | None:
+    """Why this message must not go out now, or None. `opted_out`: whether the
+    contact has an active opt-out of this channel (or all), if already read."""
     respects_opt_out = (message.metadata_ or {}).get("respect_opt_out", True)
     if respects_opt_out and message.contact_id is not None:
-        if is_opted_out(session, message.contact_id, message.channel):
+        if opted_out is None:
+            opted_out = is_opted_out(session, message.contact_id, message.channel)
+        if opted_out:
             return f"recipient opted out of {message.channel}"
     for check in pre_send_checks():
         reason = check(session, message)
@@ -285,7 +335,20 @@ def deliver(
         reserved = True
 
     with session_scope() as session:
-        message = session.get(Message, mid)
+        # The row and its contact's opt-out in one statement.
+        found = session.execute(
+            select(
+                Message,
+                select(OptOut.id)
+                .where(
+                    OptOut.contact_id == Message.contact_id,
+                    OptOut.revoked_at.is_(None),
+                    or_(OptOut.channel == Message.channel, OptOut.channel == OPT_OUT_ALL),
+                )
+                .exists(),
+            ).where(Message.id == mid)
+        ).first()
+        message, opted_out = found if found is not None else (None, None)
         if message is None:
             log.warning(
                 "send task for a message that does not exist", extra={"message_id": message_id}
@@ -293,7 +356,7 @@ def deliver(
             return DeliveryOutcome("missing")
         if message.status != MessageStatus.QUEUED.value:
             return DeliveryOutcome(message.status)  # claimed by another run, or settled
-        reason = skip_reason(session, message)
+        reason = skip_reason(session, message, opted_out)
         if reason:
             _transition(session, mid, "queued", "skipped", "skipped", reason, status_reason=reason)
             return DeliveryOutcome("skipped")
@@ -323,7 +386,9 @@ def deliver(
             if delay > 0.005:
                 return _come_back(settings, delay)
 
-        attempts = session.scalar(
+        # Claim and its event in one statement.
+        attempts = _update_with_event(
+            session,
             update(Message)
             .where(Message.id == mid, Message.status == MessageStatus.QUEUED.value)
             .values(
@@ -331,15 +396,14 @@ def deliver(
                 attempts=Message.attempts + 1,
                 provider=provider.name,
                 updated_at=datetime.now(UTC),
-            )
-            .returning(Message.attempts)
+            ),
+            "claimed",
+            "queued",
+            "sending",
+            func.concat("attempt ", Message.attempts, f" via {provider.name}"),
         )
         if attempts is None:
             return DeliveryOutcome("claimed-elsewhere")
-        _event(
-            session, mid, "claimed", "queued", "sending", f"attempt {attempts} via {provider.name}"
-        )
-        session.flush()
         # Admission last, with only the commit between it and the request:
         # the provider counts requests as they arrive, so the slower steps
         # (reads, checks, the claim's UPDATE) come first. A late countdown
