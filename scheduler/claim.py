@@ -32,7 +32,12 @@ from shared.config import Settings
 from shared.db import session_scope
 from shared.enums import ScheduledStatus
 from shared.models import Appointment, Contact, ScheduledMessage
-from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
+from shared.outbound import (
+    OutboundCreated,
+    OutboundRequest,
+    create_outbound_messages_bulk,
+    enqueue_send,
+)
 from shared.quiet_hours import QuietHours
 from shared.scheduling import (
     contact_addresses,
@@ -111,15 +116,22 @@ def claim_batch(
     # No autoflush inside the loop: the row updates and message events are
     # flushed together at the end (executemany) instead of one round trip
     # each before every query create_outbound_message makes.
+    # The messages of the whole batch are created together at the end (one
+    # multi-row INSERT with their events), not one by one.
     with session.no_autoflush:
+        wanted: list[tuple[ScheduledMessage, OutboundRequest]] = []
         for row in rows:
-            _claim_row(session, settings, row, appts, contacts, addresses, quiet, now, result)
+            request = _claim_row(settings, row, appts, contacts, addresses, quiet, now, result)
+            if request is not None:
+                wanted.append((row, request))
+        created_all = create_outbound_messages_bulk(session, [req for _, req in wanted])
+        for (row, _), created in zip(wanted, created_all, strict=True):
+            _record_created(row, created, now, result)
     session.flush()
     return result
 
 
 def _claim_row(
-    session: Session,
     settings: Settings,
     row: ScheduledMessage,
     appts: dict[uuid.UUID, Appointment],
@@ -128,14 +140,15 @@ def _claim_row(
     quiet: QuietHours,
     now: datetime,
     result: BatchResult,
-) -> None:
+) -> OutboundRequest | None:
+    """Settle the row (skipped, deferred) or return the message it needs."""
     appt = appts.get(row.appointment_id)
     phase = phase_of(row.kind, settings)
     problem = validity_problem(appt, phase, row.appointment_version, now)
     if problem is not None or appt is None:
         _skip(row, problem or "appointment no longer exists", now)
         result.skipped += 1
-        return
+        return None
     # The tick may run late (scheduler down, backlog) or the calendar may
     # have changed since booking: quiet hours are checked again now.
     if quiet.applies_to(row.channel) and quiet.is_quiet(now):
@@ -146,31 +159,33 @@ def _claim_row(
         else:
             row.due_at, row.reason, row.updated_at = placed.due_at, placed.moved_reason, now
             result.deferred += 1
-        return
+        return None
     to_address = addresses.get(appt.contact_id, {}).get(row.channel)
     if to_address is None:
         _skip(row, f"contact has no address for {row.channel}", now)
         result.skipped += 1
-        return
-    created = create_outbound_message(
-        session,
-        OutboundRequest(
-            channel=row.channel,
-            to_address=to_address,
-            contact_id=appt.contact_id,
-            template=row.template,
-            template_data=template_data(appt, contacts.get(appt.contact_id), settings, phase),
-            purpose="reminder",
-            idempotency_key=f"sched:{row.id}:v{row.appointment_version}",
-            metadata={
-                "scheduled_message_id": row.id,
-                "appointment_id": str(appt.id),
-                "appointment_version": row.appointment_version,
-                "kind": row.kind,
-                "phase": phase,
-            },
-        ),
+        return None
+    return OutboundRequest(
+        channel=row.channel,
+        to_address=to_address,
+        contact_id=appt.contact_id,
+        template=row.template,
+        template_data=template_data(appt, contacts.get(appt.contact_id), settings, phase),
+        purpose="reminder",
+        idempotency_key=f"sched:{row.id}:v{row.appointment_version}",
+        metadata={
+            "scheduled_message_id": row.id,
+            "appointment_id": str(appt.id),
+            "appointment_version": row.appointment_version,
+            "kind": row.kind,
+            "phase": phase,
+        },
     )
+
+
+def _record_created(
+    row: ScheduledMessage, created: OutboundCreated, now: datetime, result: BatchResult
+) -> None:
     row.message_id = created.message_id
     row.claimed_at = now
     row.updated_at = now

@@ -218,9 +218,7 @@ def _adapt_to(expression: Any, changed: Any) -> Any:
     return ClauseAdapter(changed).traverse(expression)
 
 
-def skip_reason(
-    session: Session, message: Message, opted_out: bool | None = None
-) -> str | None:
+def skip_reason(session: Session, message: Message, opted_out: bool | None = None) -> str | None:
     """Why this message must not go out now, or None. `opted_out`: whether the
     contact has an active opt-out of this channel (or all), if already read."""
     respects_opt_out = (message.metadata_ or {}).get("respect_opt_out", True)

@@ -183,9 +183,7 @@ def create_outbound_messages_bulk(
         rows.append(_message_row(req, status, reason, now))
         statuses.append((status, reason))
     inserted = _insert_with_events(session, rows)
-    missing_keys = {
-        row["idempotency_key"] for row in rows if row["id"] not in inserted
-    }
+    missing_keys = {row["idempotency_key"] for row in rows if row["id"] not in inserted}
     existing: dict[str, tuple[uuid.UUID, str]] = {}
     if missing_keys:
         existing = {
@@ -210,9 +208,7 @@ def enqueue_send(message_id: uuid.UUID | str, channel: str) -> None:
     """Publish the send task. Call only after the creating transaction committed."""
     from workers.app import app
 
-    app.send_task(
-        SEND_TASKS[channel], args=[str(message_id)], argsrepr=f"['{message_id}']"
-    )
+    app.send_task(SEND_TASKS[channel], args=[str(message_id)], argsrepr=f"['{message_id}']")
 
 
 # --- the REST API's requests (ingest/messages_api.py) -------------------------
@@ -309,9 +305,12 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
                     channel = candidate
                     break
         if channel is None:
-            channel = "email" if _contact_address(session, contact_id, "email") and not (
-                _contact_address(session, contact_id, "phone")
-            ) else "sms"
+            channel = (
+                "email"
+                if _contact_address(session, contact_id, "email")
+                and not (_contact_address(session, contact_id, "phone"))
+                else "sms"
+            )
         kind = IdentityKind.EMAIL.value if channel == "email" else IdentityKind.PHONE.value
         address = _contact_address(session, contact_id, kind)
         if address is None:
@@ -364,9 +363,7 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
 
     if not known and contact_id is not None:
         conversation_id, opted_out = session.execute(
-            select(
-                _active_conversation(contact_id), _opted_out(contact_id, channel)
-            )
+            select(_active_conversation(contact_id), _opted_out(contact_id, channel))
         ).one()
     return OutboundRequest(
         channel=channel,
