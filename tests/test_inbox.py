@@ -205,7 +205,8 @@ def test_agent_reply_goes_to_the_patient_on_whatsapp_once(configure, chatwoot, r
 
 
 def test_whatsapp_reply_outside_window_falls_back_to_sms_and_tells_the_agent(configure, chatwoot, redis_client) -> None:
-    configure(**chatwoot.env())
+    # No approved template configured for agent replies: SMS is the way left.
+    configure(**chatwoot.env(), INBOX_WHATSAPP_REPLY_TEMPLATE="sem_modelo_aprovado")
     mid, cw_id = _posted_conversation(chatwoot)
     with session_scope() as s:
         s.execute(update(Conversation).values(last_inbound_at=datetime.now(UTC) - timedelta(hours=30)))
@@ -452,7 +453,8 @@ def test_rocketchat_lost_response_does_not_duplicate_the_message(configure, rock
 
 def test_reply_after_resolution_is_not_sent_as_whatsapp_free_text(configure, chatwoot) -> None:
     """Once closed here, the delivery engine no longer sees an open WhatsApp
-    window for the conversation: the reply goes by SMS instead of failing."""
+    window for the conversation: the reply goes as the approved template
+    (never as free text, which WhatsApp would refuse), or by SMS without one."""
     configure(**chatwoot.env())
     _mid, cw_id = _posted_conversation(chatwoot)
     from shared.inbox.chatwoot import parse_chatwoot_webhook
@@ -462,7 +464,8 @@ def test_reply_after_resolution_is_not_sent_as_whatsapp_free_text(configure, cha
     (event,) = parse_chatwoot_webhook(chatwoot.message_created(cw_id, "Esqueci de dizer: traga exames."))
     handle_inbox_event(event.to_dict())
     (reply,) = agent_replies()
-    assert (reply.channel, reply.to_address) == ("sms", PHONE)
+    assert (reply.channel, reply.template) == ("whatsapp", "resposta_atendente")
+    assert reply.template_data["resposta"] == "Esqueci de dizer: traga exames."
 
 
 def test_agent_attachments_are_not_lost_silently(configure, chatwoot, redis_client) -> None:

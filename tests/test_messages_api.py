@@ -86,7 +86,7 @@ def test_missing_template_variable_is_400_naming_it(client: Any, api_key: str) -
     assert resp.get_json()["field"] == "data.medico_nome"
     resp = post(client, "/api/messages",
                 {"to": "+5511987654321", "channel": "sms", "template": "lembrete",
-                 "data": {"horario": "14:00"}}, api_key)
+                 "data": {"data": "10/12", "horario": "14:00"}}, api_key)
     assert resp.status_code == 400 and resp.get_json()["field"] == "data.endereco"
     with session_scope() as s:
         assert s.scalar(select(Message.id)) is None  # nothing created
