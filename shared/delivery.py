@@ -40,11 +40,12 @@ from typing import Any
 import redis
 from sqlalchemy import Text, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared.config import Settings, get_settings
 from shared.cost import estimated_cost
-from shared.db import session_scope
+from shared.db import get_engine, session_scope
 from shared.enums import OPT_OUT_ALL, ConversationStatus, MessageStatus
 from shared.models import Conversation, Message, MessageEvent, OptOut
 from shared.optouts import is_opted_out, record_opt_out
@@ -179,7 +180,7 @@ def _transition(
 
 
 def _update_with_event(
-    session: Session,
+    session: Session | Connection,
     statement: Any,
     event: str,
     status_from: str,
@@ -499,15 +500,28 @@ def record_sent(
     }
     if status == "delivered":
         values["delivered_at"] = now
+    detail, raw = f"via {provider_name}", result.raw or None
+    # The common case, `sending` -> sent, is one statement (row + event):
+    # atomic on its own, so it runs in autocommit, sparing BEGIN and COMMIT.
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        updated = _update_with_event(
+            conn,
+            update(Message)
+            .where(Message.id == mid, Message.status == "sending")
+            .values(status=status, updated_at=datetime.now(UTC), **values),
+            status,
+            "sending",
+            status,
+            literal(detail, Text),
+            raw,
+        )
+    if updated is not None:
+        return DeliveryOutcome(status)
     with session_scope() as session:
         # The provider's answer is authoritative: also over a reconciler that
         # judged this send abandoned meanwhile (`unknown`, or `queued` again).
-        detail, raw = f"via {provider_name}", result.raw or None
-        if not (
-            _transition(session, mid, "sending", status, status, detail, raw, **values)
-            or _transition(
-                session, mid, ("unknown", "queued"), status, status, detail, raw, **values
-            )
+        if not _transition(
+            session, mid, ("unknown", "queued"), status, status, detail, raw, **values
         ):
             # A status callback got here first and moved it forward: keep its
             # status, fill in what only we know.
