@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import subprocess
@@ -269,3 +270,42 @@ def celery_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+# --- the real ingest server -------------------------------------------------
+
+
+@contextlib.contextmanager
+def gunicorn_server(
+    log_path: Path, env: dict[str, str] | None = None, workers: int = 2
+) -> Iterator[str]:
+    """The real app under the real gunicorn configuration on a free port;
+    yields its base URL and stops it (whole process group) afterwards."""
+    import requests
+
+    from shared.embedded import free_port, stop_process
+
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "ingest/gunicorn_conf.py",
+             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "ingest.app:wsgi()"],
+            cwd=ROOT, env=env if env is not None else {**os.environ},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(log_path.read_text())
+        try:
+            return requests.get(f"{base}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(up, timeout=30)
+        yield base
+    finally:
+        stop_process(proc)
+

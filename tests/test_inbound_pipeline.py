@@ -24,7 +24,7 @@ from shared.models import (
     Message,
     MessageEvent,
 )
-from tests.conftest import dumps, seed_payload, sign_headers, wait_for
+from tests.conftest import dumps, gunicorn_server, seed_payload, sign_headers, wait_for
 from tests.infra import _psycopg_url
 
 
@@ -265,31 +265,5 @@ def test_health_endpoints(client) -> None:
 @pytest.fixture
 def ingest_server(tmp_path: Path):
     """The real gunicorn configuration serving the real app."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.infra import ROOT
-
-    port = free_port()
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "ingest/gunicorn_conf.py",
-         "--bind", f"127.0.0.1:{port}", "--workers", "2", "ingest.app:wsgi()"],
-        cwd=ROOT, env={**os.environ}, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError((tmp_path / "gunicorn.log").read_text())
-        try:
-            return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(up, timeout=30)
-    yield base
-    stop_process(proc)
-    log.close()
+    with gunicorn_server(tmp_path / "gunicorn.log") as base:
+        yield base

@@ -509,56 +509,18 @@ def provider_ingest_server(tmp_path: Any) -> Any:
     """The real gunicorn configuration serving the real app, with provider
     secrets in its environment (PUBLIC_BASE_URL as the tests sign for)."""
     import os
-    import subprocess
-    import sys
 
-    import requests
-
-    from shared.embedded import free_port, stop_process
-    from tests.infra import ROOT
+    from tests.conftest import gunicorn_server
     from tests.test_webhook_contract import META_APP_SECRET, PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN
 
-    port = free_port()
     env = {
         **os.environ,
         "META_APP_SECRET": META_APP_SECRET,
         "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
     }
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "ingest/gunicorn_conf.py",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "ingest.app:wsgi()",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(log_path.read_text())
-        try:
-            return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(up, timeout=30)
-    yield base
-    stop_process(proc)
+    with gunicorn_server(tmp_path / "gunicorn.log", env) as base:
+        yield base
 
 
 def test_real_http_through_gunicorn_and_worker(

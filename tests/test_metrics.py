@@ -4,43 +4,20 @@ worker process are summed (prometheus-client multiprocess mode)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.embedded import free_port, stop_process
-from tests.conftest import dumps, seed_payload, sign_headers, wait_for
-from tests.infra import ROOT
+from tests.conftest import dumps, gunicorn_server, seed_payload, sign_headers
 
 
 @pytest.fixture
 def gunicorn_two_workers(tmp_path: Path):
-    port = free_port()
-    log = open(tmp_path / "gunicorn.log", "wb")
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "ingest/gunicorn_conf.py",
-         "--bind", f"127.0.0.1:{port}", "--workers", "2", "ingest.app:wsgi()"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError((tmp_path / "gunicorn.log").read_text())
-        try:
-            return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(up, timeout=30)
-    yield base
-    stop_process(proc)
-    log.close()
+    with gunicorn_server(tmp_path / "gunicorn.log", env, workers=2) as base:
+        yield base
 
 
 def samples(text: str, name: str) -> dict[tuple, float]:
