@@ -8,11 +8,11 @@ import sys
 
 # name -> module with a `main()`; each owner adds its own line.
 BENCHES: dict[str, str] = {
-    "delivery": "bench.delivery",
-    "scheduler": "bench.scheduler",
-    "triage": "bench.triage_accuracy",
     "ingest": "bench.ingest",
     "provider_webhooks": "bench.provider_webhooks",
+    "delivery": "bench.delivery",
+    "triage": "bench.triage_accuracy",
+    "scheduler": "bench.scheduler",  # slowest: loads 1M appointments
 }
 
 
