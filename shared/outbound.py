@@ -13,12 +13,13 @@ with the reason, and nothing is enqueued.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import literal, or_, select
+from sqlalchemy import bindparam, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -97,11 +98,30 @@ def _insert_with_events(session: Session, rows: list[dict]) -> set[uuid.UUID]:
     """INSERT the message rows and their `created` events in ONE statement (a
     data-modifying CTE); returns the ids actually inserted (a row whose
     idempotency key already exists is left out, and gets no event)."""
+    if len(rows) == 1:  # the API's and most producers' case: a prepared statement
+        return set(
+            session.scalars(
+                _single_insert_statement(tuple(rows[0])),
+                {f"p_{name}": value for name, value in rows[0].items()},
+            )
+        )
+    return set(session.scalars(_insert_statement(insert(Message.__table__).values(rows))))
+
+
+@functools.cache
+def _single_insert_statement(columns: tuple[str, ...]) -> Any:
+    """One message row, with bound parameters: built and compiled once per
+    process (compiling this INSERT costs ~2 ms of CPU each time)."""
+    table = Message.__table__
+    return _insert_statement(
+        insert(table).values({c: bindparam(f"p_{c}", type_=table.c[c].type) for c in columns})
+    )
+
+
+def _insert_statement(insert_messages: Any) -> Any:
     messages = Message.__table__
     created = (
-        insert(messages)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        insert_messages.on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(messages.c.id, messages.c.status, messages.c.status_reason)
         .cte("created_messages")
     )
@@ -113,7 +133,7 @@ def _insert_with_events(session: Session, rows: list[dict]) -> set[uuid.UUID]:
         )
         .cte("created_events")
     )
-    return set(session.scalars(select(created.c.id).add_cte(events)))
+    return select(created.c.id).add_cte(events)
 
 
 def _status_for(req: OutboundRequest, opted_out: bool) -> tuple[str, str | None]:
