@@ -35,10 +35,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import redis
-from sqlalchemy import Text, bindparam, func, literal, or_, select, update
+from sqlalchemy import Table, Text, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -204,7 +204,7 @@ def _with_event(
     changed = statement.returning(Message.id, Message.attempts).cte("changed")
     detail = _adapt_to(detail, changed)
     events = (
-        insert(MessageEvent.__table__)
+        insert(cast(Table, MessageEvent.__table__))
         .from_select(
             ["message_id", "event", "status_from", "status_to", "detail", "payload"],
             select(

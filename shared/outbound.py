@@ -17,15 +17,19 @@ import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, literal, or_, select
+from sqlalchemy import Table, bindparam, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.enums import OPT_OUT_ALL, Direction, MessageStatus
 from shared.models import Message, MessageEvent, OptOut
 from shared.optouts import is_opted_out
+
+# Core tables for the multi-statement INSERTs (typed for mypy).
+_MESSAGES = cast(Table, Message.__table__)
+_MESSAGE_EVENTS = cast(Table, MessageEvent.__table__)
 
 SEND_TASKS = {
     "email": "clinicq.send.email",
@@ -105,28 +109,28 @@ def _insert_with_events(session: Session, rows: list[dict]) -> set[uuid.UUID]:
                 {f"p_{name}": value for name, value in rows[0].items()},
             )
         )
-    return set(session.scalars(_insert_statement(insert(Message.__table__).values(rows))))
+    return set(session.scalars(_insert_statement(insert(_MESSAGES).values(rows))))
 
 
 @functools.cache
 def _single_insert_statement(columns: tuple[str, ...]) -> Any:
     """One message row, with bound parameters: built and compiled once per
     process (compiling this INSERT costs ~2 ms of CPU each time)."""
-    table = Message.__table__
+    table = _MESSAGES
     return _insert_statement(
         insert(table).values({c: bindparam(f"p_{c}", type_=table.c[c].type) for c in columns})
     )
 
 
 def _insert_statement(insert_messages: Any) -> Any:
-    messages = Message.__table__
+    messages = _MESSAGES
     created = (
         insert_messages.on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(messages.c.id, messages.c.status, messages.c.status_reason)
         .cte("created_messages")
     )
     events = (
-        insert(MessageEvent.__table__)
+        insert(_MESSAGE_EVENTS)
         .from_select(
             ["message_id", "event", "status_to", "detail"],
             select(created.c.id, literal("created"), created.c.status, created.c.status_reason),
@@ -364,7 +368,7 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
             )
         ).first()
         if found is not None:
-            contact_id, conversation_id, opted_out = found
+            contact_id, conversation_id, opted_out = found[0], found[1], bool(found[2])
             known = True
         else:
             contact_id = find_or_create_contact(
@@ -382,9 +386,10 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
         raise RecipientError("an email needs a subject (or a template)", "subject")
 
     if not known and contact_id is not None:
-        conversation_id, opted_out = session.execute(
+        extra = session.execute(
             select(_active_conversation(contact_id), _opted_out(contact_id, channel))
         ).one()
+        conversation_id, opted_out = extra[0], bool(extra[1])
     return OutboundRequest(
         channel=channel,
         to_address=address,
