@@ -41,7 +41,11 @@ worker_hijack_root_logger = False
 worker_send_task_events = True
 task_send_sent_event = False
 task_default_queue = "maintenance"
-task_queues = [Queue(name) for name in QUEUES]
+# Each queue bound under its own routing key. A bare Queue(name) is bound to
+# the default exchange under the default key ("maintenance"), so all six queues
+# shared one binding: anything published through exchange routing with that
+# key would have been copied into every queue.
+task_queues = [Queue(name, routing_key=name) for name in QUEUES]
 task_routes = {
     "clinicq.inbound.*": {"queue": "inbound"},
     "clinicq.send.email": {"queue": "email"},
