@@ -46,8 +46,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from shared.config import Settings, get_settings
+from shared.contacts import contact_address
 from shared.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
-from shared.models import AutomationRun, Contact, ContactIdentity, Conversation, Message
+from shared.models import AutomationRun, Contact, Conversation, Message
 from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
 from shared.reactions import ReactionContext
 from shared.triage import CLINICAL_INTENTS, TriageResult, triage
@@ -283,17 +284,6 @@ def _first_name(contact: Contact | None) -> str:
     return contact.name.split()[0][:40]
 
 
-def _identity(session: Session, contact_id: uuid.UUID | None, kind: str) -> str | None:
-    if contact_id is None:
-        return None
-    return session.scalar(
-        select(ContactIdentity.value)
-        .where(ContactIdentity.contact_id == contact_id, ContactIdentity.kind == kind)
-        .order_by(ContactIdentity.id)
-        .limit(1)
-    )
-
-
 def _follow_link(settings: Settings, message_id: uuid.UUID) -> str:
     if settings.AUTO_ACK_FOLLOW_URL:
         return settings.AUTO_ACK_FOLLOW_URL
@@ -314,7 +304,7 @@ def _acknowledge(
     if template is None:
         return
     kind = IdentityKind.EMAIL.value if channel == "email" else IdentityKind.PHONE.value
-    address = _identity(session, inbound.message.contact_id, kind)
+    address = contact_address(session, inbound.message.contact_id, kind)
     if address is None:
         ctx.notes["auto_ack"] = f"skipped: no {kind} for the contact"
         return

@@ -49,6 +49,20 @@ class ContactMatch:
     merge_candidates: list[uuid.UUID] = field(default_factory=list)
 
 
+def contact_address(session: Session, contact_id: uuid.UUID | None, kind: str) -> str | None:
+    """The contact's address of this kind (phone, email, inbox id…). With
+    several, the most recently added wins: it is the one the patient used
+    last (the scheduler's bulk lookup, scheduling.contact_addresses, agrees)."""
+    if contact_id is None:
+        return None
+    return session.scalar(
+        select(ContactIdentity.value)
+        .where(ContactIdentity.contact_id == contact_id, ContactIdentity.kind == kind)
+        .order_by(ContactIdentity.id.desc())
+        .limit(1)
+    )
+
+
 def lock_identities(session: Session, identities: list[tuple[str, str]]) -> None:
     for kind, value in sorted(set(identities)):
         session.execute(

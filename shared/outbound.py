@@ -258,17 +258,6 @@ class ApiMessage:
     purpose: str = "patient"
 
 
-def _contact_address(session: Session, contact_id: uuid.UUID, kind: str) -> str | None:
-    from shared.models import ContactIdentity
-
-    return session.scalar(
-        select(ContactIdentity.value)
-        .where(ContactIdentity.contact_id == contact_id, ContactIdentity.kind == kind)
-        .order_by(ContactIdentity.id.desc())
-        .limit(1)
-    )
-
-
 def _active_conversation(contact_id: Any) -> Any:
     from shared.models import Conversation
 
@@ -298,7 +287,7 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
 
     Raises RecipientError or shared.templating.TemplateError (both → 400).
     """
-    from shared.contacts import ContactDetails, find_or_create_contact
+    from shared.contacts import ContactDetails, contact_address, find_or_create_contact
     from shared.enums import IdentityKind
     from shared.identity import InvalidIdentifier, normalize_email, normalize_phone
     from shared.models import Contact, ContactIdentity
@@ -331,12 +320,12 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
         if channel is None:
             channel = (
                 "email"
-                if _contact_address(session, contact_id, "email")
-                and not (_contact_address(session, contact_id, "phone"))
+                if contact_address(session, contact_id, "email")
+                and not (contact_address(session, contact_id, "phone"))
                 else "sms"
             )
         kind = IdentityKind.EMAIL.value if channel == "email" else IdentityKind.PHONE.value
-        address = _contact_address(session, contact_id, kind)
+        address = contact_address(session, contact_id, kind)
         if address is None:
             raise RecipientError(f"contact has no {kind} for channel {channel}")
     else:

@@ -39,8 +39,9 @@ from sqlalchemy.orm import Session
 from unidecode import unidecode
 
 from shared.config import Settings, get_settings
+from shared.contacts import contact_address
 from shared.enums import OPT_OUT_ALL, AppointmentStatus, Direction, IdentityKind
-from shared.models import Appointment, Contact, ContactIdentity, Conversation, Message
+from shared.models import Appointment, Contact, Conversation, Message
 from shared.optouts import record_opt_out
 from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
 from shared.reactions import ReactionContext
@@ -168,41 +169,17 @@ def _linked_appointment(
     return session.scalars(query).first()
 
 
-def _phone(session: Session, contact_id: uuid.UUID) -> str | None:
-    return session.scalar(
-        select(ContactIdentity.value)
-        .where(
-            ContactIdentity.contact_id == contact_id,
-            ContactIdentity.kind == IdentityKind.PHONE.value,
-        )
-        .order_by(ContactIdentity.id.desc())
-        .limit(1)
-    )
-
-
-def _email(session: Session, contact_id: uuid.UUID) -> str | None:
-    return session.scalar(
-        select(ContactIdentity.value)
-        .where(
-            ContactIdentity.contact_id == contact_id,
-            ContactIdentity.kind == IdentityKind.EMAIL.value,
-        )
-        .order_by(ContactIdentity.id.desc())
-        .limit(1)
-    )
-
-
 def _reply_route(session: Session, message: Message, sms_only: bool) -> tuple[str, str] | None:
     """Answer on the channel the patient used (WhatsApp: inside the service
     window they just opened), else SMS; email only where a template exists."""
     assert message.contact_id is not None
-    phone = _phone(session, message.contact_id)
+    phone = contact_address(session, message.contact_id, IdentityKind.PHONE.value)
     if message.channel in ("sms", "whatsapp") and phone:
         return message.channel, phone
     if phone:
         return "sms", phone
     if not sms_only:
-        email = _email(session, message.contact_id)
+        email = contact_address(session, message.contact_id, IdentityKind.EMAIL.value)
         if email:
             return "email", email
     return None
@@ -319,8 +296,8 @@ def _opt_out(
         label = "SMS, WhatsApp ou email"
     else:
         # Confirm on the channel the patient opted out of.
-        lookup = _email if scope == "email" else _phone
-        address = lookup(session, message.contact_id)
+        kind = IdentityKind.EMAIL.value if scope == "email" else IdentityKind.PHONE.value
+        address = contact_address(session, message.contact_id, kind)
         route = (scope, address) if address else None
         label = _CHANNEL_LABEL[scope]
     if route is None:

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.config import Settings, get_settings
+from shared.contacts import contact_address
 from shared.db import session_scope
 from shared.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
 from shared.inbox import bridge_for
@@ -47,15 +48,6 @@ AGENT_REPLY_PURPOSE = "agent_reply"  # shared.automations reads it for re-alerts
 
 def _lock(session: Session, key: str) -> None:
     session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
-
-
-def _identity(session: Session, contact_id: uuid.UUID, kind: str) -> str | None:
-    return session.scalar(
-        select(ContactIdentity.value)
-        .where(ContactIdentity.contact_id == contact_id, ContactIdentity.kind == kind)
-        .order_by(ContactIdentity.id)
-        .limit(1)
-    )
 
 
 def _mark_processed(session: Session, source: str, event_id: str) -> bool:
@@ -125,12 +117,12 @@ def post_patient_message(message_id: str, settings: Settings | None = None) -> s
             message_id=message_id,
             contact_id=str(message.contact_id),
             contact_name=(contact.name if contact else None) or "",
-            phone=_identity(session, message.contact_id, IdentityKind.PHONE.value),
-            email=_identity(session, message.contact_id, IdentityKind.EMAIL.value),
+            phone=contact_address(session, message.contact_id, IdentityKind.PHONE.value),
+            email=contact_address(session, message.contact_id, IdentityKind.EMAIL.value),
             channel=message.channel,
             text=_content(message),
         )
-        known_contact = _identity(session, message.contact_id, bridge.name)
+        known_contact = contact_address(session, message.contact_id, bridge.name)
         remote_contact = bridge.ensure_contact(patient, known_contact)
         if remote_contact != known_contact:
             session.execute(
@@ -235,8 +227,8 @@ def choose_route(
     session: Session, conversation: Conversation, settings: Settings, now: datetime
 ) -> _Route:
     """Where an agent's reply goes, and what the agent should be told."""
-    phone = _identity(session, conversation.contact_id, IdentityKind.PHONE.value)
-    email = _identity(session, conversation.contact_id, IdentityKind.EMAIL.value)
+    phone = contact_address(session, conversation.contact_id, IdentityKind.PHONE.value)
+    email = contact_address(session, conversation.contact_id, IdentityKind.EMAIL.value)
     channel = conversation.channel
     if channel == "web":
         channel = "email" if email else "sms"
