@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 
+import email_validator
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from validate_docbr import CPF
@@ -56,9 +57,13 @@ def normalize_phone(raw: str, default_region: str = "BR") -> str:
         parsed = phonenumbers.parse(value, default_region)
     except phonenumbers.NumberParseException:
         raise InvalidIdentifier("not a phone number") from None
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    e164 = canonical_br_mobile(e164)
-    if not phonenumbers.is_valid_number(phonenumbers.parse(e164)):
+    as_written = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    e164 = canonical_br_mobile(as_written)
+    if e164 != as_written:
+        # Validate the canonical number without parsing its text again (a
+        # parse is most of this function's cost, and ingest runs it per request).
+        parsed = phonenumbers.PhoneNumber(country_code=55, national_number=int(e164[3:]))
+    if not phonenumbers.is_valid_number(parsed):
         raise InvalidIdentifier("not a valid phone number")
     return e164
 
@@ -68,10 +73,42 @@ def whatsapp_wa_id(e164: str) -> str:
     return e164.lstrip("+")
 
 
+# The shape nearly every patient's address has (ASCII dot-atom local part,
+# letters-digits-hyphen labels, an alphabetic TLD), checked in a couple of
+# microseconds. email-validator, a full RFC 5322/6531 parser, costs ~40 µs and
+# is the larger part of validating a webhook, so it decides only what this
+# does not match. The fast path is deliberately narrower than the library:
+# tests/test_identity.py holds every address it accepts to the library's own
+# verdict and normalization (a differential, Hypothesis-generated test).
+_PLAIN_EMAIL = re.compile(
+    r"(?P<local>[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*)"
+    r"@(?P<domain>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?P<tld>[a-z]{2,63}))",
+    re.ASCII,
+)
+_SPECIAL_USE_TLDS = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _plain_email(value: str) -> str | None:
+    """The normalized address if `value` has the plain shape, else None."""
+    lowered = value.lower()
+    match = _PLAIN_EMAIL.fullmatch(lowered)
+    if (
+        match is None
+        or len(match["local"]) > 64
+        or "--" in match["domain"]  # Punycode and its look-alikes: the library's call
+        or match["tld"] in _SPECIAL_USE_TLDS
+    ):
+        return None
+    return lowered
+
+
 def normalize_email(raw: str) -> str:
     value = raw.strip()
     if len(value) > 254:
         raise InvalidIdentifier("email address too long")
+    plain = _plain_email(value)
+    if plain is not None:
+        return plain
     try:
         info = validate_email(value, check_deliverability=False)
     except EmailNotValidError:
