@@ -106,11 +106,21 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 
 
 # Senders repeat: the same patients write again, forms retry, duplicates
-# arrive. Normalizing (phonenumbers, email-validator) is the costliest part of
-# validation, so each worker process remembers recent results. Invalid values
-# raise and are not cached.
+# arrive. Normalizing (phonenumbers, email-validator, validate-docbr) is the
+# costliest part of validation, so each worker process remembers recent
+# results. Invalid phones and emails raise and are not cached; a CPF's verdict
+# (digits or None) is.
 _normalize_phone = functools.lru_cache(maxsize=4096)(normalize_phone)
 _normalize_email = functools.lru_cache(maxsize=4096)(normalize_email)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cpf_digits(raw: str) -> str | None:
+    """The CPF's 11 digits, or None when its check digits do not match."""
+    try:
+        return normalize_cpf(raw)
+    except InvalidIdentifier:
+        return None
 
 
 def validate_contact(
@@ -146,9 +156,8 @@ def validate_contact(
 
     cpf = contact.get("cpf")
     if cpf is not None and cpf != "":
-        try:
-            digits = normalize_cpf(cpf if isinstance(cpf, str) else str(cpf))
-        except InvalidIdentifier:
+        digits = _cpf_digits(cpf if isinstance(cpf, str) else str(cpf))
+        if digits is None:
             warnings.append("contact.cpf dropped: check digits do not match")
         else:
             # The CPF travels hashed + masked; clear only where configured.
