@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import threading
 import uuid
 from typing import Any
 
@@ -104,13 +105,50 @@ def build_envelope(
 
 
 class TaskPublisher:
-    """Atomic dedupe + enqueue on Redis. One instance per process."""
+    """Atomic dedupe + enqueue on Redis. One instance per process.
+
+    Each thread publishes on a connection of its own, outside redis-py's
+    pool: the pool's checkout/checkin with its observability hooks costs
+    ~50 µs a command in redis-py 8, a few percent of a webhook request
+    (bench/ingest.py). The connection is still redis-py's (same settings,
+    same protocol code); only the pooling is skipped.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._script = client.register_script(_PUBLISH_LUA)
-        self._sha = self._script.sha
-        self._pid = os.getpid()
+        self._pool = client.connection_pool
+        self._sha = client.register_script(_PUBLISH_LUA).sha
+        self._local = threading.local()
+
+    def _connection(self) -> Any:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():  # first use, or a forked child
+            conn = self._pool.connection_class(**self._pool.connection_kwargs)
+            local.conn, local.pid, local.proven = conn, os.getpid(), False
+        return conn
+
+    def _execute(self, *args: Any) -> Any:
+        conn = self._connection()
+        try:
+            conn.send_command(*args)
+            result = conn.read_response()
+        except redis.ConnectionError:
+            conn.disconnect()
+            if not self._local.proven:
+                raise
+            # A connection that has worked before may have gone stale (Redis
+            # restarted, an idle timeout): the server never read the command,
+            # so one retry on a fresh connection cannot enqueue twice. A
+            # timeout is not retried: the script may have run.
+            self._local.proven = False
+            conn.send_command(*args)
+            result = conn.read_response()
+        except redis.TimeoutError:
+            conn.disconnect()
+            raise
+        self._local.proven = True
+        return result
 
     def publish(
         self,
@@ -143,11 +181,9 @@ class TaskPublisher:
             "1" if idempotency_key else "0",
         )
         try:
-            # EVALSHA straight away: redis-py's Script wrapper costs a few
-            # percent of a request on the hot path (bench/ingest.py).
-            result = self._client.execute_command("EVALSHA", self._sha, *command)
+            result = self._execute("EVALSHA", self._sha, *command)
         except redis.exceptions.NoScriptError:
             # First use on this server, or it restarted: EVAL loads it.
-            result = self._client.execute_command("EVAL", _PUBLISH_LUA, *command)
+            result = self._execute("EVAL", _PUBLISH_LUA, *command)
         first_id = result.decode() if isinstance(result, bytes) else str(result)
         return first_id, first_id == message_id

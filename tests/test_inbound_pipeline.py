@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis as redis_lib
 import requests
 from sqlalchemy import func, select, text
 
@@ -251,6 +252,41 @@ def test_redis_stopped_gives_503_with_retry_after(settings, tmp_path: Path) -> N
         assert resp.status_code == 503
         assert resp.headers["Retry-After"]
         assert c.get("/readyz").status_code == 503
+        # Redis back on the same port (empty: the script cache too): the
+        # next webhook is accepted on a fresh connection, and enqueued once.
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        url, proc = start_redis(tmp_path / "redis2", port=port, appendonly=False)
+        resp = post_signed(c, seed_payload())
+        assert resp.status_code == 202, resp.get_json()
+        assert redis_lib.Redis.from_url(url).llen("inbound") == 1
+    finally:
+        stop_process(proc)
+
+
+def test_publish_survives_a_dropped_connection_and_enqueues_once(settings, tmp_path: Path) -> None:
+    """The publisher keeps one connection per thread; when Redis drops it
+    between requests (restart, idle timeout, CLIENT KILL) the next request
+    reconnects instead of answering 503, and nothing is enqueued twice."""
+    from ingest.app import create_app
+
+    url, proc = start_redis(tmp_path / "redis", port=free_port(), appendonly=False)
+    try:
+        admin = redis_lib.Redis.from_url(url)
+        app = create_app(settings.model_copy(update={"REDIS_URL": url}))
+        c = app.test_client()
+        assert post_signed(c, seed_payload()).status_code == 202
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        resp = post_signed(c, seed_payload())
+        assert resp.status_code == 202, resp.get_json()
+        assert admin.llen("inbound") == 2
+        # A duplicate after the reconnect is still a duplicate.
+        msg_id = f"msg_{uuid.uuid4().hex}"
+        first = post_signed(c, seed_payload(), msg_id=msg_id).get_json()["message_id"]
+        admin.client_kill_filter(_type="normal", skipme=True)
+        again = post_signed(c, seed_payload(), msg_id=msg_id)
+        assert again.status_code == 202
+        assert again.get_json()["message_id"] == first
+        assert admin.llen("inbound") == 3
     finally:
         stop_process(proc)
 
