@@ -4,26 +4,72 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import select
 from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import get_settings, to_sqlalchemy_url
 
 
+def _server_went_away(dbapi_connection: Any) -> bool:
+    """Whether a pooled connection is dead, without a round trip.
+
+    A pooled connection is idle: the server has nothing to say on it. When
+    PostgreSQL restarts (or terminates the backend, or crashes) it sends a
+    FATAL and closes the socket, so the socket turns readable. An idle socket
+    with nothing to read is alive as far as anyone can tell without a query
+    (a `SELECT 1` ping learns nothing more from a server that has not closed
+    the connection); anything else is checked with a real ping.
+    """
+    if dbapi_connection.closed or dbapi_connection.broken:
+        return True
+    pgconn = dbapi_connection.pgconn
+    poller = select.poll()
+    poller.register(pgconn.socket, select.POLLIN | select.POLLPRI)
+    if not poller.poll(0):
+        return False
+    # Something arrived unasked: the server's goodbye (FATAL + EOF), or, rarely,
+    # a notice. Read it; a closed connection raises here.
+    try:
+        pgconn.consume_input()
+    except Exception:  # noqa: BLE001 - any failure to read means a dead connection
+        return True
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        dbapi_connection.rollback()
+    except Exception:  # noqa: BLE001 - as SQLAlchemy's own pre-ping
+        return True
+    return False
+
+
+def _check_on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    # Pessimistic disconnect handling at the price of one poll(2): raising
+    # DisconnectionError makes the pool drop this connection and hand out a
+    # fresh one (SQLAlchemy's documented custom pre-ping). `pool_pre_ping`
+    # would cost a `SELECT 1` round trip on every checkout, i.e. on every
+    # transaction of every API request and send.
+    if _server_went_away(dbapi_connection):
+        raise DisconnectionError("PostgreSQL closed this pooled connection")
+
+
 @functools.lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> Engine:
     url = to_sqlalchemy_url(url or get_settings().DATABASE_URL)
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=5,
         max_overflow=5,
         # A stuck query must not hold a worker forever.
         connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
     )
+    event.listen(engine, "checkout", _check_on_checkout)
+    return engine
 
 
 @functools.lru_cache(maxsize=4)
