@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 
@@ -161,6 +162,50 @@ class Provider:
         kwargs.setdefault("timeout", self.timeout)
         kwargs.setdefault("allow_redirects", False)
         return classify_transport(lambda: session.request(method, url, **kwargs))
+
+
+class ProcessEnvSession(requests.Session):
+    """A `requests.Session` that reads its environment settings once per host.
+
+    With `trust_env` (the default) requests resolves, on every request, the
+    proxies for the URL (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY: a scan of the
+    whole environment, twice) and the CA bundle (REQUESTS_CA_BUNDLE,
+    CURL_CA_BUNDLE) - about half a millisecond of CPU per send. A worker's
+    environment does not change while it runs, so the answer per scheme +
+    host + port (NO_PROXY matches on host and port) is kept for the life of
+    the session. Explicit `proxies=` / `verify=` / `cert=` arguments still
+    win, as in requests, and are part of the key.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._env_settings: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        try:
+            parts = urlsplit(url)
+            key = (
+                self.trust_env,
+                parts.scheme,
+                parts.netloc.rpartition("@")[2],
+                tuple(sorted((proxies or {}).items())),
+                stream,
+                verify,
+                cert if not isinstance(cert, list) else tuple(cert),
+                tuple(sorted(self.proxies.items())),
+                self.verify,
+                self.cert if not isinstance(self.cert, list) else tuple(self.cert),
+            )
+            cached = self._env_settings.get(key)
+        except TypeError:  # an unhashable argument: no caching for this call
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if cached is None:
+            cached = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            self._env_settings[key] = cached
+        # Callers (requests' redirect handling) may modify what they get.
+        return {**cached, "proxies": dict(cached["proxies"])}
 
 
 def classify_transport(call: Any) -> Any:

@@ -16,6 +16,7 @@ from shared.identity import whatsapp_wa_id
 from shared.providers.base import (
     OutgoingMessage,
     PermanentError,
+    ProcessEnvSession,
     Provider,
     ProviderError,
     ProviderResult,
@@ -38,7 +39,7 @@ class MetaWhatsAppProvider(Provider):
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
-        self.session = requests.Session()
+        self.session = ProcessEnvSession()
         self.session.headers["Authorization"] = f"Bearer {settings.WHATSAPP_TOKEN}"
 
     @classmethod

@@ -25,6 +25,7 @@ from shared.providers.base import (
     LookupResult,
     OutgoingMessage,
     PermanentError,
+    ProcessEnvSession,
     Provider,
     ProviderError,
     ProviderResult,
@@ -67,6 +68,12 @@ class RedirectingHttpClient(TwilioHttpClient):
 
     def __init__(self, base_url: str, timeout: tuple[float, float]):
         super().__init__(pool_connections=True)
+        # The SDK merges proxy / CA environment settings on every request;
+        # read them once per process instead (same adapters as the SDK's).
+        session = ProcessEnvSession()
+        sdk_session: Any = vars(self)["session"]
+        session.adapters = sdk_session.adapters
+        self.session = session
         # The base class validates a float timeout; requests takes a
         # (connect, read) tuple, which is what tells "never left" from "left".
         self.timeout = timeout
