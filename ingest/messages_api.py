@@ -21,7 +21,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ingest.api_auth import require_api_key
 from ingest.errors import error
-from shared.db import session_scope
+from shared.db import autocommit_session, session_scope
 from shared.outbound import (
     SEND_TASKS,
     ApiMessage,
@@ -94,9 +94,19 @@ def _submit(parse: Any) -> Any:
     settings = current_app.config["SETTINGS"]
     try:
         msg = parse(_body())
-        with session_scope() as session:
-            outbound = resolve_api_message(session, msg)
-            created = create_outbound_message(session, outbound)
+        # A known recipient (the usual case) needs only reads and one INSERT
+        # that carries its event: no transaction, so no BEGIN / COMMIT round
+        # trips. A new phone or email creates its contact first, under a
+        # lock, in a transaction with the message.
+        with autocommit_session() as session:
+            outbound = resolve_api_message(session, msg, create_contact=False)
+            if outbound is not None:
+                created = create_outbound_message(session, outbound)
+        if outbound is None:
+            with session_scope() as session:
+                outbound = resolve_api_message(session, msg)
+                assert outbound is not None
+                created = create_outbound_message(session, outbound)
     except BadRequest as exc:
         return error(400, str(exc), exc.field)
     except (RecipientError, TemplateError) as exc:

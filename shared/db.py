@@ -58,9 +58,14 @@ def _check_on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         raise DisconnectionError("PostgreSQL closed this pooled connection")
 
 
-@functools.lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> Engine:
-    url = to_sqlalchemy_url(url or get_settings().DATABASE_URL)
+    """This process's engine for `url` (default: DATABASE_URL). One per URL:
+    `get_engine()` and `get_engine(None)` are the same engine and pool."""
+    return _engine(to_sqlalchemy_url(url or get_settings().DATABASE_URL))
+
+
+@functools.lru_cache(maxsize=4)
+def _engine(url: str) -> Engine:
     engine = create_engine(
         url,
         pool_size=5,
@@ -91,7 +96,36 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
+@functools.lru_cache(maxsize=4)
+def _autocommit_factory(url: str | None = None) -> sessionmaker[Session]:
+    engine = get_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def autocommit_session(url: str | None = None) -> Iterator[Session]:
+    """A session outside any transaction: each statement commits on its own,
+    sparing the BEGIN and COMMIT round trips.
+
+    Only for work whose every write is ONE statement that is atomic on its own
+    (a conditional UPDATE or INSERT carrying its event in a CTE), and whose
+    reads need no snapshot shared with another statement — under READ
+    COMMITTED a transaction gives each statement its own snapshot anyway.
+    Never for ORM `add()`s, advisory locks or SELECT ... FOR UPDATE.
+    """
+    session = _autocommit_factory(url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 def dispose_engines() -> None:
     """Drop pooled connections (call in a child process after fork)."""
-    get_engine.cache_clear()
+    _engine.cache_clear()
     _session_factory.cache_clear()
+    _autocommit_factory.cache_clear()

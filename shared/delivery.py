@@ -13,11 +13,12 @@ Order inside `deliver`, and why:
    before sending: the patient may have said SAIR since the row was made;
 3. reserve this sender's next rate-limit slot (shared/ratelimit.py) and, if
    it is ahead, re-queue with a countdown to it — the message stays `queued`;
-4. claim with a conditional UPDATE (queued -> sending; zero rows = someone
-   else won) and commit — steps 1-5 are one transaction. From here a crash
-   leaves `sending`, which the reconciler settles without a blind resend;
-5. strict rate-limit admission just before the commit (a late countdown that
-   would exceed the cap rolls the claim back and waits milliseconds);
+4. strict rate-limit admission (a late countdown that would exceed the cap
+   waits the milliseconds until it conforms; nothing is written yet);
+5. claim with a conditional UPDATE (queued -> sending; zero rows = someone
+   else won), committed on its own: no step here runs in a transaction, each
+   write is one self-contained statement. From here a crash leaves
+   `sending`, which the reconciler settles without a blind resend;
 6. call the provider, record the outcome and an event.
 
 `deliver` never sleeps: waits come back as `DeliveryOutcome.retry_in` and the
@@ -45,7 +46,7 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings, get_settings
 from shared.cost import estimated_cost
-from shared.db import get_engine, session_scope
+from shared.db import autocommit_session, get_engine, session_scope
 from shared.enums import OPT_OUT_ALL, ConversationStatus, MessageStatus
 from shared.models import Conversation, Message, MessageEvent, OptOut
 from shared.optouts import is_opted_out, record_opt_out
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 # `fn(session, message) -> str | None` and returns a skip reason (the message
 # ends `skipped` with it) or None. The scheduler adds
 # "shared.scheduling:reminder_still_valid" (appointment cancelled/moved).
+# Checks only read: `deliver` runs them outside any transaction.
 PRE_SEND_CHECK_PATHS: list[str] = [
     "shared.scheduling:reminder_still_valid",  # issue 4: appointment cancelled/moved/started
 ]
@@ -249,6 +251,21 @@ def _claim_statement() -> Any:
 
 
 @functools.cache
+def _read_statement() -> Any:
+    """The message and whether its contact opted out of its channel (or of all)."""
+    return select(
+        Message,
+        select(OptOut.id)
+        .where(
+            OptOut.contact_id == Message.contact_id,
+            OptOut.revoked_at.is_(None),
+            or_(OptOut.channel == Message.channel, OptOut.channel == OPT_OUT_ALL),
+        )
+        .exists(),
+    ).where(Message.id == bindparam("p_id"))
+
+
+@functools.cache
 def _sent_statement(status: str, columns: tuple[str, ...]) -> Any:
     return _with_event(
         update(Message)
@@ -382,20 +399,12 @@ def deliver(
             return _come_back(settings, delay)
         reserved = True
 
-    with session_scope() as session:
+    # No transaction: every write below is one statement, atomic on its own
+    # (the claim and each transition carry their event in a CTE), and the
+    # claim's `status = 'queued'` condition is what makes it exclusive.
+    with autocommit_session() as session:
         # The row and its contact's opt-out in one statement.
-        found = session.execute(
-            select(
-                Message,
-                select(OptOut.id)
-                .where(
-                    OptOut.contact_id == Message.contact_id,
-                    OptOut.revoked_at.is_(None),
-                    or_(OptOut.channel == Message.channel, OptOut.channel == OPT_OUT_ALL),
-                )
-                .exists(),
-            ).where(Message.id == mid)
-        ).first()
+        found = session.execute(_read_statement(), {"p_id": mid}).first()
         message, opted_out = found if found is not None else (None, None)
         if message is None:
             log.warning(
@@ -434,22 +443,20 @@ def deliver(
             if delay > 0.005:
                 return _come_back(settings, delay)
 
-        # Claim and its event in one statement.
+        # Admission last but for the claim: the provider counts requests as
+        # they arrive, so the slower steps (reads, checks) come first. A late
+        # countdown that would exceed the cap asks again as soon as the sender
+        # conforms, keeping its turn; nothing was written yet.
+        admitted, wait = limiter.admit(limits)
+        if not admitted:
+            return _come_back(settings, max(wait, 0.005))
+        # Claim and its event in one statement, committed at once.
         attempts = session.scalar(
             _claim_statement(),
             {"p_id": mid, "p_provider": provider.name, "p_updated_at": datetime.now(UTC)},
         )
         if attempts is None:
             return DeliveryOutcome("claimed-elsewhere")
-        # Admission last, with only the commit between it and the request:
-        # the provider counts requests as they arrive, so the slower steps
-        # (reads, checks, the claim's UPDATE) come first. A late countdown
-        # that would exceed the cap rolls the claim back and asks again as
-        # soon as the sender conforms, keeping its turn.
-        admitted, wait = limiter.admit(limits)
-        if not admitted:
-            session.rollback()
-            return _come_back(settings, max(wait, 0.005))
     # Committed: from here a crash leaves `sending` for the reconciler.
 
     return _send_and_record(provider, outgoing, mid, attempts, settings)

@@ -282,10 +282,15 @@ def _opted_out(contact_id: Any, channel: str) -> Any:
     )
 
 
-def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
+def resolve_api_message(
+    session: Session, msg: ApiMessage, create_contact: bool = True
+) -> OutboundRequest | None:
     """Recipient, channel and rendered content of an API request.
 
     Raises RecipientError or shared.templating.TemplateError (both → 400).
+    Only reads, except for a phone or email no contact has yet: that contact
+    is created (find-or-create, which needs a transaction), or with
+    `create_contact=False` None is returned and nothing is written.
     """
     from shared.contacts import ContactDetails, contact_address, find_or_create_contact
     from shared.enums import IdentityKind
@@ -359,6 +364,8 @@ def resolve_api_message(session: Session, msg: ApiMessage) -> OutboundRequest:
         if found is not None:
             contact_id, conversation_id, opted_out = found[0], found[1], bool(found[2])
             known = True
+        elif not create_contact:
+            return None
         else:
             contact_id = find_or_create_contact(
                 session,
