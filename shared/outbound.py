@@ -282,6 +282,29 @@ def _opted_out(contact_id: Any, channel: str) -> Any:
     )
 
 
+@functools.cache
+def _known_recipient_statement(kind: str, channel: str) -> Any:
+    """The contact owning an address, its active conversation and its opt-out
+    of `channel`, in one statement: built once per (kind, channel) and
+    process with the address bound (building and cache-keying it cost more
+    CPU than running it). `channel` is validated before it gets here."""
+    from shared.models import Contact, ContactIdentity
+
+    return (
+        select(
+            ContactIdentity.contact_id,
+            _active_conversation(ContactIdentity.contact_id),
+            _opted_out(ContactIdentity.contact_id, channel),
+        )
+        .join(Contact, Contact.id == ContactIdentity.contact_id)
+        .where(
+            ContactIdentity.kind == kind,
+            ContactIdentity.value == bindparam("p_address"),
+            Contact.merged_into_id.is_(None),
+        )
+    )
+
+
 def resolve_api_message(
     session: Session, msg: ApiMessage, create_contact: bool = True
 ) -> OutboundRequest | None:
@@ -295,7 +318,7 @@ def resolve_api_message(
     from shared.contacts import ContactDetails, contact_address, find_or_create_contact
     from shared.enums import IdentityKind
     from shared.identity import InvalidIdentifier, normalize_email, normalize_phone
-    from shared.models import Contact, ContactIdentity
+    from shared.models import Contact
     from shared.templating import render
 
     contact_id: uuid.UUID | None = None
@@ -348,18 +371,10 @@ def resolve_api_message(
         # Usually a known patient: one indexed lookup. A new number or address
         # (or a merged contact) takes the race-free find-or-create path.
         # The same statement reads the active conversation and the opt-out.
+        if channel not in SEND_TASKS:
+            raise RecipientError(f"unknown channel {channel!r}", "channel")
         found = session.execute(
-            select(
-                ContactIdentity.contact_id,
-                _active_conversation(ContactIdentity.contact_id),
-                _opted_out(ContactIdentity.contact_id, channel),
-            )
-            .join(Contact, Contact.id == ContactIdentity.contact_id)
-            .where(
-                ContactIdentity.kind == kind,
-                ContactIdentity.value == address,
-                Contact.merged_into_id.is_(None),
-            )
+            _known_recipient_statement(kind, channel), {"p_address": address}
         ).first()
         if found is not None:
             contact_id, conversation_id, opted_out = found[0], found[1], bool(found[2])
