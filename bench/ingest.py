@@ -326,7 +326,7 @@ def main() -> None:
         for name, app in targets.items():
             by_name[name] = start_gunicorn(app, ports[name], env)
             servers.append(by_name[name])
-        workers = env.get("INGEST_WORKERS") or str((os.cpu_count() or 1) * 2)
+        workers = env.get("INGEST_WORKERS") or str(max(2, os.cpu_count() or 1))  # as gunicorn_conf.py
         clients = PROCESSES * THREADS_PER_PROCESS
         n = REQUESTS_PER_CLIENT * clients
         print(
