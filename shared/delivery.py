@@ -12,9 +12,11 @@ Order inside `deliver`, and why:
 2. re-check opt-out and the pre-send checks (PRE_SEND_CHECK_PATHS) right
    before sending: the patient may have said SAIR since the row was made;
 3. reserve this sender's next rate-limit slot (shared/ratelimit.py) and, if
-   it is ahead, re-queue with a countdown to it — the message stays `queued`;
+   it is ahead, re-queue with a countdown to it — the message stays `queued`
+   (email and SMS do this first of all, before any database work);
 4. strict rate-limit admission (a late countdown that would exceed the cap
-   waits the milliseconds until it conforms; nothing is written yet);
+   waits the milliseconds until it conforms; nothing is written yet). A
+   reservation that is due at once is admitted in the same Redis call;
 5. claim with a conditional UPDATE (queued -> sending; zero rows = someone
    else won), committed on its own: no step here runs in a transaction, each
    write is one self-contained statement. From here a crash leaves
@@ -375,6 +377,9 @@ def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None)
     return delay
 
 
+# A reserved slot this close counts as now (seconds).
+_DUE = 0.005
+
 # Channels whose limits do not depend on the recipient.
 _SENDER_ONLY_LIMITS = frozenset({"email", "sms"})
 
@@ -406,15 +411,19 @@ def deliver(
         return DeliveryOutcome("queued", wait, {"not_before": not_before, "reserved": reserved})
 
     limiter = rate_limiter(settings)
+    admitted = False
     if not reserved and channel in _SENDER_ONLY_LIMITS:
         # Email and SMS are limited per sender only: take the next slot before
         # any database work, so a backlog's first pass costs one Redis call
         # per message. (WhatsApp's pair limit needs the recipient, below.)
+        # When the slot is now, the same call also admits the send: an idle
+        # sender's message costs one Redis round trip, not two.
         sender_provider = provider_for(channel, settings)
-        delay = limiter.schedule(
-            limits_for(settings, channel, sender_provider.name, sender_provider.sender(), "")
+        delay, admitted, _ = limiter.schedule_and_admit(
+            limits_for(settings, channel, sender_provider.name, sender_provider.sender(), ""),
+            _DUE,
         )
-        if delay > 0.005:
+        if delay > _DUE:
             return _come_back(settings, delay)
         reserved = True
 
@@ -461,19 +470,23 @@ def deliver(
         limits = limits_for(
             settings, message.channel, provider.name, provider.sender(), outgoing.to
         )
+        if admitted and message.channel != channel:
+            admitted = False  # admitted on another channel's limits: ask again
         if not reserved:
-            # First run: take this sender's next slot; come back then.
-            delay = limiter.schedule(limits)
-            if delay > 0.005:
+            # First run: take this sender's next slot (and, if it is now,
+            # admission with it); come back then.
+            delay, admitted, _ = limiter.schedule_and_admit(limits, _DUE)
+            if delay > _DUE:
                 return _come_back(settings, delay)
 
-        # Admission last but for the claim: the provider counts requests as
-        # they arrive, so the slower steps (reads, checks) come first. A late
-        # countdown that would exceed the cap asks again as soon as the sender
-        # conforms, keeping its turn; nothing was written yet.
-        admitted, wait = limiter.admit(limits)
+        # Admission (unless the slot was taken just now): the provider counts
+        # requests as they arrive, so the slower steps (reads, checks) come
+        # first. A late countdown that would exceed the cap asks again as
+        # soon as the sender conforms, keeping its turn; nothing was written.
         if not admitted:
-            return _come_back(settings, max(wait, 0.005))
+            admitted, wait = limiter.admit(limits)
+            if not admitted:
+                return _come_back(settings, max(wait, _DUE))
         # Claim and its event in one statement, committed at once.
         attempts = conn.scalar(
             _claim_statement(),

@@ -59,6 +59,51 @@ return {1, tostring(slot - now)}
 """
 
 
+# Both layers in one round trip, for a send whose pacing slot may be now:
+# KEYS: the `:sched` keys, then the real keys (n each). ARGV: n, the slack
+# under which a reserved slot counts as now, then (interval, burst) per limit.
+# Reserves the pacing slot exactly as `schedule` (burst 1, any horizon); only
+# if that slot is within the slack, also runs `admit` (horizon 0). Returns
+# {scheduled delay, admitted 0/1, admission wait}.
+_SCHEDULE_ADMIT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = tonumber(ARGV[1])
+local slack = tonumber(ARGV[2])
+local function gcra(first, horizon, paced)
+  local slot = now
+  local tats = {}
+  for i = 1, n do
+    local interval = tonumber(ARGV[1 + 2 * i])
+    local burst = paced and 1 or tonumber(ARGV[2 + 2 * i])
+    local tat = tonumber(redis.call('GET', KEYS[first + i]) or '0')
+    if tat < now then tat = now end
+    tats[i] = tat
+    local allowed_at = tat - (burst - 1) * interval
+    if allowed_at > slot then slot = allowed_at end
+  end
+  if slot - now > horizon then
+    return false, slot - now
+  end
+  for i = 1, n do
+    local interval = tonumber(ARGV[1 + 2 * i])
+    local tat = tats[i]
+    if tat < slot then tat = slot end
+    local new_tat = tat + interval
+    redis.call('SET', KEYS[first + i], tostring(new_tat), 'PX',
+               math.ceil((new_tat - now) * 1000) + 1000)
+  end
+  return true, slot - now
+end
+local _, delay = gcra(0, 1e9, true)
+if delay > slack then
+  return {tostring(delay), 0, '0'}
+end
+local admitted, wait = gcra(n, 0, false)
+return {tostring(delay), admitted and 1 or 0, tostring(wait)}
+"""
+
+
 @dataclass(frozen=True)
 class Limit:
     key: str  # e.g. clinicq:rl:sms:+551133334444
@@ -78,6 +123,21 @@ class RateLimiter:
     def __init__(self, client: redis.Redis):
         self._client = client
         self._script = client.register_script(_GCRA_LUA)
+        self._both = client.register_script(_SCHEDULE_ADMIT_LUA)
+
+    def schedule_and_admit(self, limits: list[Limit], slack: float) -> tuple[float, bool, float]:
+        """`schedule`, then — only if the reserved slot is within `slack` —
+        `admit`, in one round trip: (scheduled delay, admitted, admission
+        wait). The keys and their effects are exactly those of the two calls
+        made one after the other."""
+        if not limits:
+            return 0.0, True, 0.0
+        args: list[float | int] = [len(limits), slack]
+        for limit in limits:
+            args += [limit.interval, limit.burst]
+        keys = [f"{lim.key}:sched" for lim in limits] + [lim.key for lim in limits]
+        delay, admitted, wait = self._both(keys=keys, args=args)
+        return float(delay), bool(int(admitted)), float(wait)
 
     def _run(self, keys: list[str], limits: list[Limit], horizon: float) -> tuple[bool, float]:
         args: list[float | int] = [horizon]

@@ -146,3 +146,45 @@ def test_workers_pace_sms_and_never_hold_a_process(tmp_path: Path) -> None:
     assert max_in_window(times) <= 4 + 1, sorted(b - a for a, b in zip(times, times[1:], strict=False))
     assert times[-1] - times[0] >= (12 - 1) / 4 - 0.3  # paced, not bunched
     assert email_latency < 1.5, f"email waited {email_latency:.2f}s behind rate-limited SMS"
+
+
+def test_schedule_and_admit_is_schedule_then_admit_in_one_call(redis_client: redis_lib.Redis) -> None:
+    """The one-round-trip form used by the send path grants, refuses and
+    reserves exactly as `schedule` followed (when the slot is now) by `admit`,
+    on the same keys: compared call by call on two independent senders."""
+
+    class Counting(redis_lib.Redis):
+        calls = 0
+
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            Counting.calls += 1
+            return super().execute_command(*args, **options)
+
+    client = Counting(connection_pool=redis_client.connection_pool)
+    limiter = RateLimiter(client)
+    slack = 0.005
+    # Loads the script into Redis (a first EVALSHA answers NOSCRIPT).
+    limiter.schedule_and_admit([Limit("clinicq:rl:test:warm-up", 10, 1.0)], slack)
+    one = [Limit("clinicq:rl:test:both-a", 10, 1.0, burst=2)]
+    two = [Limit("clinicq:rl:test:pair-a", 10, 1.0, burst=2),
+           Limit("clinicq:rl:test:pair-a:to", 1, 6.0, burst=1)]
+    for limits in (one, two):
+        reference = [Limit(lim.key.replace(":test:", ":test-ref:"), lim.count, lim.period, lim.burst)
+                     for lim in limits]
+        got, expected = [], []
+        for _ in range(4):
+            before = Counting.calls
+            delay, admitted, _wait = limiter.schedule_and_admit(limits, slack)
+            assert Counting.calls - before == 1  # one round trip (EVALSHA)
+            got.append((round(delay, 1), admitted))
+            ref_delay = limiter.schedule(reference)
+            ref_admitted = limiter.admit(reference)[0] if ref_delay <= slack else False
+            expected.append((round(ref_delay, 1), ref_admitted))
+        assert got == expected
+        # The first is sent at once; the next reserve later slots (not admitted).
+        assert got[0] == (0.0, True) and not any(a for _, a in got[1:])
+        for lim, ref in zip(limits, reference, strict=True):
+            for suffix in (":sched", ""):
+                mine = float(redis_client.get(lim.key + suffix) or 0)
+                theirs = float(redis_client.get(ref.key + suffix) or 0)
+                assert abs(mine - theirs) < 0.05, (lim.key, suffix)
