@@ -98,13 +98,24 @@ def _message_row(req: OutboundRequest, status: str, reason: str | None, now: dat
     }
 
 
+def _core(session: Session) -> Any:
+    """The session's connection, for a hot Core statement (no ORM entities in
+    or out): the same transaction and, flushing as autoflush would (not
+    inside `no_autoflush`), the same view of pending objects as
+    `session.execute`, without the ORM execution layer (~0.1 ms of CPU per
+    statement)."""
+    if session.autoflush:
+        session.flush()
+    return session.connection()
+
+
 def _insert_with_events(session: Session, rows: list[dict]) -> set[uuid.UUID]:
     """INSERT the message rows and their `created` events in ONE statement (a
     data-modifying CTE); returns the ids actually inserted (a row whose
     idempotency key already exists is left out, and gets no event)."""
     if len(rows) == 1:  # the API's and most producers' case: a prepared statement
         return set(
-            session.scalars(
+            _core(session).scalars(
                 _single_insert_statement(tuple(rows[0])),
                 {f"p_{name}": value for name, value in rows[0].items()},
             )
@@ -373,9 +384,11 @@ def resolve_api_message(
         # The same statement reads the active conversation and the opt-out.
         if channel not in SEND_TASKS:
             raise RecipientError(f"unknown channel {channel!r}", "channel")
-        found = session.execute(
-            _known_recipient_statement(kind, channel), {"p_address": address}
-        ).first()
+        found = (
+            _core(session)
+            .execute(_known_recipient_statement(kind, channel), {"p_address": address})
+            .first()
+        )
         if found is not None:
             contact_id, conversation_id, opted_out = found[0], found[1], bool(found[2])
             known = True
