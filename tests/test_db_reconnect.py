@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from shared.db import get_engine, session_scope
 from shared.embedded import start_postgres, stop_postgres
@@ -86,9 +86,22 @@ def test_a_terminated_backend_is_replaced_on_checkout() -> None:
 
 
 def test_a_live_pooled_connection_is_reused() -> None:
-    # The liveness check must not throw healthy connections away.
-    first = _backend_pid()
-    assert {_backend_pid() for _ in range(5)} == {first}
+    # The liveness check must not throw healthy connections away: once the
+    # pool holds a connection, checkouts open no new ones.
+    _backend_pid()
+    opened: list[int] = []
+
+    def on_connect(*_: object) -> None:
+        opened.append(1)
+
+    engine = get_engine()
+    event.listen(engine, "connect", on_connect)
+    try:
+        for _ in range(5):
+            _backend_pid()
+    finally:
+        event.remove(engine, "connect", on_connect)
+    assert opened == []
 
 
 def test_unsolicited_input_on_a_live_connection_keeps_it() -> None:
