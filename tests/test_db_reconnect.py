@@ -77,6 +77,14 @@ def test_pooled_connections_survive_a_postgres_restart(embedded_postgres) -> Non
         assert _backend_pid(url) in after
 
 
+@pytest.fixture
+def one_pooled_connection() -> None:
+    """Start from an empty pool, so the next transactions share one connection
+    (the pool is FIFO: earlier tests may have left several)."""
+    get_engine().dispose()
+
+
+@pytest.mark.usefixtures("one_pooled_connection")
 def test_a_terminated_backend_is_replaced_on_checkout() -> None:
     pid = _backend_pid()
     # From outside the pool, as an administrator (or idle_session_timeout) would.
@@ -85,6 +93,7 @@ def test_a_terminated_backend_is_replaced_on_checkout() -> None:
     assert _backend_pid() != pid
 
 
+@pytest.mark.usefixtures("one_pooled_connection")
 def test_a_live_pooled_connection_is_reused() -> None:
     # The liveness check must not throw healthy connections away: once the
     # pool holds a connection, checkouts open no new ones.
@@ -104,6 +113,7 @@ def test_a_live_pooled_connection_is_reused() -> None:
     assert opened == []
 
 
+@pytest.mark.usefixtures("one_pooled_connection")
 def test_unsolicited_input_on_a_live_connection_keeps_it() -> None:
     # A healthy connection that has something to read (here a notification)
     # gets a real ping rather than being thrown away.
