@@ -40,12 +40,12 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/webhook"
-ROUNDS = 5
-ROUND_SECONDS = 2.0
+ROUNDS = 8
+ROUND_SECONDS = 2.5
 WARMUP_SECONDS = 0.5
 PROCESSES = 2
 THREADS_PER_PROCESS = 4
-REQUESTS_PER_CLIENT = 1000  # more than a round uses at these rates; wraps if not
+REQUESTS_PER_CLIENT = 2000  # more than a round uses at these rates (a wrap would replay webhook-ids)
 
 
 # --- requests -------------------------------------------------------------------

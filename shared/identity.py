@@ -23,6 +23,9 @@ from shared.pii import mask_cpf
 
 _CPF = CPF()
 _DIGITS = re.compile(r"\D")
+# "+55", a two-digit area code (never starting with 0) and an 8- or 9-digit
+# subscriber number: no national or carrier prefix parse could strip.
+_E164_BR = re.compile(r"\+55[1-9][0-9]{9,10}", re.ASCII)
 
 
 class InvalidIdentifier(ValueError):
@@ -53,15 +56,30 @@ def normalize_phone(raw: str, default_region: str = "BR") -> str:
     # A bare international number (WhatsApp wa_id "5511…") has no "+".
     if not value.startswith("+") and digits.startswith("55") and len(digits) in (12, 13):
         value = "+" + digits
+    if _E164_BR.fullmatch(value):
+        # Already E.164 and Brazilian (what WhatsApp, Twilio and most forms
+        # send): phonenumbers.parse would only split off "+55" here, at ~30 µs
+        # of text handling, the larger part of validating a webhook. Validity
+        # is still phonenumbers' verdict, on the PhoneNumber parse would build
+        # (tests/test_identity.py holds both paths to the same answers).
+        written = phonenumbers.PhoneNumber(country_code=55, national_number=int(value[3:]))
+        return _validated(value, written)
+    return _normalize_by_parsing(value, default_region)
+
+
+def _normalize_by_parsing(value: str, default_region: str) -> str:
     try:
         parsed = phonenumbers.parse(value, default_region)
     except phonenumbers.NumberParseException:
         raise InvalidIdentifier("not a phone number") from None
     as_written = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return _validated(as_written, parsed)
+
+
+def _validated(as_written: str, parsed: phonenumbers.PhoneNumber) -> str:
     e164 = canonical_br_mobile(as_written)
     if e164 != as_written:
-        # Validate the canonical number without parsing its text again (a
-        # parse is most of this function's cost, and ingest runs it per request).
+        # Validate the canonical number without parsing its text again.
         parsed = phonenumbers.PhoneNumber(country_code=55, national_number=int(e164[3:]))
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidIdentifier("not a valid phone number")

@@ -123,3 +123,43 @@ def test_email_fast_path_leaves_the_unusual_to_the_library(value: str) -> None:
             normalize_email(value)
     else:
         assert normalize_email(value) == expected
+
+
+# --- the E.164 fast path answers exactly as phonenumbers.parse would ------------
+
+
+def _phone_by_parse(raw: str) -> str | None:
+    """The answer of the general path (phonenumbers.parse) for the same text."""
+    from shared.identity import _normalize_by_parsing
+
+    try:
+        return _normalize_by_parsing(raw, "BR")
+    except InvalidIdentifier:
+        return None
+
+
+def _phone_verdict(raw: str) -> str | None:
+    try:
+        return normalize_phone(raw)
+    except InvalidIdentifier:
+        return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(
+        # every area code and subscriber shape, valid or not
+        st.from_regex(r"\+55[0-9]{8,13}", fullmatch=True),
+        st.from_regex(r"\+55[1-9][1-9]9?[2-9][0-9]{7}", fullmatch=True),
+        st.from_regex(r"\+550?[0-9]{2}9?[0-9]{8}", fullmatch=True),
+    )
+)
+def test_phone_fast_path_agrees_with_phonenumbers_parse(raw: str) -> None:
+    assert _phone_verdict(raw) == _phone_by_parse(raw)
+
+
+def test_phone_fast_path_covers_valid_and_invalid_numbers() -> None:
+    # Not vacuous: the generated shapes include both verdicts.
+    assert _phone_verdict("+5511987654321") == _phone_by_parse("+5511987654321") == "+5511987654321"
+    assert _phone_verdict("+551187654321") == "+5511987654321"  # 8-digit mobile gains its 9
+    assert _phone_verdict("+5511187654321") is None is _phone_by_parse("+5511187654321")
