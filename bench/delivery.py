@@ -7,7 +7,8 @@ rate limiter, on loopback against the fake Twilio of tests/fakes.
     (API accept of the first to provider call of the last, closed-loop
     clients) against the raw throughput of a no-op Celery task on a worker
     with the same settings (prefork, same concurrency, same celeryconfig),
-    measured in the same run. Goal >= 0.3x. Then p95 of accepted -> provider
+    measured in the same run (before and after the pipeline, averaged).
+    Goal >= 0.3x. Then p95 of accepted -> provider
     called at half that load (open loop, fixed rate). Goal <= 1 s.
 (b) Rate limiter: three worker processes, cap 20/s on one sender with burst
     2 (with burst 1 the limiter can never make up for a late send, and the
@@ -38,7 +39,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 2
-PIPELINE_MESSAGES = 600
+PIPELINE_MESSAGES = 1200
 NOOP_TASKS = 1500
 CLIENT_THREADS = 6
 HALF_LOAD_SECONDS = 8.0
@@ -349,9 +350,15 @@ def main() -> None:
               f"prefetch {settings.CELERY_PREFETCH_MULTIPLIER}; gunicorn 3 sync workers; "
               f"postgres {infra.postgres_origin}, redis {infra.redis_origin}", flush=True)
 
-        noop_rate = bench_noop(env, tmp)
-        print(f"  raw Celery no-op task: {noop_rate:.0f} tasks/s ({NOOP_TASKS} tasks)", flush=True)
+        # The baseline is measured before and after the pipeline and averaged:
+        # one short no-op run swings by a third on a shared 2-core machine.
+        noop_before = bench_noop(env, tmp)
+        print(f"  raw Celery no-op task: {noop_before:.0f} tasks/s ({NOOP_TASKS} tasks)", flush=True)
         rate, api_rate, p95 = bench_pipeline(env, tmp, fake, api_key)
+        noop_after = bench_noop(env, tmp)
+        noop_rate = (noop_before + noop_after) / 2
+        print(f"  raw Celery no-op task, again after the pipeline: {noop_after:.0f} tasks/s "
+              f"(baseline = mean {noop_rate:.0f} tasks/s)", flush=True)
         ratio = rate / noop_rate
         print(f"  pipeline POST /api/messages -> worker -> fake Twilio: {rate:.0f} msg/s sustained "
               f"({PIPELINE_MESSAGES} messages, {CLIENT_THREADS} closed-loop clients; API alone "
