@@ -83,9 +83,8 @@ def _session_factory(url: str | None = None) -> sessionmaker[Session]:
 
 
 @contextlib.contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A transaction: committed on success, rolled back on any exception."""
-    session = _session_factory(url)()
+def _committed(session: Session) -> Iterator[Session]:
+    """Commit on success, roll back on any exception, always close."""
     try:
         yield session
         session.commit()
@@ -96,14 +95,18 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
+def session_scope(url: str | None = None) -> contextlib.AbstractContextManager[Session]:
+    """A transaction: committed on success, rolled back on any exception."""
+    return _committed(_session_factory(url)())
+
+
 @functools.lru_cache(maxsize=4)
 def _autocommit_factory(url: str | None = None) -> sessionmaker[Session]:
     engine = get_engine(url).execution_options(isolation_level="AUTOCOMMIT")
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-@contextlib.contextmanager
-def autocommit_session(url: str | None = None) -> Iterator[Session]:
+def autocommit_session(url: str | None = None) -> contextlib.AbstractContextManager[Session]:
     """A session outside any transaction: each statement commits on its own,
     sparing the BEGIN and COMMIT round trips.
 
@@ -113,15 +116,7 @@ def autocommit_session(url: str | None = None) -> Iterator[Session]:
     COMMITTED a transaction gives each statement its own snapshot anyway.
     Never for ORM `add()`s, advisory locks or SELECT ... FOR UPDATE.
     """
-    session = _autocommit_factory(url)()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    return _committed(_autocommit_factory(url)())
 
 
 def dispose_engines() -> None:
