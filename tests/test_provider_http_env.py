@@ -104,3 +104,45 @@ def test_requests_ca_bundle_is_honoured(
         for _ in range(2):
             assert provider.send(_sms()).provider_message_id.startswith("SM")
         assert len(tls_fake.sends()) == 2
+
+
+# --- the form fast path sends what the SDK's own path sends ----------------------------
+
+_FORM_CASES = [
+    # (method, params, data, headers)
+    ("POST", None,
+     {"To": "whatsapp:+5511987654321", "From": "+15005550006",
+      "Body": "Olá, ação & 100% ok ✓ a+b=c", "StatusCallback": "https://x.test/s?mid=1&a=b",
+      "MediaUrl": ["https://x.test/a.pdf", "https://x.test/b c.pdf"], "ContentVariables": '{"1": "Ana"}'},
+     {"User-Agent": "twilio-python/9", "Accept-Charset": "utf-8",
+      "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}),
+    ("GET", {"To": "+5511987654321", "From": "whatsapp:+15005550006", "PageSize": 50}, None,
+     {"User-Agent": "twilio-python/9", "Accept": "application/json"}),
+    ("POST", None, None, {"User-Agent": "u", "X-Drop": None}),  # no body: Content-Length 0
+    ("GET", {"a": ["1", "2"], "b": "ç é/?&="}, None, {}),
+]
+
+
+@pytest.mark.parametrize("method,params,data,headers", _FORM_CASES)
+def test_form_fast_path_sends_the_same_request_as_the_sdk_path(
+    settings: Any, clean_env: pytest.MonkeyPatch, direct: FakeTwilio,
+    method: str, params: Any, data: Any, headers: Any,
+) -> None:
+    """RedirectingHttpClient prepares form requests itself (skipping requests'
+    Session layers); the SDK's own TwilioHttpClient.request must put the
+    same method, path, query, headers and body on the wire."""
+    from twilio.http.http_client import TwilioHttpClient
+
+    client = _provider(settings, direct.url, direct).http_client
+    url = f"{direct.url}/2010-04-01/Accounts/AC123/Messages.json"
+    kwargs = dict(params=params, data=data, headers=headers, auth=("AC123", "s3cr3t"))
+    fast = client.request(method, url, **kwargs)
+    via_sdk = TwilioHttpClient.request(client, method, url, **kwargs)
+    first, second = direct.requests[-2:]
+    assert fast.status_code == via_sdk.status_code
+    for attr in ("method", "path", "query", "headers", "body"):
+        a, b = getattr(first, attr), getattr(second, attr)
+        if attr == "headers":
+            a, b = {k.lower(): v for k, v in a.items()}, {k.lower(): v for k, v in b.items()}
+        assert a == b, attr
+    assert first.headers["Authorization"].startswith("Basic ")
