@@ -7,9 +7,11 @@ rate limiter, on loopback against the fake Twilio of tests/fakes.
     (API accept of the first to provider call of the last, closed-loop
     clients) against the raw throughput of a no-op Celery task on a worker
     with the same settings (prefork, same concurrency, same celeryconfig),
-    measured in the same run (before and after the pipeline, averaged).
-    Goal >= 0.3x. Then p95 of accepted -> provider
-    called at half that load (open loop, fixed rate). Goal <= 1 s.
+    measured in the same run: rounds interleaved no-op / pipeline / no-op /
+    ..., each pipeline round against the mean of its neighbouring no-op
+    rounds, the median ratio reported. Goal >= 0.3x. CPU per message by
+    process group is printed for every round. Then p95 of accepted ->
+    provider called at half that load (open loop, fixed rate). Goal <= 1 s.
 (b) Rate limiter: three worker processes, cap 20/s on one sender with burst
     2 (with burst 1 the limiter can never make up for a late send, and the
     sustained rate settles near 75-80% of the cap on a loaded machine), a
@@ -40,6 +42,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 2
 PIPELINE_MESSAGES = 1200
+PIPELINE_ROUNDS = 3
 NOOP_TASKS = 1500
 CLIENT_THREADS = 6
 HALF_LOAD_SECONDS = 8.0
@@ -240,12 +243,15 @@ def _provider_times(fake: Any) -> dict[str, float]:
     return {r.form["StatusCallback"].rpartition("mid=")[2]: r.at for r in fake.sends()}
 
 
-def _all_called(fake: Any, n: int) -> bool:
-    """The fake has seen sends for `n` distinct messages. Polled every 50 ms
-    while the pipeline runs: the raw request count comes first, so the
+def _all_called(fake: Any, ids: Any) -> bool:
+    """The fake has seen a send for every message in `ids`. Polled every
+    50 ms while the pipeline runs: the raw request count comes first, so the
     bench does not spend the machine's CPU rebuilding a 1200-entry map on
     every poll (that cost ~0.25 ms per message, a few % of the total)."""
-    return len(fake.requests) >= n and len(_provider_times(fake)) >= n
+    if len(fake.requests) < len(ids):
+        return False
+    called = _provider_times(fake)
+    return all(m in called for m in ids)
 
 
 def bench_noop(env: dict[str, str], tmp: Path) -> float:
@@ -270,7 +276,8 @@ def bench_noop(env: dict[str, str], tmp: Path) -> float:
     return (NOOP_TASKS - n0) / elapsed
 
 
-def bench_pipeline(env: dict[str, str], tmp: Path, fake: Any, api_key: str) -> tuple[float, float, float]:
+def bench_pipeline(env: dict[str, str], tmp: Path, fake: Any, api_key: str,
+                   half_load: bool) -> tuple[float, float, float | None]:
     port = _free_port()
     api = _start([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "ingest" / "gunicorn_conf.py"),
                   "--bind", f"127.0.0.1:{port}", "ingest.app:wsgi()"],
@@ -280,9 +287,10 @@ def bench_pipeline(env: dict[str, str], tmp: Path, fake: Any, api_key: str) -> t
         _wait_port(port, api, "gunicorn")
         _wait_ready([worker])
         # Warm-up: connections, imports, first SDK client.
+        fake.requests.clear()
         accepted: dict[str, float] = {}
         _closed_loop(port, api_key, range(0, RECIPIENTS), accepted)
-        _wait(lambda: _all_called(fake, RECIPIENTS), 60, "warm-up sends")
+        _wait(lambda: _all_called(fake, accepted), 60, "warm-up sends")
         fake.requests.clear()
 
         accepted = {}
@@ -296,7 +304,7 @@ def bench_pipeline(env: dict[str, str], tmp: Path, fake: Any, api_key: str) -> t
             t.start()
         for t in threads:
             t.join()
-        _wait(lambda: _all_called(fake, len(accepted)), 120, "pipeline drain")
+        _wait(lambda: _all_called(fake, accepted), 120, "pipeline drain")
         cpu1 = _cpu_snapshot({"gunicorn": api, "celery": worker}, env["REDIS_URL"])
         print(f"    CPU per pipeline message (ms): {_cpu_per_item(cpu0, cpu1, len(accepted))}",
               flush=True)
@@ -305,6 +313,10 @@ def bench_pipeline(env: dict[str, str], tmp: Path, fake: Any, api_key: str) -> t
         last = max(called[m] for m in accepted)
         api_rate = len(accepted) / (max(accepted.values()) - first)
         rate = len(accepted) / (last - first)
+        print(f"    pipeline round: {rate:.0f} msg/s sustained (API alone accepted {api_rate:.0f}/s)",
+              flush=True)
+        if not half_load:
+            return rate, api_rate, None
 
         # Half load, open loop: one request every 1/(rate/2) seconds.
         fake.requests.clear()
@@ -330,7 +342,7 @@ def bench_pipeline(env: dict[str, str], tmp: Path, fake: Any, api_key: str) -> t
             t.start()
         for t in threads:
             t.join()
-        _wait(lambda: _all_called(fake, len(accepted)), 60, "half-load drain")
+        _wait(lambda: _all_called(fake, accepted), 60, "half-load drain")
         called = _provider_times(fake)
         lat = sorted(called[m] - accepted[m] for m in accepted)
         p95 = lat[int(0.95 * (len(lat) - 1))]
@@ -430,20 +442,30 @@ def main() -> None:
               f"prefetch {settings.CELERY_PREFETCH_MULTIPLIER}; gunicorn 3 sync workers; "
               f"postgres {infra.postgres_origin}, redis {infra.redis_origin}", flush=True)
 
-        # The baseline is measured before and after the pipeline and averaged:
-        # one short no-op run swings by a third on a shared 2-core machine.
-        noop_before = bench_noop(env, tmp)
-        print(f"  raw Celery no-op task: {noop_before:.0f} tasks/s ({NOOP_TASKS} tasks)", flush=True)
-        rate, api_rate, p95 = bench_pipeline(env, tmp, fake, api_key)
-        noop_after = bench_noop(env, tmp)
-        noop_rate = (noop_before + noop_after) / 2
-        print(f"  raw Celery no-op task, again after the pipeline: {noop_after:.0f} tasks/s "
-              f"(baseline = mean {noop_rate:.0f} tasks/s)", flush=True)
-        ratio = rate / noop_rate
-        print(f"  pipeline POST /api/messages -> worker -> fake Twilio: {rate:.0f} msg/s sustained "
-              f"({PIPELINE_MESSAGES} messages, {CLIENT_THREADS} closed-loop clients; API alone "
-              f"accepted {api_rate:.0f}/s)", flush=True)
-        print(f"  ratio pipeline / no-op = {ratio:.2f}x (goal >= 0.3x) "
+        # Interleaved rounds: no-op, pipeline, no-op, pipeline, ..., no-op.
+        # Each pipeline round is compared with the mean of the no-op rounds on
+        # either side of it, and the median of those ratios is the figure: on a
+        # shared 2-core machine one short no-op run swings by a third.
+        noop_rates = [bench_noop(env, tmp)]
+        print(f"  raw Celery no-op task: {noop_rates[-1]:.0f} tasks/s ({NOOP_TASKS} tasks)", flush=True)
+        rounds: list[tuple[float, float, float | None]] = []
+        for r in range(PIPELINE_ROUNDS):
+            rounds.append(bench_pipeline(env, tmp, fake, api_key, half_load=r == PIPELINE_ROUNDS - 1))
+            noop_rates.append(bench_noop(env, tmp))
+            print(f"  raw Celery no-op task: {noop_rates[-1]:.0f} tasks/s ({NOOP_TASKS} tasks)",
+                  flush=True)
+        ratios = [rate / ((noop_rates[r] + noop_rates[r + 1]) / 2)
+                  for r, (rate, _, _) in enumerate(rounds)]
+        ratio = sorted(ratios)[len(ratios) // 2]
+        p95 = rounds[-1][2]
+        assert p95 is not None
+        rates = sorted(rate for rate, _, _ in rounds)
+        print(f"  pipeline POST /api/messages -> worker -> fake Twilio: median {rates[len(rates) // 2]:.0f} "
+              f"msg/s sustained ({PIPELINE_ROUNDS} rounds of {PIPELINE_MESSAGES} messages, "
+              f"{CLIENT_THREADS} closed-loop clients); no-op median "
+              f"{sorted(noop_rates)[len(noop_rates) // 2]:.0f} tasks/s", flush=True)
+        print(f"  per-round ratios: {', '.join(f'{x:.2f}' for x in ratios)}", flush=True)
+        print(f"  ratio pipeline / no-op = {ratio:.2f}x, median of rounds (goal >= 0.3x) "
               f"{'OK' if ratio >= 0.3 else 'BELOW GOAL'}", flush=True)
         print(f"  p95 accepted->provider at half load = {p95 * 1000:.0f} ms (goal <= 1000 ms) "
               f"{'OK' if p95 <= 1.0 else 'ABOVE GOAL'}", flush=True)
