@@ -26,56 +26,22 @@ import redis
 
 from shared.config import Settings, parse_rate
 
-# KEYS: one per limit. ARGV: horizon (how far ahead a slot may be reserved;
-# 0 = admission now or never), then (interval, burst) per key.
-# Per key: tat = theoretical arrival time (seconds, Redis clock). A request at
-# instant s conforms when s >= tat - (burst - 1) * interval.
-_GCRA_LUA = """
+# The GCRA step both scripts run, on Redis's clock. For n limits whose keys
+# are KEYS[first + 1 .. first + n] and whose (interval, burst) pairs start at
+# ARGV[arg]: per key, tat = theoretical arrival time (seconds); a request at
+# instant s conforms when s >= tat - (burst - 1) * interval (`paced`: burst 1).
+# The slot is the earliest instant every key allows. If it is further than
+# `horizon` away nothing is written and (false, delay) comes back; otherwise
+# every key advances past the slot and (true, delay) comes back.
+_GCRA_FUNCTION = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local horizon = tonumber(ARGV[1])
-local slot = now
-local tats = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i])
-  local burst = tonumber(ARGV[2 * i + 1])
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  tats[i] = tat
-  local allowed_at = tat - (burst - 1) * interval
-  if allowed_at > slot then slot = allowed_at end
-end
-if slot - now > horizon then
-  return {0, tostring(slot - now)}
-end
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i])
-  local tat = tats[i]
-  if tat < slot then tat = slot end
-  local new_tat = tat + interval
-  redis.call('SET', key, tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-end
-return {1, tostring(slot - now)}
-"""
-
-
-# Both layers in one round trip, for a send whose pacing slot may be now:
-# KEYS: the `:sched` keys, then the real keys (n each). ARGV: n, the slack
-# under which a reserved slot counts as now, then (interval, burst) per limit.
-# Reserves the pacing slot exactly as `schedule` (burst 1, any horizon); only
-# if that slot is within the slack, also runs `admit` (horizon 0). Returns
-# {scheduled delay, admitted 0/1, admission wait}.
-_SCHEDULE_ADMIT_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local n = tonumber(ARGV[1])
-local slack = tonumber(ARGV[2])
-local function gcra(first, horizon, paced)
+local function gcra(first, n, arg, horizon, paced)
   local slot = now
   local tats = {}
   for i = 1, n do
-    local interval = tonumber(ARGV[1 + 2 * i])
-    local burst = paced and 1 or tonumber(ARGV[2 + 2 * i])
+    local interval = tonumber(ARGV[arg + 2 * i - 2])
+    local burst = paced and 1 or tonumber(ARGV[arg + 2 * i - 1])
     local tat = tonumber(redis.call('GET', KEYS[first + i]) or '0')
     if tat < now then tat = now end
     tats[i] = tat
@@ -86,7 +52,7 @@ local function gcra(first, horizon, paced)
     return false, slot - now
   end
   for i = 1, n do
-    local interval = tonumber(ARGV[1 + 2 * i])
+    local interval = tonumber(ARGV[arg + 2 * i - 2])
     local tat = tats[i]
     if tat < slot then tat = slot end
     local new_tat = tat + interval
@@ -95,11 +61,30 @@ local function gcra(first, horizon, paced)
   end
   return true, slot - now
 end
-local _, delay = gcra(0, 1e9, true)
+"""
+
+# One step: `schedule` and `admit`. KEYS: one per limit. ARGV: horizon (how
+# far ahead a slot may be reserved; 0 = admission now or never), then
+# (interval, burst) per key. Returns {granted 0/1, delay}.
+_GCRA_LUA = _GCRA_FUNCTION + """
+local granted, delay = gcra(0, #KEYS, 2, tonumber(ARGV[1]), false)
+return {granted and 1 or 0, tostring(delay)}
+"""
+
+# Both layers in one round trip, for a send whose pacing slot may be now:
+# KEYS: the `:sched` keys, then the real keys (n each). ARGV: n, the slack
+# under which a reserved slot counts as now, then (interval, burst) per limit.
+# Reserves the pacing slot exactly as `schedule` (burst 1, any horizon); only
+# if that slot is within the slack, also runs `admit` (horizon 0). Returns
+# {scheduled delay, admitted 0/1, admission wait}.
+_SCHEDULE_ADMIT_LUA = _GCRA_FUNCTION + """
+local n = tonumber(ARGV[1])
+local slack = tonumber(ARGV[2])
+local _, delay = gcra(0, n, 3, 1e9, true)
 if delay > slack then
   return {tostring(delay), 0, '0'}
 end
-local admitted, wait = gcra(n, 0, false)
+local admitted, wait = gcra(n, n, 3, 0, false)
 return {tostring(delay), admitted and 1 or 0, tostring(wait)}
 """
 
