@@ -37,9 +37,24 @@ def _mask_cpf_match(m: re.Match[str]) -> str:
     return f"***.{m.group(2)}.{m.group(3)}-**"
 
 
-# Ids (message and task UUIDs) are not personal data, but two all-digit groups
-# of a UUID ("…-6341-4082-…") look like a phone number; they are kept intact.
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Kept whole, because they are not personal data but their digit runs look
+# like a phone number to `_PHONE` (and ops need them readable in logs):
+# - ids (message and task UUIDs): two all-digit groups ("…-6341-4082-…");
+# - ISO dates and timestamps ("2026-11-23 08:26:32.765500+00:00"), as
+#   libraries log them (APScheduler's "next run at: …");
+# - clock times with fractions of a second ("08:26:03.765500");
+# - IPv4 addresses, with a port ("127.0.0.1:43943", a broker URL).
+# Each is strict (real month/day/hour ranges, octets <= 255) so that a phone
+# or CPF written with dots or dashes does not pass for one.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_KEEP = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|(?<![\d.-])(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?"
+    r"(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?)?(?![\d-])"
+    r"|(?<![\d:.])(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d[.,]\d{1,9}(?:[+-](?:[01]\d|2[0-3]):[0-5]\d)?(?!\d)"
+    r"|(?<![\d.])" + _OCTET + r"(?:\." + _OCTET + r"){3}(?::\d{1,5})?(?![\d.])"
+)
 
 
 def _redact_plain(text: str) -> str:
@@ -49,12 +64,13 @@ def _redact_plain(text: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Mask every email, CPF and phone number found in free text."""
-    if "-" not in text or not _UUID.search(text):
+    """Mask every email, CPF and phone number found in free text (ids,
+    timestamps and IP addresses stay as they are: see `_KEEP`)."""
+    if not _KEEP.search(text):
         return _redact_plain(text)
     out: list[str] = []
     last = 0
-    for m in _UUID.finditer(text):
+    for m in _KEEP.finditer(text):
         out.append(_redact_plain(text[last : m.start()]))
         out.append(m.group(0))
         last = m.end()

@@ -9,6 +9,7 @@ import sys
 import uuid
 
 import orjson
+import pytest
 from sqlalchemy import func, select
 
 from shared.db import session_scope
@@ -154,3 +155,27 @@ def test_formatter_keeps_uuids_whole_but_masks_pii_beside_them() -> None:
     ))
     assert doc["msg"] == f"task {mid} for ***7777"
     assert doc["message_id"] == mid
+
+
+def test_formatter_keeps_timestamps_and_ip_addresses_readable() -> None:
+    # Seen in `make run`'s log: APScheduler's "next run at: 2026-11-23
+    # 08:26:32" and Celery's broker "127.0.0.1:43943" came out as "***2308:26:32"
+    # and "***7001:43943" (their digit runs read as phone numbers).
+    msg = ('Running job "tick (next run at: 2026-11-23 08:26:32 UTC)" '
+           "(scheduled at 2026-11-23 08:26:17.445500+00:00); broker redis://127.0.0.1:43943/0; "
+           "took 08:26:03.765500, at 2026-11-23T08:26:03.669+00:00 from 10.0.0.255")
+    doc = orjson.loads(JsonFormatter().format(_record("%s", msg)))
+    assert doc["msg"] == msg
+
+
+@pytest.mark.parametrize("text,clear", [
+    (f"wrote from {PHONE} at 2026-11-23 08:26:32", PHONE),
+    ("phone 2026-1198-8877", "1198-8877"),       # a date-like phone, not a date
+    ("phone 11.98888.7777", "98888"),            # dotted, not an IPv4 address
+    ("phone 192.168.1.1.5", "192.168.1.1.5"),    # five groups: not an address
+    ("cpf 123.456.789-09 at 2026-11-23", "123.456.789-09"),
+    ("bad date 2026-13-45 1234", "2026-13-45 1234"),
+])
+def test_what_is_kept_whole_does_not_shelter_pii(text: str, clear: str) -> None:
+    line = JsonFormatter().format(_record("%s", text))
+    assert clear not in line
