@@ -39,6 +39,8 @@ from typing import Any
 
 import orjson
 
+from bench.cpu import postgres_cpu, process_tree_cpu, redis_cpu, self_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 2
 PIPELINE_MESSAGES = 1200
@@ -155,56 +157,13 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 # message, per process group, are steadier and say where the time goes.
 
 
-def _tree_cpu(proc: subprocess.Popen[bytes]) -> float:
-    import psutil
-
-    total = 0.0
-    try:
-        root = psutil.Process(proc.pid)
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-    except psutil.NoSuchProcess:
-        pass
-    return total
-
-
-def _postgres_cpu() -> float:
-    """Every PostgreSQL server process on the machine (backends, WAL writer,
-    checkpointer): the local service or the embedded one."""
-    import psutil
-
-    total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if (p.info["name"] or "").startswith("postgres"):
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-    return total
-
-
-def _redis_cpu(url: str) -> float:
+def _cpu_snapshot(groups: dict[str, subprocess.Popen[bytes]], redis_url: str) -> dict[str, float]:
     import redis
 
-    info = redis.Redis.from_url(url).info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-def _self_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-def _cpu_snapshot(groups: dict[str, subprocess.Popen[bytes]], redis_url: str) -> dict[str, float]:
-    snap = {name: _tree_cpu(proc) for name, proc in groups.items()}
-    snap["postgres"] = _postgres_cpu()
-    snap["redis"] = _redis_cpu(redis_url)
-    snap["bench (clients + fake Twilio)"] = _self_cpu()
+    snap = {name: process_tree_cpu(proc) for name, proc in groups.items()}
+    snap["postgres"] = postgres_cpu()
+    snap["redis"] = redis_cpu(redis.Redis.from_url(redis_url))
+    snap["bench (clients + fake Twilio)"] = self_cpu()
     return snap
 
 

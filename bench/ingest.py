@@ -38,6 +38,8 @@ from typing import Any
 
 import orjson
 
+from bench.cpu import process_tree_cpu, redis_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/webhook"
 ROUNDS = 8
@@ -151,25 +153,6 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def _group_cpu(proc: subprocess.Popen[bytes]) -> float:
-    import psutil
-
-    total = 0.0
-    root = psutil.Process(proc.pid)
-    for p in [root, *root.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def _redis_cpu(client: object) -> float:
-    info = client.info("cpu")  # type: ignore[attr-defined]
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
 def measure(port: int, reqs: list[bytes], server: subprocess.Popen[bytes], rclient: object) -> Result:
     per_client = len(reqs) // (PROCESSES * THREADS_PER_PROCESS)
     slices = [reqs[i * per_client:(i + 1) * per_client] for i in range(PROCESSES * THREADS_PER_PROCESS)]
@@ -183,7 +166,7 @@ def measure(port: int, reqs: list[bytes], server: subprocess.Popen[bytes], rclie
         )
         for p in range(PROCESSES)
     ]
-    cpu0 = (_group_cpu(server), _redis_cpu(rclient), os.times())
+    cpu0 = (process_tree_cpu(server), redis_cpu(rclient), os.times())
     for p in procs:
         p.start()
     lat: list[float] = []
@@ -196,8 +179,8 @@ def measure(port: int, reqs: list[bytes], server: subprocess.Popen[bytes], rclie
         p.join()
     t1 = os.times()
     cpu = {
-        "gunicorn": _group_cpu(server) - cpu0[0],
-        "redis": _redis_cpu(rclient) - cpu0[1],
+        "gunicorn": process_tree_cpu(server) - cpu0[0],
+        "redis": redis_cpu(rclient) - cpu0[1],
         "loadgen": (t1.children_user + t1.children_system)
         - (cpu0[2].children_user + cpu0[2].children_system),
     }
