@@ -8,24 +8,31 @@ import subprocess
 from typing import Any
 
 
-def process_tree_cpu(proc: subprocess.Popen[bytes]) -> float:
-    """User + system CPU of a started process and all its descendants
-    (gunicorn's workers, Celery's pool children)."""
+def _summed_cpu(processes: Any) -> float:
+    """User + system CPU of these psutil processes (one that has exited or
+    that we may not read counts as 0)."""
     import psutil
 
     total = 0.0
-    try:
-        root = psutil.Process(proc.pid)
-        family = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    for p in family:
+    for p in processes:
         try:
             t = p.cpu_times()
             total += t.user + t.system
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             pass
     return total
+
+
+def process_tree_cpu(proc: subprocess.Popen[bytes]) -> float:
+    """A started process and all its descendants (gunicorn's workers,
+    Celery's pool children)."""
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        return _summed_cpu([root, *root.children(recursive=True)])
+    except psutil.NoSuchProcess:
+        return 0.0
 
 
 def postgres_cpu() -> float:
@@ -33,15 +40,9 @@ def postgres_cpu() -> float:
     checkpointer): the local service or the embedded one."""
     import psutil
 
-    total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if (p.info["name"] or "").startswith("postgres"):
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-    return total
+    return _summed_cpu(
+        p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")
+    )
 
 
 def redis_cpu(client: Any) -> float:
