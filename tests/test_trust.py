@@ -98,6 +98,24 @@ def reset_fakes(twilio: FakeTwilio, smtp: FakeSMTP) -> None:
     smtp.received.clear()
 
 
+@pytest.fixture(autouse=True)
+def sends_settled(worker: WorkerProcess) -> Iterator[None]:
+    """Let the worker finish this test's sends before the next test empties
+    the tables under it."""
+    yield
+
+    def settled() -> bool:
+        with session_scope() as s:
+            busy = s.scalar(
+                select(Message.id).where(
+                    Message.direction == "outbound", Message.status.in_(["queued", "sending"])
+                )
+            )
+            return busy is None
+
+    wait_for(settled, timeout=15)
+
+
 @pytest.fixture
 def cfg(settings: Any) -> Any:
     return settings.model_copy(update={"QUIET_HOURS_CHANNELS": []})
