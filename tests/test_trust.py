@@ -99,19 +99,16 @@ def reset_fakes(twilio: FakeTwilio, smtp: FakeSMTP) -> None:
 
 
 @pytest.fixture(autouse=True)
-def sends_settled(worker: WorkerProcess) -> Iterator[None]:
-    """Let the worker finish this test's sends before the next test empties
-    the tables under it."""
+def sends_settled(worker: WorkerProcess, redis_client: Any) -> Iterator[None]:
+    """Let the worker finish this test's tasks before the next test empties
+    the tables under it (claimed-but-never-enqueued messages stay queued)."""
     yield
 
     def settled() -> bool:
+        if any(redis_client.llen(q) for q in ("inbound", "email", "sms", "whatsapp")):
+            return False
         with session_scope() as s:
-            busy = s.scalar(
-                select(Message.id).where(
-                    Message.direction == "outbound", Message.status.in_(["queued", "sending"])
-                )
-            )
-            return busy is None
+            return s.scalar(select(Message.id).where(Message.status == "sending")) is None
 
     wait_for(settled, timeout=15)
 
