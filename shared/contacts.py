@@ -49,7 +49,7 @@ class ContactDetails:
     cpf_clear: str | None = None
     source: str | None = None
     channel: str | None = None
-    # (kind, value) → how it was verified ("twilio", "booking_api", "imap:dmarc"…)
+    # (kind, value) → who vouched for it ("twilio", "appointments", "imap:dmarc"…)
     verified: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def vouched_by(self, via: str) -> ContactDetails:

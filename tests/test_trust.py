@@ -563,3 +563,61 @@ def test_expired_proof_link_is_refused(client, worker, cfg) -> None:
         link = s.get(Message, result.message_id).template_data["link"]
         token = link.rsplit("/", 1)[1]
         assert confirm_proof(s, token, datetime.now(UTC)).reason == "expired"
+
+
+# --- migration 0004: which existing identities count as verified ------------------------
+
+
+def test_backfill_verifies_only_what_the_database_shows_a_trusted_source_supplied(
+    infra: Any,
+) -> None:
+    """Identities written with their contact by the booking system or a
+    provider message are verified; a form's, an e-mail's, or one added later
+    (nobody recorded who) are not."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from shared.migrate import upgrade
+    from tests.infra import _psycopg_url
+
+    name = f"clinicq_backfill_{uuid.uuid4().hex[:8]}"
+    admin = _psycopg_url(infra.admin_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(infra.database_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url, "0003")
+        ids = {source: uuid.uuid4() for source in ("appointments", "twilio", "webhook", "imap")}
+        with psycopg.connect(_psycopg_url(url)) as conn:
+            for n, (source, cid) in enumerate(ids.items()):
+                with conn.transaction():  # contact and first identity: one now()
+                    conn.execute(
+                        "INSERT INTO contacts (id, source) VALUES (%s, %s)", (cid, source)
+                    )
+                    conn.execute(
+                        "INSERT INTO contact_identities (contact_id, kind, value) "
+                        "VALUES (%s, 'phone', %s)",
+                        (cid, f"+551198765000{n}"),
+                    )
+            with conn.transaction():  # later, in another transaction: a form's e-mail
+                conn.execute(
+                    "INSERT INTO contact_identities (contact_id, kind, value) "
+                    "VALUES (%s, 'email', 'added.later@example.com')",
+                    (ids["appointments"],),
+                )
+        upgrade(url, "0004")
+        with psycopg.connect(_psycopg_url(url)) as conn:
+            rows = conn.execute(
+                "SELECT c.source, i.kind, i.verified_via, i.verified_at IS NOT NULL "
+                "FROM contact_identities i JOIN contacts c ON c.id = i.contact_id"
+            ).fetchall()
+        assert sorted(rows) == [
+            ("appointments", "email", None, False),
+            ("appointments", "phone", "backfill:appointments", True),
+            ("imap", "phone", None, False),
+            ("twilio", "phone", "backfill:twilio", True),
+            ("webhook", "phone", None, False),
+        ]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
