@@ -276,6 +276,16 @@ def test_the_same_commands_through_twilio_act(client, worker, twilio, cfg) -> No
     assert "command_unverified" not in events(stop)
 
 
+def test_sim_through_meta_whatsapp_confirms(client, worker, cfg) -> None:
+    from tests.test_meta_webhook import envelope, text_message
+    from tests.test_webhook_contract import meta_request
+
+    aid = book(cfg)
+    body, headers = meta_request(envelope(text_message("Sim", wa_id=PHONE.lstrip("+"))))
+    assert client.post("/webhooks/meta", data=body, headers=headers).status_code == 200
+    wait_for(lambda: appointment_status(aid) == "confirmed")
+
+
 def test_then_the_patient_confirms_the_opt_out_from_the_verified_phone(
     client, worker, twilio, cfg
 ) -> None:
