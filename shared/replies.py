@@ -23,7 +23,9 @@ every later send honours it (outbound creation and the send worker check).
 Only the patient acts for the patient (ARCHITECTURE rule 11): a command is
 honoured only when the channel vouched for the sender (`Message.sender_verified`:
 a Twilio/Meta number, an authenticated e-mail). From anyone else (the public
-form, an e-mail whose `From:` nothing authenticates) it is a note for the team:
+form, an e-mail whose `From:` nothing authenticates) a command that would have
+acted (an opt-out; an appointment command with an upcoming appointment) is a
+note for the team instead:
 a `command_unverified` event, the conversation marked for an agent, an e-mail
 to EMAIL_SUPORTE (`comando_nao_verificado`); an opt-out additionally asks the
 patient, on their verified channel only, to confirm it from there
@@ -140,15 +142,18 @@ def handle_reply(session: Session, ctx: ReactionContext) -> None:
         return
     settings = get_settings()
     now = datetime.now(UTC)
-    if not message.sender_verified:
-        _unverified_command(session, ctx, message, command, settings)
-        return
     if command.kind in (OPT_OUT, OPT_OUT_EVERYTHING):
-        _opt_out(session, ctx, message, command)
+        if message.sender_verified:
+            _opt_out(session, ctx, message, command)
+        else:
+            _unverified_command(session, ctx, message, command, settings)
         return
     appt = _linked_appointment(session, message.contact_id, command.appointment_id, now)
     if appt is None:
         ctx.notes["reply"] = f"{command.kind}: no upcoming appointment; left to triage"
+        return
+    if not message.sender_verified:
+        _unverified_command(session, ctx, message, command, settings)
         return
     if command.kind == CONFIRM:
         _confirm(session, ctx, message, appt, settings, now)
@@ -366,18 +371,24 @@ def _unverified_command(
     scope = _opt_out_scope(message, command) if opt_out else None
     confirmation = _ask_to_confirm_opt_out(session, ctx, message, scope) if scope else None
     ctx.notes["reply"] = f"{command.kind} from an unverified sender: left to the team"
-    session.add(
-        MessageEvent(
-            message_id=message.id,
-            event="command_unverified",
-            detail=f"{command.kind} not acted on: the sender is not verified for this contact",
-            payload={
-                "command": command.kind,
-                "opt_out_scope": scope,
-                "confirmation_asked_on": confirmation,
-            },
+    recorded = session.scalar(
+        select(MessageEvent.id).where(
+            MessageEvent.message_id == message.id, MessageEvent.event == "command_unverified"
         )
     )
+    if recorded is None:  # the reaction may run twice
+        session.add(
+            MessageEvent(
+                message_id=message.id,
+                event="command_unverified",
+                detail=f"{command.kind} not acted on: the sender is not verified for this contact",
+                payload={
+                    "command": command.kind,
+                    "opt_out_scope": scope,
+                    "confirmation_asked_on": confirmation,
+                },
+            )
+        )
     if not settings.EMAIL_SUPORTE:
         log.warning(
             "unverified command not emailed: EMAIL_SUPORTE not set",

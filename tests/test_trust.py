@@ -241,6 +241,13 @@ def test_form_sim_with_a_patients_phone_does_not_confirm(client, worker, smtp, c
         assert conv is not None and conv.needs_agent is True
 
 
+def test_form_sim_without_an_appointment_is_just_a_message(client, worker) -> None:
+    mid = form(client, "Sim", phone="+5511955554444")
+    wait_for(lambda: message(mid).triage is not None)  # reactions ran
+    assert "command_unverified" not in events(mid)
+    assert outbound(template="comando_nao_verificado") == []
+
+
 def test_form_parar_tudo_does_not_opt_out_and_asks_on_the_verified_phone(
     client, worker, twilio, cfg
 ) -> None:
