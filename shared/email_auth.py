@@ -20,8 +20,9 @@ SPF alone is not enough: it vouches for the envelope sender, which need not
 be the `From:` (DMARC is what ties an SPF pass to the `From:` domain).
 
 Parsing is `authres` (RFC 8601 grammar). Its parser copies the remaining text
-at each step, so a header is parsed only up to AUTH_RESULTS_MAX_CHARS
-(real ones are under ~1.5 KB; 4 KB parses in a few milliseconds).
+at each step (quadratic), so a longer header than AUTH_RESULTS_MAX_CHARS is
+not parsed and proves nothing. Measured: a real Gmail-style header ~1.8 ms per
+message; a crafted 4 KB one ~57 ms (on the shared 2-core test machine).
 """
 
 from __future__ import annotations
