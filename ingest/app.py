@@ -63,6 +63,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from ingest.inbox_webhooks import bp as inbox_webhooks_bp  # issue 5: agent inbox
 
     app.register_blueprint(inbox_webhooks_bp)
+    from ingest.identity_proofs import bp as identity_proofs_bp  # proof of address
+
+    app.register_blueprint(identity_proofs_bp)
 
     if auth.insecure:
         log.warning(

@@ -214,7 +214,11 @@ def upsert_appointment(
 ) -> AppointmentResult:
     """Create the appointment for `external_id`, or apply what differs."""
     now = now or datetime.now(UTC)
-    details = contact_details_from_payload(data["contact"], "", "appointments")
+    # The booking system (an API key, or the webhook secret on an
+    # appointment.* event) supplies the patient's addresses: they are verified.
+    details = contact_details_from_payload(data["contact"], "", "appointments").vouched_by(
+        "appointments"
+    )
     details.channel = None
     contact = find_or_create_contact(session, details)
 

@@ -8,6 +8,7 @@ variable (`ConfigError`), never later in the middle of a request.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import zoneinfo
 from datetime import time
@@ -184,6 +185,13 @@ class Settings(BaseSettings):
     IMAP_BATCH_SIZE: int = Field(100, ge=1, le=10_000)
     # Larger messages (exam scans attached) are read only this far.
     IMAP_MAX_MESSAGE_BYTES: int = Field(10 * 1024 * 1024, ge=64 * 1024, le=200 * 1024 * 1024)
+    # The authserv-id the clinic's receiving mail server writes in its
+    # Authentication-Results header (e.g. "mx.google.com"). Only that header is
+    # believed (RFC 8601 §5: anyone can add one); empty → no e-mail sender is
+    # ever verified, so e-mailed commands (SAIR, SIM…) only reach the team.
+    IMAP_TRUSTED_AUTHSERV_ID: str = Field("", max_length=255)
+    # How long a proof-of-address link stays valid.
+    IDENTITY_PROOF_TTL_HOURS: int = Field(72, ge=1, le=24 * 30)
     # Meta batches many statuses/messages per webhook (up to ~3 MB per its
     # docs); a 413 would make Meta retry — and lose — the whole batch.
     META_WEBHOOK_MAX_BODY_BYTES: int = Field(3 * 1024 * 1024, ge=64 * 1024, le=16 * 1024 * 1024)
@@ -332,6 +340,18 @@ class Settings(BaseSettings):
                     "each secret must be 'whsec_' followed by base64 (Standard Webhooks)"
                 ) from None
         return secrets
+
+    @field_validator("IMAP_TRUSTED_AUTHSERV_ID")
+    @classmethod
+    def _authserv_id(cls, value: str) -> str:
+        # A domain-like token (RFC 8601 authserv-id is a value, in practice the
+        # receiving host's name); compared case-insensitively.
+        value = value.strip().lower()
+        if value and not re.fullmatch(r"[a-z0-9._-]+", value):
+            raise ValueError(
+                "must be the authserv-id token of your mail server, e.g. mx.example.com"
+            )
+        return value
 
     @field_validator("IMAP_FOLDER")
     @classmethod

@@ -121,7 +121,15 @@ def contact_overview(
         "erased_at": _iso(contact.erased_at),
         "created_at": _iso(contact.created_at),
         "updated_at": _iso(contact.updated_at),
-        "identities": [{"kind": i.kind, "value": i.value} for i in identities],
+        "identities": [
+            {
+                "kind": i.kind,
+                "value": i.value,
+                "verified": i.verified_at is not None,
+                "verified_via": i.verified_via,
+            }
+            for i in identities
+        ],
         "conversations": [
             {
                 "id": str(c.id),
@@ -308,7 +316,12 @@ def merge_contacts(
         session,
         update(ContactIdentity)
         .where(ContactIdentity.contact_id == other_id)
-        .values(contact_id=keep_id),
+        # The operator who merges vouches that these addresses are the patient's.
+        .values(
+            contact_id=keep_id,
+            verified_via=func.coalesce(ContactIdentity.verified_via, "merge"),
+            verified_at=func.coalesce(ContactIdentity.verified_at, func.now()),
+        ),
     )
 
     # One active conversation per contact: if both have one, the other's is

@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.db import session_scope
+from shared.email_auth import sender_authentication
 from shared.enums import Channel, Direction, IdentityKind
 from shared.identity import InvalidIdentifier, normalize_email
 from shared.models import Contact, ContactIdentity, MailboxState, Message
@@ -306,6 +307,9 @@ def parse_email(
             timestamp = None
 
     contact: dict[str, Any] = {"email": sender}
+    authenticated = sender_authentication(msg, sender, settings.IMAP_TRUSTED_AUTHSERV_ID)
+    if authenticated:
+        metadata["sender_authenticated"] = authenticated
     name = " ".join(name.split())
     if name and len(name) <= 200 and "@" not in name:
         contact["name"] = name
@@ -321,6 +325,14 @@ def parse_email(
         },
         "received_at": (now or datetime.now(UTC)).isoformat(),
         "source": PROVIDER,
+        # Our receiving server vouched for the From: (shared/email_auth.py).
+        # Names the address: if threading files the message under another
+        # identity (thread_reply), nothing is vouched for.
+        "attested": (
+            [{"kind": "email", "value": sender, "via": f"imap:{authenticated}"}]
+            if authenticated
+            else []
+        ),
         "provider": PROVIDER,
         "provider_message_id": _bounded_id(message_id, MESSAGE_ID_MAX),
         "idempotency_key": "imap:" + _bounded_id(message_id, 200),

@@ -1,6 +1,9 @@
 """Filing an inbound message: contact → conversation → message → event.
 
-Called by the `inbound` worker with the payload ingest validated. One
+Called by the `inbound` worker with the payload ingest validated. The
+message is filed under the contact its identities name; whether the channel
+vouched that the sender *is* that contact is kept on the message
+(`sender_verified`, see shared/contacts.py) for the handlers that act. One
 transaction; running it twice changes nothing (the message id was made at
 ingest and is the primary key; the idempotency key is unique too).
 """
@@ -69,7 +72,9 @@ def file_inbound_message(
     msg = payload["message"]
     received_at = _parse_ts(payload.get("received_at")) or datetime.now(UTC)
 
-    details = contact_details_from_payload(payload["contact"], channel, payload.get("source", ""))
+    details = contact_details_from_payload(
+        payload["contact"], channel, payload.get("source", ""), payload.get("attested")
+    )
     match = find_or_create_contact(session, details)
     conversation_id = active_conversation(session, match.contact_id, channel, received_at)
 
@@ -90,6 +95,7 @@ def file_inbound_message(
             provider_message_id=provider_message_id,
             idempotency_key=idem,
             sent_at_provider=_parse_ts(msg.get("timestamp")),
+            sender_verified=match.sender_verified,
             created_at=received_at,
             updated_at=received_at,
         )
@@ -106,6 +112,9 @@ def file_inbound_message(
         "auth": payload.get("auth"),
         "warnings": payload.get("warnings") or None,
         "merge_candidates": [str(c) for c in match.merge_candidates] or None,
+        "sender_verified": match.sender_verified,
+        "sender_verified_via": sorted(set(details.verified.values())) or None,
+        "held_apart": str(match.held_apart) if match.held_apart else None,
     }
     if payload.get("raw") is not None:
         event_payload["raw"] = payload["raw"]

@@ -175,6 +175,8 @@ def _message_payload(
         },
         "received_at": received_at,
         "source": PROVIDER,
+        # Meta signed the request; WhatsApp delivered it from this number.
+        "attested": [{"kind": "phone", "value": phone, "via": PROVIDER}],
         "provider": PROVIDER,
         "provider_message_id": wamid,
         "idempotency_key": f"{PROVIDER}:{wamid}",

@@ -75,6 +75,29 @@ class ContactIdentity(Base):
     )
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[str] = mapped_column(String(320))
+    # Rule 11: who vouched that this address is the patient's. NULL: nobody
+    # (a public form, an unauthenticated e-mail) — such an identity never
+    # outranks a verified one as a delivery address.
+    verified_at: Mapped[datetime | None] = mapped_column(TZ)
+    verified_via: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now()
+
+
+class IdentityProof(Base):
+    """A single-use link sent to an address: following it (and pressing the
+    button, a POST) proves the patient receives mail/SMS there. Only the
+    SHA-256 of the link's token is stored."""
+
+    __tablename__ = "identity_proofs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(
+        ForeignKey("contact_identities.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(TZ)
+    used_at: Mapped[datetime | None] = mapped_column(TZ)
     created_at: Mapped[datetime] = _now()
 
 
@@ -167,6 +190,10 @@ class Message(Base):
     cost: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
     cost_currency: Mapped[str | None] = mapped_column(String(3))
     sent_at_provider: Mapped[datetime | None] = mapped_column(TZ)  # patient's timestamp
+    # Inbound only: the channel vouched that the sender is this contact (a
+    # Twilio/Meta number, an e-mail with DMARC/aligned DKIM pass). Only such
+    # messages may act for the patient (confirm, cancel, opt out…).
+    sender_verified: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     sent_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -397,7 +397,10 @@ def resolve_api_message(
         else:
             contact_id = find_or_create_contact(
                 session,
-                ContactDetails(identities=[(kind, address)], source="api", channel=channel),
+                # An API-key caller named this address: verified by it.
+                ContactDetails(
+                    identities=[(kind, address)], source="api", channel=channel
+                ).vouched_by("api"),
             ).contact_id
     if channel not in SEND_TASKS:
         raise RecipientError(f"unknown channel {channel!r}", "channel")

@@ -20,6 +20,17 @@ Appointment commands link to the patient's nearest upcoming appointment
 An opt-out is recorded once and confirmed once (a second SAIR changes nothing);
 every later send honours it (outbound creation and the send worker check).
 
+Only the patient acts for the patient (ARCHITECTURE rule 11): a command is
+honoured only when the channel vouched for the sender (`Message.sender_verified`:
+a Twilio/Meta number, an authenticated e-mail). From anyone else (the public
+form, an e-mail whose `From:` nothing authenticates) a command that would have
+acted (an opt-out; an appointment command with an upcoming appointment) is a
+note for the team instead:
+a `command_unverified` event, the conversation marked for an agent, an e-mail
+to EMAIL_SUPORTE (`comando_nao_verificado`); an opt-out additionally asks the
+patient, on their verified channel only, to confirm it from there
+(`optout_verificar`).
+
 Idempotent: the reaction task may run twice; replies use idempotency keys
 derived from the inbound message id, state changes are no-ops the second time.
 Handled commands set `ctx.consumed` so automations skip their auto-ack.
@@ -39,9 +50,9 @@ from sqlalchemy.orm import Session
 from unidecode import unidecode
 
 from shared.config import Settings, get_settings
-from shared.contacts import contact_address
+from shared.contacts import contact_address, verified_address
 from shared.enums import OPT_OUT_ALL, AppointmentStatus, Direction, IdentityKind
-from shared.models import Appointment, Contact, Conversation, Message
+from shared.models import Appointment, Contact, Conversation, Message, MessageEvent
 from shared.optouts import record_opt_out
 from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
 from shared.reactions import ReactionContext
@@ -132,11 +143,17 @@ def handle_reply(session: Session, ctx: ReactionContext) -> None:
     settings = get_settings()
     now = datetime.now(UTC)
     if command.kind in (OPT_OUT, OPT_OUT_EVERYTHING):
-        _opt_out(session, ctx, message, command)
+        if message.sender_verified:
+            _opt_out(session, ctx, message, command)
+        else:
+            _unverified_command(session, ctx, message, command, settings)
         return
     appt = _linked_appointment(session, message.contact_id, command.appointment_id, now)
     if appt is None:
         ctx.notes["reply"] = f"{command.kind}: no upcoming appointment; left to triage"
+        return
+    if not message.sender_verified:
+        _unverified_command(session, ctx, message, command, settings)
         return
     if command.kind == CONFIRM:
         _confirm(session, ctx, message, appt, settings, now)
@@ -280,12 +297,7 @@ def _opt_out(
     command: Command,
 ) -> None:
     assert message.contact_id is not None
-    # The channel the patient wrote on; a channel we never send on (web form)
-    # can only mean "stop contacting me": all.
-    if command.kind == OPT_OUT_EVERYTHING or message.channel not in _SEND_CHANNELS:
-        scope = OPT_OUT_ALL
-    else:
-        scope = message.channel
+    scope = _opt_out_scope(message, command)
     ctx.consumed = True
     new = record_opt_out(session, message.contact_id, scope, command.keyword, source="reply")
     ctx.notes["reply"] = f"opt-out {scope}" + ("" if new else " (already recorded)")
@@ -320,3 +332,132 @@ def _opt_out(
             respect_opt_out=False,
         ),
     )
+
+
+# --- commands from a sender nobody vouched for -----------------------------------------
+
+_REQUEST_LABEL = {
+    CONFIRM: "confirmar a consulta",
+    RESCHEDULE: "remarcar a consulta",
+    CANCEL_REQUEST: "cancelar a consulta",
+    OPT_OUT_EVERYTHING: "parar de receber todas as mensagens",
+}
+
+
+def _opt_out_scope(message: Message, command: Command) -> str:
+    """The channel the patient wrote on; a channel we never send on (web form)
+    can only mean "stop contacting me": all."""
+    if command.kind == OPT_OUT_EVERYTHING or message.channel not in _SEND_CHANNELS:
+        return OPT_OUT_ALL
+    return message.channel
+
+
+def _unverified_command(
+    session: Session,
+    ctx: ReactionContext,
+    message: Message,
+    command: Command,
+    settings: Settings,
+) -> None:
+    """Nothing changes for the patient; the team is told, and for an opt-out
+    the patient is asked on a verified address to confirm it from there."""
+    assert message.contact_id is not None
+    ctx.consumed = True  # handled (by people): no auto-acknowledgement
+    if message.conversation_id is not None:
+        conversation = session.get(Conversation, message.conversation_id)
+        if conversation is not None:
+            conversation.needs_agent = True
+    opt_out = command.kind in (OPT_OUT, OPT_OUT_EVERYTHING)
+    scope = _opt_out_scope(message, command) if opt_out else None
+    confirmation = _ask_to_confirm_opt_out(session, ctx, message, scope) if scope else None
+    ctx.notes["reply"] = f"{command.kind} from an unverified sender: left to the team"
+    recorded = session.scalar(
+        select(MessageEvent.id).where(
+            MessageEvent.message_id == message.id, MessageEvent.event == "command_unverified"
+        )
+    )
+    if recorded is None:  # the reaction may run twice
+        session.add(
+            MessageEvent(
+                message_id=message.id,
+                event="command_unverified",
+                detail=f"{command.kind} not acted on: the sender is not verified for this contact",
+                payload={
+                    "command": command.kind,
+                    "opt_out_scope": scope,
+                    "confirmation_asked_on": confirmation,
+                },
+            )
+        )
+    if not settings.EMAIL_SUPORTE:
+        log.warning(
+            "unverified command not emailed: EMAIL_SUPORTE not set",
+            extra={"command": command.kind},
+        )
+        return
+    contact = session.get(Contact, message.contact_id)
+    if scope is not None and scope != OPT_OUT_ALL:
+        request = f"parar de receber mensagens por {_CHANNEL_LABEL[scope]}"
+    else:
+        request = _REQUEST_LABEL[command.kind]
+    _send(
+        session,
+        ctx,
+        OutboundRequest(
+            channel="email",
+            to_address=settings.EMAIL_SUPORTE,
+            template="comando_nao_verificado",
+            template_data={
+                "paciente_nome": (contact.name if contact else None) or "(sem nome)",
+                "pedido": request,
+                "resposta": (message.text or "")[:100],
+                "canal": _CHANNEL_LABEL.get(message.channel, message.channel),
+                "confirmacao_canal": _CHANNEL_LABEL.get(confirmation or "", confirmation or ""),
+                "conversation_id": str(message.conversation_id or ""),
+            },
+            purpose="alert",
+            idempotency_key=f"reply:{message.id}:unverified",
+            metadata={"in_reply_to": str(message.id), "command": command.kind},
+            respect_opt_out=False,  # a team address, not the patient
+        ),
+    )
+
+
+def _ask_to_confirm_opt_out(
+    session: Session, ctx: ReactionContext, message: Message, scope: str
+) -> str | None:
+    """Ask the patient, on a verified address only, to send the opt-out from
+    there (where it will be honoured). Returns the channel used, or None."""
+    assert message.contact_id is not None
+    route: tuple[str, str] | None = None
+    phone = verified_address(session, message.contact_id, IdentityKind.PHONE.value)
+    email = verified_address(session, message.contact_id, IdentityKind.EMAIL.value)
+    if scope == "email":
+        route = ("email", email) if email else None
+    elif scope in ("sms", "whatsapp"):
+        route = ("sms", phone) if phone else None
+    else:
+        route = ("sms", phone) if phone else (("email", email) if email else None)
+    if route is None:
+        return None
+    channel, to = route
+    label = "SMS, WhatsApp ou email" if scope == OPT_OUT_ALL else _CHANNEL_LABEL[scope]
+    _send(
+        session,
+        ctx,
+        OutboundRequest(
+            channel=channel,
+            to_address=to,
+            contact_id=message.contact_id,
+            conversation_id=message.conversation_id,
+            template="optout_verificar",
+            template_data={
+                "canal": label,
+                "palavra": "PARAR TUDO" if scope == OPT_OUT_ALL else "SAIR",
+            },
+            purpose="auto_reply",
+            idempotency_key=f"reply:{message.id}:optout-verify",
+            metadata={"in_reply_to": str(message.id), "opt_out_requested": scope},
+        ),
+    )
+    return channel

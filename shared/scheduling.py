@@ -130,15 +130,17 @@ def phase_of(kind: str, settings: Settings) -> str:
 def contact_addresses(
     session: Session, contact_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, str]]:
-    """{contact_id: {"sms"/"whatsapp": phone, "email": email}} — the most
-    recently added identity of each kind wins."""
+    """{contact_id: {"sms"/"whatsapp": phone, "email": email}} — per kind the
+    address contact_address would pick (verified first, then the newest)."""
     rows = session.execute(
         select(ContactIdentity.contact_id, ContactIdentity.kind, ContactIdentity.value)
         .where(
             ContactIdentity.contact_id.in_(contact_ids),
             ContactIdentity.kind.in_([IdentityKind.PHONE.value, IdentityKind.EMAIL.value]),
         )
-        .order_by(ContactIdentity.id)
+        # contact_address's preference reversed (best last): later rows
+        # overwrite earlier ones below.
+        .order_by(ContactIdentity.verified_at.is_not(None), ContactIdentity.id)
     ).all()
     out: dict[uuid.UUID, dict[str, str]] = {cid: {} for cid in contact_ids}
     for contact_id, kind, value in rows:

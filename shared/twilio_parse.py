@@ -137,6 +137,8 @@ def parse_twilio_inbound(
         "message": {"text": body, "timestamp": None, "metadata": metadata},
         "received_at": (now or datetime.now(UTC)).isoformat(),
         "source": PROVIDER,
+        # Twilio signed the request and its carrier delivered from this number.
+        "attested": [{"kind": "phone", "value": phone, "via": PROVIDER}],
         "provider": PROVIDER,
         "provider_message_id": sid,
         "idempotency_key": f"{PROVIDER}:{sid}",

@@ -28,9 +28,10 @@ from shared.replies import (
     classify,
     normalize_reply,
 )
-from tests.conftest import WorkerProcess, dumps, sign_headers, wait_for
+from tests.conftest import WorkerProcess, dumps, wait_for
 from tests.fakes import FakeTwilio
 from tests.fakes.smtp import FakeSMTP
+from tests.test_webhook_contract import make_provider_client, twilio_request
 
 SP = ZoneInfo("America/Sao_Paulo")
 PHONE = "+5511987650001"
@@ -152,17 +153,36 @@ def book(cfg, external_id="ext-1", days=3, phone=PHONE) -> uuid.UUID:
         return upsert_appointment(s, data, cfg).appointment.id
 
 
+@pytest.fixture
+def client(settings):
+    """Ingest with Twilio's secret: the patient replies through Twilio, the
+    channel that vouches for their number (a form-signed webhook may not act
+    for a patient: tests/test_trust.py)."""
+    return make_provider_client(settings)
+
+
 def reply(client, text: str, channel: str = "sms", metadata: dict | None = None) -> str:
-    doc = {
-        "type": "message",
-        "channel": channel,
-        "contact": {"phone": PHONE},
-        "message": {"text": text, **({"metadata": metadata} if metadata else {})},
+    """The patient's reply, as Twilio delivers it; returns the filed message's id."""
+    sid = "SM" + uuid.uuid4().hex
+    form = {
+        "MessageSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": f"whatsapp:{PHONE}" if channel == "whatsapp" else PHONE,
+        "To": "whatsapp:+14155238886" if channel == "whatsapp" else "+5511900000000",
+        "Body": text,
     }
-    body = dumps(doc)
-    resp = client.post("/api/webhook", data=body, headers=sign_headers(body))
-    assert resp.status_code == 202, resp.get_json()
-    return resp.get_json()["message_id"]
+    if metadata and "button_payload" in metadata:
+        form["ButtonPayload"] = metadata["button_payload"]
+    body, headers = twilio_request(form)
+    resp = client.post("/webhooks/twilio", data=body, headers=headers)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+
+    def filed() -> str | None:
+        with session_scope() as s:
+            mid = s.scalar(select(Message.id).where(Message.provider_message_id == sid))
+            return str(mid) if mid else None
+
+    return wait_for(filed)
 
 
 def outbound(**where) -> list[Message]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -127,7 +127,14 @@ def post_patient_message(message_id: str, settings: Settings | None = None) -> s
         if remote_contact != known_contact:
             session.execute(
                 insert(ContactIdentity)
-                .values(contact_id=message.contact_id, kind=bridge.name, value=remote_contact)
+                .values(
+                    contact_id=message.contact_id,
+                    kind=bridge.name,
+                    value=remote_contact,
+                    # Our own inbox's id for this contact, not a patient's claim.
+                    verified_at=func.now(),
+                    verified_via=bridge.name,
+                )
                 .on_conflict_do_nothing(index_elements=["kind", "value"])
             )
         known_conversation = (
