@@ -13,6 +13,7 @@ domain operations the REST API and the webhook task both call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 import zoneinfo
@@ -34,6 +35,7 @@ from shared.scheduling import (
     replan_after_change,
     schedule_booking,
 )
+from shared.validation import is_storable
 from shared.webhook_payload import PayloadError, _first_error, validate_contact
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,11 @@ class AppointmentConflict(ValueError):
     """The change is not allowed in the appointment's current state (→ 409)."""
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _opt_text(limit: int) -> Any:
     return Field(default=None, max_length=limit)
 
@@ -74,15 +81,22 @@ class _Details(BaseModel):
     duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
     starts_at: datetime | None = None
 
+    @field_validator("professional", "location", "address", "notes")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        # Reminders quote these: refused, not repaired (shared/validation.py).
+        if value is not None and not is_storable(value):
+            raise ValueError("must not contain NUL (U+0000) or unpaired surrogate characters")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        # Membership in the zone list, not `ZoneInfo(value)`: a name like
+        # "America" is a directory of the tzdata package (IsADirectoryError),
+        # "posixrules" or "right/UTC" are files there but not zone names.
+        if value is not None and value not in _zone_names():
+            raise ValueError(f"unknown IANA time zone {value!r}")
         return value
 
 
