@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, request
 from ingest.errors import error
 from shared.signatures import public_url, verify_twilio_signature
 from shared.taskqueue import idempotency_redis_key
+from shared.validation import is_storable, repair_status_event
 
 log = logging.getLogger(__name__)
 bp = Blueprint("provider_status", __name__)
@@ -30,7 +31,9 @@ def parse_twilio_status(form: dict[str, str], our_message_id: str | None) -> dic
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
     if not sid or not status:
         raise ValueError("MessageSid" if not sid else "MessageStatus")
-    return {
+    if len(sid) > 128 or not is_storable(sid):
+        raise ValueError("MessageSid")  # an exact key: refused, never cut
+    return repair_status_event({
         "provider": "twilio",
         "provider_message_id": sid[:128],
         "our_message_id": our_message_id,
@@ -45,7 +48,7 @@ def parse_twilio_status(form: dict[str, str], our_message_id: str | None) -> dic
         "event_id": f"{sid}:{status}"[:255],
         # Phones are PII: keep the fields that explain the status, not To/From.
         "raw": {k: v for k, v in form.items() if k not in ("To", "From", "Body")},
-    }
+    })
 
 
 @bp.post("/webhooks/twilio/status")
@@ -61,7 +64,7 @@ def twilio_status() -> Any:
     try:
         update = parse_twilio_status(form, request.args.get("mid") or None)
     except ValueError as exc:
-        return error(400, f"{exc} is required", str(exc))
+        return error(400, f"{exc} is required: a Twilio id of at most 128 characters", str(exc))
     try:
         current_app.config["PUBLISHER"]().publish(
             STATUS_TASK,

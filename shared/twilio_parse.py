@@ -20,6 +20,7 @@ from typing import Any
 from shared.config import Settings
 from shared.enums import Channel
 from shared.identity import InvalidIdentifier, normalize_phone
+from shared.validation import repair_inbound_payload
 from shared.webhook_payload import NAME_MAX, PayloadError
 
 PROVIDER = "twilio"
@@ -130,7 +131,9 @@ def parse_twilio_inbound(
     if replied_to is not None:
         metadata["context_message_id"] = replied_to
 
-    return {
+    # Form fields may carry %00 or (after werkzeug's decoding) U+FFFD: the
+    # message is filed with NUL removed (shared/validation.py).
+    return repair_inbound_payload({
         "type": "message",
         "channel": channel.value,
         "contact": contact,
@@ -140,4 +143,4 @@ def parse_twilio_inbound(
         "provider": PROVIDER,
         "provider_message_id": sid,
         "idempotency_key": f"{PROVIDER}:{sid}",
-    }
+    })

@@ -129,3 +129,98 @@ def check_key(value: str, field: str, max_length: int) -> str:
     if _CONTROL.search(value) is not None:
         raise PayloadError(field, "must not contain control characters or unpaired surrogates")
     return value
+
+
+def repair_inbound_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """Repair, in place, what a person wrote in an inbound task payload built
+    by a provider parser (Twilio, Meta, IMAP): the contact's name, the text,
+    the subject and the metadata. No one reads a provider's response, so what
+    was repaired is listed in `metadata.input_repaired` on the filed message.
+
+    Metadata nested too deep for storage is replaced by a note. The exact ids
+    (provider message id, idempotency key) are each parser's to validate."""
+    repaired: list[str] = []
+    contact = payload.get("contact") or {}
+    message = payload.get("message") or {}
+    for owner, key, field in (
+        (contact, "name", "contact.name"),
+        (message, "text", "message.text"),
+        (message, "subject", "message.subject"),
+    ):
+        value = owner.get(key)
+        if isinstance(value, str):
+            fixed = repair_text(value)
+            if fixed is not value:
+                owner[key] = fixed
+                repaired.append(field)
+    metadata = message.get("metadata")
+    if isinstance(metadata, dict):
+        fixed_metadata, changed = _repair_metadata_entries(metadata)
+        if changed:
+            repaired.append("message.metadata")
+        if repaired:
+            fixed_metadata = {**fixed_metadata, "input_repaired": repaired}
+        message["metadata"] = fixed_metadata
+    elif repaired:
+        message["metadata"] = {"input_repaired": repaired}
+    return payload
+
+
+def _repair_metadata_entries(metadata: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Metadata repaired entry by entry: one entry nested too deep is
+    dropped (and named), the others are kept."""
+    try:
+        return repair_json(metadata)  # type: ignore[return-value]
+    except TooDeep:
+        pass
+    out: dict[str, Any] = {}
+    dropped = []
+    for key, value in metadata.items():
+        fixed_key = repair_text(key)
+        try:
+            out[fixed_key], _ = repair_json(value, depth=1)
+        except TooDeep:
+            dropped.append(fixed_key)
+    out["dropped_too_deep"] = dropped
+    return out, True
+
+
+def repair_status_event(event: dict[str, Any]) -> dict[str, Any]:
+    """A status-update event with every string storable; a raw payload
+    nested too deep is reduced to the fields that explain the status."""
+    try:
+        fixed, _ = repair_json(event)
+    except TooDeep:
+        raw = event.get("raw") if isinstance(event.get("raw"), dict) else {}
+        event = {**event, "raw": {k: raw.get(k) for k in ("id", "status", "timestamp")}}
+        fixed, _ = repair_json(event)
+    return fixed  # type: ignore[no-any-return]
+
+
+def object_field(doc: dict[str, Any], key: str, field: str | None = None) -> dict[str, Any]:
+    """`doc[key]` when it is an object, {} when absent or null; anything
+    else is a PayloadError naming the field."""
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(field or key, "must be an object")
+    return value
+
+
+def list_field(doc: dict[str, Any], key: str, field: str | None = None) -> list[Any]:
+    """`doc[key]` when it is an array, [] when absent or null; anything else
+    is a PayloadError naming the field."""
+    value = doc.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PayloadError(field or key, "must be an array")
+    return value
+
+
+def id_field(value: Any, field: str, max_length: int) -> str:
+    """A remote id (a string or an integer) as an exact key of its column."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise PayloadError(field, "must be a string or an integer")
+    return check_key(str(value), field, max_length)
