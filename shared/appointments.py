@@ -18,7 +18,7 @@ import logging
 import uuid
 import zoneinfo
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -41,6 +41,7 @@ from shared.webhook_payload import PayloadError, _first_error, validate_contact
 log = logging.getLogger(__name__)
 
 TEXT_MAX = 500
+STARTS_AT_HORIZON = timedelta(days=3660)
 NOTES_MAX = 4000
 # Fields whose change alters what a reminder says or when it goes out.
 CONTENT_FIELDS = (
@@ -140,6 +141,10 @@ def _check_starts_at(starts_at: datetime | None, now: datetime) -> str | None:
         )
     if starts_at <= now:
         raise PayloadError("starts_at", "is in the past")
+    # Year 9999 with a negative offset is past datetime's range in UTC
+    # (OverflowError); no booking is that far ahead anyway.
+    if starts_at - now > STARTS_AT_HORIZON:
+        raise PayloadError("starts_at", f"is more than {STARTS_AT_HORIZON.days} days ahead")
     return starts_at.astimezone(UTC).isoformat()
 
 

@@ -36,6 +36,8 @@ MESSAGE_TYPES = ("message",)
 APPOINTMENT_TYPES = ("appointment.created", "appointment.updated", "appointment.cancelled")
 NAME_MAX = 200
 METADATA_MAX_BYTES = 8 * 1024
+TIMESTAMP_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIMESTAMP_MAX = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 __all__ = ["PayloadError", "parse_json_object", "validate_contact", "validate_message_webhook"]
@@ -237,6 +239,11 @@ def validate_message_webhook(
     if timestamp is not None and timestamp.tzinfo is None:
         warnings.append("message.timestamp has no UTC offset; read as UTC")
         timestamp = timestamp.replace(tzinfo=UTC)
+    if timestamp is not None and not TIMESTAMP_MIN <= timestamp <= TIMESTAMP_MAX:
+        # Year 1 or 9999 with an offset is outside what datetime (and the
+        # driver reading it back) can hold in UTC.
+        warnings.append("message.timestamp dropped: not between 1970 and 9000")
+        timestamp = None
 
     metadata = msg.metadata
     if metadata is not None:

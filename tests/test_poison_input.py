@@ -154,6 +154,23 @@ def test_metadata_nested_hundreds_of_levels_is_a_400(client) -> None:
     assert client.post("/api/webhook", data=body, headers=sign_headers(body)).status_code == 202
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"])
+def test_timestamp_outside_datetime_range_is_dropped_and_the_message_filed(
+    client, celery_worker, stamp
+) -> None:
+    celery_worker(queues="inbound")
+    payload = seed_payload()
+    payload["message"]["timestamp"] = stamp
+    body = dumps(payload)
+    resp = client.post("/api/webhook", data=body, headers=sign_headers(body))
+    assert resp.status_code == 202, resp.data
+    assert "message.timestamp dropped: not between 1970 and 9000" in resp.get_json()["warnings"]
+    msg = filed(resp.get_json()["message_id"])
+    assert msg.sent_at_provider is None
+    status = client.get(resp.get_json()["status_url"].removeprefix("https://clinicq.test"))
+    assert status.status_code == 200 and status.get_json()["status"] == "received"
+
+
 def test_status_url_with_a_non_ascii_token_is_a_401(client) -> None:
     resp = client.get(f"/api/messages/{uuid.uuid4()}?token=%C3%A9")
     assert resp.status_code == 401 and resp.get_json()["field"] == "token"
@@ -212,6 +229,7 @@ APPOINTMENT = {
         ({"timezone": "America/Sao_Paulo\u0000"}, "timezone"),
         ({"notes": "traga exames\u0000"}, "notes"),
         ({"professional": "Dra. \ud800"}, "professional"),
+        ({"starts_at": "9999-12-31T23:59:59-03:00"}, "starts_at"),  # past datetime's range
     ],
 )
 def test_appointments_api_refuses_bad_zones_and_unstorable_text(

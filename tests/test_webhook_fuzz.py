@@ -228,6 +228,7 @@ poison_text = st.one_of(
         "\u0000", "a\u0000b", "\ud800", "x\udfff", "Olá \ud83d", "\u0000" * 3, "9" * 300,
         "c" * 65, "America", "posixrules", "America/Sao_Paulo", "+5511987654321",
         "ana@example.com", "2031-01-10T10:00:00-03:00", "outgoing", "resolved",
+        "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59",
     ]),
 )
 poison_scalar = st.one_of(
