@@ -9,6 +9,7 @@ stale ids are the worker's business (ignored there); Twilio just needs its 200.
 from __future__ import annotations
 
 import logging
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import redis
@@ -23,6 +24,19 @@ log = logging.getLogger(__name__)
 bp = Blueprint("provider_status", __name__)
 
 STATUS_TASK = "clinicq.inbound.status_update"
+
+
+def _price(value: str | None) -> str | None:
+    """Twilio's Price when it is an amount messages.cost (NUMERIC(10, 4)) can
+    hold; anything else ("1e100", "NaN") would fail the worker's UPDATE on
+    every retry, so it is dropped and the status still applied."""
+    if not value:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        return None
+    return value if amount.is_finite() and abs(amount) < 10**6 else None
 
 
 def parse_twilio_status(form: dict[str, str], our_message_id: str | None) -> dict[str, Any]:
@@ -40,7 +54,7 @@ def parse_twilio_status(form: dict[str, str], our_message_id: str | None) -> dic
         "status": status[:32],
         "error_code": form.get("ErrorCode") or None,
         "error_message": form.get("ErrorMessage") or None,
-        "price": form.get("Price") or None,
+        "price": _price(form.get("Price")),
         "price_currency": form.get("PriceUnit") or None,
         "pricing": None,
         "timestamp": None,

@@ -40,7 +40,8 @@ def _field(form: Mapping[str, str], name: str) -> str | None:
 
 def _media(form: Mapping[str, str]) -> list[dict[str, str]]:
     raw = form.get("NumMedia", "0").strip() or "0"
-    if not raw.isdigit() or int(raw) > MAX_MEDIA:
+    # isascii: "²" and other Unicode digits pass isdigit() but not int().
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_MEDIA:
         raise PayloadError("NumMedia", f"must be an integer 0-{MAX_MEDIA}")
     media = []
     for n in range(int(raw)):

@@ -405,3 +405,39 @@ def test_agent_reply_with_nul_is_queued_repaired(inbox_client, redis_client) -> 
     assert resp.status_code == 200, resp.data
     (task,) = queued_tasks(redis_client, "inbox")
     assert task.args[0]["text"] == "Até amanhã" and task.args[0]["agent"] == "Rita"
+
+
+def test_twilio_num_media_with_a_unicode_digit_is_a_400(settings) -> None:
+    client = make_provider_client(settings)
+    body, headers = twilio_request(whatsapp_form(NumMedia="²"))  # isdigit(), not int()
+    resp = client.post("/webhooks/twilio", data=body, headers=headers)
+    assert resp.status_code == 400 and resp.get_json()["field"] == "NumMedia"
+
+
+@pytest.mark.parametrize("price", ["-1e100", "NaN", "Infinity"])
+def test_twilio_status_with_an_unstorable_price_still_applies(
+    settings, celery_worker, price
+) -> None:
+    worker = celery_worker(queues="inbound")
+    sid = "SM" + uuid.uuid4().hex
+    mid = uuid.uuid4()
+    with session_scope() as s:
+        s.add(Message(id=mid, channel="sms", direction="outbound", status="sent",
+                      provider="twilio_sms", provider_message_id=sid,
+                      to_address="+5511987654321"))
+    client = make_provider_client(settings)
+    form = {"MessageSid": sid, "MessageStatus": "delivered", "Price": price, "PriceUnit": "USD"}
+    body, headers = twilio_request(form, path="/webhooks/twilio/status")
+    resp = client.post("/webhooks/twilio/status", data=body, headers=headers)
+    assert resp.status_code == 200, resp.data
+
+    def delivered() -> bool:
+        with session_scope() as s:
+            return s.get(Message, mid).status == "delivered"
+
+    try:
+        wait_for(delivered, timeout=30)
+    except AssertionError:
+        raise AssertionError(worker.log_text()[-3000:]) from None
+    with session_scope() as s:
+        assert s.get(Message, mid).cost is None
