@@ -154,21 +154,24 @@ def test_metadata_nested_hundreds_of_levels_is_a_400(client) -> None:
     assert client.post("/api/webhook", data=body, headers=sign_headers(body)).status_code == 202
 
 
-@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"])
 def test_timestamp_outside_datetime_range_is_dropped_and_the_message_filed(
-    client, celery_worker, stamp
+    client, celery_worker
 ) -> None:
+    # Year 1 or 9999 with an offset is stored by PostgreSQL but cannot be read
+    # back into a datetime: the message would be filed and then unreadable.
     celery_worker(queues="inbound")
-    payload = seed_payload()
-    payload["message"]["timestamp"] = stamp
-    body = dumps(payload)
-    resp = client.post("/api/webhook", data=body, headers=sign_headers(body))
-    assert resp.status_code == 202, resp.data
-    assert "message.timestamp dropped: not between 1970 and 9000" in resp.get_json()["warnings"]
-    msg = filed(resp.get_json()["message_id"])
-    assert msg.sent_at_provider is None
-    status = client.get(resp.get_json()["status_url"].removeprefix("https://clinicq.test"))
-    assert status.status_code == 200 and status.get_json()["status"] == "received"
+    for stamp in ("0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"):
+        payload = seed_payload()
+        payload["message"]["timestamp"] = stamp
+        body = dumps(payload)
+        resp = client.post("/api/webhook", data=body, headers=sign_headers(body))
+        assert resp.status_code == 202, resp.data
+        warning = "message.timestamp dropped: not between 1970 and 9000"
+        assert warning in resp.get_json()["warnings"]
+        msg = filed(resp.get_json()["message_id"])
+        assert msg.sent_at_provider is None
+        status = client.get(resp.get_json()["status_url"].removeprefix("https://clinicq.test"))
+        assert status.status_code == 200 and status.get_json()["status"] == "received"
 
 
 def test_status_url_with_a_non_ascii_token_is_a_401(client) -> None:
@@ -414,30 +417,31 @@ def test_twilio_num_media_with_a_unicode_digit_is_a_400(settings) -> None:
     assert resp.status_code == 400 and resp.get_json()["field"] == "NumMedia"
 
 
-@pytest.mark.parametrize("price", ["-1e100", "NaN", "Infinity"])
-def test_twilio_status_with_an_unstorable_price_still_applies(
-    settings, celery_worker, price
-) -> None:
+def test_twilio_status_with_an_unstorable_price_still_applies(settings, celery_worker) -> None:
     worker = celery_worker(queues="inbound")
-    sid = "SM" + uuid.uuid4().hex
-    mid = uuid.uuid4()
-    with session_scope() as s:
-        s.add(Message(id=mid, channel="sms", direction="outbound", status="sent",
-                      provider="twilio_sms", provider_message_id=sid,
-                      to_address="+5511987654321"))
     client = make_provider_client(settings)
-    form = {"MessageSid": sid, "MessageStatus": "delivered", "Price": price, "PriceUnit": "USD"}
-    body, headers = twilio_request(form, path="/webhooks/twilio/status")
-    resp = client.post("/webhooks/twilio/status", data=body, headers=headers)
-    assert resp.status_code == 200, resp.data
+    ids = []
+    for price in ("-1e100", "NaN", "Infinity"):
+        sid = "SM" + uuid.uuid4().hex
+        mid = uuid.uuid4()
+        ids.append(mid)
+        with session_scope() as s:
+            s.add(Message(id=mid, channel="sms", direction="outbound", status="sent",
+                          provider="twilio_sms", provider_message_id=sid,
+                          to_address="+5511987654321"))
+        form = {"MessageSid": sid, "MessageStatus": "delivered", "Price": price,
+                "PriceUnit": "USD"}
+        body, headers = twilio_request(form, path="/webhooks/twilio/status")
+        resp = client.post("/webhooks/twilio/status", data=body, headers=headers)
+        assert resp.status_code == 200, resp.data
 
     def delivered() -> bool:
         with session_scope() as s:
-            return s.get(Message, mid).status == "delivered"
+            return all(s.get(Message, mid).status == "delivered" for mid in ids)
 
     try:
         wait_for(delivered, timeout=30)
     except AssertionError:
         raise AssertionError(worker.log_text()[-3000:]) from None
     with session_scope() as s:
-        assert s.get(Message, mid).cost is None
+        assert all(s.get(Message, mid).cost is None for mid in ids)
