@@ -30,6 +30,9 @@ from shared.identity import (
     normalize_email,
     normalize_phone,
 )
+
+# PayloadError (the 400 naming a field) lives in shared.validation; callers
+# import it from here too.
 from shared.validation import PayloadError, TooDeep, repair_json, repair_text
 
 MESSAGE_TYPES = ("message",)
@@ -38,9 +41,6 @@ NAME_MAX = 200
 METADATA_MAX_BYTES = 8 * 1024
 TIMESTAMP_MIN = datetime(1970, 1, 1, tzinfo=UTC)
 TIMESTAMP_MAX = datetime(9000, 1, 1, tzinfo=UTC)
-
-
-__all__ = ["PayloadError", "parse_json_object", "validate_contact", "validate_message_webhook"]
 
 
 @dataclass
@@ -112,6 +112,13 @@ def _int64(digits: str) -> int:
     return value
 
 
+def _finite(digits: str) -> float:
+    value = float(digits)
+    if value in (float("inf"), float("-inf")):  # 1e400: jsonb has no infinity
+        raise ValueError("number out of range")
+    return value
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -123,7 +130,10 @@ def _loads_with_lone_surrogates(raw: bytes) -> Any:
     refuses the string; what else only the standard library would take (NaN,
     Infinity, integers orjson cannot hold) is refused as orjson refuses it."""
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_int=_int64)
+        return json.loads(
+            raw.decode("utf-8"),
+            parse_constant=_no_constant, parse_int=_int64, parse_float=_finite,
+        )
     except (ValueError, RecursionError):
         raise PayloadError("body", "is not valid JSON") from None
 

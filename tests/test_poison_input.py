@@ -110,6 +110,7 @@ def test_surrogate_fallback_parser_refuses_what_orjson_refuses() -> None:
     from shared.webhook_payload import PayloadError
 
     for body in (b'{"a": "\\ud800", "b": NaN}', b'{"a": "\\ud800", "b": 1' + b"0" * 30 + b"}",
+                 b'{"a": "\\ud800", "b": 1e400}',
                  b'{"a": "\\ud800"' + b"\xff}"):
         with pytest.raises(PayloadError) as exc:
             parse_json_object(body)
