@@ -446,3 +446,15 @@ def test_twilio_status_with_an_unstorable_price_still_applies(settings, celery_w
         raise AssertionError(worker.log_text()[-3000:]) from None
     with session_scope() as s:
         assert all(s.get(Message, mid).cost is None for mid in ids)
+
+
+def test_twilio_webhook_with_a_non_utf8_query_string_is_a_403(settings) -> None:
+    # The URL Twilio signed is rebuilt from the raw query string; bytes that
+    # are not UTF-8 cannot be what Twilio called, so the signature fails.
+    client = make_provider_client(settings)
+    body, headers = twilio_request(whatsapp_form())
+    for path in ("/webhooks/twilio", "/webhooks/twilio/status"):
+        resp = client.post(path, data=body, headers=headers,
+                           environ_overrides={"QUERY_STRING": "mid=\xff"})
+        assert resp.status_code == 403, resp.data
+        assert resp.get_json()["field"] == "X-Twilio-Signature"
