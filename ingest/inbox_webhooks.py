@@ -89,7 +89,11 @@ def chatwoot_webhook() -> Any:
     doc = _parse()
     if not isinstance(doc, dict):
         return doc
-    return _enqueue(parse_chatwoot_webhook(doc))
+    try:
+        events = parse_chatwoot_webhook(doc)
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+    return _enqueue(events)
 
 
 @bp.post("/webhooks/rocketchat")
@@ -103,4 +107,8 @@ def rocketchat_webhook() -> Any:
     doc = _parse()
     if not isinstance(doc, dict):
         return doc
-    return _enqueue(parse_rocketchat_webhook(doc, settings.ROCKETCHAT_USER_ID))
+    try:
+        events = parse_rocketchat_webhook(doc, settings.ROCKETCHAT_USER_ID)
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+    return _enqueue(events)

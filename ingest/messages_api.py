@@ -22,6 +22,7 @@ from flask import Blueprint, current_app, jsonify, request
 from ingest.api_auth import require_api_key
 from ingest.errors import error
 from shared.db import autocommit_session, session_scope
+from shared.models import Message
 from shared.outbound import (
     SEND_TASKS,
     ApiMessage,
@@ -31,11 +32,15 @@ from shared.outbound import (
 )
 from shared.templating import TemplateError
 from shared.tokens import status_token
+from shared.validation import PayloadError, check_json, check_key, check_text
+from shared.webhook_payload import parse_json_object
 
 log = logging.getLogger(__name__)
 bp = Blueprint("messages_api", __name__)
 
-_STRING_MAX = {"to": 320, "channel": 16, "template": 64, "subject": 998, "idempotency_key": 255}
+_STRING_MAX = {"to": 320, "channel": 16, "template": 64, "subject": 998}
+# Stored as `api:<key>` (shared.outbound) in messages.idempotency_key.
+IDEMPOTENCY_KEY_MAX = Message.__table__.c.idempotency_key.type.length - len("api:")
 
 
 class BadRequest(ValueError):
@@ -45,10 +50,14 @@ class BadRequest(ValueError):
 
 
 def _body() -> dict[str, Any]:
-    doc = request.get_json(silent=True)
-    if not isinstance(doc, dict):
+    # orjson (shared with the webhook) rather than Flask's parser: a body
+    # nested thousands of levels deep is a 400 here, not a RecursionError.
+    if not request.is_json:
         raise BadRequest("body must be a JSON object", "body")
-    return doc
+    try:
+        return parse_json_object(request.get_data(cache=False))
+    except PayloadError:
+        raise BadRequest("body must be a JSON object", "body") from None
 
 
 def _str(doc: dict[str, Any], name: str, required: bool = False) -> str | None:
@@ -62,7 +71,16 @@ def _str(doc: dict[str, Any], name: str, required: bool = False) -> str | None:
     limit = _STRING_MAX.get(name, current_app.config["SETTINGS"].MESSAGE_MAX_CHARS)
     if len(value) > limit:
         raise BadRequest(f"{name} is longer than {limit} characters", name)
+    # What we are asked to send is refused, not repaired (shared/validation.py).
+    _checked(check_text, value, name)
     return value.strip()
+
+
+def _checked(check: Any, value: Any, field: str, *args: Any) -> Any:
+    try:
+        return check(value, field, *args)
+    except PayloadError as exc:
+        raise BadRequest(f"{exc.field} {exc.message}", exc.field) from None
 
 
 def _parse(doc: dict[str, Any], channel: str | None = None, text_field: str = "text") -> ApiMessage:
@@ -74,11 +92,19 @@ def _parse(doc: dict[str, Any], channel: str | None = None, text_field: str = "t
     data = doc.get("data")
     if data is not None and not isinstance(data, dict):
         raise BadRequest("data must be an object", "data")
+    if data is not None:
+        _checked(check_json, data, "data")
     if (text is None) == (template is None):
         raise BadRequest(f"give either {text_field} or template (+ data)", text_field)
-    key = request.headers.get("Idempotency-Key") or _str(doc, "idempotency_key")
-    if key is not None and len(key) > _STRING_MAX["idempotency_key"]:
-        raise BadRequest("idempotency key too long", "idempotency_key")
+    key = request.headers.get("Idempotency-Key")
+    key_field = "Idempotency-Key"
+    if not key:
+        key, key_field = doc.get("idempotency_key") or None, "idempotency_key"
+    if key is not None:
+        if not isinstance(key, str):
+            raise BadRequest("idempotency_key must be a string", key_field)
+        _checked(check_key, key.strip(), key_field, IDEMPOTENCY_KEY_MAX)
+        key = key.strip()
     return ApiMessage(
         to=_str(doc, "to", required=True) or "",
         channel=channel,

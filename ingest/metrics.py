@@ -6,8 +6,11 @@ PROMETHEUS_MULTIPROC_DIR at a fresh directory before the workers fork, and
 `/metrics` sums the files of all workers. Without that variable (tests with
 the Flask client, one process) the default registry is used.
 
-Labels are bounded: the Flask endpoint name (never the raw path, which carries
-message ids) and the status code. No payload data, no PII.
+Every label takes values from a fixed set, so no client can create series:
+the Flask endpoint name (never the raw path, which carries message ids;
+"unmatched" for a 404), the method (the standard ones, anything else
+"other": a client may send any token as a method) and the status code
+(100-599, else "other"). No payload data, no PII.
 """
 
 from __future__ import annotations
@@ -65,12 +68,23 @@ _latency_histogram = functools.cache(LATENCY.labels)
 
 
 _T0 = "clinicq.request_t0"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
+def _status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else "other"
 
 
 def _finish(response: Response) -> Response:
     endpoint = request.endpoint or "unmatched"
     if endpoint != "metrics.metrics":
-        _request_counter(endpoint, request.method, str(response.status_code)).inc()
+        _request_counter(
+            endpoint, _method_label(request.method), _status_label(response.status_code)
+        ).inc()
         t0 = request.environ.get(_T0)
         if t0 is not None:
             _latency_histogram(endpoint).observe(time.perf_counter() - t0)

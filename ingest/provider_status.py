@@ -9,6 +9,7 @@ stale ids are the worker's business (ignored there); Twilio just needs its 200.
 from __future__ import annotations
 
 import logging
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import redis
@@ -17,11 +18,25 @@ from flask import Blueprint, Response, current_app, request
 from ingest.errors import error
 from shared.signatures import public_url, verify_twilio_signature
 from shared.taskqueue import idempotency_redis_key
+from shared.validation import is_storable, repair_status_event
 
 log = logging.getLogger(__name__)
 bp = Blueprint("provider_status", __name__)
 
 STATUS_TASK = "clinicq.inbound.status_update"
+
+
+def _price(value: str | None) -> str | None:
+    """Twilio's Price when it is an amount messages.cost (NUMERIC(10, 4)) can
+    hold; anything else ("1e100", "NaN") would fail the worker's UPDATE on
+    every retry, so it is dropped and the status still applied."""
+    if not value:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        return None
+    return value if amount.is_finite() and abs(amount) < 10**6 else None
 
 
 def parse_twilio_status(form: dict[str, str], our_message_id: str | None) -> dict[str, Any]:
@@ -30,14 +45,16 @@ def parse_twilio_status(form: dict[str, str], our_message_id: str | None) -> dic
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
     if not sid or not status:
         raise ValueError("MessageSid" if not sid else "MessageStatus")
-    return {
+    if len(sid) > 128 or not is_storable(sid):
+        raise ValueError("MessageSid")  # an exact key: refused, never cut
+    return repair_status_event({
         "provider": "twilio",
         "provider_message_id": sid[:128],
         "our_message_id": our_message_id,
         "status": status[:32],
         "error_code": form.get("ErrorCode") or None,
         "error_message": form.get("ErrorMessage") or None,
-        "price": form.get("Price") or None,
+        "price": _price(form.get("Price")),
         "price_currency": form.get("PriceUnit") or None,
         "pricing": None,
         "timestamp": None,
@@ -45,7 +62,7 @@ def parse_twilio_status(form: dict[str, str], our_message_id: str | None) -> dic
         "event_id": f"{sid}:{status}"[:255],
         # Phones are PII: keep the fields that explain the status, not To/From.
         "raw": {k: v for k, v in form.items() if k not in ("To", "From", "Body")},
-    }
+    })
 
 
 @bp.post("/webhooks/twilio/status")
@@ -61,7 +78,7 @@ def twilio_status() -> Any:
     try:
         update = parse_twilio_status(form, request.args.get("mid") or None)
     except ValueError as exc:
-        return error(400, f"{exc} is required", str(exc))
+        return error(400, f"{exc} is required: a Twilio id of at most 128 characters", str(exc))
     try:
         current_app.config["PUBLISHER"]().publish(
             STATUS_TASK,

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, request
 
 from ingest.errors import error
 from ingest.webhook_auth import SIGNATURE_HEADERS, AuthResult, WebhookAuthError
+from shared.models import Message
 from shared.taskqueue import idempotency_redis_key
 from shared.tokens import status_token
 from shared.webhook_payload import (
@@ -26,7 +27,11 @@ from shared.webhook_payload import (
 log = logging.getLogger(__name__)
 bp = Blueprint("webhook", __name__)
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# The key is stored as `webhook:<key>` in messages.idempotency_key, so the
+# sender's part is bounded by that column less the prefix.
+IDEMPOTENCY_PREFIX = "webhook:"
+IDEMPOTENCY_KEY_MAX = Message.__table__.c.idempotency_key.type.length - len(IDEMPOTENCY_PREFIX)
+_IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$")
 _HEADER_ENVIRON_KEYS = tuple(
     (name, "HTTP_" + name.upper().replace("-", "_"))
     for name in (*SIGNATURE_HEADERS, "idempotency-key")
@@ -100,13 +105,13 @@ def receive_webhook() -> Any:
         return error(400, exc.message, exc.field)
 
     idem = result.webhook_id or headers.get("idempotency-key")
-    if idem is not None and not _IDEMPOTENCY_KEY.match(idem):
+    if idem is not None and not _IDEMPOTENCY_KEY.fullmatch(idem):
         field = "webhook-id" if result.webhook_id else "Idempotency-Key"
-        return error(400, "must be 1-255 visible ASCII characters", field)
+        return error(400, f"must be 1-{IDEMPOTENCY_KEY_MAX} visible ASCII characters", field)
 
     message_id = str(uuid.uuid4())
     validated.task_payload["message_id"] = message_id
-    validated.task_payload["idempotency_key"] = f"webhook:{idem}" if idem else None
+    validated.task_payload["idempotency_key"] = f"{IDEMPOTENCY_PREFIX}{idem}" if idem else None
     try:
         first_id, created = config["PUBLISHER"]().publish(
             validated.task_name,

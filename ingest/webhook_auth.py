@@ -71,7 +71,7 @@ class WebhookAuthenticator:
         if self._legacy is None:
             raise WebhookAuthError("missing webhook signature headers")
         if not isinstance(supplied, str) or not hmac.compare_digest(
-            supplied.encode(), self._legacy
+            supplied.encode("utf-8", "surrogatepass"), self._legacy
         ):
             raise WebhookAuthError("invalid webhook secret")
         return AuthResult("legacy-secret")

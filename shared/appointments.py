@@ -13,11 +13,12 @@ domain operations the REST API and the webhook task both call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 import zoneinfo
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -34,11 +35,13 @@ from shared.scheduling import (
     replan_after_change,
     schedule_booking,
 )
+from shared.validation import is_storable
 from shared.webhook_payload import PayloadError, _first_error, validate_contact
 
 log = logging.getLogger(__name__)
 
 TEXT_MAX = 500
+STARTS_AT_HORIZON = timedelta(days=3660)
 NOTES_MAX = 4000
 # Fields whose change alters what a reminder says or when it goes out.
 CONTENT_FIELDS = (
@@ -61,6 +64,11 @@ class AppointmentConflict(ValueError):
     """The change is not allowed in the appointment's current state (→ 409)."""
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _opt_text(limit: int) -> Any:
     return Field(default=None, max_length=limit)
 
@@ -74,15 +82,22 @@ class _Details(BaseModel):
     duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
     starts_at: datetime | None = None
 
+    @field_validator("professional", "location", "address", "notes")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        # Reminders quote these: refused, not repaired (shared/validation.py).
+        if value is not None and not is_storable(value):
+            raise ValueError("must not contain NUL (U+0000) or unpaired surrogate characters")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        # Membership in the zone list, not `ZoneInfo(value)`: a name like
+        # "America" is a directory of the tzdata package (IsADirectoryError),
+        # "posixrules" or "right/UTC" are files there but not zone names.
+        if value is not None and value not in _zone_names():
+            raise ValueError(f"unknown IANA time zone {value!r}")
         return value
 
 
@@ -126,6 +141,10 @@ def _check_starts_at(starts_at: datetime | None, now: datetime) -> str | None:
         )
     if starts_at <= now:
         raise PayloadError("starts_at", "is in the past")
+    # Year 9999 with a negative offset is past datetime's range in UTC
+    # (OverflowError); no booking is that far ahead anyway.
+    if starts_at - now > STARTS_AT_HORIZON:
+        raise PayloadError("starts_at", f"is more than {STARTS_AT_HORIZON.days} days ahead")
     return starts_at.astimezone(UTC).isoformat()
 
 

@@ -57,6 +57,7 @@ from shared.identity import InvalidIdentifier, normalize_email
 from shared.models import Contact, ContactIdentity, MailboxState, Message
 from shared.pii import mask_email
 from shared.taskqueue import TaskPublisher, idempotency_redis_key
+from shared.validation import is_storable, repair_inbound_payload
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,11 @@ def parse_email(
     # No Message-ID (rare, but legal): the content itself is the identity, so
     # a re-read after a UIDVALIDITY change still dedupes.
     message_id = ids[0] if ids else f"<sha256.{hashlib.sha256(raw).hexdigest()}@clinicq.invalid>"
+    if not is_storable(message_id):
+        # NUL or undecodable header bytes (surrogate-escaped): a key must be
+        # exact and storable, so such an id is replaced by its digest.
+        digest = hashlib.sha256(message_id.encode("utf-8", "surrogatepass")).hexdigest()
+        message_id = f"<sha256.{digest}@clinicq.invalid>"
 
     text, source_part = _body_text(msg)
     text, trimmed = trim_quoted_reply(text) if text else (text, False)
@@ -313,7 +319,9 @@ def parse_email(
     name = " ".join(name.split())
     if name and len(name) <= 200 and "@" not in name:
         contact["name"] = name
-    return {
+    # Bodies and headers may hold NUL or surrogate-escaped bytes: the message
+    # is filed repaired (shared/validation.py).
+    return repair_inbound_payload({
         "type": "message",
         "channel": Channel.EMAIL.value,
         "contact": contact,
@@ -336,7 +344,7 @@ def parse_email(
         "provider": PROVIDER,
         "provider_message_id": _bounded_id(message_id, MESSAGE_ID_MAX),
         "idempotency_key": "imap:" + _bounded_id(message_id, 200),
-    }
+    })
 
 
 # --- threading -----------------------------------------------------------------

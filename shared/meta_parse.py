@@ -28,9 +28,11 @@ import orjson
 from shared.config import Settings
 from shared.enums import Channel
 from shared.identity import InvalidIdentifier, normalize_phone
+from shared.validation import is_storable, repair_inbound_payload, repair_status_event
 from shared.webhook_payload import NAME_MAX, PayloadError, parse_json_object
 
 PROVIDER = "meta"
+WAMID_MAX = 128  # messages.provider_message_id
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 # Meta's own vocabulary → ours (the delivery engine maps these onto
 # MessageStatus); anything else is passed through for it to judge.
@@ -57,6 +59,26 @@ def _str(value: Any, limit: int = 4096) -> str | None:
         text = str(value).strip()
         return text[:limit] if text else None
     return None
+
+
+def _exact_id(value: Any) -> str | None:
+    """A provider id used as a key: taken whole or not at all (never cut,
+    which could make two ids one)."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if not text or len(text) > WAMID_MAX or not is_storable(text):
+        return None
+    return text
+
+
+def _json_size(value: Any) -> float:
+    """Serialized size; infinite for what orjson cannot serialize (nested
+    past its 255 levels), so the caller keeps the reduced form."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        return float("inf")
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -112,7 +134,7 @@ def _content(msg: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         # Shared contact cards: names only in the text; details stay in metadata.
         cards = [c for c in msg.get("contacts") or [] if isinstance(c, dict)]
         names = [_str(_dict(c.get("name")).get("formatted_name"), 200) for c in cards]
-        if len(orjson.dumps(cards[:10])) <= RAW_MAX_BYTES:
+        if _json_size(cards[:10]) <= RAW_MAX_BYTES:
             meta["shared_contacts"] = cards[:10]
         return ", ".join(n for n in names if n), meta
     # reaction, system, unsupported, order, …: nothing a clinic reply needs.
@@ -127,10 +149,10 @@ def _message_payload(
     received_at: str,
 ) -> dict[str, Any] | str:
     """An inbound task payload, or the reason the item is skipped."""
-    wamid = _str(msg.get("id"), 128)
+    wamid = _exact_id(msg.get("id"))
     wa_id = _str(msg.get("from"), 32)
     if wamid is None or wa_id is None:
-        return "message without id or from"
+        return "message without a usable id or from"
     content = _content(msg)
     if content is None:
         return f"message type {str(msg.get('type'))[:32]!r} not filed"
@@ -164,7 +186,7 @@ def _message_payload(
         metadata["phone_number_id"] = _str(value_meta.get("phone_number_id"), 64)
     metadata["wa_id"] = wa_id
 
-    return {
+    return repair_inbound_payload({
         "type": "message",
         "channel": Channel.WHATSAPP.value,
         "contact": contact,
@@ -180,14 +202,14 @@ def _message_payload(
         "provider": PROVIDER,
         "provider_message_id": wamid,
         "idempotency_key": f"{PROVIDER}:{wamid}",
-    }
+    })
 
 
 def _status_event(status: dict[str, Any]) -> dict[str, Any] | str:
-    wamid = _str(status.get("id"), 128)
+    wamid = _exact_id(status.get("id"))
     value = _str(status.get("status"), 32)
     if wamid is None or value is None:
-        return "status without id or status"
+        return "status without a usable id or status"
     errors = [e for e in status.get("errors") or [] if isinstance(e, dict)]
     first = errors[0] if errors else {}
     error_message = (
@@ -196,9 +218,9 @@ def _status_event(status: dict[str, Any]) -> dict[str, Any] | str:
         or _str(first.get("title"), 1024)
     )
     raw: dict[str, Any] = status
-    if len(orjson.dumps(status)) > RAW_MAX_BYTES:
+    if _json_size(status) > RAW_MAX_BYTES:
         raw = {k: status.get(k) for k in ("id", "status", "timestamp", "errors")}
-    return {
+    return repair_status_event({
         "provider": PROVIDER,
         "provider_message_id": wamid,
         "our_message_id": _str(status.get("biz_opaque_callback_data"), 512),
@@ -211,7 +233,7 @@ def _status_event(status: dict[str, Any]) -> dict[str, Any] | str:
         "timestamp": _iso_from_unix(status.get("timestamp")),
         "event_id": f"{wamid}:{value.lower()}",
         "raw": raw,
-    }
+    })
 
 
 def parse_meta_webhook(

@@ -18,7 +18,9 @@ from twilio.request_validator import RequestValidator
 
 
 def public_url(public_base_url: str, path: str, query_string: bytes | str = b"") -> str:
-    qs = query_string.decode() if isinstance(query_string, bytes) else query_string
+    # A query string is not always UTF-8; one that is not cannot be the URL
+    # a provider signed, so it only has to fail verification, not raise.
+    qs = query_string.decode(errors="replace") if isinstance(query_string, bytes) else query_string
     url = public_base_url.rstrip("/") + path
     return f"{url}?{qs}" if qs else url
 
@@ -41,4 +43,6 @@ def meta_signature(app_secret: str, raw_body: bytes) -> str:
 def verify_meta_signature(app_secret: str, raw_body: bytes, header: str | None) -> bool:
     if not app_secret or not header or not header.startswith("sha256="):
         return False
-    return hmac.compare_digest(meta_signature(app_secret, raw_body), header.strip())
+    # Bytes: compare_digest raises on non-ASCII str, and a header is anything.
+    supplied = header.strip().encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(meta_signature(app_secret, raw_body).encode(), supplied)

@@ -23,4 +23,7 @@ def status_token(secret_key: str, message_id: str) -> str:
 
 
 def check_status_token(secret_key: str, message_id: str, token: str) -> bool:
-    return hmac.compare_digest(status_token(secret_key, message_id), token)
+    # Bytes, not str: compare_digest refuses non-ASCII strings with a
+    # TypeError, and a token is whatever the query string carried.
+    supplied = token.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(status_token(secret_key, message_id).encode(), supplied)

@@ -20,6 +20,7 @@ from typing import Any
 from shared.config import Settings
 from shared.enums import Channel
 from shared.identity import InvalidIdentifier, normalize_phone
+from shared.validation import repair_inbound_payload
 from shared.webhook_payload import NAME_MAX, PayloadError
 
 PROVIDER = "twilio"
@@ -39,7 +40,8 @@ def _field(form: Mapping[str, str], name: str) -> str | None:
 
 def _media(form: Mapping[str, str]) -> list[dict[str, str]]:
     raw = form.get("NumMedia", "0").strip() or "0"
-    if not raw.isdigit() or int(raw) > MAX_MEDIA:
+    # isascii: "²" and other Unicode digits pass isdigit() but not int().
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_MEDIA:
         raise PayloadError("NumMedia", f"must be an integer 0-{MAX_MEDIA}")
     media = []
     for n in range(int(raw)):
@@ -130,7 +132,9 @@ def parse_twilio_inbound(
     if replied_to is not None:
         metadata["context_message_id"] = replied_to
 
-    return {
+    # Form fields may carry %00 or (after werkzeug's decoding) U+FFFD: the
+    # message is filed with NUL removed (shared/validation.py).
+    return repair_inbound_payload({
         "type": "message",
         "channel": channel.value,
         "contact": contact,
@@ -142,4 +146,4 @@ def parse_twilio_inbound(
         "provider": PROVIDER,
         "provider_message_id": sid,
         "idempotency_key": f"{PROVIDER}:{sid}",
-    }
+    })

@@ -12,6 +12,7 @@ Parsing is pure: no database, no network.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -30,19 +31,16 @@ from shared.identity import (
     normalize_phone,
 )
 
+# PayloadError (the 400 naming a field) lives in shared.validation; callers
+# import it from here too.
+from shared.validation import PayloadError, TooDeep, repair_json, repair_text
+
 MESSAGE_TYPES = ("message",)
 APPOINTMENT_TYPES = ("appointment.created", "appointment.updated", "appointment.cancelled")
 NAME_MAX = 200
 METADATA_MAX_BYTES = 8 * 1024
-
-
-class PayloadError(ValueError):
-    """A 400: `field` is the dotted path of the offending field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+TIMESTAMP_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIMESTAMP_MAX = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -98,11 +96,46 @@ def _allowed(err: Any) -> str:
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise PayloadError("body", "is not valid JSON") from None
+    except orjson.JSONDecodeError as exc:
+        if "surrogate" not in str(exc):
+            raise PayloadError("body", "is not valid JSON") from None
+        doc = _loads_with_lone_surrogates(raw)
     if not isinstance(doc, dict):
         raise PayloadError("body", "must be a JSON object")
     return doc
+
+
+def _int64(digits: str) -> int:
+    value = int(digits)
+    if not -(2**63) <= value < 2**64:
+        raise ValueError("integer out of range")
+    return value
+
+
+def _finite(digits: str) -> float:
+    value = float(digits)
+    if value in (float("inf"), float("-inf")):  # 1e400: jsonb has no infinity
+        raise ValueError("number out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads_with_lone_surrogates(raw: bytes) -> Any:
+    """orjson refuses a lone surrogate escape (`"\\ud83d"`: a JavaScript
+    string cut inside an emoji), which is still a patient's message. The
+    standard library parses it, and each field's validation repairs or
+    refuses the string; what else only the standard library would take (NaN,
+    Infinity, integers orjson cannot hold) is refused as orjson refuses it."""
+    try:
+        return json.loads(
+            raw.decode("utf-8"),
+            parse_constant=_no_constant, parse_int=_int64, parse_float=_finite,
+        )
+    except (ValueError, RecursionError):
+        raise PayloadError("body", "is not valid JSON") from None
 
 
 # Senders repeat: the same patients write again, forms retry, duplicates
@@ -123,6 +156,27 @@ def _cpf_digits(raw: str) -> str | None:
         return None
 
 
+def _repaired(text: str, field: str, warnings: list[str]) -> str:
+    """The text without what PostgreSQL cannot store, and a warning if it had
+    any (shared/validation.py: a person's words are repaired, never lost)."""
+    fixed = repair_text(text)
+    if fixed is not text:
+        warnings.append(f"{field}: NUL characters removed, unpaired surrogates replaced by U+FFFD")
+    return fixed
+
+
+def _repaired_metadata(metadata: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    try:
+        fixed, repaired = repair_json(metadata)
+    except TooDeep as exc:
+        raise PayloadError("message.metadata", str(exc)) from None
+    if repaired:
+        warnings.append(
+            "message.metadata: NUL characters removed, unpaired surrogates replaced by U+FFFD"
+        )
+    return fixed  # type: ignore[no-any-return]
+
+
 def validate_contact(
     contact: dict[str, Any], settings: Settings, warnings: list[str]
 ) -> dict[str, Any]:
@@ -132,7 +186,7 @@ def validate_contact(
     name = contact.get("name")
     if name is not None:
         if isinstance(name, str) and name.strip() and len(name) <= NAME_MAX:
-            out["name"] = " ".join(name.split())
+            out["name"] = " ".join(_repaired(name, "contact.name", warnings).split())
         else:
             warnings.append(f"contact.name dropped: must be a string of 1-{NAME_MAX} chars")
 
@@ -184,7 +238,7 @@ def validate_message_webhook(
         msg = _MessageIn.model_validate(env.message)
     except ValidationError as exc:
         raise _first_error(exc, "message.") from None
-    text = msg.text.strip()
+    text = _repaired(msg.text, "message.text", warnings).strip()
     if not text:
         raise PayloadError("message.text", "must not be empty")
     if len(text) > settings.MESSAGE_MAX_CHARS:
@@ -195,13 +249,20 @@ def validate_message_webhook(
     if timestamp is not None and timestamp.tzinfo is None:
         warnings.append("message.timestamp has no UTC offset; read as UTC")
         timestamp = timestamp.replace(tzinfo=UTC)
+    if timestamp is not None and not TIMESTAMP_MIN <= timestamp <= TIMESTAMP_MAX:
+        # Year 1 or 9999 with an offset is outside what datetime (and the
+        # driver reading it back) can hold in UTC.
+        warnings.append("message.timestamp dropped: not between 1970 and 9000")
+        timestamp = None
 
     metadata = msg.metadata
     if metadata is not None:
         if not isinstance(metadata, dict):
             warnings.append("message.metadata dropped: must be an object")
             metadata = None
-        elif len(orjson.dumps(metadata)) > METADATA_MAX_BYTES:
+        else:
+            metadata = _repaired_metadata(metadata, warnings)
+        if metadata is not None and len(orjson.dumps(metadata)) > METADATA_MAX_BYTES:
             warnings.append(f"message.metadata dropped: larger than {METADATA_MAX_BYTES} bytes")
             metadata = None
 

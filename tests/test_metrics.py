@@ -58,3 +58,24 @@ def test_metrics_endpoint_with_the_flask_client(client) -> None:
     assert resp.status_code == 200
     assert resp.mimetype == "text/plain"
     assert "clinicq_http_requests_total" in resp.get_data(as_text=True)
+
+
+def test_metric_labels_are_bounded_whatever_the_client_sends(gunicorn_two_workers) -> None:
+    # Any token is a valid HTTP method; each junk one used to become a series
+    # that lived as long as the process.
+    base = gunicorn_two_workers
+    junk = [f"JUNK{chr(65 + n)}" for n in range(20)] + ["BREW", "PROPFIND"]
+    for method in junk:
+        r = requests.request(method, f"{base}/api/webhook", timeout=10)
+        assert r.status_code in (400, 405), (method, r.status_code)
+        requests.request(method, f"{base}/no/such/path/{method}", timeout=10)
+    text = requests.get(f"{base}/metrics", timeout=10).text
+    counts = samples(text, "clinicq_http_requests_total")
+    methods = {dict(labels)["method"] for labels in counts}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    assert "other" in methods
+    assert not any(m in text for m in junk)
+    other = sum(v for labels, v in counts.items() if dict(labels)["method"] == "other")
+    assert other == 2 * len(junk)
+    endpoints = {dict(labels)["endpoint"] for labels in counts}
+    assert not any("no/such" in e for e in endpoints)

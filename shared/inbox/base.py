@@ -32,6 +32,11 @@ from shared.config import Settings
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 1024 * 1024
+# Webhook ids are exact keys: the remote conversation id is kept in
+# conversations.inbox_conversation_id; a message id in processed_events and in
+# the reply's idempotency key (`<provider>:reply:<id>`, 255 in all).
+CONVERSATION_ID_MAX = 64
+EVENT_ID_MAX = 128
 
 
 class InboxError(Exception):

@@ -25,6 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 from shared.inbox.base import (
+    CONVERSATION_ID_MAX,
+    EVENT_ID_MAX,
     InboxBridge,
     InboxEvent,
     InboxRejected,
@@ -33,6 +35,7 @@ from shared.inbox.base import (
     RemoteGone,
     merge_labels,
 )
+from shared.validation import PayloadError, id_field, object_field, repair_text
 
 # Chatwoot serializes message_type as a string in webhooks and as an integer
 # in API responses (0 incoming, 1 outgoing, 2 activity, 3 template).
@@ -156,30 +159,37 @@ class ChatwootBridge(InboxBridge):
 
 
 def parse_chatwoot_webhook(doc: dict[str, Any]) -> list[InboxEvent]:
-    """Chatwoot webhook body → events we act on (pure; unknown → [])."""
+    """Chatwoot webhook body → events we act on (pure; unknown → []).
+
+    A field we read with the wrong JSON type, or an id longer than the column
+    it is kept in, is a PayloadError naming it (→ 400); an agent's text is
+    repaired, never refused (shared/validation.py)."""
     event = doc.get("event")
     if event == "message_created":
         if doc.get("message_type") not in _OUTGOING or doc.get("private"):
             return []  # patient messages (ours, echoed back), notes, activity
         content = doc.get("content")
-        content = content.strip() if isinstance(content, str) else ""
+        content = repair_text(content).strip() if isinstance(content, str) else ""
         attachments = doc.get("attachments")
         attached = len(attachments) if isinstance(attachments, list) else 0
-        conversation = doc.get("conversation") or {}
+        conversation = object_field(doc, "conversation")
+        sender = object_field(doc, "sender")
         if (not content and not attached) or "id" not in doc:
             return []
         conversation_id = conversation.get("display_id") or conversation.get("id")
         if conversation_id is None:
             return []
-        sender = doc.get("sender") or {}
+        agent = sender.get("name")
         return [
             InboxEvent(
                 provider="chatwoot",
                 kind="agent_message",
-                inbox_conversation_id=str(conversation_id),
-                event_id=str(doc["id"]),
+                inbox_conversation_id=id_field(
+                    conversation_id, "conversation.display_id", CONVERSATION_ID_MAX
+                ),
+                event_id=id_field(doc["id"], "id", EVENT_ID_MAX),
                 text=content,
-                agent=str(sender.get("name") or "")[:100],
+                agent=repair_text(agent)[:100] if isinstance(agent, str) else "",
                 attachments=attached,
             )
         ]
@@ -187,12 +197,17 @@ def parse_chatwoot_webhook(doc: dict[str, Any]) -> list[InboxEvent]:
         conversation_id = doc.get("display_id") or doc.get("id")
         if conversation_id is None:
             return []
+        conversation_id = id_field(conversation_id, "display_id", CONVERSATION_ID_MAX)
+        updated_at = doc.get("updated_at")
+        if updated_at is not None and not isinstance(updated_at, str | int | float):
+            raise PayloadError("updated_at", "must be a string or a number")
+        stamp = repair_text(str(updated_at or ""))[:64]
         return [
             InboxEvent(
                 provider="chatwoot",
                 kind="conversation_closed",
-                inbox_conversation_id=str(conversation_id),
-                event_id=f"resolved:{conversation_id}:{doc.get('updated_at') or ''}",
+                inbox_conversation_id=conversation_id,
+                event_id=f"resolved:{conversation_id}:{stamp}",
             )
         ]
     return []

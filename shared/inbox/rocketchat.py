@@ -27,6 +27,8 @@ import hashlib
 from typing import Any
 
 from shared.inbox.base import (
+    CONVERSATION_ID_MAX,
+    EVENT_ID_MAX,
     InboxBridge,
     InboxEvent,
     InboxRejected,
@@ -35,6 +37,7 @@ from shared.inbox.base import (
     RemoteGone,
     merge_labels,
 )
+from shared.validation import id_field, list_field, object_field, repair_text
 
 _ROOM_GONE = ("room-closed", "invalid-room", "error-invalid-room", "room closed")
 
@@ -133,20 +136,25 @@ class RocketChatBridge(InboxBridge):
 
 
 def parse_rocketchat_webhook(doc: dict[str, Any], bot_user_id: str) -> list[InboxEvent]:
-    """Omnichannel webhook body → events (pure; unknown types → [])."""
+    """Omnichannel webhook body → events (pure; unknown types → []).
+
+    A field we read with the wrong JSON type, or an id longer than the column
+    it is kept in, is a PayloadError naming it (→ 400); an agent's text is
+    repaired, never refused (shared/validation.py)."""
     room_id = doc.get("_id")
     if not isinstance(room_id, str) or not room_id:
         return []
+    room_id = id_field(room_id, "_id", CONVERSATION_ID_MAX)
     kind = doc.get("type")
     if kind == "Message":
-        visitor = doc.get("visitor") or {}
+        visitor = object_field(doc, "visitor")
         events = []
-        for message in doc.get("messages") or []:
+        for n, message in enumerate(list_field(doc, "messages")):
             if not isinstance(message, dict):
                 continue
-            user = message.get("u") or {}
+            user = object_field(message, "u", f"messages.{n}.u")
             text = message.get("msg")
-            text = text.strip() if isinstance(text, str) else ""
+            text = repair_text(text).strip() if isinstance(text, str) else ""
             files = message.get("attachments") or ([message["file"]] if message.get("file") else [])
             attached = len(files) if isinstance(files, list) else 0
             if (
@@ -157,14 +165,15 @@ def parse_rocketchat_webhook(doc: dict[str, Any], bot_user_id: str) -> list[Inbo
                 or message.get("t")  # system messages (joined, closed…)
             ):
                 continue
+            agent = user.get("name") or user.get("username")
             events.append(
                 InboxEvent(
                     provider="rocketchat",
                     kind="agent_message",
                     inbox_conversation_id=room_id,
-                    event_id=str(message["_id"]),
+                    event_id=id_field(message["_id"], f"messages.{n}._id", EVENT_ID_MAX),
                     text=text,
-                    agent=str(user.get("name") or user.get("username") or "")[:100],
+                    agent=repair_text(agent)[:100] if isinstance(agent, str) else "",
                     attachments=attached,
                 )
             )
