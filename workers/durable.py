@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from typing import Any, ClassVar
 
 from celery import Task
@@ -32,6 +33,17 @@ log = logging.getLogger(__name__)
 # seconds with an AI triage call. A hard limit of 60 s bounds how long one
 # can hold its message, which INBOUND_VISIBILITY_TIMEOUT must exceed.
 INBOUND_TIME_LIMIT_SECONDS = 60
+
+
+def safe_argsrepr(args: tuple[Any, ...] | list[Any]) -> str:
+    """What logs and Flower may show of a task's arguments: ids only."""
+    shown = []
+    for arg in args:
+        try:
+            shown.append(f"'{uuid.UUID(arg)}'" if isinstance(arg, str) else "…")
+        except ValueError:
+            shown.append("…")
+    return "[" + ", ".join(shown) + "]"
 
 
 def inbound_task_options() -> dict[str, Any]:
@@ -73,7 +85,7 @@ class DurableTask(Task):
                 extra={"task": self.name, "task_id": self.request.id, "retries": retries,
                        "error": type(exc).__name__},
             )
-            raise self.retry(exc=exc, countdown=self.backoff(retries))
+            raise self._retry(exc, args, retries)
         budget = (
             self.transient_max_retries
             if self.transient_errors and isinstance(exc, self.transient_errors)
@@ -85,8 +97,18 @@ class DurableTask(Task):
                 extra={"task": self.name, "task_id": self.request.id, "retries": retries,
                        "error": type(exc).__name__},
             )
-            raise self.retry(exc=exc, countdown=self.backoff(retries))
+            raise self._retry(exc, args, retries)
         return self._dead_letter(exc, args, kwargs, retries)
+
+    def _retry(self, exc: Exception, args: tuple[Any, ...], retries: int) -> Exception:
+        # Celery would rebuild argsrepr/kwargsrepr from the real arguments
+        # (patient text, phones) for Flower and the worker log; keep the ids.
+        return self.retry(
+            exc=exc,
+            countdown=self.backoff(retries),
+            argsrepr=safe_argsrepr(args),
+            kwargsrepr="{…}",
+        )
 
     def _dead_letter(
         self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any], retries: int
@@ -110,7 +132,7 @@ class DurableTask(Task):
         except Exception as db_exc:
             if is_infrastructure_error(db_exc):
                 # Cannot record it now: keep the task alive instead.
-                raise self.retry(exc=db_exc, countdown=self.backoff(retries)) from db_exc
+                raise self._retry(db_exc, args, retries) from db_exc
             raise
         # The arguments stay in the table; the log says which row holds them.
         log.error(
