@@ -8,7 +8,8 @@ SIGKILL in turn and restarted: ingest, each worker, the scheduler, Redis,
 PostgreSQL; then PostgreSQL is stopped for longer than the retry budget the
 inbound task used to have (20 attempts: ~18 minutes at its former 60 s cap;
 the short form caps the backoff at 1 s, so 20 attempts take ~15 s, and
-stops it for 22 s).
+stops it for 22 s; tests/test_durability.py counts the attempts of one
+task through such an outage).
 
 PostgreSQL and Redis are private to the run (their own data directories
 and ports under a temp dir, started from the machine's binaries), so the
@@ -359,7 +360,7 @@ class Profile:
 
 
 SHORT = Profile(
-    name="short", rate=2.0, gap=2.0, outage=22.0, drain=90.0,
+    name="short", rate=2.0, gap=3.0, outage=22.0, drain=90.0,
     env={
         # Budgets shrunk so the run fits CI; each stays in the proportion
         # production keeps (countdowns < visibility timeouts, rule 3).
@@ -429,7 +430,10 @@ def run(profile: Profile, workdir: Path | None = None) -> Report:  # noqa: PLR09
     workdir = workdir or Path(tempfile.mkdtemp(prefix="clinicq-chaos-"))
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    postgres = PrivatePostgres(workdir)
+    # Its own temp dir: PostgreSQL runs as another user and must reach it
+    # (pytest's tmp_path is private to root).
+    pg_dir = Path(tempfile.mkdtemp(prefix="clinicq-chaos-pg-"))
+    postgres = PrivatePostgres(pg_dir)
     redis_server = PrivateRedis(workdir)
     fake = FakeTwilio().start()
     parts: list[Part] = []
@@ -499,11 +503,12 @@ def run(profile: Profile, workdir: Path | None = None) -> Report:  # noqa: PLR09
         senders = load.run()
 
         def restart(part: Part) -> None:
+            # Not waited for: the next fault comes while it is still starting
+            # (its readiness is checked before the drain).
             offset = part.log.stat().st_size if part.log.exists() else 0
             if part in (inbound, others):
                 part.ready = _log_has(part.log, " ready.", offset)
             part.start()
-            part.wait_ready()
 
         def fault(name: str, action: Any) -> None:
             time.sleep(profile.gap)
@@ -526,10 +531,14 @@ def run(profile: Profile, workdir: Path | None = None) -> Report:  # noqa: PLR09
         fault("PostgreSQL stopped", outage)
         time.sleep(profile.gap)
         load.stop_event.set()
+        for part in parts:
+            part.wait_ready()
         for t in senders:
             t.join(load.retry_for + 10)
         say(f"load stopped: {len(load.accepted)} accepted; draining")
+        drain_started = time.monotonic()
         counts = _drain(postgres.url, load, fake, profile.drain)
+        say(f"drained in {time.monotonic() - drain_started:.0f} s")
         return Report(
             accepted=len(load.accepted),
             gave_up=load.gave_up,
@@ -547,6 +556,7 @@ def run(profile: Profile, workdir: Path | None = None) -> Report:  # noqa: PLR09
         redis_server.stop()
         postgres.stop()
         fake.stop()
+        shutil.rmtree(pg_dir, ignore_errors=True)
         if own_dir:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -6,7 +6,7 @@ shared servers are never killed."""
 
 from __future__ import annotations
 
-from bench.chaos import OLD_INBOUND_ATTEMPTS, SHORT, run
+from bench.chaos import SHORT, run
 
 
 def test_faults_lose_nothing_and_send_nothing_twice(tmp_path) -> None:
@@ -18,5 +18,6 @@ def test_faults_lose_nothing_and_send_nothing_twice(tmp_path) -> None:
     assert report.filed == report.accepted, summary
     assert report.not_reacted == 0 and report.acks_missing == 0, summary
     assert report.duplicate_sends == 0 and report.duplicate_acks == 0, summary
-    # The outage outlasted the budget inbound tasks used to give up after.
-    assert report.most_outage_retries > OLD_INBOUND_ATTEMPTS, summary
+    # Inbound tasks met the outage and retried through it (the attempt count
+    # beyond the former budget is held by tests/test_durability.py).
+    assert report.most_outage_retries > 0, summary
