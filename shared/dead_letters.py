@@ -13,7 +13,7 @@ Two kinds of failure, told apart by `is_infrastructure_error`:
 
 The arguments are what a replay needs, and an inbound payload is a patient's
 message: they are never logged, are cleared once the row is replayed, and
-`erase_for_messages` drops them with the contact on LGPD erasure. Only the
+`erase_for_contact` drops them with the contact on LGPD erasure. Only the
 error class and a masked, bounded reason are readable without them.
 """
 
@@ -202,12 +202,16 @@ def drop(session: Session, ids: Sequence[int]) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def erase_for_messages(session: Session, message_ids: Sequence[uuid.UUID]) -> int:
-    """LGPD erasure: drop the dead letters about these messages (their
-    arguments may carry the patient's text and addresses)."""
-    if not message_ids:
-        return 0
-    result = session.execute(
-        delete(DeadLetter).where(DeadLetter.message_id.in_(list(message_ids)))
-    )
+def erase_for_contact(session: Session, message_ids: Any, identity_values: Sequence[str]) -> int:
+    """LGPD erasure: drop the dead letters about a person — those naming one
+    of their messages (`message_ids`: ids or a subquery), and those whose
+    arguments carry one of their identities (an inbound payload that was
+    never filed has no message row yet)."""
+    from sqlalchemy import String, cast, or_
+
+    conditions = [DeadLetter.message_id.in_(message_ids)]
+    for value in identity_values:
+        if value:
+            conditions.append(cast(DeadLetter.args, String).contains(value))
+    result = session.execute(delete(DeadLetter).where(or_(*conditions)))
     return int(getattr(result, "rowcount", 0) or 0)

@@ -285,3 +285,60 @@ def test_durability_mode_the_server_cannot_give_is_refused_at_startup(
     )
     assert proc.returncode == 2
     assert f"REDIS_DURABILITY={mode}" in proc.stderr
+
+
+def test_erasing_a_contact_drops_their_dead_letters() -> None:
+    from shared import dead_letters
+    from shared.contact_admin import erase_contact
+
+    message_id = _file_without_react()
+    never_filed = seed_payload()
+    never_filed["contact"] = {"name": "Maria Souza", "phone": "+5511988887777"}
+    with session_scope() as s:
+        contact_id = s.get(Message, message_id).contact_id
+        for args in ([str(message_id)], [str(uuid.uuid4()), never_filed], [str(uuid.uuid4())]):
+            dead_letters.record(s, task_name="clinicq.inbound.process", task_id=None,
+                                queue="inbound", args=args, kwargs={},
+                                exc=RuntimeError("boom"), attempts=4)
+    with session_scope() as s:
+        erase_contact(s, contact_id, actor="test")
+    with session_scope() as s:
+        left = s.scalars(select(DeadLetter)).all()
+    # Only the one about someone else stays.
+    assert len(left) == 1 and left[0].args is not None and len(left[0].args) == 1
+    assert left[0].message_id != message_id
+
+
+def test_inbound_visibility_timeout_must_exceed_its_backoff(monkeypatch) -> None:
+    from shared.config import ConfigError, load_settings
+
+    monkeypatch.setenv("INBOUND_VISIBILITY_TIMEOUT", "60")
+    monkeypatch.setenv("INBOUND_RETRY_BACKOFF_MAX_SECONDS", "60")
+    with pytest.raises(ConfigError, match="INBOUND_VISIBILITY_TIMEOUT"):
+        load_settings()
+
+
+def test_outage_and_failure_are_told_apart() -> None:
+    import redis
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from shared.dead_letters import is_infrastructure_error
+
+    class Refused(Exception):
+        sqlstate = None
+
+    class AdminShutdown(Exception):
+        sqlstate = "57P01"
+
+    class StatementTimeout(Exception):
+        sqlstate = "57014"
+
+    class Raised(Exception):
+        sqlstate = "P0001"
+
+    assert is_infrastructure_error(OperationalError("SELECT 1", {}, Refused()))
+    assert is_infrastructure_error(OperationalError("SELECT 1", {}, AdminShutdown()))
+    assert is_infrastructure_error(redis.ConnectionError("refused"))
+    assert not is_infrastructure_error(OperationalError("SELECT 1", {}, StatementTimeout()))
+    assert not is_infrastructure_error(ProgrammingError("SELECT 1", {}, Raised()))
+    assert not is_infrastructure_error(ValueError("bad payload"))
