@@ -377,7 +377,7 @@ SHORT = Profile(
     },
 )
 FULL = Profile(
-    name="full", rate=10.0, gap=15.0, outage=19 * 60.0, drain=600.0,
+    name="full", rate=1.0, gap=15.0, outage=19 * 60.0, drain=900.0,
     env={
         # Production retry budgets; visibility timeouts shortened only so the
         # other queues' killed tasks come back within the drain.

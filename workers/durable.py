@@ -103,12 +103,19 @@ class DurableTask(Task):
     def _retry(self, exc: Exception, args: tuple[Any, ...], retries: int) -> Exception:
         # Celery would rebuild argsrepr/kwargsrepr from the real arguments
         # (patient text, phones) for Flower and the worker log; keep the ids.
-        return self.retry(
-            exc=exc,
-            countdown=self.backoff(retries),
-            argsrepr=safe_argsrepr(args),
-            kwargsrepr="{…}",
-        )
+        try:
+            return self.retry(
+                exc=exc,
+                countdown=self.backoff(retries),
+                argsrepr=safe_argsrepr(args),
+                kwargsrepr="{…}",
+            )
+        except Reject as rejected:
+            # Celery could not publish the retry (Redis unreachable) and would
+            # reject without requeue — with Redis, an ack: the task gone.
+            # Requeue instead; if Redis cannot take that either, the message
+            # stays unacknowledged and comes back after the visibility timeout.
+            return Reject(rejected.reason, requeue=True)
 
     def _dead_letter(
         self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any], retries: int
