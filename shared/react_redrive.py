@@ -8,7 +8,8 @@ phone or posts it to the agent inbox. The reaction stamps
 `messages.reacted_at` in its own transaction, so a filed inbound message
 still without it after REACT_REDRIVE_AFTER_SECONDS (counted from its filing,
 on the database clock) is published again by this pass, run periodically by
-the scheduler.
+the scheduler. Not re-driven: a reaction that gave up and waits in
+dead_letters for an operator, and messages of erased contacts.
 
 Running a reaction twice sends nothing twice: each automation is guarded by
 the `automation_runs` unique key and every outbound message it creates has an
@@ -26,7 +27,7 @@ from sqlalchemy import exists, func, select
 from shared.config import Settings, get_settings
 from shared.db import session_scope
 from shared.enums import Direction
-from shared.models import Message, MessageEvent
+from shared.models import Contact, DeadLetter, Message, MessageEvent
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,14 @@ def redrive_unreacted_messages(
         MessageEvent.event == "received",
         MessageEvent.created_at <= func.now() - timedelta(seconds=wait),
     )
+    # A reaction that gave up is in dead_letters, waiting for an operator:
+    # re-driving it every pass would only add a failure each time.
+    gave_up = exists().where(
+        DeadLetter.message_id == Message.id,
+        DeadLetter.task_name == REACT_TASK,
+        DeadLetter.replayed_at.is_(None),
+    )
+    erased = exists().where(Contact.id == Message.contact_id, Contact.erased_at.is_not(None))
     with session_scope() as session:
         ids = [
             str(mid)
@@ -57,6 +66,8 @@ def redrive_unreacted_messages(
                     Message.direction == Direction.INBOUND.value,
                     Message.reacted_at.is_(None),
                     filed_long_enough_ago,
+                    ~gave_up,
+                    ~erased,
                 )
                 .order_by(Message.created_at)
                 .limit(BATCH_LIMIT)

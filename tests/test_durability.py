@@ -342,3 +342,18 @@ def test_outage_and_failure_are_told_apart() -> None:
     assert not is_infrastructure_error(OperationalError("SELECT 1", {}, StatementTimeout()))
     assert not is_infrastructure_error(ProgrammingError("SELECT 1", {}, Raised()))
     assert not is_infrastructure_error(ValueError("bad payload"))
+
+
+def test_a_reaction_waiting_in_dead_letters_is_not_redriven_again() -> None:
+    from shared import dead_letters
+    from shared.react_redrive import redrive_unreacted_messages
+
+    message_id = _file_without_react()
+    with session_scope() as s:
+        row_id = dead_letters.record(s, task_name="clinicq.inbound.react", task_id=None,
+                                     queue="inbound", args=[str(message_id)], kwargs={},
+                                     exc=RuntimeError("handler bug"), attempts=4)
+    assert redrive_unreacted_messages(after_seconds=0) == []
+    with session_scope() as s:
+        s.get(DeadLetter, row_id).replayed_at = datetime.now(UTC)
+    assert redrive_unreacted_messages(after_seconds=0) == [str(message_id)]
