@@ -5,8 +5,10 @@
 - JSON only; results ignored (PostgreSQL holds outcomes, rule 2).
 - visibility_timeout above every countdown we use (config checks it), so a
   countdown task is not redelivered while it still waits.
-- prefetch multiplier from settings: measured in bench/ (short tasks like
-  inbound filing gain from prefetch; sends are paced by the rate limiter).
+- prefetch multiplier from settings: measured in bench/ (sends are paced by
+  the rate limiter). The inbound-only worker is the exception: prefetch 1 and
+  a visibility timeout of minutes (inbound_transport_options below).
+- retries: workers/durable.py (outages without a budget, dead letters).
 """
 
 from kombu import Queue
