@@ -7,6 +7,10 @@
   inbox that is down): up to `transient_max_retries`, then dead-lettered;
 - anything else: up to TASK_FAILURE_RETRIES, then dead-lettered.
 
+Budgets count the task's retries of every kind (Celery keeps one counter):
+a task that waited out a long outage and then fails for another reason is
+dead-lettered at once — kept and replayable, never dropped.
+
 Dead-lettering writes the task's name and arguments to `dead_letters` and
 acks; if PostgreSQL is down at that moment the task is retried instead, so
 the arguments are never dropped. Declared next to the task, as dramatiq does:
