@@ -5,8 +5,10 @@
 - JSON only; results ignored (PostgreSQL holds outcomes, rule 2).
 - visibility_timeout above every countdown we use (config checks it), so a
   countdown task is not redelivered while it still waits.
-- prefetch multiplier from settings: measured in bench/ (short tasks like
-  inbound filing gain from prefetch; sends are paced by the rate limiter).
+- prefetch multiplier from settings: measured in bench/ (sends are paced by
+  the rate limiter). The inbound-only worker is the exception: prefetch 1 and
+  a visibility timeout of minutes (inbound_transport_options below).
+- retries: workers/durable.py (outages without a budget, dead letters).
 """
 
 from kombu import Queue
@@ -29,6 +31,25 @@ broker_transport_options = {
     "unacked_restore_interval": min(10, max(1, _settings.CELERY_VISIBILITY_TIMEOUT // 4)),
     "unacked_restore_throttle": 1,
 }
+# The `inbound` worker (a worker started with `-Q inbound` only) holds
+# patients' messages, urgent ones included: workers/app.py gives it these
+# options instead, so a killed inbound worker's tasks come back within
+# INBOUND_VISIBILITY_TIMEOUT (3 min) rather than the hour the other queues
+# need for their longer countdowns. Its unacked entries live under their own
+# keys: kombu's sweep restores every entry of its keys older than ITS
+# timeout, so sharing the default keys would hand the other queues'
+# countdown tasks (up to MAX_RETRY_BACKOFF_SECONDS) out a second time.
+inbound_transport_options = {
+    **broker_transport_options,
+    "visibility_timeout": _settings.INBOUND_VISIBILITY_TIMEOUT,
+    "unacked_key": "unacked_inbound",
+    "unacked_index_key": "unacked_index_inbound",
+    "unacked_mutex_key": "unacked_mutex_inbound",
+    "unacked_restore_interval": min(10, max(1, _settings.INBOUND_VISIBILITY_TIMEOUT // 4)),
+}
+# Prefetch 1: a killed inbound worker strands at most one task per process,
+# and a long task cannot keep an urgent message waiting behind it.
+inbound_prefetch_multiplier = 1
 task_serializer = "json"
 accept_content = ["json"]
 result_backend = None

@@ -13,6 +13,7 @@ from ingest.errors import register_error_handlers
 from ingest.webhook_auth import WebhookAuthenticator
 from shared.config import ConfigError, Settings, fail_startup, get_settings
 from shared.logging import configure_logging
+from shared.redis_durability import check_redis_durability, wait_aof_timeout_ms
 from shared.taskqueue import TaskPublisher
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,18 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @functools.cache
     def publisher() -> TaskPublisher:
-        return TaskPublisher(redis_client())
+        return TaskPublisher(redis_client(), wait_aof_timeout_ms(settings))
+
+    if settings.REDIS_DURABILITY != "everysec":
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=1
+        )
+        try:
+            check_redis_durability(client, settings)
+        except ConfigError as exc:
+            fail_startup(exc)
+        finally:
+            client.close()
 
     app.config["REDIS"] = redis_client
     app.config["PUBLISHER"] = publisher

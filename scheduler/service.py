@@ -4,7 +4,8 @@
   (scheduler/claim.py). Several scheduler processes may run at once: the
   claim is `FOR UPDATE SKIP LOCKED`, so each row goes to exactly one;
 - maintenance (every SCHEDULER_MAINTENANCE_SECONDS): the reconciler for
-  messages stuck in queued/sending/unknown, closing idle conversations, the
+  messages stuck in queued/sending/unknown, re-driving the reaction of
+  inbound messages whose `react` task was lost, closing idle conversations, the
   IMAP poll when IMAP_HOST is set, re-alerting unanswered urgent messages.
   Jobs owned by other modules are wired only if their module provides them.
 
@@ -63,6 +64,7 @@ def maintenance_jobs(settings: Settings) -> dict[str, Callable[[], Any]]:
     }
     optional = {
         "reconcile_stuck_messages": "shared.reconciler:reconcile_stuck_messages",
+        "redrive_unreacted_messages": "shared.react_redrive:redrive_unreacted_messages",
         "realert_unanswered_urgent": "shared.automations:realert_unanswered_urgent",
         "report_failed_agent_replies": "shared.inbox.sync:report_failed_agent_replies",
     }

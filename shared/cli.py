@@ -4,6 +4,9 @@ clinicq create-api-key NAME     print a new REST API key (stored hashed)
 clinicq channels                which channels are live / on the outbox
 clinicq reconcile               settle unknown / stuck sends once
 clinicq erase-contact ID --yes  LGPD erasure of a contact's personal data
+clinicq dead-letters list       tasks that gave up (no patient data shown)
+clinicq dead-letters replay ID|--all   re-publish them
+clinicq dead-letters drop ID --yes     delete them unreplayed
 """
 
 from __future__ import annotations
@@ -99,6 +102,75 @@ def _add_contact_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     erase.set_defaults(func=_erase_contact, needs_db=True)
 
 
+# --- dead letters (tasks that gave up; shared/dead_letters.py) ------------------
+
+
+def _dead_letters_list(args: argparse.Namespace) -> int:
+    from shared.db import session_scope
+    from shared.dead_letters import list_dead_letters
+
+    with session_scope() as session:
+        rows = list_dead_letters(session, include_replayed=args.all)
+    if not rows:
+        print("no dead letters" if args.all else "no open dead letters")
+        return 0
+    print("id\tcreated_at\ttask\tmessage_id\tattempts\terror\treason\treplayed_at")
+    for row in rows:
+        print(
+            f"{row.id}\t{row.created_at:%Y-%m-%dT%H:%M:%SZ}\t{row.task_name}\t"
+            f"{row.message_id or '-'}\t{row.attempts}\t{row.error_class}\t"
+            f"{row.reason or '-'}\t"
+            f"{row.replayed_at.strftime('%Y-%m-%dT%H:%M:%SZ') if row.replayed_at else '-'}"
+        )
+    return 0
+
+
+def _dead_letters_replay(args: argparse.Namespace) -> int:
+    from shared.db import session_scope
+    from shared.dead_letters import NotReplayable, replay
+
+    if not args.all and not args.ids:
+        print("clinicq: give dead-letter ids or --all", file=sys.stderr)
+        return 2
+    try:
+        with session_scope() as session:
+            replayed = replay(session, None if args.all else args.ids)
+    except NotReplayable as exc:
+        print(f"clinicq: {exc}; nothing replayed", file=sys.stderr)
+        return 1
+    print(f"replayed {len(replayed)}: {', '.join(map(str, replayed)) or '-'}")
+    return 0
+
+
+def _dead_letters_drop(args: argparse.Namespace) -> int:
+    from shared.db import session_scope
+    from shared.dead_letters import drop
+
+    if not args.yes:
+        print("clinicq: dropping loses these tasks for good; pass --yes", file=sys.stderr)
+        return 2
+    with session_scope() as session:
+        count = drop(session, args.ids)
+    print(f"dropped {count}")
+    return 0
+
+
+def _add_dead_letter_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    dead = sub.add_parser("dead-letters", help="tasks that gave up: list, replay, drop")
+    dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
+    listing = dsub.add_parser("list", help="open dead letters (no payloads shown)")
+    listing.add_argument("--all", action="store_true", help="include replayed ones")
+    listing.set_defaults(func=_dead_letters_list, needs_db=True)
+    again = dsub.add_parser("replay", help="re-publish dead letters to their queue")
+    again.add_argument("ids", nargs="*", type=int, metavar="ID")
+    again.add_argument("--all", action="store_true", help="every open dead letter")
+    again.set_defaults(func=_dead_letters_replay, needs_db=True)
+    gone = dsub.add_parser("drop", help="delete dead letters without replaying them")
+    gone.add_argument("ids", nargs="+", type=int, metavar="ID")
+    gone.add_argument("--yes", action="store_true", help="confirm")
+    gone.set_defaults(func=_dead_letters_drop, needs_db=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clinicq", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--stuck-after", type=float, default=None, metavar="SECONDS")
     reconcile.set_defaults(func=_reconcile, needs_db=True)
     _add_contact_commands(sub)
+    _add_dead_letter_commands(sub)
     return parser
 
 

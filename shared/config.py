@@ -274,6 +274,29 @@ class Settings(BaseSettings):
     CELERY_VISIBILITY_TIMEOUT: int = Field(3600, ge=5)
     CELERY_PREFETCH_MULTIPLIER: int = Field(4, ge=1, le=128)
     MAX_RETRY_BACKOFF_SECONDS: int = Field(600, ge=1)
+    # The `inbound` worker's own redelivery time (workers/app.py gives an
+    # inbound-only worker these transport options and prefetch 1): a worker
+    # killed with an urgent patient message in hand gives it back within
+    # minutes, not CELERY_VISIBILITY_TIMEOUT. Must exceed the inbound tasks'
+    # longest countdown (INBOUND_RETRY_BACKOFF_MAX_SECONDS) plus their hard
+    # time limit (60 s), or a waiting task is handed out twice.
+    INBOUND_VISIBILITY_TIMEOUT: int = Field(180, ge=5)
+    INBOUND_RETRY_BACKOFF_MAX_SECONDS: int = Field(60, ge=1)
+    # A task failing for a reason other than an infrastructure outage is
+    # retried this many times, then recorded in dead_letters (replayable).
+    # Outages (PostgreSQL/Redis unreachable) are retried without a budget.
+    TASK_FAILURE_RETRIES: int = Field(3, ge=0, le=50)
+    # A filed inbound message whose reaction (triage, acknowledgement,
+    # alerts, inbox) has not committed after this long is re-driven by the
+    # scheduler's maintenance pass (its react publish was lost).
+    REACT_REDRIVE_AFTER_SECONDS: int = Field(300, ge=0)
+    # What a 202 waits for. everysec: Redis's AOF is fsynced every second (a
+    # host crash can lose the last second of accepted webhooks); always: the
+    # embedded/compose Redis runs `appendfsync always` (every write fsynced
+    # before Redis answers); waitaof: ingest sends `WAITAOF 1 0` after each
+    # publish and answers 202 only once the AOF holds it (Redis >= 7.2).
+    REDIS_DURABILITY: Literal["everysec", "always", "waitaof"] = "everysec"
+    REDIS_WAITAOF_TIMEOUT_MS: int = Field(1000, ge=1, le=60_000)
 
     # --- outbound delivery (shared/delivery.py, shared/providers/) -------------
     # HTTP timeouts for provider calls: (connect, read). A connect timeout means
@@ -409,6 +432,11 @@ class Settings(BaseSettings):
         if self.CELERY_VISIBILITY_TIMEOUT <= self.MAX_RETRY_BACKOFF_SECONDS:
             raise ValueError(
                 "CELERY_VISIBILITY_TIMEOUT must exceed MAX_RETRY_BACKOFF_SECONDS "
+                "(a countdown longer than the visibility timeout is redelivered twice)"
+            )
+        if self.INBOUND_VISIBILITY_TIMEOUT <= self.INBOUND_RETRY_BACKOFF_MAX_SECONDS:
+            raise ValueError(
+                "INBOUND_VISIBILITY_TIMEOUT must exceed INBOUND_RETRY_BACKOFF_MAX_SECONDS "
                 "(a countdown longer than the visibility timeout is redelivered twice)"
             )
         return self

@@ -18,6 +18,7 @@ from sqlalchemy import CursorResult, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from shared.contacts import lock_identities
+from shared.dead_letters import erase_for_contact
 from shared.enums import ConversationStatus, Direction, MessageStatus, ScheduledStatus
 from shared.models import (
     Appointment,
@@ -498,6 +499,10 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
         update(MessageEvent)
         .where(MessageEvent.message_id.in_(message_ids))
         .values(payload=None, detail=None),
+    )
+    # Tasks that gave up keep their arguments for a replay; not the person's.
+    counts["dead_letters"] = erase_for_contact(
+        session, message_ids, [value for _, value in identities]
     )
     # Nothing more goes out to an erased person: queued sends are cancelled
     # (the send worker's claim from `queued` then finds nothing) and pending

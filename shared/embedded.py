@@ -117,9 +117,11 @@ def redis_server_binary() -> str:
 
 
 def start_redis(
-    data_dir: Path, port: int | None = None, appendonly: bool = True
+    data_dir: Path, port: int | None = None, appendonly: bool = True,
+    appendfsync: str = "everysec",
 ) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start redis-server on 127.0.0.1 with AOF on and noeviction."""
+    """Start redis-server on 127.0.0.1 with AOF on and noeviction
+    (`appendfsync always` for REDIS_DURABILITY=always)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     proc = subprocess.Popen(
@@ -129,7 +131,7 @@ def start_redis(
             "--bind", "127.0.0.1",
             "--dir", str(data_dir),
             "--appendonly", "yes" if appendonly else "no",
-            "--appendfsync", "everysec",
+            "--appendfsync", appendfsync,
             "--save", "",
             "--maxmemory-policy", "noeviction",
             "--daemonize", "no",

@@ -160,6 +160,12 @@ class Message(Base):
             "updated_at",
             postgresql_where=text("status IN ('queued', 'sending', 'unknown')"),
         ),
+        # The react re-drive scan: filed inbound messages whose reaction never ran.
+        Index(
+            "ix_messages_unreacted",
+            "created_at",
+            postgresql_where=text("direction = 'inbound' AND reacted_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -199,6 +205,10 @@ class Message(Base):
     sent_at: Mapped[datetime | None] = mapped_column(TZ)
     delivered_at: Mapped[datetime | None] = mapped_column(TZ)
     read_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Inbound only: when the reaction (replies that act, triage, automations,
+    # inbox hand-off) committed. NULL on a filed inbound message means its
+    # reaction never ran: the reconciler re-drives it (shared/react_redrive.py).
+    reacted_at: Mapped[datetime | None] = mapped_column(TZ)
 
 
 class MessageEvent(Base):
@@ -390,3 +400,33 @@ class AuditEvent(Base):
     subject: Mapped[str] = mapped_column(String(128))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
+
+
+class DeadLetter(Base):
+    """A task that gave up (ARCHITECTURE rule 12): kept, visible, replayable.
+
+    `args`/`kwargs` are what replay re-publishes; they may hold patient data
+    (an inbound payload), so they are never logged, are cleared once the task
+    is replayed, and are erased with the contact (`message_id` links them).
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        Index("ix_dead_letters_open", "created_at", postgresql_where=text("replayed_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(128))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    queue: Mapped[str | None] = mapped_column(String(32))
+    # The message the task was about, when its arguments name one.
+    message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    args: Mapped[list[Any] | None] = mapped_column(JSONB)
+    kwargs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error_class: Mapped[str] = mapped_column(String(128))
+    # Why it gave up, PII-masked (shared.pii.redact) and bounded.
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+    replayed_at: Mapped[datetime | None] = mapped_column(TZ)
+    replay_count: Mapped[int] = mapped_column(Integer, server_default="0")

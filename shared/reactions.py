@@ -49,12 +49,22 @@ def handlers() -> list[Handler]:
 def react_to_inbound(message_id: str) -> ReactionContext:
     """Run every handler in one transaction, then the after-commit actions
     (enqueueing sends) once the transaction is durable."""
+    from sqlalchemy import func, update
+
     from shared.db import session_scope
+    from shared.models import Message
 
     ctx = ReactionContext(message_id=uuid.UUID(message_id))
     with session_scope() as session:
         for handler in handlers():
             handler(session, ctx)
+        # Committed with the handlers' work: a message without it never got
+        # its reaction, and shared/react_redrive.py runs it again.
+        session.execute(
+            update(Message)
+            .where(Message.id == ctx.message_id, Message.reacted_at.is_(None))
+            .values(reacted_at=func.now())
+        )
     for action in ctx.after_commit:
         action()
     return ctx

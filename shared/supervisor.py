@@ -34,6 +34,7 @@ from shared.config import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUES = "inbound,email,sms,whatsapp,inbox,maintenance"
+OTHER_QUEUES = "email,sms,whatsapp,inbox,maintenance"
 DEV_SECRET_NAMES = ("WEBHOOK_SIGNING_SECRETS", "SECRET_KEY", "FLOWER_BASIC_AUTH")
 STOP_TIMEOUT_SECONDS = 25.0
 
@@ -128,13 +129,16 @@ def start_embedded_postgres(directory: Path, embedded: Embedded) -> str:
     return str(server.get_uri(database="clinicq"))
 
 
-def start_embedded_redis(directory: Path, embedded: Embedded) -> str:
+def start_embedded_redis(directory: Path, embedded: Embedded, appendfsync: str = "everysec") -> str:
     from shared.embedded import start_redis, stop_process
 
-    say(f"starting embedded Redis (AOF on, data in {directory / 'redis'})")
+    say(
+        f"starting embedded Redis (AOF on, appendfsync {appendfsync}, "
+        f"data in {directory / 'redis'})"
+    )
     pidfile = directory / "redis" / "supervisor.pid"
     _stop_stale_redis(pidfile)
-    url, proc = start_redis(directory / "redis", appendonly=True)
+    url, proc = start_redis(directory / "redis", appendonly=True, appendfsync=appendfsync)
     pidfile.write_text(str(proc.pid))
 
     def stop() -> None:
@@ -213,10 +217,19 @@ def build_children(settings: Settings, python: str = sys.executable) -> list[Chi
                 "--bind", f"127.0.0.1:{settings.INGEST_PORT}", "ingest.app:wsgi()",
             ],
         ),
+        # `inbound` has a worker of its own: only an inbound-only worker gets
+        # the short visibility timeout and prefetch 1 (celeryconfig.py).
+        Child(
+            "inbound worker (celery)",
+            [
+                python, "-m", "celery", "-A", "workers.app", "worker", "-Q", "inbound",
+                "-n", "inbound@%h", "--loglevel", settings.LOG_LEVEL,
+            ],
+        ),
         Child(
             "worker (celery)",
             [
-                python, "-m", "celery", "-A", "workers.app", "worker", "-Q", QUEUES,
+                python, "-m", "celery", "-A", "workers.app", "worker", "-Q", OTHER_QUEUES,
                 "-n", "clinicq@%h", "--loglevel", settings.LOG_LEVEL,
             ],
         ),
@@ -407,7 +420,10 @@ def run() -> int:
         if not settings.DATABASE_URL:
             env["DATABASE_URL"] = start_embedded_postgres(directory, embedded)
         if not settings.REDIS_URL:
-            env["REDIS_URL"] = start_embedded_redis(directory, embedded)
+            env["REDIS_URL"] = start_embedded_redis(
+                directory, embedded,
+                appendfsync="always" if settings.REDIS_DURABILITY == "always" else "everysec",
+            )
         if "PUBLIC_BASE_URL" not in env:
             env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{settings.INGEST_PORT}"
         env["PYTHONUNBUFFERED"] = "1"

@@ -114,8 +114,11 @@ class TaskPublisher:
     same protocol code); only the pooling is skipped.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, wait_aof_timeout_ms: int | None = None) -> None:
         self._client = client
+        # REDIS_DURABILITY=waitaof: after each publish, wait until Redis's AOF
+        # fsync covers it (shared/redis_durability.py).
+        self._wait_aof_timeout_ms = wait_aof_timeout_ms
         self._pool = client.connection_pool
         self._sha = client.register_script(_PUBLISH_LUA).sha
         self._local = threading.local()
@@ -185,5 +188,10 @@ class TaskPublisher:
         except redis.exceptions.NoScriptError:
             # First use on this server, or it restarted: EVAL loads it.
             result = self._execute("EVAL", _PUBLISH_LUA, *command)
+        if self._wait_aof_timeout_ms is not None:
+            # Same connection: WAITAOF covers this client's own writes.
+            local, _replicas = self._execute("WAITAOF", 1, 0, self._wait_aof_timeout_ms)
+            if int(local) < 1:
+                raise redis.TimeoutError("Redis did not fsync the AOF in time")
         first_id = result.decode() if isinstance(result, bytes) else str(result)
         return first_id, first_id == message_id

@@ -48,6 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "CELERY_VISIBILITY_TIMEOUT": "8",
             "MAX_RETRY_BACKOFF_SECONDS": "4",
             "CELERY_PREFETCH_MULTIPLIER": "1",
+            "INBOUND_VISIBILITY_TIMEOUT": "8",
+            "INBOUND_RETRY_BACKOFF_MAX_SECONDS": "4",
             "LOG_LEVEL": "INFO",
             # Pinned so the suite behaves the same whatever the user's
             # environment; tests about these settings set them explicitly.

@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import celeryd_after_setup, celeryd_init, setup_logging, worker_process_init
 
 from shared.config import ConfigError, fail_startup, get_settings
 from shared.logging import configure_logging
@@ -28,6 +29,51 @@ def _task_modules() -> list[str]:
 
 app = Celery("clinicq", include=_task_modules())
 app.config_from_object("celeryconfig")
+
+
+def _queue_names(queues: object) -> set[str]:
+    if isinstance(queues, str):
+        return {q.strip() for q in queues.split(",") if q.strip()}
+    if isinstance(queues, list | tuple | set):
+        return {name for q in queues for name in _queue_names(q)}
+    return set()
+
+
+@celeryd_init.connect
+def _inbound_worker_options(
+    conf: object, options: dict[str, object], instance: object, **_: object
+) -> None:
+    """A worker that consumes only `inbound` gets its short visibility
+    timeout, its own unacked keys and prefetch 1 (celeryconfig.py explains
+    why). Runs before the worker connects to the broker."""
+    import celeryconfig
+
+    queues = _queue_names(options.get("queues"))
+    if queues == {"inbound"}:
+        conf.broker_transport_options = celeryconfig.inbound_transport_options  # type: ignore[attr-defined]
+        # The command line already read the prefetch setting: applied to the
+        # worker itself once it has read its defaults (below).
+        instance._clinicq_prefetch = celeryconfig.inbound_prefetch_multiplier  # type: ignore[attr-defined]
+    elif "inbound" in queues or not queues:
+        logging.getLogger(__name__).warning(
+            "this worker consumes `inbound` with other queues: a killed worker's inbound "
+            "tasks come back only after CELERY_VISIBILITY_TIMEOUT; run `-Q inbound` alone"
+        )
+
+
+@celeryd_after_setup.connect
+def _inbound_worker_prefetch(instance: Any, **_: object) -> None:
+    """Sent once the worker is built and before its consumer connects (the
+    broker's prefetch count is set when it does)."""
+    prefetch = getattr(instance, "_clinicq_prefetch", None)
+    if prefetch is None:
+        return
+    instance.prefetch_multiplier = prefetch
+    consumer = getattr(instance, "consumer", None)
+    if consumer is not None:
+        consumer.prefetch_multiplier = prefetch
+        processes = instance.max_concurrency or instance.concurrency
+        consumer.initial_prefetch_count = max(processes, 1) * prefetch
 
 
 @setup_logging.connect

@@ -5,24 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
-
 from shared.appointments import APPOINTMENT_EVENT_TASK, apply_appointment_event
 from shared.config import get_settings
 from shared.db import session_scope
 from workers.app import app
+from workers.durable import inbound_task_options
 
 log = logging.getLogger(__name__)
 
 
-@app.task(
-    name=APPOINTMENT_EVENT_TASK,
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=20,
-)
+@app.task(name=APPOINTMENT_EVENT_TASK, **inbound_task_options())
 def appointment_event(event_id: str, payload: dict[str, Any]) -> None:
     """Idempotent: a replayed event finds the same data and changes nothing."""
     with session_scope() as session:

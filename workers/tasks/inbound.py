@@ -5,24 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
-
 from shared.db import session_scope
 from shared.inbound import DuplicateDelivery, file_inbound_message
 from shared.reactions import react_to_inbound
 from workers.app import app
+from workers.durable import inbound_task_options
 
 log = logging.getLogger(__name__)
 
 
-@app.task(
-    name="clinicq.inbound.process",
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=20,
-)
+# Outages are retried without a budget, other failures end in dead_letters
+# (workers/durable.py): an accepted message is never acked away.
+@app.task(name="clinicq.inbound.process", **inbound_task_options())
 def process(message_id: str, payload: dict[str, Any]) -> None:
     try:
         with session_scope() as session:
@@ -36,17 +30,12 @@ def process(message_id: str, payload: dict[str, Any]) -> None:
         "inbound message filed",
         extra={"message_id": message_id, "channel": payload.get("channel")},
     )
+    # If this publish is lost (Redis blip, worker killed right here), the
+    # message stays with reacted_at NULL and shared/react_redrive.py re-drives it.
     react.apply_async(args=[message_id], argsrepr=f"['{message_id}']")
 
 
-@app.task(
-    name="clinicq.inbound.react",
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=20,
-)
+@app.task(name="clinicq.inbound.react", **inbound_task_options())
 def react(message_id: str) -> None:
     """Replies that act, triage, automations, inbox bridge (shared/reactions.py)."""
     react_to_inbound(message_id)

@@ -8,22 +8,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
-
 from shared.config import get_settings
 from shared.inbox.base import InboxRejected, InboxUnavailable
 from shared.inbox.sync import handle_inbox_event, post_patient_message, post_private_note
 from workers.app import app
+from workers.durable import DurableTask
 
 log = logging.getLogger(__name__)
 
 _RETRY: dict[str, Any] = {
-    "autoretry_for": (InboxUnavailable, OperationalError),
-    "retry_backoff": 2,
-    "retry_backoff_max": get_settings().MAX_RETRY_BACKOFF_SECONDS,
-    "retry_jitter": True,
-    # ~1 day at the default 600 s cap; the message stays in our database after.
-    "max_retries": 150,
+    "base": DurableTask,
+    "transient_errors": (InboxUnavailable,),
+    "backoff_max": get_settings().MAX_RETRY_BACKOFF_SECONDS,
+    # ~1 day of an unreachable inbox at the default 600 s cap, then the task
+    # is kept in dead_letters (`clinicq dead-letters replay` once it is back).
+    "transient_max_retries": 150,
 }
 
 

@@ -8,20 +8,19 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task
-from sqlalchemy.exc import OperationalError
 
+from shared.config import get_settings
 from shared.delivery import deliver, note_pending
 from workers.app import app
+from workers.durable import DurableTask
 
 _OPTIONS: dict[str, Any] = {
     "bind": True,
-    # Provider retries are bounded by SEND_MAX_ATTEMPTS on the row; Celery's
-    # own retries only cover a database that is briefly unreachable.
-    "max_retries": 20,
-    "autoretry_for": (OperationalError,),
-    "retry_backoff": 2,
-    "retry_backoff_max": 30,
-    "retry_jitter": True,
+    # Provider retries are bounded by SEND_MAX_ATTEMPTS on the row; the task's
+    # own retries cover an unreachable database or broker (no budget) and
+    # anything else (a few times, then dead_letters), see workers/durable.py.
+    "base": DurableTask,
+    "backoff_max": min(30, get_settings().MAX_RETRY_BACKOFF_SECONDS),
 }
 
 

@@ -5,21 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
-
 from shared.db import session_scope
 from shared.status_updates import apply_status_update
 from workers.app import app
+from workers.durable import inbound_task_options
 
 
-@app.task(
-    name="clinicq.inbound.status_update",
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=20,
-)
+@app.task(name="clinicq.inbound.status_update", **inbound_task_options())
 def status_update(update: dict[str, Any]) -> bool:
     with session_scope() as session:
         return apply_status_update(session, update)
