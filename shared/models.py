@@ -137,6 +137,11 @@ class Message(Base):
             "updated_at",
             postgresql_where=text("status IN ('queued', 'sending', 'unknown')"),
         ),
+        Index(
+            "ix_messages_subject_contact_id",
+            "subject_contact_id",
+            postgresql_where=text("subject_contact_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -145,6 +150,12 @@ class Message(Base):
     )
     contact_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    # The patient a team-facing message (alert, on-call SMS, patient request)
+    # is about: it goes to staff (contact_id NULL) but quotes the patient, and
+    # erasure finds it by this.
+    subject_contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL", name="fk_messages_subject_contact_id")
     )
     channel: Mapped[str] = mapped_column(String(16))
     direction: Mapped[str] = mapped_column(String(8))
