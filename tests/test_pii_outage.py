@@ -127,3 +127,19 @@ def test_database_errors_do_not_quote_patient_values() -> None:
             raise AssertionError(f"no error for {sql}")
         for needle in _needles():
             assert needle.lower() not in message.lower(), f"{needle!r} in: {message}"
+
+
+def test_redacted_reprs_keep_ids_and_types_only() -> None:
+    from shared.task_repr import redacted_argsrepr, redacted_kwargsrepr
+    from shared.taskqueue import build_envelope
+
+    mid = "0b6f3c1e-5d2a-4b8e-9f10-2c3d4e5f6a7b"
+    assert redacted_argsrepr([mid, {"contact": {"name": NAME}}, PHONE, 3, None]) == (
+        f"['{mid}', {{…}}, '…', 3, None]"
+    )
+    assert redacted_kwargsrepr({"attempt": 2, "to": EMAIL, "data": [PHRASE]}) == (
+        "{'attempt': 2, 'to': '…', 'data': […]}"
+    )
+    # Ingest's hand-built envelope, when the caller names no argsrepr.
+    headers = orjson.loads(build_envelope("t", [mid, {"text": PHRASE}], "inbound"))["headers"]
+    assert headers["argsrepr"] == f"['{mid}', {{…}}]" and headers["kwargsrepr"] == "{}"
