@@ -15,11 +15,13 @@ format; the same normalization as inbound, merges followed).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 import orjson
-from flask import Blueprint, g, jsonify, request
+import redis
+from flask import Blueprint, current_app, g, jsonify, request
 
 from ingest.api_auth import require_api_key
 from ingest.errors import error
@@ -31,6 +33,7 @@ from shared.contact_admin import (
     dismiss_merge_candidate,
     erase_contact,
     find_contacts,
+    forget_in_redis,
     list_merge_candidates,
     merge_contacts,
 )
@@ -38,6 +41,7 @@ from shared.db import session_scope
 from shared.identity import InvalidIdentifier, normalize_email, normalize_phone
 
 bp = Blueprint("contacts_api", __name__)
+log = logging.getLogger(__name__)
 
 
 def _uuid(value: str) -> uuid.UUID | None:
@@ -126,6 +130,10 @@ def delete_contact(contact_id: str) -> Any:
             result = erase_contact(session, cid, _actor())
     except ContactNotFound:
         return error(404, "contact not found", "id")
+    try:
+        forget_in_redis(current_app.config["REDIS"](), result)
+    except redis.RedisError:  # the keys expire with IDEMPOTENCY_TTL_SECONDS
+        log.warning("erased contact's Redis keys not deleted: Redis unavailable")
     return jsonify(
         {
             "contact_id": str(result.contact_id),

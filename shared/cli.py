@@ -62,7 +62,9 @@ def _erase_contact(args: argparse.Namespace) -> int:
     import getpass
     import uuid
 
-    from shared.contact_admin import ContactNotFound, erase_contact
+    import redis
+
+    from shared.contact_admin import ContactNotFound, erase_contact, forget_in_redis
     from shared.db import session_scope
 
     try:
@@ -85,6 +87,13 @@ def _erase_contact(args: argparse.Namespace) -> int:
     except ContactNotFound:
         print(f"clinicq: contact {contact_id} not found", file=sys.stderr)
         return 1
+    try:
+        if get_settings().REDIS_URL:
+            client = redis.Redis.from_url(get_settings().REDIS_URL, socket_timeout=5)
+            forget_in_redis(client, result)
+    except redis.RedisError:
+        print("clinicq: Redis unreachable: the contact's dedupe keys expire on their own "
+              "(IDEMPOTENCY_TTL_SECONDS)", file=sys.stderr)
     if result.already_erased:
         print(f"contact {contact_id} was already erased; nothing changed")
     else:

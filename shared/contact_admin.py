@@ -10,7 +10,7 @@ and delivery statistics stay consistent, and it is idempotent.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -32,6 +32,7 @@ from shared.models import (
     OptOut,
     ScheduledMessage,
 )
+from shared.taskqueue import idempotency_redis_key
 
 RECENT_MESSAGES = 20
 MESSAGE_PREVIEW_CHARS = 500
@@ -439,16 +440,34 @@ class EraseResult:
     contact_id: uuid.UUID
     already_erased: bool
     counts: dict[str, int]
+    # For `forget_in_redis`, after the commit: what Redis may still hold.
+    message_ids: list[str] = field(default_factory=list)
+    idempotency_keys: list[str] = field(default_factory=list)
+    phones: list[str] = field(default_factory=list)
+
+
+def _hashed(column: Any) -> Any:
+    """'erased:<sha256 hex>' of a key: still unique, no longer readable."""
+    digest = func.encode(func.sha256(func.convert_to(column, "UTF8")), "hex")
+    return func.concat("erased:", digest)
 
 
 def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseResult:
     """LGPD erasure: remove message bodies, subjects, metadata, template data,
     triage, addresses and the events' raw payloads; identities, name and CPF.
 
+    The messages are every one about the person: theirs (`contact_id`), the
+    team alerts, on-call SMS and request e-mails quoting them
+    (`subject_contact_id`), and anything else in their conversations.
+    Idempotency keys (which callers may build from a phone or an e-mail) and
+    e-mail Message-IDs become hashes. Appointments lose their notes and
+    address; professional and location (the clinic's own data) stay.
+
     The person is erased, not one row of them: an id that was merged into
     another contact erases the surviving contact, and every contact merged
     into it (at any depth) goes with it. Keeps the pseudonymous contact rows
-    and writes one audit row. Idempotent."""
+    and writes one audit row. Idempotent. Redis copies are dropped by
+    `forget_in_redis` once this transaction has committed."""
     if session.get(Contact, contact_id) is None:
         raise ContactNotFound(str(contact_id))
     root = contact_id
@@ -477,12 +496,20 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
     lock_identities(session, [(k, v) for k, v in identities])
 
     now = datetime.now(UTC)
-    message_ids = select(Message.id).where(Message.contact_id.in_(ids)).scalar_subquery()
+    about_person = or_(
+        Message.contact_id.in_(ids),
+        Message.subject_contact_id.in_(ids),
+        Message.conversation_id.in_(select(Conversation.id).where(Conversation.contact_id.in_(ids))),
+    )
+    affected = session.execute(
+        select(Message.id, Message.idempotency_key).where(about_person)
+    ).all()
+    message_ids = select(Message.id).where(about_person).scalar_subquery()
     counts: dict[str, int] = {}
     counts["messages"] = _rowcount(
         session,
         update(Message)
-        .where(Message.contact_id.in_(ids))
+        .where(about_person)
         .values(
             text=None,
             subject=None,
@@ -493,6 +520,18 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
             status_reason=None,
             updated_at=now,
         ),
+    )
+    session.execute(
+        update(Message)
+        .where(about_person, Message.idempotency_key.is_not(None))
+        .where(Message.idempotency_key.not_like("erased:%"))
+        .values(idempotency_key=_hashed(Message.idempotency_key))
+    )
+    # E-mail Message-IDs may embed the sender's address.
+    session.execute(
+        update(Message)
+        .where(about_person, Message.provider_message_id.contains("@"))
+        .values(provider_message_id=_hashed(Message.provider_message_id))
     )
     counts["message_events"] = _rowcount(
         session,
@@ -510,7 +549,7 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
     cancelled = session.scalars(
         update(Message)
         .where(
-            Message.contact_id.in_(ids),
+            about_person,
             Message.direction == Direction.OUTBOUND.value,
             Message.status == MessageStatus.QUEUED.value,
         )
@@ -546,7 +585,7 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
         session,
         update(Appointment)
         .where(Appointment.contact_id.in_(ids))
-        .values(notes=None, updated_at=now),
+        .values(notes=None, address=None, updated_at=now),
     )
     session.execute(
         delete(MergeCandidate).where(
@@ -580,4 +619,41 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
         )
     )
     session.flush()
-    return EraseResult(root, already_erased=False, counts=counts)
+    return EraseResult(
+        root,
+        already_erased=False,
+        counts=counts,
+        message_ids=[str(row.id) for row in affected],
+        idempotency_keys=[row.idempotency_key for row in affected if row.idempotency_key],
+        phones=[value for _, value in identities if value.startswith("+")],
+    )
+
+
+def forget_in_redis(client: Any, result: EraseResult) -> int:
+    """Drop what Redis holds of an erased person; returns the keys deleted.
+
+    Idempotency keys live there under the sender's own key
+    (`clinicq:idem:webhook:<webhook-id>`, `clinicq:idem:imap:<Message-ID>`)
+    for IDEMPOTENCY_TTL_SECONDS, valued with the message id; the WhatsApp
+    pair rate limit names the recipient's number. Deleting a dedupe key means
+    a replay after the erasure is filed as a new message — the sender sent
+    the data again. Best effort: a Redis outage leaves these to expire."""
+    if not result.message_ids:
+        return 0
+    exact = [idempotency_redis_key(*key.split(":", 1)) for key in result.idempotency_keys
+             if ":" in key]
+    ours = set(result.message_ids)
+    doomed = set(exact)
+    batch: list[Any] = []
+    for key in client.scan_iter(match="clinicq:idem:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            doomed.update(k for k, v in zip(batch, client.mget(batch), strict=True)
+                          if v is not None and v.decode() in ours)
+            batch = []
+    if batch:
+        doomed.update(k for k, v in zip(batch, client.mget(batch), strict=True)
+                      if v is not None and v.decode() in ours)
+    for phone in result.phones:
+        doomed.update(client.scan_iter(match=f"clinicq:rl:whatsapp-pair:*:{phone}", count=1000))
+    return int(client.delete(*doomed)) if doomed else 0

@@ -58,6 +58,25 @@ def _check_on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         raise DisconnectionError("PostgreSQL closed this pooled connection")
 
 
+def _keep_values_out_of_error(context: Any) -> None:
+    """`handle_error` hook: PostgreSQL's DETAIL and CONTEXT lines quote the
+    offending values ("Key (value)=(+5511...) already exists", "portal
+    parameter $1 = '...'"), and the exception's text reaches logs, Celery's
+    retry messages and Flower. Keep the primary message only; the full
+    diagnostics stay on `exc.orig.diag` for code that needs them."""
+    orig = context.original_exception
+    if orig is None or not orig.args or not isinstance(orig.args[0], str):
+        return
+    full = orig.args[0]
+    primary = full.split("\n", 1)[0]
+    if primary == full:
+        return
+    orig.args = (primary, *orig.args[1:])
+    wrapped = context.sqlalchemy_exception  # its text was built from `orig` already
+    if wrapped is not None and wrapped.args and isinstance(wrapped.args[0], str):
+        wrapped.args = (wrapped.args[0].replace(full, primary), *wrapped.args[1:])
+
+
 def get_engine(url: str | None = None) -> Engine:
     """This process's engine for `url` (default: DATABASE_URL). One per URL:
     `get_engine()` and `get_engine(None)` are the same engine and pool."""
@@ -68,12 +87,16 @@ def get_engine(url: str | None = None) -> Engine:
 def _engine(url: str) -> Engine:
     engine = create_engine(
         url,
+        # Bound parameters are patient data (names, phones, message text):
+        # never part of an error's text, which ends up in logs.
+        hide_parameters=True,
         pool_size=5,
         max_overflow=5,
         # A stuck query must not hold a worker forever.
         connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
     )
     event.listen(engine, "checkout", _check_on_checkout)
+    event.listen(engine, "handle_error", _keep_values_out_of_error)
     return engine
 
 

@@ -66,6 +66,7 @@ INBOUND_TASK = "clinicq.inbound.process"
 SUBJECT_MAX = 998
 MESSAGE_ID_MAX = 128  # messages.provider_message_id
 MAX_REFERENCES = 20
+TRIM_WINDOW_FACTOR = 4
 _MSGID = re.compile(r"<[^<>\s]{1,250}>")
 
 
@@ -116,9 +117,20 @@ class _TextExtractor(HTMLParser):
         self.parts.append(data)
 
 
+# The stdlib parser rescans to the end of the input for every "<" that opens
+# a tag it cannot close ("<a <a <a …": 60 kB took minutes). A "<" that does
+# not begin a complete tag — letter, "/", "!" or "?", then no "<" before its
+# ">" — is text anyway, so it is escaped before parsing. The lookahead stops
+# at the next angle bracket: one linear pass.
+_LOOSE_LT = re.compile(r"<(?![A-Za-z/!?][^<>]*>)")
+# HTML source read at most: far more than any patient's text needs, small
+# enough that the parse stays well under a second.
+HTML_SOURCE_MAX_CHARS = 256 * 1024
+
+
 def html_to_text(html: str) -> str:
     parser = _TextExtractor()
-    parser.feed(html)
+    parser.feed(_LOOSE_LT.sub("&lt;", html[:HTML_SOURCE_MAX_CHARS]))
     parser.close()
     lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
     text = "\n".join(lines)
@@ -130,46 +142,72 @@ def html_to_text(html: str) -> str:
 # The line a mail client puts above the quoted history, in pt-BR and English:
 # "Em seg., 20 de nov. de 2025 às 10:00, Clínica <x@y> escreveu:",
 # "On Mon, Nov 20, 2025 at 10:00 AM Clinic <x@y> wrote:", Outlook's headers.
+# Every pattern is matched against a stripped line no longer than
+# ATTRIBUTION_MAX_LINE, anchored at both ends and with no two adjacent
+# quantifiers over the same characters, so a crafted line (tens of thousands
+# of spaces) costs one linear pass instead of a quadratic backtrack.
+ATTRIBUTION_MAX_LINE = 1000
 _ATTRIBUTION = re.compile(
-    r"^\s*(Em .{0,200}escreveu:?|On .{0,200}wrote:?"
-    r"|-{2,}\s*(Mensagem original|Original Message)\s*-{2,}|_{10,})\s*$",
+    r"Em .{0,200}escreveu:?|On .{0,200}wrote:?"
+    r"|-{2,}\s*(?:Mensagem original|Original Message)\s*-{2,}|_{10,}",
     re.IGNORECASE,
 )
 # Outlook's quoted header block: "De: …" / "From: …" followed by "Enviado: …".
-_HEADER_FROM = re.compile(r"^\s*(De|From):\s.+$", re.IGNORECASE)
-_HEADER_SENT = re.compile(r"^\s*(Enviado|Enviada|Sent|Date|Data)(\s+em)?:\s.+$", re.IGNORECASE)
+_HEADER_FROM = re.compile(r"(?:De|From):\s.+", re.IGNORECASE)
+_HEADER_SENT = re.compile(r"(?:Enviado|Enviada|Sent|Date|Data)(?:\s+em)?:\s.+", re.IGNORECASE)
+_WROTE_WORDS = ("escreveu", "wrote")
+_WROTE_START = re.compile(r"(?:em|on)\s", re.IGNORECASE)
 
 
-_WROTE_END = re.compile(r"(escreveu|wrote)\s*:?\s*$", re.IGNORECASE)
-_WROTE_START = re.compile(r"^\s*(em|on)\s", re.IGNORECASE)
+def _short(line: str) -> str | None:
+    """The stripped line, or None when too long to be an attribution."""
+    stripped = line.strip()
+    return stripped if len(stripped) <= ATTRIBUTION_MAX_LINE else None
+
+
+def _is_attribution(lines: list[str], i: int) -> bool:
+    line = _short(lines[i])
+    if line is None:
+        return False
+    if _ATTRIBUTION.fullmatch(line):
+        return True
+    if not _HEADER_FROM.fullmatch(line) or i + 1 >= len(lines):
+        return False
+    following = _short(lines[i + 1])
+    return following is not None and bool(_HEADER_SENT.fullmatch(following))
+
+
+def _ends_with_wrote(line: str) -> bool:
+    tail = line.rstrip().removesuffix(":").rstrip().lower()
+    return tail.endswith(_WROTE_WORDS)
 
 
 def trim_quoted_reply(text: str) -> tuple[str, bool]:
     """Cut the quoted history under a reply. Returns (text, trimmed?).
 
     Never trims to nothing: a message that is all quote is kept whole.
+    Linear in the text: callers bound it first (see parse_email).
     """
     lines = text.splitlines()
+    # quoted_to_end[i]: every non-blank line from i on is a "> " quote; one
+    # backward pass instead of rescanning the rest at every quoted line.
+    quoted_to_end = [True] * (len(lines) + 1)
+    for i in range(len(lines) - 1, -1, -1):
+        stripped = lines[i].lstrip()
+        quoted_to_end[i] = quoted_to_end[i + 1] and (not stripped or stripped.startswith(">"))
     cut = len(lines)
     for i, line in enumerate(lines):
-        if _ATTRIBUTION.match(line) or (
-            _HEADER_FROM.match(line) and i + 1 < len(lines) and _HEADER_SENT.match(lines[i + 1])
-        ):
+        if _is_attribution(lines, i) or (line.lstrip().startswith(">") and quoted_to_end[i]):
             cut = i
             break
-        if line.lstrip().startswith(">"):
-            rest = [ln for ln in lines[i:] if ln.strip()]
-            if all(ln.lstrip().startswith(">") for ln in rest):
-                cut = i
-                break
     # The attribution above a quote block often wraps over two lines
     # ("Em qui., 20 de nov. … <x@y>" / "escreveu:"): drop it with the quote.
     j = cut
     while 0 < j and not lines[j - 1].strip():
         j -= 1
-    if 0 < j < len(lines) + 1 and _WROTE_END.search(lines[j - 1]):
+    if 0 < j and _ends_with_wrote(lines[j - 1]):
         j -= 1
-        if j > 0 and _WROTE_START.match(lines[j - 1]):
+        if j > 0 and _WROTE_START.match(lines[j - 1].lstrip()):
             j -= 1
         cut = j
     kept = "\n".join(lines[:cut]).rstrip()
@@ -286,11 +324,16 @@ def parse_email(
         message_id = f"<sha256.{digest}@clinicq.invalid>"
 
     text, source_part = _body_text(msg)
-    text, trimmed = trim_quoted_reply(text) if text else (text, False)
+    # Bounded before any scan: trimming looks at a window a few times the
+    # longest message we keep (room for the quote it removes), never at a
+    # crafted megabyte.
+    window = TRIM_WINDOW_FACTOR * settings.MESSAGE_MAX_CHARS
+    clipped = len(text) > window
+    text, trimmed = trim_quoted_reply(text[:window]) if text else (text, False)
     metadata: dict[str, Any] = {"message_id": message_id, "body_part": source_part}
     if trimmed:
         metadata["quoted_reply_trimmed"] = True
-    if len(text) > settings.MESSAGE_MAX_CHARS:
+    if len(text) > settings.MESSAGE_MAX_CHARS or (clipped and not trimmed):
         text = text[: settings.MESSAGE_MAX_CHARS]
         metadata["truncated"] = True
     in_reply_to = _message_ids(_header(msg, "In-Reply-To"))
@@ -345,6 +388,60 @@ def parse_email(
         "provider_message_id": _bounded_id(message_id, MESSAGE_ID_MAX),
         "idempotency_key": "imap:" + _bounded_id(message_id, 200),
     })
+
+
+_RAW_HEADER = re.compile(
+    rb"^(From|Message-ID):[ \t]*([^\r\n]{1,998})", re.IGNORECASE | re.MULTILINE
+)
+RAW_HEADER_SCAN_BYTES = 64 * 1024
+
+UNPARSED_TEXT = (
+    "[E-mail recebido que o clinicq não conseguiu ler ({size} bytes). "
+    "Abra-o no cliente de e-mail da clínica.]"
+)
+
+
+def unparsed_email(
+    raw: bytes, size: int, error: BaseException, ours: set[str]
+) -> dict[str, Any] | str:
+    """The inbound payload for a message `parse_email` failed on: its sender
+    and Message-ID read straight from the raw header lines, the size, and a
+    text telling the team to open it in the mail client. A message whose
+    sender cannot be read that way is skipped (the reason says so)."""
+    head = raw[:RAW_HEADER_SCAN_BYTES].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    found: dict[str, str] = {}
+    for m in _RAW_HEADER.finditer(head):
+        found.setdefault(m.group(1).decode().lower(), m.group(2).decode("utf-8", "replace"))
+    try:
+        addresses = getaddresses([found.get("from", "")])
+        sender = normalize_email(addresses[0][1] if addresses else "")
+    except (InvalidIdentifier, ValueError, IndexError):
+        return f"unparsed and no readable From address ({type(error).__name__})"
+    if sender in ours:
+        return "from ourselves or a mail system"
+    ids = _message_ids(found.get("message-id", ""))
+    message_id = ids[0] if ids else f"<sha256.{hashlib.sha256(raw).hexdigest()}@clinicq.invalid>"
+    return {
+        "type": "message",
+        "channel": Channel.EMAIL.value,
+        "contact": {"email": sender},
+        "message": {
+            "text": UNPARSED_TEXT.format(size=size),
+            "subject": None,
+            "timestamp": None,
+            "metadata": {
+                "message_id": message_id,
+                "unparsed": True,
+                "raw_size": size,
+                "parse_error": type(error).__name__,
+            },
+        },
+        "received_at": datetime.now(UTC).isoformat(),
+        "source": PROVIDER,
+        "provider": PROVIDER,
+        "provider_message_id": _bounded_id(message_id, MESSAGE_ID_MAX),
+        "idempotency_key": "imap:" + _bounded_id(message_id, 200),
+    }
 
 
 # --- threading -----------------------------------------------------------------
@@ -570,7 +667,18 @@ def poll_mailbox(
                 oversized = sizes.get(uid, 0) > limit
                 raw = _fetch(client, uid, limit if oversized else None)
                 stats.seen += 1
-                item = parse_email(raw, settings, ours=ours) if raw is not None else "gone"
+                try:
+                    item = parse_email(raw, settings, ours=ours) if raw is not None else "gone"
+                except Exception as exc:  # noqa: BLE001 - any parser failure, see below
+                    # One mail the parser cannot read must not stop the
+                    # mailbox: it is filed as "unparsed" (the team sees it
+                    # and reads it in the mail client) and the poll moves on.
+                    assert raw is not None
+                    item = unparsed_email(raw, sizes.get(uid, len(raw)), exc, ours)
+                    log.warning(
+                        "email could not be parsed; filed as unparsed",
+                        extra={"uid": uid, "error": type(exc).__name__, "bytes": len(raw)},
+                    )
                 if oversized and isinstance(item, dict):
                     item["message"]["metadata"]["truncated_source_bytes"] = sizes[uid]
                 if isinstance(item, str):

@@ -60,6 +60,8 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Library loggers that would print request bodies or URLs with numbers.
-    for noisy in ("urllib3", "twilio.http_client"):
+    # Library loggers that would print request bodies or URLs with numbers;
+    # celery.pool logs each task's whole message (headers and body, i.e. the
+    # patient's payload) at DEBUG ("TaskPool: Apply …").
+    for noisy in ("urllib3", "twilio.http_client", "celery.pool"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

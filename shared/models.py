@@ -166,6 +166,11 @@ class Message(Base):
             "created_at",
             postgresql_where=text("direction = 'inbound' AND reacted_at IS NULL"),
         ),
+        Index(
+            "ix_messages_subject_contact_id",
+            "subject_contact_id",
+            postgresql_where=text("subject_contact_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -174,6 +179,12 @@ class Message(Base):
     )
     contact_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    # The patient a team-facing message (alert, on-call SMS, patient request)
+    # is about: it goes to staff (contact_id NULL) but quotes the patient, and
+    # erasure finds it by this.
+    subject_contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL", name="fk_messages_subject_contact_id")
     )
     channel: Mapped[str] = mapped_column(String(16))
     direction: Mapped[str] = mapped_column(String(8))

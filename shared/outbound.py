@@ -44,6 +44,8 @@ class OutboundRequest:
     to_address: str  # E.164 phone or email, already normalized
     contact_id: uuid.UUID | None = None
     conversation_id: uuid.UUID | None = None
+    # The patient a message to staff is about (team alerts): erasure finds it.
+    subject_contact_id: uuid.UUID | None = None
     text: str | None = None
     subject: str | None = None
     template: str | None = None
@@ -75,6 +77,7 @@ def _message_row(req: OutboundRequest, status: str, reason: str | None, now: dat
         "id": uuid.uuid4(),
         "conversation_id": req.conversation_id,
         "contact_id": req.contact_id,
+        "subject_contact_id": req.subject_contact_id,
         "channel": req.channel,
         "direction": Direction.OUTBOUND.value,
         "purpose": req.purpose,

@@ -283,6 +283,7 @@ def _team_request(
             template="pedido_paciente",
             template_data=data,
             purpose="alert",
+            subject_contact_id=appt.contact_id,
             idempotency_key=f"reply:{message.id}:{request}",
             metadata={"appointment_id": str(appt.id), "in_reply_to": str(message.id)},
             respect_opt_out=False,  # a team address, not the patient

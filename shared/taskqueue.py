@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 import redis
 
+from shared.task_repr import redacted_argsrepr
+
 _ORIGIN = f"ingest@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
@@ -79,8 +81,8 @@ def build_envelope(
             "root_id": task_id,
             "parent_id": None,
             # What Flower and worker logs show instead of the args, which
-            # carry patient data.
-            "argsrepr": argsrepr if argsrepr is not None else "[…]",
+            # carry patient data: ids only (shared/task_repr.py).
+            "argsrepr": argsrepr if argsrepr is not None else redacted_argsrepr(args),
             "kwargsrepr": "{}",
             "origin": _ORIGIN,
             "ignore_result": True,

@@ -8,10 +8,17 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, celeryd_init, setup_logging, worker_process_init
+from celery.signals import (
+    before_task_publish,
+    celeryd_after_setup,
+    celeryd_init,
+    setup_logging,
+    worker_process_init,
+)
 
 from shared.config import ConfigError, fail_startup, get_settings
 from shared.logging import configure_logging
+from shared.task_repr import redact_task_headers
 
 try:
     get_settings().require_infrastructure()
@@ -29,6 +36,9 @@ def _task_modules() -> list[str]:
 
 app = Celery("clinicq", include=_task_modules())
 app.config_from_object("celeryconfig")
+# Every message Celery publishes — retries included — shows Flower and the
+# worker logs ids only, never the patient data in its arguments.
+before_task_publish.connect(redact_task_headers, weak=False)
 
 
 def _queue_names(queues: object) -> set[str]:

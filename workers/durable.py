@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from typing import Any, ClassVar
 
 from celery import Task
@@ -37,17 +36,6 @@ log = logging.getLogger(__name__)
 # seconds with an AI triage call. A hard limit of 60 s bounds how long one
 # can hold its message, which INBOUND_VISIBILITY_TIMEOUT must exceed.
 INBOUND_TIME_LIMIT_SECONDS = 60
-
-
-def safe_argsrepr(args: tuple[Any, ...] | list[Any]) -> str:
-    """What logs and Flower may show of a task's arguments: ids only."""
-    shown = []
-    for arg in args:
-        try:
-            shown.append(f"'{uuid.UUID(arg)}'" if isinstance(arg, str) else "…")
-        except ValueError:
-            shown.append("…")
-    return "[" + ", ".join(shown) + "]"
 
 
 def inbound_task_options() -> dict[str, Any]:
@@ -105,15 +93,11 @@ class DurableTask(Task):
         return self._dead_letter(exc, args, kwargs, retries)
 
     def _retry(self, exc: Exception, args: tuple[Any, ...], retries: int) -> Exception:
-        # Celery would rebuild argsrepr/kwargsrepr from the real arguments
-        # (patient text, phones) for Flower and the worker log; keep the ids.
+        # The retry's argsrepr/kwargsrepr (what Flower and the worker log
+        # show) are redacted to ids by the before_task_publish receiver
+        # (shared/task_repr.py), like every other publish.
         try:
-            return self.retry(
-                exc=exc,
-                countdown=self.backoff(retries),
-                argsrepr=safe_argsrepr(args),
-                kwargsrepr="{…}",
-            )
+            return self.retry(exc=exc, countdown=self.backoff(retries))
         except Reject as rejected:
             # Celery could not publish the retry (Redis unreachable) and would
             # reject without requeue — with Redis, an ack: the task gone.
