@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     # the capability status URL of the patient's message.
     AUTO_ACK_FOLLOW_URL: str = ""
     CLINIC_NAME: str = Field(default="Portal Clinic", min_length=1, max_length=60)
+    # Caps on automatic sends a flood of (public-form) messages could trigger
+    # (shared/automation_caps.py). Over a cap the send is skipped and
+    # recorded; the team's e-mail alert still goes.
+    ONCALL_PAGES_PER_SENDER_PER_HOUR: int = Field(default=2, ge=1, le=1000)
+    ONCALL_PAGES_PER_HOUR: int = Field(default=10, ge=1, le=100_000)
+    AUTO_ACKS_PER_ADDRESS_PER_DAY: int = Field(default=3, ge=1, le=1000)
+    AUTO_ACKS_PER_HOUR: int = Field(default=100, ge=1, le=1_000_000)
 
     @field_validator("ONCALL_PHONE")
     @classmethod
