@@ -183,6 +183,11 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly_on_sigterm(superviso
     assert "  channels:" in out
     for channel in ("email", "sms", "whatsapp"):
         assert f"    {channel}: " in out
+    # Flower: the banner names the user and where the password is, never the password.
+    secrets_file = sup.var_dir / "dev-secrets.env"
+    user, password = re.search(r"FLOWER_BASIC_AUTH=(.*)", secrets_file.read_text()).group(1).split(":", 1)
+    assert password not in out
+    assert f"basic auth user '{user}'" in out and str(secrets_file) in out
 
     status, doc = run_printed_curl(sup)
     assert status == 202, doc
@@ -200,12 +205,7 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly_on_sigterm(superviso
     use_key_against_ingest(sup, create_key_with_printed_command(sup), message_id)
 
     # Flower is up behind basic auth (generated dev password, stored 0600).
-    secrets_file = sup.var_dir / "dev-secrets.env"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
-    user, password = re.search(r"FLOWER_BASIC_AUTH=(.*)", secrets_file.read_text()).group(1).split(":", 1)
-    # The banner names the user and where the password is, never the password.
-    assert password not in out
-    assert f"basic auth user '{user}'" in out and str(secrets_file) in out
     flower = f"http://127.0.0.1:{sup.flower_port}/"
 
     def flower_up() -> bool:
