@@ -81,7 +81,7 @@ def _take(settings: Settings, caps: list[Cap]) -> Cap | None:
     args: list[int] = []
     for cap in caps:
         args += [cap.limit, cap.window_seconds]
-    full = int(client.eval(_TAKE_LUA, len(caps), *[c.key for c in caps], *args))  # type: ignore[arg-type]
+    full = int(client.eval(_TAKE_LUA, len(caps), *[c.key for c in caps], *args))
     return caps[full - 1] if full else None
 
 
