@@ -123,3 +123,12 @@ def test_acknowledgements_are_capped_per_address_and_globally(configure) -> None
     assert len(outbound(purpose="auto_reply")) == 3
     # Team alerts are not acknowledgements: the support team heard of every message.
     assert len(outbound(purpose="alert")) >= 4
+
+
+def test_when_redis_does_not_answer_pages_go_out_and_acknowledgements_do_not(settings) -> None:
+    from shared.automation_caps import auto_ack_cap, oncall_page_cap
+    from shared.embedded import free_port
+
+    dead = settings.model_copy(update={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    assert oncall_page_cap(dead, uuid.uuid4()) is None  # an urgent patient outweighs a flood
+    assert auto_ack_cap(dead, "paciente@exemplo.com") is not None
