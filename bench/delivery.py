@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -375,7 +376,7 @@ def main() -> None:
         **os.environ,
         "DATABASE_URL": infra.database_url,
         "REDIS_URL": infra.redis_url,
-        "SECRET_KEY": "bench-secret-key",
+        "SECRET_KEY": "bench-secret-key-" + secrets.token_urlsafe(24),
         "WEBHOOK_SIGNING_SECRETS": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         "PUBLIC_BASE_URL": "https://clinicq.bench",
         "LOG_LEVEL": "WARNING",
@@ -395,7 +396,7 @@ def main() -> None:
 
         api_key = generate_api_key()
         with session_scope() as s:
-            s.add(ApiKey(name="bench", key_hash=hash_api_key(api_key)))
+            s.add(ApiKey(name="bench", key_hash=hash_api_key(api_key), scopes=["send"]))
         settings = get_settings()
         print(f"delivery bench: {os.cpu_count()} cores; Celery prefork -c {CONCURRENCY}, "
               f"prefetch {settings.CELERY_PREFETCH_MULTIPLIER}; gunicorn 3 sync workers; "

@@ -164,7 +164,7 @@ def main() -> None:
             {
                 "DATABASE_URL": database_url,
                 "REDIS_URL": redis_url,
-                "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(16),
+                "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(32),
                 "QUIET_HOURS_CHANNELS": "",  # the bench runs at any hour
                 "LOG_LEVEL": "WARNING",
             }

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify, request
 from sqlalchemy import select
 
-from ingest.api_auth import require_api_key
+from ingest.api_auth import audit_read, require_api_key
 from ingest.errors import error
 from shared.appointments import (
     AppointmentConflict,
@@ -61,6 +61,12 @@ def _appointment_id(raw: str) -> uuid.UUID | None:
         return None
 
 
+def _audit(session: Any, action: str, appt: Appointment) -> None:
+    # Every answer carries the appointment (professional, time, notes): a
+    # read of the patient's health data, audited like GET.
+    audit_read(session, action, appt.contact_id, appointment_id=appt.id)
+
+
 @bp.post("/api/appointments")
 @require_api_key
 def create_appointment() -> Any:
@@ -75,6 +81,7 @@ def create_appointment() -> Any:
         with session_scope() as session:
             result = upsert_appointment(session, data, settings)
             body = appointment_view(session, result.appointment)
+            _audit(session, "appointment.upsert", result.appointment)
     except AppointmentConflict as exc:
         return error(409, str(exc), "external_id")
     body["created"] = result.created
@@ -95,6 +102,7 @@ def read_appointment(appointment_id: str) -> Any:
         appt = session.scalar(select(Appointment).where(Appointment.id == aid))
         if appt is None:
             return error(404, "appointment not found", "id")
+        _audit(session, "appointment.view", appt)
         return jsonify(appointment_view(session, appt))
 
 
@@ -115,6 +123,7 @@ def patch_appointment(appointment_id: str) -> Any:
         with session_scope() as session:
             result = change_appointment(session, aid, changes, settings)
             body = appointment_view(session, result.appointment)
+            _audit(session, "appointment.change", result.appointment)
     except AppointmentNotFound:
         return error(404, "appointment not found", "id")
     except AppointmentConflict as exc:
@@ -134,6 +143,7 @@ def cancel(appointment_id: str) -> Any:
         with session_scope() as session:
             result = cancel_appointment(session, get_for_update(session, aid), settings)
             body = appointment_view(session, result.appointment)
+            _audit(session, "appointment.cancel", result.appointment)
     except AppointmentNotFound:
         return error(404, "appointment not found", "id")
     body["changed"] = result.changed

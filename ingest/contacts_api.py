@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 import redis
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
-from ingest.api_auth import require_api_key
+from ingest.api_auth import api_actor, audit_read, require_api_key
 from ingest.errors import error
 from shared.contact_admin import (
     CANDIDATE_STATUSES,
@@ -52,7 +52,7 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 
 def _actor() -> str:
-    return f"api-key:{g.get('api_key_name', 'unknown')}"
+    return api_actor()
 
 
 @bp.get("/api/contacts")
@@ -71,6 +71,9 @@ def lookup_contacts() -> Any:
         return error(400, "give phone or email", "phone")
     with session_scope() as session:
         ids = find_contacts(session, identities)
+        # Which patient an identity belongs to is itself patient data.
+        for cid in ids:
+            audit_read(session, "contact.lookup", cid)
     return jsonify({"items": [{"id": str(cid)} for cid in ids]})
 
 

@@ -14,7 +14,7 @@ import redis
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from ingest.api_auth import api_key_valid
+from ingest.api_auth import authorize
 from ingest.errors import error
 from shared.db import session_scope
 from shared.models import Message, MessageEvent
@@ -37,8 +37,11 @@ def message_status(message_id: str) -> Any:
         return error(404, "not found", "message_id")
     token = request.args.get("token", "")
     if not (token and check_status_token(settings.SECRET_KEY, str(message_uuid), token)):
-        if not api_key_valid(request.headers.get("Authorization", "")):
+        if not request.headers.get("Authorization"):
             return error(401, "status token or API key required", "token")
+        refused = authorize("GET", "/api/messages/<message_id>")
+        if refused is not None:
+            return refused
 
     with session_scope() as session:
         message = session.get(Message, message_uuid)

@@ -26,7 +26,10 @@ Guards, and where each lives:
 - command replies ("SIM", "SAIR") consumed by an earlier handler get no ack
   and no team alert;
 - a redelivered reaction creates nothing twice: every outbound message has an
-  idempotency key derived from the inbound message id.
+  idempotency key derived from the inbound message id;
+- caps per sender / address and in all on on-call pages and acknowledgements
+  (shared/automation_caps.py): a flood of form messages cannot page or mail
+  without bound; a capped send is an `automation_capped` event instead.
 
 Sends are enqueued through `ctx.after_commit` only (never before the rows
 are durable).
@@ -36,19 +39,21 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, select, text
+from sqlalchemy import delete, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
+from shared.automation_caps import Cap, auto_ack_cap, oncall_page_cap
 from shared.config import Settings, get_settings
 from shared.contacts import contact_address
 from shared.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
-from shared.models import AutomationRun, Contact, Conversation, Message
+from shared.models import AutomationRun, Contact, Conversation, Message, MessageEvent
 from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
 from shared.reactions import ReactionContext
 from shared.triage import CLINICAL_INTENTS, TriageResult, triage
@@ -245,8 +250,10 @@ def _send_once(
     req: OutboundRequest,
     settings: Settings,
     now: datetime,
+    cap: Callable[[], Cap | None] | None = None,
 ) -> str:
-    """Create the outbound message of `automation` unless it ran in the window.
+    """Create the outbound message of `automation` unless it ran in the window
+    (or `cap`, asked only for a send that would happen, says it is capped).
 
     A redelivered reaction finds its own message by idempotency key and
     enqueues it again if it is still queued (the send claims the row, so a
@@ -265,6 +272,12 @@ def _send_once(
     run_id = claim_automation(session, inbound.conversation.id, automation, settings, now)
     if run_id is None:
         return "already ran in window"
+    capped = cap() if cap is not None else None
+    if capped is not None:
+        # No run left behind: a later message may send once the cap frees
+        # up, and an on-call run without its page would be re-alerted.
+        session.execute(delete(AutomationRun).where(AutomationRun.id == run_id))
+        return _record_capped(session, inbound, automation, capped)
     created = create_outbound_message(session, req)
     run = session.get(AutomationRun, run_id)
     if run is not None:
@@ -273,6 +286,19 @@ def _send_once(
         mid, channel = created.message_id, req.channel
         ctx.after_commit.append(lambda: enqueue_send(mid, channel))
     return created.status
+
+
+def _record_capped(session: Session, inbound: _Inbound, automation: str, cap: Cap) -> str:
+    """An event on the patient's message and a log line: ids and the cap only."""
+    what = f"{automation}: {cap.describe()}"
+    session.add(
+        MessageEvent(message_id=inbound.message.id, event="automation_capped", detail=what)
+    )
+    log.warning(
+        "automatic send capped",
+        extra={"message_id": str(inbound.message.id), "automation": automation, "cap": cap.name},
+    )
+    return f"capped: {cap.describe()}"
 
 
 # --- the automations ------------------------------------------------------------------
@@ -331,7 +357,10 @@ def _acknowledge(
         idempotency_key=f"auto_ack:{inbound.message.id}",
         metadata={"automation": "auto_ack", "in_reply_to": str(inbound.message.id)},
     )
-    ctx.notes["auto_ack"] = _send_once(session, ctx, inbound, "auto_ack", req, settings, now)
+    ctx.notes["auto_ack"] = _send_once(
+        session, ctx, inbound, "auto_ack", req, settings, now,
+        cap=lambda: auto_ack_cap(settings, address),
+    )
 
 
 def team_for(result: TriageResult) -> str:
@@ -435,7 +464,11 @@ def _alert_oncall(
         metadata={"automation": URGENT_ONCALL, "in_reply_to": str(inbound.message.id)},
         respect_opt_out=False,
     )
-    ctx.notes["oncall"] = _send_once(session, ctx, inbound, URGENT_ONCALL, req, settings, now)
+    sender = inbound.message.contact_id or inbound.conversation.id
+    ctx.notes["oncall"] = _send_once(
+        session, ctx, inbound, URGENT_ONCALL, req, settings, now,
+        cap=lambda: oncall_page_cap(settings, sender),
+    )
 
 
 def _render(channel: str, template: str, data: dict[str, Any]) -> Any:

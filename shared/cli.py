@@ -1,12 +1,17 @@
 """`clinicq` command line (also `python -m shared.cli`).
 
-clinicq create-api-key NAME     print a new REST API key (stored hashed)
+clinicq create-api-key NAME [--scope S ...]  print a new REST API key (stored hashed)
+clinicq revoke-api-key NAME     the key stops working (within 5 s)
+clinicq list-api-keys           names, scopes, created / last used / revoked (no secrets)
 clinicq channels                which channels are live / on the outbox
 clinicq reconcile               settle unknown / stuck sends once
 clinicq erase-contact ID --yes  LGPD erasure of a contact's personal data
 clinicq dead-letters list       tasks that gave up (no patient data shown)
 clinicq dead-letters replay ID|--all   re-publish them
 clinicq dead-letters drop ID --yes     delete them unreplayed
+
+With DATABASE_URL / REDIS_URL unset, the commands use the servers a running
+`make run` recorded in var/run.env (shared/runfile.py).
 """
 
 from __future__ import annotations
@@ -18,20 +23,83 @@ from shared.config import ConfigError, fail_startup, get_settings
 
 
 def _create_api_key(args: argparse.Namespace) -> int:
-    from ingest.api_auth import generate_api_key, hash_api_key
+    from sqlalchemy.exc import IntegrityError
+
+    from ingest.api_auth import DEFAULT_SCOPES, SCOPES, generate_api_key, hash_api_key
     from shared.db import session_scope
     from shared.models import ApiKey
 
     name = args.name.strip()
-    if not name or len(name) > 64:
-        print("clinicq: NAME must be 1-64 characters", file=sys.stderr)
+    if not name or len(name) > 64 or not name.isprintable():
+        print("clinicq: NAME must be 1-64 printable characters", file=sys.stderr)
         return 2
+    chosen = set(args.scope or DEFAULT_SCOPES)
+    scopes = [scope for scope in SCOPES if scope in chosen]  # canonical order
     key = generate_api_key()
-    with session_scope() as session:
-        session.add(ApiKey(name=name, key_hash=hash_api_key(key)))
+    try:
+        with session_scope() as session:
+            session.add(ApiKey(name=name, key_hash=hash_api_key(key), scopes=scopes))
+    except IntegrityError:
+        print(
+            f"clinicq: an active API key named {name!r} exists; "
+            "revoke it first (clinicq revoke-api-key) or choose another name",
+            file=sys.stderr,
+        )
+        return 1
     # The key is shown once; only its hash is stored.
     print(key)
-    print(f"API key {name!r} created; store it now, it cannot be shown again.", file=sys.stderr)
+    print(
+        f"API key {name!r} created with scopes {', '.join(scopes)}; "
+        "store it now, it cannot be shown again.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _revoke_api_key(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, update
+
+    from shared.db import session_scope
+    from shared.models import ApiKey
+
+    with session_scope() as session:
+        revoked = session.scalar(
+            update(ApiKey)
+            .where(ApiKey.name == args.name.strip(), ApiKey.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+            .returning(ApiKey.id)
+        )
+    if revoked is None:
+        print(f"clinicq: no active API key named {args.name.strip()!r}", file=sys.stderr)
+        return 1
+    # API processes cache a valid key for a few seconds (ingest/api_auth.py).
+    print(f"API key {args.name.strip()!r} revoked (refused everywhere within 5 s)")
+    return 0
+
+
+def _list_api_keys(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from shared.db import session_scope
+    from shared.models import ApiKey
+
+    def when(value: object) -> str:
+        return value.isoformat(timespec="seconds") if value is not None else "-"  # type: ignore[attr-defined]
+
+    with session_scope() as session:
+        keys = session.scalars(
+            select(ApiKey).order_by(ApiKey.revoked_at.is_not(None), ApiKey.name, ApiKey.id)
+        ).all()
+        rows = [
+            (k.name, ",".join(k.scopes) or "-", when(k.created_at), when(k.last_used_at),
+             "revoked " + when(k.revoked_at) if k.revoked_at else "active")
+            for k in keys
+            if args.all or k.revoked_at is None
+        ]
+    header = ("NAME", "SCOPES", "CREATED", "LAST USED", "STATE")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 
@@ -183,9 +251,21 @@ def _add_dead_letter_commands(sub: argparse._SubParsersAction) -> None:  # type:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clinicq", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    from ingest.api_auth import DEFAULT_SCOPES, SCOPES
+
     create = sub.add_parser("create-api-key", help="create a REST API key")
-    create.add_argument("name", help="who the key is for, e.g. booking-site")
+    create.add_argument("name", help="who the key is for, e.g. booking-site (unique)")
+    create.add_argument(
+        "--scope", action="append", choices=SCOPES,
+        help=f"what the key may do (repeat for several; default: {' '.join(DEFAULT_SCOPES)})",
+    )
     create.set_defaults(func=_create_api_key, needs_db=True)
+    revoke = sub.add_parser("revoke-api-key", help="revoke the active REST API key NAME")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=_revoke_api_key, needs_db=True)
+    listing = sub.add_parser("list-api-keys", help="list REST API keys (no secrets)")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    listing.set_defaults(func=_list_api_keys, needs_db=True)
     channels = sub.add_parser("channels", help="show which channels are live")
     channels.set_defaults(func=_channels, needs_db=False)
     reconcile = sub.add_parser("reconcile", help="settle unknown / stuck sends once")
@@ -198,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.needs_db:
+        from shared.runfile import discover_servers
+
+        stale = discover_servers()
+        if stale:
+            print(f"clinicq: {stale}; ignoring it", file=sys.stderr)
     try:
         settings = get_settings()
         if args.needs_db:

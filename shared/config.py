@@ -14,7 +14,7 @@ import zoneinfo
 from datetime import time
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -29,6 +29,44 @@ def _split_csv(value: object) -> object:
 
 
 CsvList = Annotated[list[str], NoDecode]
+
+# Secrets we choose (not ones a provider issues) must be at least this long:
+# the status-URL/CPF key guards every patient's data; the webhook tokens are
+# compared as shared secrets. Generate with `python -c "import secrets;
+# print(secrets.token_urlsafe(32))"`.
+SECRET_MIN_CHARS = {
+    "SECRET_KEY": 32,
+    "WEBHOOK_SECRET": 16,
+    "CHATWOOT_WEBHOOK_TOKEN": 16,
+    "ROCKETCHAT_LIVECHAT_TOKEN": 16,
+    "META_VERIFY_TOKEN": 16,
+    "META_APP_SECRET": 16,
+}
+# Standard Webhooks: a signing secret is 24-64 random bytes.
+SIGNING_SECRET_MIN_BYTES = 24
+# Values copied from docs and examples instead of generated; compared after
+# lower-casing and dropping everything but letters and digits.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme", "secret", "secretkey", "password", "passw0rd", "token", "test", "dev",
+        "development", "example", "placeholder", "default", "xxx", "todo", "replaceme",
+        "yoursecret", "yoursecretkey", "yourtoken", "mysecret", "supersecret",
+        "alongrandomstring", "whsec", "verifytoken", "webhooksecret",
+    }
+)
+_PLACEHOLDER_MARKERS = ("changeme", "replaceme", "yoursecret", "alongrandomstring", "xxxxxx")
+
+
+def check_secret_strength(value: str, min_chars: int) -> None:
+    """Refuse a secret that is short, a known placeholder, or one repeated
+    character pattern. Raises ValueError (the caller names the variable)."""
+    folded = "".join(ch for ch in value.lower() if ch.isalnum())
+    if folded in PLACEHOLDER_SECRETS or any(m in folded for m in _PLACEHOLDER_MARKERS):
+        raise ValueError("is a placeholder from an example, not a secret; generate a random one")
+    if len(value) < min_chars:
+        raise ValueError(f"must be at least {min_chars} characters (generate a random one)")
+    if len(set(value)) < 8:
+        raise ValueError("has fewer than 8 distinct characters; generate a random one")
 
 
 class Settings(BaseSettings):
@@ -122,6 +160,13 @@ class Settings(BaseSettings):
     # the capability status URL of the patient's message.
     AUTO_ACK_FOLLOW_URL: str = ""
     CLINIC_NAME: str = Field(default="Portal Clinic", min_length=1, max_length=60)
+    # Caps on automatic sends a flood of (public-form) messages could trigger
+    # (shared/automation_caps.py). Over a cap the send is skipped and
+    # recorded; the team's e-mail alert still goes.
+    ONCALL_PAGES_PER_SENDER_PER_HOUR: int = Field(default=2, ge=1, le=1000)
+    ONCALL_PAGES_PER_HOUR: int = Field(default=10, ge=1, le=100_000)
+    AUTO_ACKS_PER_ADDRESS_PER_DAY: int = Field(default=3, ge=1, le=1000)
+    AUTO_ACKS_PER_HOUR: int = Field(default=100, ge=1, le=1_000_000)
 
     @field_validator("ONCALL_PHONE")
     @classmethod
@@ -342,6 +387,13 @@ class Settings(BaseSettings):
     # timeouts) is considered abandoned by a dead worker.
     RECONCILE_STUCK_AFTER_SECONDS: int = Field(120, ge=1)
 
+    @field_validator(*SECRET_MIN_CHARS)
+    @classmethod
+    def _strong_secret(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            check_secret_strength(value, SECRET_MIN_CHARS[str(info.field_name)])
+        return value
+
     @field_validator("WEBHOOK_SIGNING_SECRETS", "HOLIDAYS", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -362,6 +414,12 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "each secret must be 'whsec_' followed by base64 (Standard Webhooks)"
                 ) from None
+            if len(base64.b64decode(raw)) < SIGNING_SECRET_MIN_BYTES:
+                raise ValueError(
+                    f"each secret must hold at least {SIGNING_SECRET_MIN_BYTES} random bytes "
+                    "(generate one: 'whsec_' + base64 of 32 random bytes)"
+                )
+            check_secret_strength(raw, 0)
         return secrets
 
     @field_validator("IMAP_TRUSTED_AUTHSERV_ID")

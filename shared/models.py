@@ -32,7 +32,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 TZ = DateTime(timezone=True)
@@ -276,13 +276,31 @@ class ChannelSetting(Base):
 
 
 class ApiKey(Base):
-    """REST API keys, stored as SHA-256 of a 256-bit random key (no clear)."""
+    """REST API keys, stored as SHA-256 of a 256-bit random key (no clear).
+
+    `scopes` (ingest/api_auth.py SCOPES) say what the key may do; one active
+    (not revoked) key per name, so `clinicq revoke-api-key NAME` is exact."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint(
+            "scopes <@ ARRAY['intake', 'send', 'read', 'admin']::varchar[]",
+            name="ck_api_keys_scopes",
+        ),
+        Index(
+            "uq_api_keys_active_name",
+            "name",
+            unique=True,
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(
+        ARRAY(String(16)), server_default=text("'{}'::varchar[]")
+    )
     created_at: Mapped[datetime] = _now()
     last_used_at: Mapped[datetime | None] = mapped_column(TZ)
     revoked_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -7,8 +7,10 @@
    Redis (AOF on, noeviction) start with their data under the var dir.
 3. Migrations, then the children, each in its own process group: gunicorn
    (ingest), one Celery worker for every queue, the scheduler, Flower.
-4. Ctrl-C / SIGTERM stops every child group, then the embedded servers (data
-   kept). A child that dies on its own stops everything; exit 1. A bad
+4. `$CLINICQ_VAR_DIR/run.env` (0600) records DATABASE_URL / REDIS_URL for
+   `clinicq` commands in other terminals (shared/runfile.py).
+5. Ctrl-C / SIGTERM stops every child group, removes run.env, then the
+   embedded servers (data kept). A child that dies on its own stops everything; exit 1. A bad
    setting is named at start-up; exit 2.
 """
 
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import ConfigError, Settings, load_settings
+from shared.runfile import remove_run_file, write_run_file
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUES = "inbound,email,sms,whatsapp,inbox,maintenance"
@@ -48,7 +51,9 @@ def say(text: str) -> None:
 
 
 def var_dir() -> Path:
-    return Path(os.environ.get("CLINICQ_VAR_DIR") or ROOT / "var").resolve()
+    from shared.runfile import var_dir as runfile_var_dir
+
+    return runfile_var_dir()
 
 
 # --- dev secrets --------------------------------------------------------------
@@ -95,6 +100,12 @@ def dev_secrets(directory: Path, environ: dict[str, str]) -> dict[str, str]:
             fh.writelines(f"{k}={v}\n" for k, v in sorted(stored.items()))
     os.chmod(path, 0o600)  # also tighten a file created by hand
     return {k: v for k, v in stored.items() if k in DEV_SECRET_NAMES and not environ.get(k)}
+
+
+def dev_secret_in_use(settings: Settings, name: str) -> bool:
+    """Whether the value in use is the generated one in dev-secrets.env."""
+    stored = _read_env_file(var_dir() / "dev-secrets.env").get(name)
+    return bool(stored) and stored == getattr(settings, name)
 
 
 # --- embedded servers ---------------------------------------------------------
@@ -346,8 +357,24 @@ def channel_lines(settings: Settings) -> list[str]:
     return str(described).splitlines()
 
 
+def create_key_command(python: str = sys.executable) -> str:
+    """The CLI line that makes an API key against the servers we run (the
+    CLI finds them in var/run.env)."""
+    return (
+        f"{shlex.quote(python)} -m shared.cli create-api-key my-booking-system"
+        " --scope intake --scope send"
+    )
+
+
 def banner(settings: Settings, embedded: bool, scheduler: bool) -> str:
-    flower_user = settings.FLOWER_BASIC_AUTH.split(",")[0]
+    # FLOWER_BASIC_AUTH is "user:password[,user2:password2]": the user only;
+    # the password stays in the secrets file (or the environment).
+    flower_user = settings.FLOWER_BASIC_AUTH.split(",")[0].partition(":")[0]
+    password_at = (
+        f"password in {var_dir() / 'dev-secrets.env'}"
+        if dev_secret_in_use(settings, "FLOWER_BASIC_AUTH")
+        else "password from FLOWER_BASIC_AUTH"
+    )
     lines = [
         "",
         "clinicq is running"
@@ -355,7 +382,8 @@ def banner(settings: Settings, embedded: bool, scheduler: bool) -> str:
         f"  ingest      http://127.0.0.1:{settings.INGEST_PORT}/api/webhook",
         f"  health      http://127.0.0.1:{settings.INGEST_PORT}/healthz  "
         f"http://127.0.0.1:{settings.INGEST_PORT}/readyz",
-        f"  flower      http://127.0.0.1:{settings.FLOWER_PORT}/  (basic auth {flower_user})",
+        f"  flower      http://127.0.0.1:{settings.FLOWER_PORT}/  "
+        f"(basic auth user {flower_user!r}, {password_at})",
         f"  scheduler   {'running' if scheduler else 'absent (scheduler/__main__.py missing)'}",
         f"  webhook signing secret  {settings.WEBHOOK_SIGNING_SECRETS[0]}",
     ]
@@ -370,6 +398,10 @@ def banner(settings: Settings, embedded: bool, scheduler: bool) -> str:
         "Send a signed sample webhook (paste into a shell):",
         "",
         sample_curl(settings),
+        "",
+        "Create a REST API key (scopes: intake send read admin; see README):",
+        "",
+        create_key_command(),
         "",
         "Ctrl-C stops everything (data is kept).",
         "",
@@ -434,6 +466,11 @@ def run() -> int:
 
         say("applying migrations")
         upgrade(settings.DATABASE_URL)
+        # For `clinicq` commands typed in another terminal (shared/runfile.py).
+        write_run_file(
+            directory, {"DATABASE_URL": env["DATABASE_URL"], "REDIS_URL": env["REDIS_URL"]},
+            os.getpid(),
+        )
 
         children = build_children(settings)
         for child in children:
@@ -467,6 +504,7 @@ def run() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_children(children)
+        remove_run_file(directory, os.getpid())
         embedded.stop_all()
         say("stopped")
 

@@ -24,7 +24,7 @@ NOW = datetime(2026, 12, 1, 10, 0, tzinfo=SP)
 def api_key() -> str:
     key = generate_api_key()
     with session_scope() as s:
-        s.add(ApiKey(name="booking-system", key_hash=hash_api_key(key)))
+        s.add(ApiKey(name="booking-system", key_hash=hash_api_key(key), scopes=["intake", "read"]))
     return key
 
 

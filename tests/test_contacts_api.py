@@ -37,7 +37,7 @@ def api_headers() -> dict[str, str]:
     with session_scope() as s:
         from shared.models import ApiKey
 
-        s.add(ApiKey(name="ops-test", key_hash=hash_api_key(key)))
+        s.add(ApiKey(name="ops-test", key_hash=hash_api_key(key), scopes=["read", "admin"]))
     return {"Authorization": f"Bearer {key}"}
 
 

@@ -374,7 +374,7 @@ def test_booking_through_the_api_sends_the_confirmations(client, worker, twilio,
     api = create_app(cfg).test_client()  # same settings as the tick (no quiet hours)
     key = generate_api_key()
     with session_scope() as s:
-        s.add(ApiKey(name="agenda", key_hash=hash_api_key(key)))
+        s.add(ApiKey(name="agenda", key_hash=hash_api_key(key), scopes=["intake"]))
     day = (datetime.now(SP) + timedelta(days=4)).date()
     body = {
         "external_id": "agenda-77",

@@ -79,7 +79,7 @@ def api_key() -> str:
 
     key = generate_api_key()
     with session_scope() as s:
-        s.add(ApiKey(name="round-trips", key_hash=hash_api_key(key)))
+        s.add(ApiKey(name="round-trips", key_hash=hash_api_key(key), scopes=["send"]))
     return key
 
 

@@ -117,6 +117,47 @@ def run_printed_curl(sup: Supervisor) -> tuple[int, dict]:
     return status, json.loads(body)
 
 
+def create_key_with_printed_command(sup: Supervisor) -> str:
+    """Run the banner's `create-api-key` line as a new user would, from a
+    shell that has neither DATABASE_URL nor REDIS_URL: the CLI must find the
+    servers `make run` uses through var/run.env."""
+    lines = [line for line in sup.stdout().splitlines() if "create-api-key" in line]
+    assert len(lines) == 1, sup.stdout()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env["CLINICQ_VAR_DIR"] = str(sup.var_dir)
+    out = subprocess.run(
+        ["bash", "-c", lines[0]], cwd="/", env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "scopes intake, send" in out.stderr
+    return out.stdout.strip()
+
+
+def assert_run_file_recorded(sup: Supervisor) -> None:
+    run_env = sup.var_dir / "run.env"
+    assert stat.S_IMODE(run_env.stat().st_mode) == 0o600
+    recorded = run_env.read_text()
+    assert f"CLINICQ_SUPERVISOR_PID={sup.proc.pid}" in recorded
+    assert "DATABASE_URL=" in recorded and "REDIS_URL=" in recorded
+
+
+def use_key_against_ingest(sup: Supervisor, key: str, message_id: uuid.UUID) -> None:
+    status = requests.get(
+        f"{sup.base}/api/messages/{message_id}", headers={"Authorization": f"Bearer {key}"},
+        timeout=5,
+    )
+    assert status.status_code == 200, status.text
+    assert status.json()["message_id"] == str(message_id)
+    # The same key is scoped: no patient data, no erasure.
+    contact = status.json()["contact_id"]
+    denied = requests.delete(
+        f"{sup.base}/api/contacts/{contact}", headers={"Authorization": f"Bearer {key}"},
+        timeout=5,
+    )
+    assert denied.status_code == 403, denied.text
+
+
 @pytest.fixture
 def supervisor(tmp_path: Path):
     started: list[Supervisor] = []
@@ -142,6 +183,11 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly_on_sigterm(superviso
     assert "  channels:" in out
     for channel in ("email", "sms", "whatsapp"):
         assert f"    {channel}: " in out
+    # Flower: the banner names the user and where the password is, never the password.
+    secrets_file = sup.var_dir / "dev-secrets.env"
+    user, password = re.search(r"FLOWER_BASIC_AUTH=(.*)", secrets_file.read_text()).group(1).split(":", 1)
+    assert password not in out
+    assert f"basic auth user '{user}'" in out and str(secrets_file) in out
 
     status, doc = run_printed_curl(sup)
     assert status == 202, doc
@@ -153,10 +199,13 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly_on_sigterm(superviso
 
     wait_for(filed, timeout=30)
 
+    # A new user's first API key: the printed command, with no DATABASE_URL /
+    # REDIS_URL in their shell, then used against the running ingest.
+    assert_run_file_recorded(sup)
+    use_key_against_ingest(sup, create_key_with_printed_command(sup), message_id)
+
     # Flower is up behind basic auth (generated dev password, stored 0600).
-    secrets_file = sup.var_dir / "dev-secrets.env"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
-    user, password = re.search(r"FLOWER_BASIC_AUTH=(.*)", secrets_file.read_text()).group(1).split(":", 1)
     flower = f"http://127.0.0.1:{sup.flower_port}/"
 
     def flower_up() -> bool:
@@ -175,6 +224,15 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly_on_sigterm(superviso
     assert sup.proc.wait(60) == 0, sup.stderr()[-3000:]
     assert alive(children) == []
     assert "stopped" in sup.stdout()
+    # Stopped: run.env is gone, and the CLI says what is missing.
+    assert not (sup.var_dir / "run.env").exists()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    cli = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "list-api-keys"], cwd=ROOT,
+        env={**env, "CLINICQ_VAR_DIR": str(sup.var_dir)}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert cli.returncode == 2 and "DATABASE_URL" in cli.stderr
 
 
 def test_a_child_dying_stops_everything_with_nonzero_exit(supervisor) -> None:
@@ -250,6 +308,9 @@ def test_embedded_postgres_and_redis_start_serve_and_stop_keeping_data(superviso
     # PUBLIC_BASE_URL defaults to the local ingest URL: the status URL works.
     assert doc["status_url"].startswith(sup.base)
     assert requests.get(doc["status_url"], timeout=5).status_code == 200
+    # The CLI reaches the embedded servers (their URLs exist only in run.env).
+    assert_run_file_recorded(sup)
+    use_key_against_ingest(sup, create_key_with_printed_command(sup), uuid.UUID(doc["message_id"]))
 
     var = str(sup.var_dir)
     servers = [
@@ -295,3 +356,20 @@ def test_unreachable_database_fails_startup_cleanly(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "start-up failed" in out.stderr and "OperationalError" in out.stderr
     assert "starting ingest" not in out.stdout  # nothing was started
+
+
+def test_cli_ignores_a_stale_run_file_and_says_so(tmp_path: Path) -> None:
+    from shared.runfile import write_run_file
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    write_run_file(tmp_path, {"DATABASE_URL": os.environ["DATABASE_URL"],
+                              "REDIS_URL": os.environ["REDIS_URL"]}, int(gone.stdout))
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    cli = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "list-api-keys"], cwd=ROOT,
+        env={**env, "CLINICQ_VAR_DIR": str(tmp_path)}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert cli.returncode == 2
+    assert "stale" in cli.stderr and "DATABASE_URL" in cli.stderr
