@@ -1,7 +1,7 @@
 """`clinicq` command line (also `python -m shared.cli`).
 
 clinicq create-api-key NAME     print a new REST API key (stored hashed)
-clinicq channels                which channels are live / on the outbox
+clinicq channels                which channels are live / outbox / unconfigured
 clinicq reconcile               settle unknown / stuck sends once
 clinicq erase-contact ID --yes  LGPD erasure of a contact's personal data
 """
@@ -33,11 +33,15 @@ def _create_api_key(args: argparse.Namespace) -> int:
 
 
 def _channels(args: argparse.Namespace) -> int:
-    from shared.providers import describe_channels
+    """Exit 1 when a channel is unconfigured outside dev mode (its messages
+    fail), so a deploy script can check."""
+    from shared.providers import channel_states, describe_channels
 
-    for line in describe_channels(get_settings()):
+    settings = get_settings()
+    for line in describe_channels(settings):
         print(line)
-    return 0
+    states = channel_states(settings).values()
+    return 1 if any(state["state"] == "unconfigured" for state in states) else 0
 
 
 def _reconcile(args: argparse.Namespace) -> int:

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     WEBHOOK_SECRET: str = ""
     # Explicit opt-in to run without any webhook secret. Never in production.
     CLINICQ_INSECURE_DEV: bool = False
+    # Dev mode (`make run`, the test suite): a channel without credentials
+    # uses the outbox provider (records and prints, sends nothing). Outside it
+    # such a channel is reported (/readyz, `clinicq channels`) and its
+    # messages fail with a reason; a half-configured provider stops start-up.
+    CLINICQ_DEV_MODE: bool = False
     WEBHOOK_MAX_BODY_BYTES: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     MESSAGE_MAX_CHARS: int = Field(4096, ge=1, le=65536)
     IDEMPOTENCY_TTL_SECONDS: int = Field(24 * 3600, ge=60)
@@ -383,6 +388,17 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"holiday {day!r} is not an ISO date (YYYY-MM-DD)") from None
         return days
+
+    @model_validator(mode="after")
+    def _providers_not_half_configured(self) -> Settings:
+        if self.CLINICQ_DEV_MODE:
+            return self  # dev: the banner shows what is missing, the outbox sends
+        from shared.providers import half_configured
+
+        problems = half_configured(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _visibility_above_backoff(self) -> Settings:
