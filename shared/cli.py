@@ -51,7 +51,8 @@ def _reconcile(args: argparse.Namespace) -> int:
     print(
         f"found at provider: {len(report.found_at_provider)}, requeued: {len(report.requeued)}, "
         f"for operator: {len(report.for_operator)}, lost re-enqueued: "
-        f"{len(report.reenqueued_lost)}, lookup errors: {len(report.lookup_errors)}"
+        f"{len(report.reenqueued_lost)}, lookup errors: {len(report.lookup_errors)}, "
+        f"failed rows: {len(report.errors)}"
     )
     return 0
 

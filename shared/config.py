@@ -312,9 +312,14 @@ class Settings(BaseSettings):
     # WhatsApp free-form messages are allowed this long after the patient's
     # last inbound message (Meta/Twilio customer-service window).
     WHATSAPP_SERVICE_WINDOW_HOURS: float = Field(24.0, gt=0, le=24)
-    # Reconciler: a message `sending` longer than this (beyond the provider
-    # timeouts) is considered abandoned by a dead worker.
-    RECONCILE_STUCK_AFTER_SECONDS: int = Field(120, ge=1)
+    # Hard time limit of a send task (the worker kills it then; a soft limit
+    # at 80 % lets it record `unknown` first). Must exceed the provider
+    # connect + read timeouts.
+    SEND_TASK_TIME_LIMIT_SECONDS: int = Field(300, ge=5, le=3600)
+    # Reconciler: a message `sending` longer than this is considered abandoned
+    # by a dead worker. Must exceed SEND_TASK_TIME_LIMIT_SECONDS: before that
+    # the send may still be running, and judging it would send it twice.
+    RECONCILE_STUCK_AFTER_SECONDS: int = Field(360, ge=1)
 
     @field_validator("WEBHOOK_SIGNING_SECRETS", "HOLIDAYS", mode="before")
     @classmethod
@@ -406,6 +411,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CELERY_VISIBILITY_TIMEOUT must exceed MAX_RETRY_BACKOFF_SECONDS "
                 "(a countdown longer than the visibility timeout is redelivered twice)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _send_time_limit_bounds(self) -> Settings:
+        provider_wait = self.PROVIDER_CONNECT_TIMEOUT_SECONDS + self.PROVIDER_READ_TIMEOUT_SECONDS
+        if self.SEND_TASK_TIME_LIMIT_SECONDS <= provider_wait:
+            raise ValueError(
+                "SEND_TASK_TIME_LIMIT_SECONDS must exceed PROVIDER_CONNECT_TIMEOUT_SECONDS + "
+                "PROVIDER_READ_TIMEOUT_SECONDS (a slow but normal send would be killed)"
+            )
+        if self.RECONCILE_STUCK_AFTER_SECONDS <= self.SEND_TASK_TIME_LIMIT_SECONDS:
+            raise ValueError(
+                "RECONCILE_STUCK_AFTER_SECONDS must exceed SEND_TASK_TIME_LIMIT_SECONDS "
+                "(a send still running would be judged abandoned and sent twice)"
             )
         return self
 

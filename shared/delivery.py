@@ -173,7 +173,7 @@ def _transition(
             session,
             update(Message)
             .where(Message.id == message_id, Message.status == from_status)
-            .values(status=to_status, updated_at=datetime.now(UTC), **values),
+            .values(status=to_status, updated_at=func.now(), **values),
             event,
             from_status,
             to_status,
@@ -243,7 +243,8 @@ def _claim_statement() -> Any:
             status="sending",
             attempts=Message.attempts + 1,
             provider=_param("provider"),
-            updated_at=_param("updated_at"),
+            # The database clock: the reconciler ages claims on it.
+            updated_at=func.now(),
         ),
         "claimed",
         "queued",
@@ -490,7 +491,7 @@ def deliver(
         # Claim and its event in one statement, committed at once.
         attempts = conn.scalar(
             _claim_statement(),
-            {"p_id": mid, "p_provider": provider.name, "p_updated_at": datetime.now(UTC)},
+            {"p_id": mid, "p_provider": provider.name},
         )
         if attempts is None:
             return DeliveryOutcome("claimed-elsewhere")

@@ -10,10 +10,17 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
+from shared.config import get_settings
 from shared.delivery import deliver, note_pending
 from workers.app import app
 
+_TIME_LIMIT = get_settings().SEND_TASK_TIME_LIMIT_SECONDS
+
 _OPTIONS: dict[str, Any] = {
+    # The reconciler judges a `sending` row abandoned only after this limit
+    # (RECONCILE_STUCK_AFTER_SECONDS exceeds it, checked in shared.config).
+    "time_limit": _TIME_LIMIT,
+    "soft_time_limit": _TIME_LIMIT * 0.8,
     "bind": True,
     # Provider retries are bounded by SEND_MAX_ATTEMPTS on the row; Celery's
     # own retries only cover a database that is briefly unreachable.
