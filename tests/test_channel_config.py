@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from shared.config import ConfigError, get_settings, load_settings
 from shared.db import session_scope
-from shared.models import Message
+from shared.models import Message, MessageEvent
 from tests.conftest import dumps, seed_payload, sign_headers, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,8 +82,7 @@ def test_cli_channels_reports_unconfigured_and_exits_non_zero(production: dict[s
 def test_urgent_oncall_sms_fails_with_a_reason_outside_dev_mode(
     production: dict[str, str], client: Any, celery_worker: Any
 ) -> None:
-    env = {**production, "ONCALL_PHONE": ONCALL, "QUIET_HOURS_CHANNELS": "",
-           "RATE_LIMIT_SMS": "100/second"}
+    env = {**production, "ONCALL_PHONE": ONCALL, "QUIET_HOURS_CHANNELS": ""}
     celery_worker(queues="inbound,sms", env=env)
     payload = seed_payload()
     payload["contact"] = {"name": "Rita Alves", "phone": "+5511955554444"}
@@ -101,3 +100,9 @@ def test_urgent_oncall_sms_fails_with_a_reason_outside_dev_mode(
     assert row.error_code == "channel_not_configured"
     assert row.status_reason is not None and "TWILIO_PHONE_NUMBER" in row.status_reason
     assert row.delivered_at is None
+    # Failed before any claim or rate-limit wait: nothing was attempted.
+    assert row.attempts == 0
+    with session_scope() as s:
+        events = s.scalars(select(MessageEvent.event).where(MessageEvent.message_id == row.id)
+                           .order_by(MessageEvent.id)).all()
+    assert events == ["created", "failed"]

@@ -79,6 +79,25 @@ def test_a_message_over_1600_characters_is_found_not_resent(
     assert len(twilio.sends_for(str(mid))) == 1
 
 
+def test_a_whatsapp_content_template_is_never_guessed_but_goes_to_an_operator(
+    twilio: FakeTwilio, twilio_worker: WorkerProcess, reconcile: Any  # noqa: F811
+) -> None:
+    # Outside the 24-hour window the message goes as a Content template:
+    # Twilio renders its text, so there is no body of ours to match exactly.
+    data = {"paciente_nome": "Ana", "data": "10/12", "horario": "14:00", "endereco": "Rua A, 1",
+            "confirm_payload": "CONFIRM_appt-1"}
+    twilio.hang(3.0, accept=True)
+    mid = send("whatsapp", text=None, contact_id=new_contact(inbound_minutes_ago=None),
+               template="lembrete_consulta", template_data=data)
+    settled(mid, "unknown")
+    time.sleep(4.1)
+    report = reconcile(twilio.env(), stuck_after_seconds=0)
+    assert report.for_operator == [str(mid)] and report.found_at_provider == []
+    row = message(mid)
+    assert row.status == "unknown" and row.metadata_["needs_operator"] is True
+    assert len(twilio.sends_for(str(mid))) == 1
+
+
 def _sending_row(claimed_seconds_ago: float) -> uuid.UUID:
     """A message left `sending` by a worker (claim stamped by the database)."""
     with session_scope() as s:

@@ -146,6 +146,12 @@ class Provider:
         """The sender identity rate limits are keyed on (number, address)."""
         raise NotImplementedError
 
+    def refusal(self) -> PermanentError | None:
+        """Why this provider sends nothing at all (a channel without
+        credentials outside dev mode), else None: the message then fails
+        before it is claimed or rate-limited."""
+        return None
+
     def send(self, message: OutgoingMessage) -> ProviderResult:
         raise NotImplementedError
 

@@ -17,8 +17,15 @@ class UnconfiguredProvider(Provider):
     name: ClassVar[str] = "unconfigured"
 
     def __init__(self, settings: Settings, channel: str = ""):
+        from shared.providers import live_provider_name, missing_credentials
+
         super().__init__(settings)
         self.for_channel = channel
+        missing = missing_credentials(channel, settings)
+        self.reason = (
+            f"{channel} is not configured: set {', '.join(missing)} for "
+            f"{live_provider_name(channel, settings)} (not sent)"
+        )
 
     @classmethod
     def configured(cls, settings: Settings) -> bool:
@@ -27,12 +34,8 @@ class UnconfiguredProvider(Provider):
     def sender(self) -> str:
         return f"unconfigured-{self.for_channel}"
 
-    def send(self, message: OutgoingMessage) -> ProviderResult:
-        from shared.providers import live_provider_name, missing_credentials
+    def refusal(self) -> PermanentError:
+        return PermanentError(self.reason, NOT_CONFIGURED)
 
-        missing = missing_credentials(self.for_channel, self.settings)
-        raise PermanentError(
-            f"{self.for_channel} is not configured: set {', '.join(missing)} for "
-            f"{live_provider_name(self.for_channel, self.settings)} (not sent)",
-            NOT_CONFIGURED,
-        )
+    def send(self, message: OutgoingMessage) -> ProviderResult:
+        raise self.refusal()
