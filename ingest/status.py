@@ -1,6 +1,7 @@
 """`GET /api/messages/<id>`: where a message is, for the sender that got the 202.
 
-Authenticated by the capability token in the status URL or an API key. Answers
+Authenticated by the capability token in the status URL or an API key (only
+an API key also sees the message's contact and conversation ids). Answers
 for accepted-but-not-yet-persisted ids from Redis (the marker set atomically
 with the enqueue), and from PostgreSQL once the worker has filed the message.
 """
@@ -36,12 +37,14 @@ def message_status(message_id: str) -> Any:
     except ValueError:
         return error(404, "not found", "message_id")
     token = request.args.get("token", "")
+    by_api_key = False
     if not (token and check_status_token(settings.SECRET_KEY, str(message_uuid), token)):
         if not request.headers.get("Authorization"):
             return error(401, "status token or API key required", "token")
         refused = authorize("GET", "/api/messages/<message_id>")
         if refused is not None:
             return refused
+        by_api_key = True
 
     with session_scope() as session:
         message = session.get(Message, message_uuid)
@@ -51,17 +54,24 @@ def message_status(message_id: str) -> Any:
                 .where(MessageEvent.message_id == message_uuid)
                 .order_by(MessageEvent.id)
             ).all()
+            doc: dict[str, Any] = {
+                "message_id": str(message.id),
+                "status": message.status,
+                "status_reason": message.status_reason,
+                "direction": message.direction,
+                "channel": message.channel,
+            }
+            if by_api_key:
+                # Internal ids only for API-key callers: a status URL travels
+                # (SMS acknowledgements, form pages) and its holder is not
+                # entitled to the patient's contact or conversation id.
+                doc["conversation_id"] = (
+                    str(message.conversation_id) if message.conversation_id else None
+                )
+                doc["contact_id"] = str(message.contact_id) if message.contact_id else None
             return jsonify(
                 {
-                    "message_id": str(message.id),
-                    "status": message.status,
-                    "status_reason": message.status_reason,
-                    "direction": message.direction,
-                    "channel": message.channel,
-                    "conversation_id": str(message.conversation_id)
-                    if message.conversation_id
-                    else None,
-                    "contact_id": str(message.contact_id) if message.contact_id else None,
+                    **doc,
                     "error_code": message.error_code,
                     "attempts": message.attempts,
                     "created_at": _iso(message.created_at),

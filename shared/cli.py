@@ -3,7 +3,7 @@
 clinicq create-api-key NAME [--scope S ...]  print a new REST API key (stored hashed)
 clinicq revoke-api-key NAME     the key stops working (within 5 s)
 clinicq list-api-keys           names, scopes, created / last used / revoked (no secrets)
-clinicq channels                which channels are live / on the outbox
+clinicq channels                which channels are live / outbox / unconfigured
 clinicq reconcile               settle unknown / stuck sends once
 clinicq erase-contact ID --yes  LGPD erasure of a contact's personal data
 clinicq dead-letters list       tasks that gave up (no patient data shown)
@@ -104,11 +104,15 @@ def _list_api_keys(args: argparse.Namespace) -> int:
 
 
 def _channels(args: argparse.Namespace) -> int:
-    from shared.providers import describe_channels
+    """Exit 1 when a channel is unconfigured outside dev mode (its messages
+    fail), so a deploy script can check."""
+    from shared.providers import channel_states, describe_channels
 
-    for line in describe_channels(get_settings()):
+    settings = get_settings()
+    for line in describe_channels(settings):
         print(line)
-    return 0
+    states = channel_states(settings).values()
+    return 1 if any(state["state"] == "unconfigured" for state in states) else 0
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -118,7 +122,8 @@ def _reconcile(args: argparse.Namespace) -> int:
     print(
         f"found at provider: {len(report.found_at_provider)}, requeued: {len(report.requeued)}, "
         f"for operator: {len(report.for_operator)}, lost re-enqueued: "
-        f"{len(report.reenqueued_lost)}, lookup errors: {len(report.lookup_errors)}"
+        f"{len(report.reenqueued_lost)}, lookup errors: {len(report.lookup_errors)}, "
+        f"failed rows: {len(report.errors)}"
     )
     return 0
 

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     WEBHOOK_SECRET: str = ""
     # Explicit opt-in to run without any webhook secret. Never in production.
     CLINICQ_INSECURE_DEV: bool = False
+    # Dev mode (`make run`, the test suite): a channel without credentials
+    # uses the outbox provider (records and prints, sends nothing). Outside it
+    # such a channel is reported (/readyz, `clinicq channels`) and its
+    # messages fail with a reason; a half-configured provider stops start-up.
+    CLINICQ_DEV_MODE: bool = False
     WEBHOOK_MAX_BODY_BYTES: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     MESSAGE_MAX_CHARS: int = Field(4096, ge=1, le=65536)
     IDEMPOTENCY_TTL_SECONDS: int = Field(24 * 3600, ge=60)
@@ -383,9 +388,14 @@ class Settings(BaseSettings):
     # WhatsApp free-form messages are allowed this long after the patient's
     # last inbound message (Meta/Twilio customer-service window).
     WHATSAPP_SERVICE_WINDOW_HOURS: float = Field(24.0, gt=0, le=24)
-    # Reconciler: a message `sending` longer than this (beyond the provider
-    # timeouts) is considered abandoned by a dead worker.
-    RECONCILE_STUCK_AFTER_SECONDS: int = Field(120, ge=1)
+    # Hard time limit of a send task (the worker kills it then; a soft limit
+    # at 80 % lets it record `unknown` first). Must exceed the provider
+    # connect + read timeouts.
+    SEND_TASK_TIME_LIMIT_SECONDS: int = Field(300, ge=5, le=3600)
+    # Reconciler: a message `sending` longer than this is considered abandoned
+    # by a dead worker. Must exceed SEND_TASK_TIME_LIMIT_SECONDS: before that
+    # the send may still be running, and judging it would send it twice.
+    RECONCILE_STUCK_AFTER_SECONDS: int = Field(360, ge=1)
 
     @field_validator(*SECRET_MIN_CHARS)
     @classmethod
@@ -486,6 +496,17 @@ class Settings(BaseSettings):
         return days
 
     @model_validator(mode="after")
+    def _providers_not_half_configured(self) -> Settings:
+        if self.CLINICQ_DEV_MODE:
+            return self  # dev: the banner shows what is missing, the outbox sends
+        from shared.providers import half_configured
+
+        problems = half_configured(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _visibility_above_backoff(self) -> Settings:
         if self.CELERY_VISIBILITY_TIMEOUT <= self.MAX_RETRY_BACKOFF_SECONDS:
             raise ValueError(
@@ -496,6 +517,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 "INBOUND_VISIBILITY_TIMEOUT must exceed INBOUND_RETRY_BACKOFF_MAX_SECONDS "
                 "(a countdown longer than the visibility timeout is redelivered twice)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _send_time_limit_bounds(self) -> Settings:
+        provider_wait = self.PROVIDER_CONNECT_TIMEOUT_SECONDS + self.PROVIDER_READ_TIMEOUT_SECONDS
+        if self.SEND_TASK_TIME_LIMIT_SECONDS <= provider_wait:
+            raise ValueError(
+                "SEND_TASK_TIME_LIMIT_SECONDS must exceed PROVIDER_CONNECT_TIMEOUT_SECONDS + "
+                "PROVIDER_READ_TIMEOUT_SECONDS (a slow but normal send would be killed)"
+            )
+        if self.RECONCILE_STUCK_AFTER_SECONDS <= self.SEND_TASK_TIME_LIMIT_SECONDS:
+            raise ValueError(
+                "RECONCILE_STUCK_AFTER_SECONDS must exceed SEND_TASK_TIME_LIMIT_SECONDS "
+                "(a send still running would be judged abandoned and sent twice)"
             )
         return self
 

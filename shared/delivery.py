@@ -173,7 +173,7 @@ def _transition(
             session,
             update(Message)
             .where(Message.id == message_id, Message.status == from_status)
-            .values(status=to_status, updated_at=datetime.now(UTC), **values),
+            .values(status=to_status, updated_at=func.now(), **values),
             event,
             from_status,
             to_status,
@@ -243,7 +243,8 @@ def _claim_statement() -> Any:
             status="sending",
             attempts=Message.attempts + 1,
             provider=_param("provider"),
-            updated_at=_param("updated_at"),
+            # The database clock: the reconciler ages claims on it.
+            updated_at=func.now(),
         ),
         "claimed",
         "queued",
@@ -412,13 +413,15 @@ def deliver(
 
     limiter = rate_limiter(settings)
     admitted = False
-    if not reserved and channel in _SENDER_ONLY_LIMITS:
+    sender_provider = provider_for(channel, settings)
+    # A provider that refuses everything (an unconfigured channel) fails the
+    # message below without waiting for a rate-limit slot.
+    if not reserved and channel in _SENDER_ONLY_LIMITS and sender_provider.refusal() is None:
         # Email and SMS are limited per sender only: take the next slot before
         # any database work, so a backlog's first pass costs one Redis call
         # per message. (WhatsApp's pair limit needs the recipient, below.)
         # When the slot is now, the same call also admits the send: an idle
         # sender's message costs one Redis round trip, not two.
-        sender_provider = provider_for(channel, settings)
         delay, admitted, _ = limiter.schedule_and_admit(
             limits_for(settings, channel, sender_provider.name, sender_provider.sender(), ""),
             _DUE,
@@ -452,6 +455,9 @@ def deliver(
             return DeliveryOutcome("skipped")
         provider = provider_for(message.channel, settings)
         try:
+            refused = provider.refusal()
+            if refused is not None:
+                raise refused
             outgoing = build_outgoing(session, message, settings)
         except PermanentError as exc:
             _transition(
@@ -490,7 +496,7 @@ def deliver(
         # Claim and its event in one statement, committed at once.
         attempts = conn.scalar(
             _claim_statement(),
-            {"p_id": mid, "p_provider": provider.name, "p_updated_at": datetime.now(UTC)},
+            {"p_id": mid, "p_provider": provider.name},
         )
         if attempts is None:
             return DeliveryOutcome("claimed-elsewhere")

@@ -61,6 +61,10 @@ class Contact(Base):
     last_channel: Mapped[str | None] = mapped_column(String(16))
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contacts.id"))
     erased_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Random, made on the first post to the agent inbox: the Rocket.Chat
+    # visitor token / Chatwoot source_id (a bearer credential there, so never
+    # derived from the contact id, which status URLs and webhooks carry).
+    inbox_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 

@@ -427,6 +427,7 @@ def run() -> int:
     children: list[Child] = []
     try:
         env = dict(os.environ)
+        env.setdefault("CLINICQ_DEV_MODE", "true")  # channels without credentials: outbox
         env.update(dev_secrets(directory, env))
         # Validate what we were given before starting anything.
         os.environ.update(env)

@@ -59,6 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
             # Acks would add patient messages to tests about other things;
             # tests/test_automations.py and test_inbox_e2e.py turn them on.
             "AUTO_ACK_ENABLED": "false",
+            # Channels without credentials use the outbox (tests of production
+            # behaviour set it to false).
+            "CLINICQ_DEV_MODE": "true",
         }
     )
     from shared.migrate import upgrade

@@ -52,6 +52,10 @@ def worker_env(extra: dict[str, str]) -> dict[str, str]:
         "RATE_LIMIT_WHATSAPP": "1000/second",
         "RATE_LIMIT_WHATSAPP_PAIR": "1000/second",
         "TWILIO_CONTENT_SIDS": "lembrete_consulta=HX1234567890abcdef1234567890abcdef",
+        # Short enough that the reconciler may judge a killed worker's
+        # `sending` rows within the crash test (it waits for the time limit).
+        "SEND_TASK_TIME_LIMIT_SECONDS": "6",
+        "RECONCILE_STUCK_AFTER_SECONDS": "7",
         **extra,
     }
 

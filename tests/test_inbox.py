@@ -391,7 +391,12 @@ def test_rocketchat_visitor_room_message_reply_and_close(configure, rocketchat, 
     assert post_patient_message(str(mid)) == "already posted"
     room = rocketchat.only_room()
     ours = conversation_of(mid)
-    assert room.token == f"clinicq-{ours.contact_id}"
+    # The visitor token is the contact's random inbox token, not its id.
+    with session_scope() as s:
+        from shared.models import Contact
+
+        assert room.token == s.get(Contact, ours.contact_id).inbox_token
+    assert str(ours.contact_id) not in room.token
     assert [m["msg"] for m in room.messages] == ["qto custa a rino?"]
     assert "preco" in room.tags
     assert rocketchat.visitors[room.token]["phone"] == PHONE

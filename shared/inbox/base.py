@@ -73,6 +73,9 @@ class PatientView:
     channel: str
     text: str
     labels: list[str] = field(default_factory=list)
+    # The contact's random token (contacts.inbox_token): Rocket.Chat visitor
+    # token / Chatwoot source_id. A credential there, so never the contact id.
+    inbox_token: str = ""
 
 
 @dataclass

@@ -5,8 +5,10 @@ API (Application API, header `api_access_token`):
   identifier} → {"payload": {"contact": {"id"}, "contact_inbox": {"source_id"}}}.
   `identifier` is our contact id, unique per account: a retry after a lost
   response gets 422 and finds the contact by `GET …/contacts/search?q=`;
-- `POST …/contacts/{id}/contact_inboxes` {inbox_id, source_id} (our own,
-  deterministic source id: `clinicq-<contact uuid>`);
+- `POST …/contacts/{id}/contact_inboxes` {inbox_id, source_id} (our own
+  source id: the contact's random inbox token, stored, so a retry presents
+  the same one; never derived from the contact id, because Chatwoot's public
+  API lets whoever knows a source_id read and write that conversation);
 - `POST …/conversations` {source_id, inbox_id, contact_id, status} → {"id"};
 - `POST …/conversations/{id}/messages` {content, message_type, private};
 - `GET|POST …/conversations/{id}/labels` {labels} (the POST replaces the
@@ -100,9 +102,11 @@ class ChatwootBridge(InboxBridge):
         if known_id:
             return known_id
         inbox_id = int(self.settings.CHATWOOT_INBOX_ID)
-        # An API inbox lets us choose the contact-inbox source id: a
-        # deterministic one makes this step repeatable after a lost response.
-        source_id = f"clinicq-{patient.contact_id}"
+        # An API inbox lets us choose the contact-inbox source id: a stored
+        # one makes this step repeatable after a lost response.
+        if not patient.inbox_token:
+            raise ValueError("PatientView.inbox_token is required")
+        source_id = patient.inbox_token
         try:
             self.request(
                 "POST",

@@ -1,8 +1,10 @@
 """Rocket.Chat Omnichannel (the second seed), through the Livechat API.
 
-Patient side (Livechat API; the visitor `token` is ours, deterministic:
-`clinicq-<contact uuid>`, so a retry after a lost response finds the same
-visitor):
+Patient side (Livechat API; the visitor `token` is ours: the contact's random
+inbox token, stored before the first call, so a retry after a lost response
+finds the same visitor. Whoever holds a visitor token can read and write the
+visitor's rooms through the public Livechat API, so it is never derived from
+the contact id; visitors made before it was random keep their old token):
 - `POST /api/v1/livechat/visitor` {visitor: {token, name, email, phone}};
 - `GET /api/v1/livechat/room?token=…` → the visitor's open room (created
   when there is none);
@@ -42,10 +44,6 @@ from shared.validation import id_field, list_field, object_field, repair_text
 _ROOM_GONE = ("room-closed", "invalid-room", "error-invalid-room", "room closed")
 
 
-def visitor_token(contact_id: str) -> str:
-    return f"clinicq-{contact_id}"
-
-
 def message_key(message_id: str) -> str:
     """A Rocket.Chat-style 17-character id derived from our message id."""
     return hashlib.sha256(message_id.encode()).hexdigest()[:17]
@@ -64,9 +62,11 @@ class RocketChatBridge(InboxBridge):
         return f"{self.settings.ROCKETCHAT_BASE_URL}/api/v1/{path}"
 
     def ensure_contact(self, patient: PatientView, known_id: str | None) -> str:
-        token = visitor_token(patient.contact_id)
-        if known_id == token:
-            return token
+        if known_id:
+            return known_id  # the visitor token recorded when it was created
+        if not patient.inbox_token:
+            raise ValueError("PatientView.inbox_token is required")
+        token = patient.inbox_token
         visitor: dict[str, Any] = {"token": token, "name": patient.contact_name or "Paciente"}
         if patient.email:
             visitor["email"] = patient.email

@@ -1,13 +1,22 @@
 """The bridge's flows between our conversations and the agent inbox.
 
-Patient → inbox (`post_patient_message`, task clinicq.inbox.post_message):
-under the conversation's advisory lock (posts of one conversation are
-serialized, so one remote conversation is created), find or create the remote
-contact and conversation, set the triage labels, post the message as the
-patient's, and record it in `processed_events` (source `<inbox>:posted`) so a
-retried task does not post it twice. Any InboxUnavailable rolls the
-transaction back and the task retries with backoff: our database is the
-source of truth, so nothing is lost while the inbox is down.
+Patient → inbox (`post_patient_message`, task clinicq.inbox.post_message), in
+steps, each in its own transaction under the conversation's advisory lock
+(posts of one conversation are serialized, so one remote conversation is
+created) and each recorded as soon as it succeeded, so a retry after an
+outage resumes where it stopped instead of starting over:
+1. the contact's random inbox token (contacts.inbox_token), made once;
+2. the remote contact (contact_identities kind chatwoot|rocketchat);
+3. the remote conversation (conversations.inbox_conversation_id);
+4. the message, posted as the patient's, and recorded in `processed_events`
+   (source `<inbox>:posted`) in the same transaction, so a retried task does
+   not post it twice. A conversation deleted or closed on the inbox side is
+   forgotten (committed) and step 3 opens a new one;
+5. the triage labels — after the post, never undoing it: an inbox outage
+   hands them to their own retried task (clinicq.inbox.labels), a refusal is
+   logged, and the next message of the conversation sets them again anyway.
+InboxUnavailable in steps 2-4 makes the task retry with backoff: our database
+is the source of truth, so nothing is lost while the inbox is down.
 
 Agent → patient (`handle_inbox_event`, task clinicq.inbox.event): the event id
 (Chatwoot message id / Rocket.Chat message _id) goes into `processed_events`
@@ -23,6 +32,7 @@ otherwise by SMS — and the agent gets a note saying which.
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,7 +47,14 @@ from shared.contacts import contact_address
 from shared.db import session_scope
 from shared.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
 from shared.inbox import bridge_for
-from shared.inbox.base import InboxBridge, InboxEvent, InboxRejected, PatientView, RemoteGone
+from shared.inbox.base import (
+    InboxBridge,
+    InboxEvent,
+    InboxRejected,
+    InboxUnavailable,
+    PatientView,
+    RemoteGone,
+)
 from shared.models import Contact, ContactIdentity, Conversation, Message, ProcessedEvent
 from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
 
@@ -100,56 +117,179 @@ def post_patient_message(message_id: str, settings: Settings | None = None) -> s
     if bridge is None:
         return "inbox disabled"
     mid = uuid.UUID(message_id)
+    posted_source = f"{bridge.name}:posted"
     with session_scope() as session:
         message = session.get(Message, mid)
         if message is None or message.direction != Direction.INBOUND.value:
             return "no such inbound message"
         if message.conversation_id is None or message.contact_id is None:
             return "message has no conversation"
-        _lock(session, f"inbox:{message.conversation_id}")
-        source = f"{bridge.name}:posted"
-        if session.get(ProcessedEvent, (source, message_id)) is not None:
+        if session.get(ProcessedEvent, (posted_source, message_id)) is not None:
             return "already posted"
-        conversation = session.get(Conversation, message.conversation_id)
-        contact = session.get(Contact, message.contact_id)
-        assert conversation is not None
+        conversation_id, contact_id = message.conversation_id, message.contact_id
+        contact = session.get(Contact, contact_id)
         patient = PatientView(
             message_id=message_id,
-            contact_id=str(message.contact_id),
+            contact_id=str(contact_id),
             contact_name=(contact.name if contact else None) or "",
-            phone=contact_address(session, message.contact_id, IdentityKind.PHONE.value),
-            email=contact_address(session, message.contact_id, IdentityKind.EMAIL.value),
+            phone=contact_address(session, contact_id, IdentityKind.PHONE.value),
+            email=contact_address(session, contact_id, IdentityKind.EMAIL.value),
             channel=message.channel,
             text=_content(message),
         )
-        known_contact = contact_address(session, message.contact_id, bridge.name)
-        remote_contact = bridge.ensure_contact(patient, known_contact)
-        if remote_contact != known_contact:
+    lock = f"inbox:{conversation_id}"
+    patient.inbox_token = _inbox_token(contact_id)
+    remote_contact = _remote_contact(bridge, patient, contact_id, lock)
+    for _ in range(2):
+        remote_conversation = _remote_conversation(
+            bridge, patient, remote_contact, conversation_id, lock
+        )
+        try:
+            if not _post(bridge, patient, remote_contact, remote_conversation, lock):
+                return "already posted"
+            break
+        except RemoteGone:
+            # Deleted or closed on the inbox side while ours stayed active: the
+            # patient wrote again, so agents get a new conversation.
+            _forget_conversation(conversation_id, bridge.name, remote_conversation, lock)
+    else:
+        raise InboxUnavailable(f"{bridge.name}: new conversation gone at once")
+    log.info("patient message posted to the inbox", extra={"message_id": message_id,
+                                                           "inbox": bridge.name})
+    try:
+        sync_labels(str(conversation_id), settings)
+    except InboxUnavailable as exc:
+        log.warning("inbox labels not set; retried on their own",
+                    extra={"inbox": bridge.name, "error": str(exc)})
+        _enqueue_labels(str(conversation_id))
+    return "posted"
+
+
+def _inbox_token(contact_id: uuid.UUID) -> str:
+    """The contact's random inbox token, made (and committed) on first use so
+    every retry presents the same one."""
+    with session_scope() as session:
+        token = session.scalar(
+            update(Contact)
+            .where(Contact.id == contact_id)
+            .values(inbox_token=func.coalesce(Contact.inbox_token, secrets.token_urlsafe(24)))
+            .returning(Contact.inbox_token)
+        )
+    if token is None:
+        raise RuntimeError("contact vanished while posting to the inbox")
+    return str(token)
+
+
+def _remote_contact(
+    bridge: InboxBridge, patient: PatientView, contact_id: uuid.UUID, lock: str
+) -> str:
+    with session_scope() as session:
+        _lock(session, lock)
+        known = contact_address(session, contact_id, bridge.name)
+        remote = bridge.ensure_contact(patient, known)
+        if remote != known:
             session.execute(
                 insert(ContactIdentity)
                 .values(
-                    contact_id=message.contact_id,
+                    contact_id=contact_id,
                     kind=bridge.name,
-                    value=remote_contact,
+                    value=remote,
                     # Our own inbox's id for this contact, not a patient's claim.
                     verified_at=func.now(),
                     verified_via=bridge.name,
                 )
                 .on_conflict_do_nothing(index_elements=["kind", "value"])
             )
-        known_conversation = (
-            conversation.inbox_conversation_id
-            if conversation.inbox_provider == bridge.name
-            else None
-        )
-        remote_conversation = _post_with_reopen(bridge, patient, remote_contact, known_conversation)
+    return remote
+
+
+def _remote_conversation(
+    bridge: InboxBridge,
+    patient: PatientView,
+    remote_contact: str,
+    conversation_id: uuid.UUID,
+    lock: str,
+) -> str:
+    with session_scope() as session:
+        _lock(session, lock)
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        if conversation.inbox_provider == bridge.name and conversation.inbox_conversation_id:
+            return conversation.inbox_conversation_id
+        remote = bridge.ensure_conversation(patient, remote_contact, None)
         conversation.inbox_provider = bridge.name
-        conversation.inbox_conversation_id = remote_conversation
-        _set_labels(bridge, session, conversation.id, remote_conversation, remote_contact)
-        _mark_processed(session, source, message_id)
-    log.info("patient message posted to the inbox", extra={"message_id": message_id,
-                                                           "inbox": bridge.name})
-    return "posted"
+        conversation.inbox_conversation_id = remote
+    return remote
+
+
+def _post(
+    bridge: InboxBridge,
+    patient: PatientView,
+    remote_contact: str,
+    remote_conversation: str,
+    lock: str,
+) -> bool:
+    """Post the message and mark it posted, together; False if it already was."""
+    with session_scope() as session:
+        _lock(session, lock)
+        if not _mark_processed(session, f"{bridge.name}:posted", patient.message_id):
+            return False
+        bridge.post_incoming(patient, remote_contact, remote_conversation)
+    return True
+
+
+def _forget_conversation(
+    conversation_id: uuid.UUID, provider: str, remote_conversation: str, lock: str
+) -> None:
+    with session_scope() as session:
+        _lock(session, lock)
+        session.execute(
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.inbox_provider == provider,
+                Conversation.inbox_conversation_id == remote_conversation,
+            )
+            .values(inbox_conversation_id=None)
+        )
+
+
+def sync_labels(conversation_id: str, settings: Settings | None = None) -> str:
+    """Set the conversation's triage labels in the inbox (task
+    clinicq.inbox.labels when the first try met an outage)."""
+    settings = settings or get_settings()
+    cid = uuid.UUID(conversation_id)
+    with session_scope() as session:
+        _lock(session, f"inbox:{cid}")
+        conversation = session.get(Conversation, cid)
+        if conversation is None or not conversation.inbox_provider:
+            return "no inbox conversation"
+        bridge = bridge_for(settings, conversation.inbox_provider)
+        remote_conversation = conversation.inbox_conversation_id
+        remote_contact = contact_address(session, conversation.contact_id,
+                                         conversation.inbox_provider)
+        if bridge is None or not remote_conversation or not remote_contact:
+            return "no inbox conversation"
+        labels = conversation_labels(session, cid)
+        if not labels:
+            return "no labels"
+        try:
+            bridge.set_labels(remote_conversation, remote_contact, labels)
+        except (InboxRejected, RemoteGone) as exc:
+            # Labels are a convenience; a refusal must not hold anything back.
+            log.warning("inbox refused the labels",
+                        extra={"inbox": bridge.name, "error": str(exc)})
+            return "labels refused"
+    return "labels set"
+
+
+def _enqueue_labels(conversation_id: str) -> None:
+    from workers.app import app
+
+    try:
+        app.send_task("clinicq.inbox.labels", args=[conversation_id])
+    except Exception:  # noqa: BLE001 - best effort: the next message sets them again
+        log.warning("could not enqueue the labels retry", extra={"conversation": conversation_id})
 
 
 def _content(message: Message) -> str:
@@ -157,37 +297,6 @@ def _content(message: Message) -> str:
     if message.channel == "email" and message.subject:
         body = f"[{message.subject}]\n{body}"
     return body or "(mensagem sem texto)"
-
-
-def _post_with_reopen(
-    bridge: InboxBridge, patient: PatientView, remote_contact: str, known: str | None
-) -> str:
-    remote_conversation = bridge.ensure_conversation(patient, remote_contact, known)
-    try:
-        bridge.post_incoming(patient, remote_contact, remote_conversation)
-    except RemoteGone:
-        # Deleted or closed on the inbox side while ours stayed active: the
-        # patient wrote again, so agents get a new conversation.
-        remote_conversation = bridge.ensure_conversation(patient, remote_contact, None)
-        bridge.post_incoming(patient, remote_contact, remote_conversation)
-    return remote_conversation
-
-
-def _set_labels(
-    bridge: InboxBridge,
-    session: Session,
-    conversation_id: uuid.UUID,
-    remote_conversation: str,
-    remote_contact: str,
-) -> None:
-    labels = conversation_labels(session, conversation_id)
-    if not labels:
-        return
-    try:
-        bridge.set_labels(remote_conversation, remote_contact, labels)
-    except InboxRejected as exc:
-        # Labels are a convenience; a refusal must not hold the message back.
-        log.warning("inbox refused the labels", extra={"inbox": bridge.name, "error": str(exc)})
 
 
 # --- inbox → patient ---------------------------------------------------------------------

@@ -1,9 +1,14 @@
 """Providers, one module each, behind a lazy registry.
 
 `provider_for(channel, settings)` picks the live provider when its credentials
-are configured, else the `outbox` (nothing leaves the machine). Modules are
-imported on first use, so a worker for one queue never imports the others'
-SDKs. `describe_channels` is what the supervisor prints at start-up.
+are configured. Without them (ARCHITECTURE rule 10): in dev mode
+(`CLINICQ_DEV_MODE`, set by `make run` and the tests) the `outbox`, which
+sends nothing and marks the message delivered; otherwise the `unconfigured`
+provider, which fails every message with the missing variables as its reason
+— production never fakes a delivery. Modules are imported on first use, so a
+worker for one queue never imports the others' SDKs. `describe_channels` is
+what the supervisor and `clinicq channels` print; `channel_states` is what
+/readyz reports.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ PROVIDERS: dict[str, str] = {
     "twilio_whatsapp": "shared.providers.twilio_whatsapp:TwilioWhatsAppProvider",
     "meta_whatsapp": "shared.providers.meta_whatsapp:MetaWhatsAppProvider",
     "outbox": "shared.providers.outbox:OutboxProvider",
+    "unconfigured": "shared.providers.unconfigured:UnconfiguredProvider",
 }
+
+CHANNELS = ("email", "sms", "whatsapp")
+
+# Providers that stand in for a live one (constructed with the channel).
+_STAND_INS = frozenset({"outbox", "unconfigured"})
 
 _MISSING = {
     "smtp": ("SMTP_HOST",),
@@ -49,10 +60,51 @@ def live_provider_name(channel: str, settings: Settings) -> str:
     raise KeyError(f"no provider for channel {channel!r}")
 
 
+def missing_credentials(channel: str, settings: Settings) -> list[str]:
+    """The variables this channel's live provider needs and lacks."""
+    return [var for var in _MISSING[live_provider_name(channel, settings)]
+            if not getattr(settings, var)]
+
+
 def provider_name_for(channel: str, settings: Settings) -> str:
     name = live_provider_name(channel, settings)
-    missing = [var for var in _MISSING[name] if not getattr(settings, var)]
-    return "outbox" if missing else name
+    if not missing_credentials(channel, settings):
+        return name
+    return "outbox" if settings.CLINICQ_DEV_MODE else "unconfigured"
+
+
+def half_configured(settings: Settings) -> list[str]:
+    """One line per channel whose provider has some of its credentials but not
+    all: almost surely a deployment mistake (a variable lost in a secret
+    store), so outside dev mode it stops start-up instead of failing sends."""
+    problems = []
+    for channel in CHANNELS:
+        name = live_provider_name(channel, settings)
+        required = _MISSING[name]
+        missing = [var for var in required if not getattr(settings, var)]
+        if missing and len(missing) < len(required):
+            present = [var for var in required if var not in missing]
+            problems.append(
+                f"{', '.join(missing)} must be set: {', '.join(present)} "
+                f"{'is' if len(present) == 1 else 'are'} set, so {channel} via {name} "
+                "is half configured"
+            )
+    return problems
+
+
+def channel_states(settings: Settings) -> dict[str, dict[str, object]]:
+    """Per channel: `live` (provider), `outbox` (dev mode, nothing sent) or
+    `unconfigured` (outside dev mode: its messages fail), with what is missing."""
+    states: dict[str, dict[str, object]] = {}
+    for channel in CHANNELS:
+        name = provider_name_for(channel, settings)
+        state: dict[str, object] = {"state": name if name in _STAND_INS else "live"}
+        if name in _STAND_INS:
+            state["missing"] = missing_credentials(channel, settings)
+        else:
+            state["provider"] = name
+        states[channel] = state
+    return states
 
 
 # (channel, id(settings)) -> (settings, provider); settings are not hashable and
@@ -68,7 +120,7 @@ def provider_for(channel: str, settings: Settings) -> Provider:
         return cached[1]
     name = provider_name_for(channel, settings)
     cls = provider_class(name)
-    provider = cls(settings, channel) if name == "outbox" else cls(settings)  # type: ignore[call-arg]
+    provider = cls(settings, channel) if name in _STAND_INS else cls(settings)  # type: ignore[call-arg]
     _INSTANCES[key] = (settings, provider)
     return provider
 
@@ -80,21 +132,28 @@ def provider_by_name(name: str, channel: str, settings: Settings) -> Provider | 
         return None
     if name == provider_name_for(channel, settings):
         return provider_for(channel, settings)
-    if name != "outbox" and any(not getattr(settings, var) for var in _MISSING[name]):
+    if name not in _STAND_INS and any(not getattr(settings, var) for var in _MISSING[name]):
         return None
     cls = provider_class(name)
-    return cls(settings, channel) if name == "outbox" else cls(settings)  # type: ignore[call-arg]
+    return cls(settings, channel) if name in _STAND_INS else cls(settings)  # type: ignore[call-arg]
 
 
 def describe_channels(settings: Settings) -> list[str]:
-    """One line per channel: live provider, or outbox and which variables are missing."""
+    """One line per channel: live provider, or outbox / unconfigured and which
+    variables are missing."""
     lines = []
-    for channel in ("email", "sms", "whatsapp"):
+    for channel in CHANNELS:
         name = live_provider_name(channel, settings)
-        missing = [var for var in _MISSING[name] if not getattr(settings, var)]
-        if missing:
+        missing = missing_credentials(channel, settings)
+        if missing and settings.CLINICQ_DEV_MODE:
             lines.append(
-                f"{channel}: OUTBOX (not sent anywhere; set {', '.join(missing)} for {name})"
+                f"{channel}: OUTBOX (dev mode, not sent anywhere; set {', '.join(missing)} "
+                f"for {name})"
+            )
+        elif missing:
+            lines.append(
+                f"{channel}: UNCONFIGURED (its messages fail; set {', '.join(missing)} "
+                f"for {name})"
             )
         elif name == "smtp":
             mode = (

@@ -67,6 +67,11 @@ class RequestMayHaveLeft(ProviderError):
     """The request was sent but no answer came: accepted or not, we cannot tell."""
 
 
+class CannotMatchExactly(ProviderError):
+    """A lookup could only guess which accepted message is ours (e.g. a
+    WhatsApp template, whose text the provider renders itself)."""
+
+
 @dataclass
 class OutgoingMessage:
     """What a provider needs to send; built by shared/delivery.py from the row."""
@@ -141,10 +146,20 @@ class Provider:
         """The sender identity rate limits are keyed on (number, address)."""
         raise NotImplementedError
 
+    def refusal(self) -> PermanentError | None:
+        """Why this provider sends nothing at all (a channel without
+        credentials outside dev mode), else None: the message then fails
+        before it is claimed or rate-limited."""
+        return None
+
     def send(self, message: OutgoingMessage) -> ProviderResult:
         raise NotImplementedError
 
-    def lookup(self, message_id: str, to: str, since: datetime, text: str | None) -> LookupResult:
+    def lookup(self, message: OutgoingMessage, since: datetime) -> list[LookupResult]:
+        """Messages the provider accepted from us that are exactly this one
+        (same recipient, sent since `since`, same body as we would send it),
+        newest first; [] when it has none. Raises `CannotMatchExactly` when
+        the provider keeps nothing that tells this message apart."""
         raise NotImplementedError(f"{self.name} cannot look messages up")
 
     # --- the single HTTP call ------------------------------------------------

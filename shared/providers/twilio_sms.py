@@ -26,6 +26,7 @@ from twilio.rest import Client
 
 from shared.config import Settings
 from shared.providers.base import (
+    CannotMatchExactly,
     LookupResult,
     OutgoingMessage,
     PermanentError,
@@ -261,29 +262,35 @@ class TwilioSmsProvider(Provider):
             OPTED_OUT_CODES,
         )
 
-    def lookup(self, message_id: str, to: str, since: datetime, text: str | None) -> LookupResult:
-        """Find a message Twilio accepted from us to `to` since `since`.
+    def lookup(self, message: OutgoingMessage, since: datetime) -> list[LookupResult]:
+        """Messages Twilio accepted from us to this recipient since `since`
+        whose body is exactly the one this message sends.
 
         Twilio keeps every accepted message in its log, so "not there" after
-        the request could have arrived means it was never accepted.
+        the request could have arrived means it was never accepted. Its list
+        API does not return the status-callback URL (where our id rides), so
+        the body is the exact key: the text as `create_params` sends it (a
+        template rendered again, cut at 1,600 characters). A message sent as
+        a Content template has no body of ours to compare: not matched.
         """
         try:
+            body = self.create_params(message).get("body")
+        except PermanentError:
+            body = None
+        if body is None:
+            raise CannotMatchExactly(f"{self.name}: no body of ours to match", "no_body")
+        try:
             found = self.client.messages.list(
-                to=self._address(to), from_=self._address(self.sender()), limit=50
+                to=self._address(message.to), from_=self._address(self.sender()), limit=100
             )
         except TwilioRestException as exc:
             raise self._classify(exc) from None
-        floor = since - timedelta(seconds=60)
-        for item in found:
-            created = item.date_created
-            if created is not None and created < floor:
-                continue
-            if text is not None and item.body not in (None, text):
-                continue
-            return LookupResult(
-                True, item.sid, item.status, {"sid": item.sid, "status": item.status}
-            )
-        return LookupResult(False)
+        floor = since - timedelta(seconds=60)  # the two clocks may differ a little
+        return [
+            LookupResult(True, item.sid, item.status, {"sid": item.sid, "status": item.status})
+            for item in found
+            if item.body == body and (item.date_created is None or item.date_created >= floor)
+        ]
 
 
 def content_variables(params: list[str]) -> str:

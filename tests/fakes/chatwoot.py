@@ -26,6 +26,9 @@ class JsonServer:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, Any]] = []
         self.down = False
+        # (method, path regex, status): the next matching request gets that
+        # status instead of being handled (a transient error on one call).
+        self.failures: list[tuple[str, str, int]] = []
         self.lock = threading.RLock()
         fake = self
 
@@ -44,7 +47,12 @@ class JsonServer:
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 with fake.lock:
                     fake.requests.append((method, url.path, body))
-                    if fake.down:
+                    failure = next((f for f in fake.failures
+                                    if f[0] == method and re.search(f[1], url.path)), None)
+                    if failure is not None:
+                        fake.failures.remove(failure)
+                        status, doc = failure[2], {"error": "Service Unavailable"}
+                    elif fake.down:
                         status, doc = 503, {"error": "Service Unavailable"}
                     else:
                         status, doc = fake.handle(method, url.path, query, body, dict(self.headers))
@@ -64,6 +72,11 @@ class JsonServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def fail_next(self, method: str, path_pattern: str, status: int = 503) -> None:
+        """The next `method` request whose path matches `path_pattern` gets `status`."""
+        with self.lock:
+            self.failures.append((method, path_pattern, status))
 
     @property
     def base_url(self) -> str:

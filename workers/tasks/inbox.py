@@ -10,7 +10,12 @@ from typing import Any
 
 from shared.config import get_settings
 from shared.inbox.base import InboxRejected, InboxUnavailable
-from shared.inbox.sync import handle_inbox_event, post_patient_message, post_private_note
+from shared.inbox.sync import (
+    handle_inbox_event,
+    post_patient_message,
+    post_private_note,
+    sync_labels,
+)
 from workers.app import app
 from workers.durable import DurableTask
 
@@ -34,6 +39,11 @@ def post_message(message_id: str) -> str:
         log.error("inbox refused a patient message",
                   extra={"message_id": message_id, "error": str(exc), "status": exc.status})
         return "rejected"
+
+
+@app.task(name="clinicq.inbox.labels", **_RETRY)
+def labels(conversation_id: str) -> str:
+    return sync_labels(conversation_id)
 
 
 @app.task(name="clinicq.inbox.event", **_RETRY)

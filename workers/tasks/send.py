@@ -14,7 +14,13 @@ from shared.delivery import deliver, note_pending
 from workers.app import app
 from workers.durable import DurableTask
 
+_TIME_LIMIT = get_settings().SEND_TASK_TIME_LIMIT_SECONDS
+
 _OPTIONS: dict[str, Any] = {
+    # The reconciler judges a `sending` row abandoned only after this limit
+    # (RECONCILE_STUCK_AFTER_SECONDS exceeds it, checked in shared.config).
+    "time_limit": _TIME_LIMIT,
+    "soft_time_limit": _TIME_LIMIT * 0.8,
     "bind": True,
     # Provider retries are bounded by SEND_MAX_ATTEMPTS on the row; the task's
     # own retries cover an unreachable database or broker (no budget) and
