@@ -17,7 +17,7 @@ BENCHES: dict[str, str] = {
 
 
 def main() -> None:
-    wanted = sys.argv[1:] or list(BENCHES)
+    wanted = [a for a in sys.argv[1:] if not a.startswith("-")] or list(BENCHES)
     for name in wanted:
         if name not in BENCHES:
             raise SystemExit(f"unknown benchmark {name!r}; known: {', '.join(BENCHES)}")

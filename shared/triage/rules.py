@@ -3,12 +3,10 @@
 Intent: every intent has weighted keyword phrases; the highest total wins, with
 a few structural rules on top that keywords alone get wrong ("quanto tempo" is
 not a price question; "remarcar" is a new booking, not a cancellation; a bare
-"sim"/"1" answers a reminder). Urgency: red-flag symptoms and words. A
-symptom that is only *asked about* ("quanto tempo dura o inchaço?") is not an
-emergency; a symptom the patient *reports* ("tô muito inchada", "saiu sangue")
-is. Words that are alarming on their own (febre, pus, sangrando, falta de ar,
-urgente, emergência, socorro) always flag — a false alarm costs an SMS, a
-missed one can cost a patient.
+"sim"/"1" answers a reminder). Urgency is graded (emergency, very_urgent,
+urgent, routine) by the Manchester-grounded discriminator table in
+`discriminators.py`, with negation, attenuation, intensifiers and the
+patient's context applied by `urgency.py`.
 
 The keyword lists are deliberately short: `shared.triage.text` expands
 abbreviations and forgives typos, so "febri", "sangrano" and "urgenti" match.
@@ -19,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from shared.triage.discriminators import DECLARED
 from shared.triage.text import compile_patterns, tokens
+from shared.triage.urgency import Finding, assess, declared_urgency
 
 INTENTS = (
     "agendamento",
@@ -115,27 +115,11 @@ _MENU_ANSWERS = {
 }
 
 # --- urgency --------------------------------------------------------------------
-# Alarming on their own, whatever the phrasing.
-_RED_FLAGS = compile_patterns([
-    "urgent*", "emergenc*", "socorro", "febre", "calafrio*", "pus", "secrecao",
-    "sangrando", "sangrar", "sangrano", "sangramento", "hemorragia", "falta de ar",
-    "nao consigo respirar", "sem conseguir respirar", "dificuldade para respirar",
-    "dor no peito", "passando mal", "desmaiei", "desmaio*", "infeccao", "infeccionou",
-    "necrose", "cheiro ruim", "pontos abriram", "abriu o ponto", "cicatriz abriu",
-    "vista embacada", "olho caido", "pele branca", "ficando branca", "pele esta ficando branca",
-    "alergia", "dormente", "hematoma",
-])
-# Symptoms that flag only when the patient reports them (not when asking).
-_SYMPTOMS = compile_patterns([
-    "dor", "dores", "doendo", "doi", "doloros*", "inchad*", "inchaco", "inchou", "roxo",
-    "roxa", "roxas", "vermelh*", "quente", "sangue", "coceira", "abriram", "abriu",
-    "liquido",
-])
-_REPORT_MARKERS = compile_patterns([
-    "estou", "esta", "estava", "sinto", "sentindo", "acordei", "ficou", "saiu",
-    "saindo", "muito", "muita", "forte", "demais", "nao passa", "piorando", "desde",
-    "agora", "ontem", "hoje", "operei", "fiz", "minha", "meu", "bastante", "nem",
-])
+# Graded by the discriminator table (shared/triage/discriminators.py, applied by
+# shared/triage/urgency.py). A patient who only declares an urgency
+# ("URGENTE", "socorro") with no sign is `urgent`, unless the message is plainly
+# administrative ("preciso remarcar com urgencia").
+_ADMINISTRATIVE = frozenset({"agendamento", "preco", "cancelamento", "confirmacao"})
 
 # --- sentiment --------------------------------------------------------------------
 _POSITIVE = compile_patterns([
@@ -152,10 +136,13 @@ _NEGATIVE = compile_patterns([
 @dataclass
 class RulesResult:
     intent: str
-    urgent: bool
+    urgent: bool  # urgency != "routine"
     sentiment: str
-    urgency_reasons: list[str] = field(default_factory=list)
+    urgency: str = "routine"  # emergency | very_urgent | urgent | routine
+    discriminator: str | None = None  # the sign that decided the grade
+    urgency_reasons: list[str] = field(default_factory=list)  # every sign that fired
     scores: dict[str, float] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
 
 
 def classify_intent(toks: Sequence[str]) -> tuple[str, dict[str, float]]:
@@ -193,15 +180,6 @@ def classify_intent(toks: Sequence[str]) -> tuple[str, dict[str, float]]:
     return best[0], scores
 
 
-def detect_urgency(toks: Sequence[str]) -> list[str]:
-    """The red flags found; empty when the message is not urgent."""
-    reasons = [str(p) for p in _RED_FLAGS if p.find(toks) >= 0]
-    symptoms = [str(p) for p in _SYMPTOMS if p.find(toks) >= 0]
-    if symptoms and any(m.find(toks) >= 0 for m in _REPORT_MARKERS):
-        reasons.extend(symptoms)
-    return reasons
-
-
 def detect_sentiment(toks: Sequence[str], urgent: bool) -> str:
     pos = sum(1 for p in _POSITIVE if p.find(toks) >= 0)
     neg = sum(1 for p in _NEGATIVE if p.find(toks) >= 0) + (1 if urgent else 0)
@@ -215,19 +193,23 @@ def detect_sentiment(toks: Sequence[str], urgent: bool) -> str:
 def triage_rules(text: str) -> RulesResult:
     toks = tokens(text)
     intent, scores = classify_intent(toks)
-    reasons = detect_urgency(toks)
-    urgent = bool(reasons)
-    # A reported symptom with no other intent is a clinical question.
-    if urgent and intent == "outro" and any(
-        r not in ("urgent*", "emergenc*", "socorro", "passando mal") for r in reasons
-    ):
+    graded = assess(text)
+    grade, discriminator, reasons = graded.grade, graded.discriminator, graded.reasons
+    if grade == "routine" and intent not in _ADMINISTRATIVE and declared_urgency(text):
+        grade, discriminator, reasons = "urgent", DECLARED, [DECLARED]
+    urgent = grade != "routine"
+    # A reported sign with no other intent is a clinical question.
+    if urgent and intent == "outro" and discriminator != DECLARED:
         intent = "informacao_procedimento"
     return RulesResult(
         intent=intent,
         urgent=urgent,
         sentiment=detect_sentiment(toks, urgent),
+        urgency=grade,
+        discriminator=discriminator,
         urgency_reasons=reasons,
         scores=scores,
+        findings=graded.findings,
     )
 
 
