@@ -106,7 +106,7 @@ def tokens(text: str) -> list[str]:
 def _allowed_edits(length: int) -> int:
     if length < 5:
         return 0  # "dor", "sim", "pus": a single typo makes another word
-    if length < 9:
+    if length < 12:  # two typos in "descamando" make "desmaiando"
         return 1
     return 2
 

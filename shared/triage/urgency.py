@@ -34,10 +34,13 @@ from shared.triage import discriminators as table
 from shared.triage.text import Pattern, compile_patterns, normalize
 
 GRADE_RANK = {grade: rank for rank, grade in enumerate(table.GRADES)}
-WITH_ANY_WINDOW = 12  # words either side of a sign where its `with_any` may be
-MODIFIER_BEFORE = 5  # words before a sign where a modifier applies
-MODIFIER_AFTER = 8  # words after it
-NEGATION_WINDOW = 3
+WITH_ANY_WINDOW = 20  # words either side of a sign where its `with_any` may be
+INTENSIFIER_BEFORE = 5  # words before / after a sign where an intensifier counts
+INTENSIFIER_AFTER = 10
+MILD_BEFORE = 3  # "um pouco de febre"
+MILD_AFTER = 4  # "febre baixa", "doi um pouco"
+PAST_WINDOW = 4  # "caiu semana passada"
+NEGATION_WINDOW = 4
 HYPOTHETICAL_WINDOW = 4
 
 # Sentence boundaries: . ! ? ; and line breaks, but not a decimal point ("38.5").
@@ -70,6 +73,7 @@ _NEGATION_EXCEPTIONS = frozenset(table.NEGATION_EXCEPTIONS)
 _HYPOTHETICAL = compile_patterns(table.HYPOTHETICAL)
 _MILD = compile_patterns(table.MILD)
 _RESOLVED = compile_patterns(table.RESOLVED)
+_PAST = compile_patterns(table.PAST)
 _EXPECTED = compile_patterns(table.EXPECTED_QUESTION)
 _INTENSIFIERS = compile_patterns(table.INTENSIFIERS)
 _REPORT = compile_patterns(table.REPORT_MARKERS)
@@ -117,6 +121,10 @@ _BABY_WORDS = ("bebe", "nenem", "filho", "filha", "filhinho", "filhinha", "menin
                "menina", "neto", "neta", "crianca", "recem", "nascido", "nascida")
 
 
+_ELDER_WORDS = ("pai", "mae", "avo", "vo", "vovo", "tio", "tia", "sogro", "sogra", "senhor",
+                "senhora", "idoso", "idosa", "marido", "esposa", "tenho")
+
+
 def _number(tok: str) -> int | None:
     return int(tok) if tok.isdigit() and len(tok) <= 3 else None
 
@@ -129,6 +137,7 @@ def _with_measures(toks: list[str]) -> list[str]:
     pressure = any(w in words for w in _PRESSURE_WORDS)
     glucose = any(w in words for w in _GLUCOSE_WORDS)
     baby = any(w in words for w in _BABY_WORDS)
+    elder = any(w in words for w in _ELDER_WORDS)
     for i, tok in enumerate(toks):
         out.append(tok)
         found: list[str] = []
@@ -144,7 +153,9 @@ def _with_measures(toks: list[str]) -> list[str]:
         if fever and 35 <= value <= 42:
             if value >= 39:
                 found.append("_temperatura_alta")
-            elif value <= 37:
+            elif value == 38:
+                found.append("_temperatura_febre")
+            else:
                 found.append("_temperatura_baixa")
         if pressure and following in ("por", "x") and i + 2 < len(toks):
             diastolic = _number(toks[i + 2])
@@ -161,6 +172,12 @@ def _with_measures(toks: list[str]) -> list[str]:
             found.append("_bebe_pequeno")
         if baby and following in ("mes", "meses") and value <= 2:
             found.append("_bebe_pequeno")
+        if not baby and following in ("semanas", "semana") and 4 <= value <= 42 and (
+            i > 0 and toks[i - 1] in ("com", "de", "gravida", "gestante")
+        ):
+            found.append("_gestacao")  # "to com 31 semanas", "gravida de 20 semanas"
+        if following == "anos" and value >= 65 and elder:
+            found.append("_idoso")
         out.extend(found)
     return out
 
@@ -214,6 +231,8 @@ def _spans(patterns: Sequence[Pattern], toks: Sequence[str]) -> list[tuple[int, 
 
 def _negated(toks: Sequence[str], start: int) -> bool:
     window = toks[max(0, start - NEGATION_WINDOW):start]
+    if "mas" in window:  # "nao sei, mas estou com falta de ar"
+        window = window[len(window) - window[::-1].index("mas"):]
     for offset, tok in enumerate(window):
         if tok in _NEGATIONS:
             following = window[offset + 1] if offset + 1 < len(window) else toks[start]
@@ -229,11 +248,10 @@ def _hypothetical(toks: Sequence[str], start: int) -> bool:
     return False
 
 
-def _near(patterns: Sequence[Pattern], toks: Sequence[str], start: int, end: int,
-          taken: set[int]) -> str | None:
-    """The first modifier phrase within the window around [start, end) that
-    does not overlap the sign's own words."""
-    low, high = start - MODIFIER_BEFORE, end + MODIFIER_AFTER
+def _near(patterns: Sequence[Pattern], toks: Sequence[str], low: int, high: int,
+          taken: set[int] = frozenset()) -> str | None:  # type: ignore[assignment]
+    """The first phrase of `patterns` within toks[low:high] that does not
+    overlap the positions in `taken`."""
     for pattern in patterns:
         for begin in pattern.find_all(toks):
             stop = begin + len(pattern.words)
@@ -245,8 +263,23 @@ def _near(patterns: Sequence[Pattern], toks: Sequence[str], start: int, end: int
     return None
 
 
+def _resolved(toks: Sequence[str], start: int, end: int, sign_starts: set[int]) -> str | None:
+    """A resolution phrase about this sign: just before it ("ja passou a
+    febre"), or after it with no other sign in between ("febre baixa que ja
+    passou"; but in "cortou o queixo, sangrou mas ja parou" it is the bleeding
+    that stopped, not the cut)."""
+    for pattern in _RESOLVED:
+        for begin in pattern.find_all(toks):
+            if begin + len(pattern.words) <= start and start - begin <= 4:
+                return str(pattern)
+            if begin >= end and not any(end <= s < begin for s in sign_starts):
+                return str(pattern)
+    return None
+
+
 def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentence,
-                 start: int, end: int, taken: set[int]) -> tuple[str, list[str]] | None:
+                 start: int, end: int, taken: set[int],
+                 sign_starts: set[int]) -> tuple[str, list[str]] | None:
     """The match's grade after its sentence's modifiers; None when cancelled."""
     toks = sentence.toks
     floor = GRADE_RANK[disc.floor_grade]
@@ -255,24 +288,31 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
     if floor == 0 and _hypothetical(toks, start):
         return None
     rank = GRADE_RANK[sign.grade]
+    emergency = rank == GRADE_RANK["emergency"]
     ceiling = max(GRADE_RANK[disc.max_grade], rank)
     modifiers: list[str] = []
     delta = 0
-    resolved = _near(_RESOLVED, toks, start, end, taken)
+    mild_or_past = False
+    resolved = _resolved(toks, start, end, sign_starts - {start}) if disc.attenuable else None
     if disc.attenuable:
-        mild = _near(_MILD, toks, start, end, taken)
+        # An emergency sign is not made mild by a word near it ("braco direito
+        # fraco" is the sign); it is lowered one step when it has passed.
+        mild = None if emergency else _near(_MILD, toks, start - MILD_BEFORE, end + MILD_AFTER)
+        past = _near(_PAST, toks, start - PAST_WINDOW, end + PAST_WINDOW)
+        mild_or_past = bool(mild or past)
         if resolved:
-            delta -= 2
+            delta -= 1 if emergency else 2
             modifiers.append(f"resolvido: {resolved}")
-        elif mild:
+        elif mild or past:
             delta -= 1
-            modifiers.append(f"leve: {mild}")
-        expected = _near(_EXPECTED, toks, start, end, taken)
+            modifiers.append(f"leve: {mild or past}")
+        expected = _near(_EXPECTED, toks, 0, len(toks))
         if expected and (sentence.asked or "normal" in expected):
             delta -= 1
             modifiers.append(f"pergunta: {expected}")
-    intensifier = _near(_INTENSIFIERS, toks, start, end, taken)
-    if intensifier and not resolved and delta >= 0:
+    intensifier = _near(_INTENSIFIERS, toks, start - INTENSIFIER_BEFORE,
+                        end + INTENSIFIER_AFTER, taken)
+    if intensifier and not resolved and not mild_or_past:
         delta += 1
         modifiers.append(f"intensidade: {intensifier}")
     new_rank = min(max(rank + delta, 0), ceiling)
@@ -283,20 +323,29 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
 def assess(text: str) -> Urgency:
     sentences = _sentences(text)
     all_toks = [t for s in sentences for t in s.toks]
-    contexts = [name for name, patterns in _CONTEXTS.items() if _any_in(patterns, all_toks)]
+    contexts = [
+        name for name, patterns in _CONTEXTS.items()
+        if any(not _negated(all_toks, begin) for begin, _ in _spans(patterns, all_toks))
+    ]  # "nao estou gravida" is not a pregnancy
     if "pregnancy" in contexts and "infant" in contexts:
         contexts.remove("infant")  # "o bebe parou de mexer" is the pregnancy's baby
     findings: list[Finding] = []
     lowered: list[str] = []
-    for compiled in _SIGNS:
+    spans = [[_spans(c.patterns, s.toks) for s in sentences] for c in _SIGNS]
+    sign_starts = [
+        {begin for per_sign in spans for begin, _ in per_sign[i]} for i in range(len(sentences))
+    ]
+    for compiled, per_sentence in zip(_SIGNS, spans, strict=True):
         sign, disc = compiled.sign, compiled.discriminator
         if sign.context and sign.context not in contexts:
             continue
-        for sentence in sentences:
+        for index, sentence in enumerate(sentences):
             toks = sentence.toks
+            if not per_sentence[index]:
+                continue
             if sign.needs_report and not _any_in(_REPORT, toks):
                 continue
-            for begin, end in _spans(compiled.patterns, toks):
+            for begin, end in per_sentence[index]:
                 taken = set(range(begin, end))
                 if compiled.with_any:
                     partner = _partner(compiled.with_any, all_toks, sentence.start + begin,
@@ -305,7 +354,8 @@ def assess(text: str) -> Urgency:
                         continue
                     p_begin, p_end = partner
                     taken |= {i - sentence.start for i in range(p_begin, p_end)}
-                graded = _grade_match(disc, sign, sentence, begin, end, taken)
+                graded = _grade_match(disc, sign, sentence, begin, end, taken,
+                                      sign_starts[index])
                 phrase = " ".join(toks[begin:end])
                 if graded is None or graded[0] == "routine":
                     lowered.append(disc.id)
@@ -328,6 +378,8 @@ def _partner(patterns: Sequence[Pattern], all_toks: Sequence[str], start: int,
             if stop <= low or begin >= high:
                 continue
             if begin < end and stop > start:  # the sign's own words
+                continue
+            if _negated(all_toks, begin):  # "nao vomitou nada"
                 continue
             return begin, stop
     return None
