@@ -4,6 +4,7 @@ acknowledgement at any hour, the grade and discriminator in the on-call SMS,
 the team e-mail and the inbox labels; and end to end through real Celery
 workers and the fake Twilio at 02:00 clinic time."""
 
+# ruff: noqa: F811 - `configure` is test_automations' fixture, imported by name
 from __future__ import annotations
 
 import time

@@ -22,7 +22,9 @@ from shared.config import Settings
 from shared.triage.rules import INTENTS, SENTIMENTS
 
 SYSTEM_PROMPT = (
-    "Você classifica mensagens de pacientes de uma clínica (pediatria, odontologia, dermatologia, ginecologia/obstetrícia, cardiologia, ortopedia, saúde mental, clínica geral, estética). "
+    "Você classifica mensagens de pacientes de uma clínica (pediatria, odontologia, "
+    "dermatologia, ginecologia/obstetrícia, cardiologia, ortopedia, saúde mental, clínica "
+    "geral, estética). "
     "Responda APENAS um objeto JSON com as chaves: "
     '"intent" (uma de: ' + ", ".join(INTENTS) + "), "
     '"urgent" (true se o paciente relata um sinal de alarme: dificuldade para respirar, '

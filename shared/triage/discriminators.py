@@ -88,7 +88,8 @@ class Discriminator:
 CONTEXTS: dict[str, tuple[str, ...]] = {
     "infant": (
         "bebe", "bebezinho", "bebezinha", "nenem", "neném", "recem nascido", "recem nascida",
-        "=rn", "mes de vida", "dias de vida", "_bebe_pequeno", "mamar", "mamando", "mamada", "fralda",
+        "=rn", "mes de vida", "dias de vida", "_bebe_pequeno", "mamar", "mamando", "mamada",
+        "fralda",
         "moleira", "lactente",
     ),
     # A baby under 3 months: any fever is an emergency.
@@ -285,9 +286,8 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "tossindo sangue", "tossiu sangue", "escarrando sangue",
                                "coco preto", "fezes pretas", "evacuando sangue")),
             Sign("emergency", ("sangr*", "sangue"),
-                 with_any=("nao para", "nao parou", "nao estanca", "nao estancou", "molhou toda",
-                           "molhou todo", "ensopad*", "encharc*", "escorrendo", "pingando",
-                           "litros", "toalha", "muito")),
+                 with_any=("molhou toda", "molhou todo", "ensopad*", "encharc*", "litros",
+                           "=toalha", "poca", "jorrando", "muito sangue")),
             Sign("urgent", ("sangrando", "sangrano", "sangrar", "sangramento", "sangrou",
                             "sangra", "sangue vivo", "saindo sangue", "saiu sangue",
                             "sangue no xixi", "sangue na urina", "urina com sangue",
@@ -554,7 +554,8 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                             "queimando de febre"),
                  context="child"),
         ),
-        examples=("meu bebe de 2 meses ta com febre de 38", "minha filha ta com 40 de febre e molinha"),
+        examples=("meu bebe de 2 meses ta com febre de 38",
+                  "minha filha ta com 40 de febre e molinha"),
     ),
     Discriminator(
         id="high_fever",
@@ -611,7 +612,8 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "bolsa estourou", "bolsa rompeu"),
                  context="pregnancy"),
         ),
-        examples=("to gravida de 20 semanas e to com sangramento", "o bebe parou de mexer desde ontem"),
+        examples=("to gravida de 20 semanas e to com sangramento",
+                  "o bebe parou de mexer desde ontem"),
     ),
     Discriminator(
         id="post_operative",
@@ -660,7 +662,9 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
         label_pt="ideação suicida / autolesão",
         mts="Risco de autoagressão (alto/moderado); ideação suicida; tentativa "
         "ou plano",
-        max_grade="emergency",
+        # emergency only with a plan in motion or an act (its own signs), not
+        # because the message is intense
+        max_grade="very_urgent",
         floor_grade="very_urgent",
         attenuable=False,
         signs=(
@@ -719,7 +723,7 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
         label_pt="crise psiquiátrica / risco a terceiros",
         mts="Risco de dano a outros; agitação psicomotora; psicose aguda; "
         "comportamento perturbador",
-        max_grade="emergency",
+        max_grade="very_urgent",
         signs=(
             Sign("emergency", ("matar alguem", "vai matar", "ameacando matar", "ameacou matar",
                                "com uma faca", "pegou uma faca", "=armado", "arma",
@@ -818,7 +822,7 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "nao para nada no estomago", "vomita tudo",
                                  "vomitando tudo", "vomitou tudo", "nao consegue beber",
                                  "nao aceita agua", "nao aceita liquido", "nao mama")),
-            Sign("urgent", ("vomit*", "vomito", "vomitos", "diarreia", "diarreia", "dor de barriga e",
+            Sign("urgent", ("vomit*", "vomito", "vomitos", "diarreia", "dor de barriga e",
                             "evacuando liquido", "coco mole", "coco liquido", "golfando"),
                  with_any=("nao para", "nao parou", "muito", "muita", "varias vezes",
                            "toda hora", "desde ontem", "ha dias", "2 dias", "3 dias",
@@ -850,7 +854,8 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
         signs=(
             Sign("very_urgent", ("inchaco", "inchad*", "inchou", "inchando", "abscesso",
                                  "=caroco"),
-                 with_any=("nao consigo engolir", "nao consegue engolir", "dificuldade para engolir",
+                 with_any=("nao consigo engolir", "nao consegue engolir",
+                           "dificuldade para engolir",
                            "dificuldade de engolir", "nao consigo abrir a boca",
                            "nao consegue abrir a boca", "pescoco", "debaixo da lingua",
                            "fechando o olho", "olho fechou", "ate o olho", "ate a orelha",

@@ -168,7 +168,8 @@ def _with_measures(toks: list[str]) -> list[str]:
                 found.append("_glicemia_alta")
             elif value <= 60:
                 found.append("_glicemia_baixa")
-        if baby and following in ("dias", "dia", "semanas", "semana") and value <= 12:
+        if baby and (following in ("dias", "dia") and value <= 90
+                     or following in ("semanas", "semana") and value <= 12):
             found.append("_bebe_pequeno")
         if baby and following in ("mes", "meses") and value <= 2:
             found.append("_bebe_pequeno")
@@ -242,14 +243,14 @@ def _negated(toks: Sequence[str], start: int) -> bool:
 
 
 def _hypothetical(toks: Sequence[str], start: int) -> bool:
-    for begin, end in _spans(_HYPOTHETICAL, toks):
+    for _begin, end in _spans(_HYPOTHETICAL, toks):
         if end <= start and start - end < HYPOTHETICAL_WINDOW:
             return True
     return False
 
 
 def _near(patterns: Sequence[Pattern], toks: Sequence[str], low: int, high: int,
-          taken: set[int] = frozenset()) -> str | None:  # type: ignore[assignment]
+          taken: frozenset[int] | set[int] = frozenset()) -> str | None:
     """The first phrase of `patterns` within toks[low:high] that does not
     overlap the positions in `taken`."""
     for pattern in patterns:
