@@ -247,6 +247,9 @@ def main() -> None:
     if TUNE.exists():
         print_report(f"general clinics, tuning ({TUNE.name})", evaluate(load_examples(TUNE)),
                      show_errors)
+    if TUNE.exists() and HELDOUT.exists():
+        print_report("general clinics, whole labelled set (tuning + held-out)",
+                     evaluate(load_examples(TUNE) + load_examples(HELDOUT)), False)
     old = load_examples(DATA)
     print_report(f"aesthetics set ({DATA.name}), dev two thirds",
                  evaluate([e for e in old if e.split == "dev"]), show_errors)
