@@ -4,18 +4,24 @@
 filed inbound message inside the reaction's transaction:
 
 1. triage the text (shared/triage) and store it in `messages.triage`;
-2. urgent → SMS to ONCALL_PHONE at once (any hour) and an email to
+2. urgent (any grade above routine) → SMS to ONCALL_PHONE at once (any
+   hour), naming the grade and the discriminator, and an email to
    EMAIL_MEDICO; `realert_unanswered_urgent` (called periodically by the
    scheduler) alerts again, once, when no agent replied in time;
-3. auto-acknowledgement on the patient's channel: email receipt confirmation,
-   SMS with a link to follow, WhatsApp with an options menu;
+3. a patient in danger gets a safety reply at once, on their channel,
+   whatever the hour, instead of the acknowledgement: `emergency` → call SAMU
+   192 / go to the nearest emergency service now (resposta_emergencia);
+   self-harm → CVV 188 and SAMU 192 (resposta_crise). Once per message;
+   otherwise the auto-acknowledgement on the patient's channel: email receipt
+   confirmation, SMS with a link to follow, WhatsApp with an options menu;
 4. a team alert by email routed by intent: prices → EMAIL_FINANCEIRO,
    clinical → EMAIL_MEDICO, the rest → EMAIL_SUPORTE;
 5. hand the message to the agent inbox (its own task on the `inbox` queue,
    after commit — an inbox outage never blocks or loses this transaction).
 
 Guards, and where each lives:
-- at most once per conversation per AUTOMATION_WINDOW_HOURS: a row in
+- at most once per conversation per AUTOMATION_WINDOW_HOURS (the on-call
+  alert: once per grade, so an escalation alerts again): a row in
   `automation_runs` (unique (conversation, automation, window_key)); the
   conversation's advisory lock makes the sliding-window check and the insert
   atomic against a concurrent message of the same conversation;
@@ -48,6 +54,7 @@ from sqlalchemy import delete, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
+from unidecode import unidecode
 
 from shared.automation_caps import Cap, auto_ack_cap, oncall_page_cap
 from shared.config import Settings, get_settings
@@ -56,15 +63,19 @@ from shared.enums import ConversationStatus, Direction, IdentityKind, MessageSta
 from shared.models import AutomationRun, Contact, Conversation, Message, MessageEvent
 from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
 from shared.reactions import ReactionContext
-from shared.triage import CLINICAL_INTENTS, TriageResult, triage
+from shared.triage import CLINICAL_INTENTS, TriageResult, grade_label, reason_label, triage
 
 log = logging.getLogger(__name__)
 
+ONCALL_GRADES = ("urgent", "very_urgent", "emergency")
 HISTORY_SIZE = 10
 EXCERPT_CHARS = 90  # the on-call SMS stays within two segments
 ALERT_TEXT_CHARS = 2000
 
 ACK_TEMPLATES = {"email": "recebimento", "sms": "acompanhamento", "whatsapp": "menu_opcoes"}
+EMERGENCY_REPLY = "resposta_emergencia"
+CRISIS_REPLY = "resposta_crise"
+SELF_HARM = "self_harm"
 URGENT_ONCALL = "urgent_oncall"
 URGENT_REALERT = "urgent_realert"
 AGENT_REPLY_PURPOSE = "agent_reply"
@@ -111,10 +122,17 @@ def _run_automations(session: Session, ctx: ReactionContext) -> None:
         _lock_conversation(session, inbound.conversation.id)
         if result.urgent:
             inbound.conversation.needs_agent = True
-            _alert_oncall(session, ctx, inbound, settings, now)
+            _alert_oncall(session, ctx, inbound, result, settings, now)
         quiet = _quiet_hours(settings)
+        safety_template = safety_reply_template(result) if settings.SAFETY_REPLIES_ENABLED else None
+        if safety_template is not None:
+            # Whatever the hour and whatever else the message was: the patient
+            # must not be told to wait for opening hours.
+            _safety_reply(session, ctx, inbound, safety_template, settings)
         if not ctx.consumed:
-            if settings.AUTO_ACK_ENABLED:
+            if settings.AUTO_ACK_ENABLED and safety_template is not None:
+                ctx.notes["auto_ack"] = "replaced by the safety reply"
+            elif settings.AUTO_ACK_ENABLED:
                 ack_quiet = quiet is not None and quiet.applies_to(
                     inbound.message.channel
                 ) and quiet.is_quiet(now)
@@ -213,17 +231,19 @@ def claim_automation(
     automation: str,
     settings: Settings,
     now: datetime,
+    blocked_by: tuple[str, ...] = (),
 ) -> int | None:
     """Take this conversation's run of `automation` for the current window.
 
-    Returns the run id, or None when it already ran within the window. The
+    Returns the run id, or None when it (or one of `blocked_by`) already ran
+    within the window. The
     sliding check covers a run in the previous bucket; the unique key covers
     two concurrent claims in the same bucket (the caller holds the
     conversation's advisory lock, so the two checks are one step)."""
     recent = session.scalar(
         select(AutomationRun.id).where(
             AutomationRun.conversation_id == conversation_id,
-            AutomationRun.automation == automation,
+            AutomationRun.automation.in_([automation, *blocked_by]),
             AutomationRun.created_at > now - _window(settings),
         )
     )
@@ -251,6 +271,7 @@ def _send_once(
     settings: Settings,
     now: datetime,
     cap: Callable[[], Cap | None] | None = None,
+    blocked_by: tuple[str, ...] = (),
 ) -> str:
     """Create the outbound message of `automation` unless it ran in the window
     (or `cap`, asked only for a send that would happen, says it is capped).
@@ -269,7 +290,9 @@ def _send_once(
             mid, channel = existing.id, existing.channel
             ctx.after_commit.append(lambda: enqueue_send(mid, channel))
         return "already created"
-    run_id = claim_automation(session, inbound.conversation.id, automation, settings, now)
+    run_id = claim_automation(
+        session, inbound.conversation.id, automation, settings, now, blocked_by
+    )
     if run_id is None:
         return "already ran in window"
     capped = cap() if cap is not None else None
@@ -363,6 +386,79 @@ def _acknowledge(
     )
 
 
+def safety_reply_template(result: TriageResult) -> str | None:
+    """The reply a patient in danger gets instead of the acknowledgement."""
+    if result.discriminator == SELF_HARM or SELF_HARM in result.urgency_reasons:
+        return CRISIS_REPLY
+    if result.urgency == "emergency":
+        return EMERGENCY_REPLY
+    return None
+
+
+def _safety_reply(
+    session: Session, ctx: ReactionContext, inbound: _Inbound, template: str, settings: Settings
+) -> None:
+    """Send `template` on the patient's channel, once per message (not once per
+    window: every message of a patient in danger is answered), at any hour."""
+    channel = inbound.message.channel
+    address = None
+    if channel in ("email", "web"):
+        address = contact_address(session, inbound.message.contact_id, IdentityKind.EMAIL.value)
+        channel = "email"
+        if address is None and inbound.message.channel == "web":
+            channel = "sms"
+    if channel in ("sms", "whatsapp"):
+        address = contact_address(session, inbound.message.contact_id, IdentityKind.PHONE.value)
+    if channel not in ("email", "sms", "whatsapp") or address is None:
+        ctx.notes["safety_reply"] = "skipped: no address on the patient's channel"
+        log.warning("safety reply not sent: no address for the patient's channel",
+                    extra={"message_id": str(inbound.message.id)})
+        return
+    data: dict[str, Any] = {
+        "clinica": settings.CLINIC_NAME,
+        "paciente_nome": _first_name(inbound.contact),
+        "samu": settings.EMERGENCY_PHONE,
+        "cvv": settings.CRISIS_LINE,
+    }
+    rendered = _render(channel, template, data)
+    if rendered is None:
+        ctx.notes["safety_reply"] = "skipped: template does not render"
+        return
+    key = f"safety_reply:{inbound.message.id}"
+    existing = session.execute(
+        select(Message.id, Message.status).where(Message.idempotency_key == key)
+    ).first()
+    if existing is not None:  # a redelivered reaction: publish again if still queued
+        if existing.status == MessageStatus.QUEUED.value:
+            mid = existing.id
+            ctx.after_commit.append(lambda: enqueue_send(mid, channel))
+        ctx.notes["safety_reply"] = "already created"
+        return
+    created = create_outbound_message(
+        session,
+        OutboundRequest(
+            channel=channel,
+            to_address=address,
+            contact_id=inbound.message.contact_id,
+            conversation_id=inbound.conversation.id,
+            text=rendered.text,
+            subject=rendered.subject,
+            template=template,
+            template_data=data,
+            purpose="auto_reply",
+            idempotency_key=key,
+            metadata={"automation": template, "in_reply_to": str(inbound.message.id)},
+            # The patient just wrote to us about a danger to their life: the
+            # answer goes even to a contact who once opted out of messages.
+            respect_opt_out=False,
+        ),
+    )
+    if created.should_enqueue:
+        mid = created.message_id
+        ctx.after_commit.append(lambda: enqueue_send(mid, channel))
+    ctx.notes["safety_reply"] = f"{template}: {created.status}"
+
+
 def team_for(result: TriageResult) -> str:
     """Which team hears about a message: 'medico', 'financeiro' or 'suporte'."""
     if result.urgent or result.intent in CLINICAL_INTENTS:
@@ -401,7 +497,9 @@ def _alert_team(
         "sentimento": result.sentiment,
         "lead": result.lead_score,
         "urgente": result.urgent,
-        "motivos": ", ".join(r.rstrip("*") for r in result.urgency_reasons),
+        "grau": grade_label(result.urgency),
+        "motivo": reason_label(result.discriminator),
+        "motivos": ", ".join(reason_label(r) for r in result.urgency_reasons),
         "texto": (inbound.message.text or "")[:ALERT_TEXT_CHARS],
     }
     rendered = _render("email", "alerta_equipe", data)
@@ -433,7 +531,12 @@ def _excerpt(message_text: str | None) -> str:
 
 
 def _alert_oncall(
-    session: Session, ctx: ReactionContext, inbound: _Inbound, settings: Settings, now: datetime
+    session: Session,
+    ctx: ReactionContext,
+    inbound: _Inbound,
+    result: TriageResult,
+    settings: Settings,
+    now: datetime,
 ) -> None:
     if not settings.ONCALL_PHONE:
         ctx.notes["oncall"] = "skipped: ONCALL_PHONE not set"
@@ -446,11 +549,15 @@ def _alert_oncall(
         "clinica": settings.CLINIC_NAME,
         "paciente_nome": _first_name(inbound.contact) or "paciente",
         "canal": inbound.message.channel,
+        # ASCII keeps the SMS in the GSM alphabet (160-character segments).
+        "grau": unidecode(grade_label(result.urgency)),
+        "motivo": unidecode(reason_label(result.discriminator)),
         "trecho": _excerpt(inbound.message.text),
     }
     rendered = _render("sms", "alerta_urgente", data)
     if rendered is None:
         return
+    grade = result.urgency if result.urgency in ONCALL_GRADES else "urgent"
     req = OutboundRequest(
         channel="sms",
         to_address=settings.ONCALL_PHONE,
@@ -465,10 +572,18 @@ def _alert_oncall(
         respect_opt_out=False,
     )
     sender = inbound.message.contact_id or inbound.conversation.id
+    # Once per window, unless the grade rises: a conversation alerted as
+    # `urgent` that turns `emergency` alerts the on-call again; the reverse not.
+    higher = tuple(oncall_automation(g) for g in ONCALL_GRADES[ONCALL_GRADES.index(grade):])
     ctx.notes["oncall"] = _send_once(
-        session, ctx, inbound, URGENT_ONCALL, req, settings, now,
+        session, ctx, inbound, higher[0], req, settings, now, blocked_by=higher[1:],
         cap=lambda: oncall_page_cap(settings, sender),
     )
+
+
+def oncall_automation(grade: str) -> str:
+    """The automation name of the on-call alert for a grade (the guard's key)."""
+    return URGENT_ONCALL if grade == "urgent" else f"{URGENT_ONCALL}_{grade}"
 
 
 def _render(channel: str, template: str, data: dict[str, Any]) -> Any:
@@ -524,7 +639,7 @@ def realert_unanswered_urgent(now: datetime | None = None, settings: Settings | 
             select(AutomationRun.id, AutomationRun.conversation_id, AutomationRun.message_id)
             .join(Conversation, Conversation.id == AutomationRun.conversation_id)
             .where(
-                AutomationRun.automation == URGENT_ONCALL,
+                AutomationRun.automation.in_([oncall_automation(g) for g in ONCALL_GRADES]),
                 AutomationRun.created_at <= due_before,
                 AutomationRun.created_at > oldest,
                 Conversation.status == ConversationStatus.ACTIVE.value,

@@ -164,6 +164,15 @@ class Settings(BaseSettings):
     # Link in the SMS acknowledgement ("SMS com link para acompanhar"); empty:
     # the capability status URL of the patient's message.
     AUTO_ACK_FOLLOW_URL: str = ""
+    # Safety replies, sent at once whatever the hour, instead of the
+    # acknowledgement: an `emergency` message gets the emergency guidance
+    # (templates resposta_emergencia: call EMERGENCY_PHONE / go to the nearest
+    # emergency service now), a self-harm message the crisis support text
+    # (templates resposta_crise: CRISIS_LINE 24 h and EMERGENCY_PHONE). The
+    # wording is in the template files; these are the numbers they quote.
+    SAFETY_REPLIES_ENABLED: bool = True
+    EMERGENCY_PHONE: str = Field(default="192", pattern=r"^[0-9 +()-]{2,20}$")
+    CRISIS_LINE: str = Field(default="188", pattern=r"^[0-9 +()-]{2,20}$")
     CLINIC_NAME: str = Field(default="Portal Clinic", min_length=1, max_length=60)
     # Caps on automatic sends a flood of (public-form) messages could trigger
     # (shared/automation_caps.py). Over a cap the send is skipped and

@@ -420,6 +420,8 @@ def _unverified_command(
             idempotency_key=f"reply:{message.id}:unverified",
             metadata={"in_reply_to": str(message.id), "command": command.kind},
             respect_opt_out=False,  # a team address, not the patient
+            # About the patient (name, their words): erasure must reach it.
+            subject_contact_id=message.contact_id,
         ),
     )
 

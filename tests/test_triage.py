@@ -209,3 +209,24 @@ def test_rules_never_fail_and_answer_in_vocabulary(text: str) -> None:
 def test_lead_scores_are_in_vocabulary(settings) -> None:
     for text in ("oi", "quero agendar", "qto custa", "cancela"):
         assert triage(text, settings=settings).lead_score in LEAD_SCORES
+
+
+def test_model_may_raise_the_grade_but_never_lower_it(settings, model) -> None:
+    s = ai_settings(settings, model)
+    model.answer = {"intent": "outro", "urgent": True, "urgency": "emergency",
+                    "sentiment": "negativo"}
+    raised = triage("meu pai ta estranho, nao sei explicar", settings=s)
+    assert raised.urgency == "emergency" and raised.discriminator == "ai"
+    assert raised.urgency_reasons == ["ai"]
+
+    model.answer = {"intent": "outro", "urgent": False, "urgency": "routine",
+                    "sentiment": "neutro"}
+    kept = triage("minha mae ta com a boca torta e falando enrolado", settings=s)
+    assert kept.source == "rules+ai"
+    assert kept.urgency == "emergency" and kept.discriminator == "acute_neuro_deficit"
+
+    model.answer = {"intent": "outro", "urgent": True, "urgency": "emergency",
+                    "sentiment": "negativo"}
+    higher = triage("estou com febre", settings=s)  # rules: urgent, high_fever
+    assert higher.urgency == "emergency" and higher.discriminator == "high_fever"
+    assert higher.urgency_reasons == ["high_fever", "ai"]

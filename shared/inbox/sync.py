@@ -81,8 +81,9 @@ def _mark_processed(session: Session, source: str, event_id: str) -> bool:
 
 
 def conversation_labels(session: Session, conversation_id: uuid.UUID) -> list[str]:
-    """Triage labels for the whole conversation: every intent asked, urgency,
-    the latest lead score and the channel."""
+    """Triage labels for the whole conversation: every intent asked, urgency
+    ("urgente", plus its grade "urgencia-<grade>" and each discriminator that
+    fired "sinal-<discriminator>"), the latest lead score and the channel."""
     rows = session.execute(
         select(Message.triage, Message.channel)
         .where(
@@ -100,12 +101,25 @@ def conversation_labels(session: Session, conversation_id: uuid.UUID) -> list[st
             labels.append(intent)
         if triage.get("urgent") and "urgente" not in labels:
             labels.append("urgente")
+        for label in _urgency_labels(triage):
+            if label not in labels:
+                labels.append(label)
         lead = triage.get("lead_score") or lead
     if lead:
         labels.append(f"lead-{lead}")
     if rows:
         labels.append(f"canal-{rows[-1].channel}")
     return labels
+
+
+def _urgency_labels(triage: dict) -> list[str]:
+    if not triage.get("urgent"):
+        return []
+    labels = [f"urgencia-{triage['urgency']}"] if triage.get("urgency") else []
+    reasons = triage.get("urgency_reasons") or []
+    if triage.get("discriminator") and triage["discriminator"] not in reasons:
+        reasons = [triage["discriminator"], *reasons]
+    return labels + [f"sinal-{reason}" for reason in reasons]
 
 
 # --- patient → inbox -------------------------------------------------------------------

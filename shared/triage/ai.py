@@ -22,12 +22,20 @@ from shared.config import Settings
 from shared.triage.rules import INTENTS, SENTIMENTS
 
 SYSTEM_PROMPT = (
-    "Você classifica mensagens de pacientes de uma clínica de cirurgia plástica e estética. "
+    "Você classifica mensagens de pacientes de uma clínica (pediatria, odontologia, "
+    "dermatologia, ginecologia/obstetrícia, cardiologia, ortopedia, saúde mental, clínica "
+    "geral, estética). "
     "Responda APENAS um objeto JSON com as chaves: "
     '"intent" (uma de: ' + ", ".join(INTENTS) + "), "
-    '"urgent" (true se o paciente relata dor forte, sangramento, febre, inchaço ou outro '
-    "sinal de complicação após procedimento, ou pede atendimento urgente), "
-    '"sentiment" (uma de: ' + ", ".join(SENTIMENTS) + ").\n"
+    '"urgent" (true se o paciente relata um sinal de alarme: dificuldade para respirar, '
+    "dor no peito, sangramento que não para, sinais de AVC, convulsão, ideação suicida, "
+    "ingestão de bateria ou remédios, febre em bebê, gestante com sangramento, "
+    "complicação após procedimento, dor forte; false para sintomas leves, negados ou que "
+    "já passaram), "
+    '"sentiment" (uma de: ' + ", ".join(SENTIMENTS) + "), "
+    '"urgency" (uma de: emergency = ligar SAMU 192 / pronto-socorro agora; very_urgent = '
+    "precisa de um profissional em minutos a uma hora; urgent = ainda hoje; routine = sem "
+    "urgência clínica).\n"
     "agendamento: quer marcar ou remarcar; informacao_procedimento: dúvida sobre "
     "procedimento, recuperação ou sintoma; preco: valores, pagamento; qualificacao: "
     "interessado mas indeciso; confirmacao: confirma presença; cancelamento: cancela; "
@@ -58,6 +66,8 @@ class AiVerdict(BaseModel):
     ]
     urgent: bool
     sentiment: Literal["positivo", "neutro", "negativo"] = "neutro"
+    # Optional grade; when given it may raise the rules' grade (never lower it).
+    urgency: Literal["emergency", "very_urgent", "urgent", "routine"] | None = None
 
 
 def ai_enabled(settings: Settings) -> bool:

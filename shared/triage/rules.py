@@ -3,12 +3,10 @@
 Intent: every intent has weighted keyword phrases; the highest total wins, with
 a few structural rules on top that keywords alone get wrong ("quanto tempo" is
 not a price question; "remarcar" is a new booking, not a cancellation; a bare
-"sim"/"1" answers a reminder). Urgency: red-flag symptoms and words. A
-symptom that is only *asked about* ("quanto tempo dura o inchaço?") is not an
-emergency; a symptom the patient *reports* ("tô muito inchada", "saiu sangue")
-is. Words that are alarming on their own (febre, pus, sangrando, falta de ar,
-urgente, emergência, socorro) always flag — a false alarm costs an SMS, a
-missed one can cost a patient.
+"sim"/"1" answers a reminder). Urgency is graded (emergency, very_urgent,
+urgent, routine) by the Manchester-grounded discriminator table in
+`discriminators.py`, with negation, attenuation, intensifiers and the
+patient's context applied by `urgency.py`.
 
 The keyword lists are deliberately short: `shared.triage.text` expands
 abbreviations and forgives typos, so "febri", "sangrano" and "urgenti" match.
@@ -19,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from shared.triage.discriminators import DECLARED
 from shared.triage.text import compile_patterns, tokens
+from shared.triage.urgency import Finding, assess, declared_urgency
 
 INTENTS = (
     "agendamento",
@@ -43,12 +43,21 @@ _INTENT_PHRASES: dict[str, list[tuple[str, float]]] = {
         ("retorno", 2), ("quero operar", 2), ("marcar a cirurgia", 3),
         ("atendem no", 1), ("tem horario", 2), ("proximo horario", 3),
         ("consulta online", 2), ("sessao", 1), ("tirar os pontos", 1),
+        ("consigo consulta", 4), ("consigo uma consulta", 4), ("queria consulta", 4),
+        ("quero consulta", 4), ("queria uma consulta", 4), ("quero avaliacao", 4),
+        ("quero uma avaliacao", 4), ("encaixar", 4), ("tem como ver", 3), ("atende hoje", 3),
+        ("atendem hoje", 3), ("ser atendida", 3), ("ser atendido", 3), ("posso ir ai", 3),
+        ("consulta pra", 2), ("consulta para", 2), ("marco consulta", 3),
+        ("marcar consulta", 3), ("tem vaga", 3), ("=avaliacao", 1),
     ],
     "preco": [
-        ("preco", 4), ("precos", 4), ("valor", 4), ("valores", 4), ("custa", 4), ("custo", 3),
-        ("orcamento", 4), ("parcel*", 4), ("pagamento", 3), ("pagar", 2),
+        # Short price words are exact: "valor" ~ "calor", "custo" ~ "cisto",
+        # "pagar" ~ "parar" are one typo apart.
+        ("preco", 4), ("precos", 4), ("=valor", 4), ("=valores", 4), ("=custa", 4),
+        ("=custo", 3), ("=vlr", 4), ("=precinho", 4),
+        ("orcamento", 4), ("parcel*", 4), ("pagamento", 3), ("=pagar", 2),
         ("desconto", 4), ("financiamento", 4), ("financia*", 3), ("promocao", 4),
-        ("pagamento a vista", 3), ("pagar a vista", 3), ("cartao", 2), ("quanto fica", 4),
+        ("pagamento a vista", 3), ("pagar a vista", 3), ("=cartao", 2), ("quanto fica", 4),
         ("quanto sai", 4),
         ("quanto e", 3), ("quanto esta", 4), ("e paga", 3), ("cobra*", 3),
     ],
@@ -61,7 +70,12 @@ _INTENT_PHRASES: dict[str, list[tuple[str, float]]] = {
         ("depois da", 1), ("depois do", 1), ("antes da", 1), ("trocada", 2),
         ("e verdade", 2), ("artificial", 2), ("como e feit*", 3), ("exame*", 1),
         ("voltar a", 1), ("dirigir", 1), ("academia", 1), ("tomar sol", 2),
-        ("amamentacao", 2), ("beber", 1), ("drenagem", 1),
+        ("amamentacao", 2), ("beber", 1), ("drenagem", 1), ("como funciona", 3),
+        ("tratamento", 2), ("=remedio", 1), ("sintoma*", 2), ("e comum", 3),
+        ("tem problema", 3), ("me preocupar", 3), ("preocupar", 2), ("e perigoso", 3),
+        ("quantas sessoes", 3), ("ajuda", 1), ("resolve", 1), ("funciona", 1),
+        ("pode ser", 2), ("sera que", 1), ("o que fazer", 3), ("o que faco", 3),
+        ("devo", 2), ("espero", 1), ("tomo", 2), ("tomar", 1), ("orientacao", 3),
     ],
     "qualificacao": [
         ("interesse", 4), ("interessad*", 4), ("interece", 4), ("vontade", 3),
@@ -70,10 +84,20 @@ _INTENT_PHRASES: dict[str, list[tuple[str, float]]] = {
         ("queria muito", 3), ("indicam", 3), ("indica", 2), ("tenho medo", 3),
         ("ainda da para", 3), ("qual cirurgia", 3), ("resolveria", 3), ("tem solucao", 3),
         ("pesquisando", 3), ("me informando", 3), ("fazer tambem", 3),
-        ("como funciona", 3), ("fica natural", 3), ("gostaria de melhorar", 3),
+        ("fica natural", 3), ("gostaria de melhorar", 3),
         ("melhorar", 2), ("autoestima", 3), ("mudanca", 2), ("nunca fiz", 3),
         ("juntando dinheiro", 3), ("ideal", 2), ("queria fazer", 2), ("quero fazer", 2),
         ("consigo fazer", 3),
+        # the clinic's credentials and the patient's insurance
+        ("aceitam", 4), ("aceita", 3), ("convenio", 4), ("=plano", 3), ("pelo plano", 4),
+        ("especialista", 3), ("especializacao", 4), ("=crm", 5), ("=rqe", 5), ("=cro", 5),
+        ("titulo", 3), ("formacao", 4), ("experiencia", 3), ("=sus", 3), ("particular", 3),
+        ("membro", 3), ("=unimed", 5), ("=amil", 5), ("bradesco", 4), ("sulamerica", 5),
+        ("hapvida", 5), ("odontoprev", 5), ("porto seguro", 5), ("=cassi", 5),
+        ("=ipasgo", 5), ("=geap", 5), ("a clinica tem", 4), ("o dr e", 3), ("a dra e", 3),
+        ("a dra faz", 3), ("o dr faz", 3), ("trabalha com", 3), ("atende crianca", 3),
+        ("tem medico", 3), ("tem dermatologista", 4), ("tem cardiologista", 4),
+        ("medico ou", 3), ("fala ingles", 3),
     ],
     "confirmacao": [
         ("confirm*", 5), ("estarei", 4), ("estarei presente", 5), ("vou sim", 5),
@@ -91,6 +115,11 @@ _INTENT_PHRASES: dict[str, list[tuple[str, float]]] = {
         ("obrigad*", 2), ("atendente", 2), ("instagram", 1), ("atrasar", 3),
         ("esqueci", 3), ("feriado", 2), ("wifi", 3), ("contato", 3), ("aonde", 2),
         ("bairro", 2), ("nao tenho interesse", 8),
+        ("receita", 5), ("relatorio", 5), ("segue", 4), ("em anexo", 5), ("=anexo", 4),
+        ("mandar", 2), ("mandando", 3), ("laudo", 4), ("=fotos", 2), ("renovar", 3),
+        ("horario de funcionamento", 8), ("funcionamento", 6), ("que horas", 3),
+        ("=fecham", 6), ("=abrem", 6), ("amei o resultado", 5), ("=email", 1),
+        ("reembolso", 3), ("segunda via", 4), ("=pericia", 3),
     ],
 }
 _INTENT_PATTERNS = {
@@ -115,27 +144,11 @@ _MENU_ANSWERS = {
 }
 
 # --- urgency --------------------------------------------------------------------
-# Alarming on their own, whatever the phrasing.
-_RED_FLAGS = compile_patterns([
-    "urgent*", "emergenc*", "socorro", "febre", "calafrio*", "pus", "secrecao",
-    "sangrando", "sangrar", "sangrano", "sangramento", "hemorragia", "falta de ar",
-    "nao consigo respirar", "sem conseguir respirar", "dificuldade para respirar",
-    "dor no peito", "passando mal", "desmaiei", "desmaio*", "infeccao", "infeccionou",
-    "necrose", "cheiro ruim", "pontos abriram", "abriu o ponto", "cicatriz abriu",
-    "vista embacada", "olho caido", "pele branca", "ficando branca", "pele esta ficando branca",
-    "alergia", "dormente", "hematoma",
-])
-# Symptoms that flag only when the patient reports them (not when asking).
-_SYMPTOMS = compile_patterns([
-    "dor", "dores", "doendo", "doi", "doloros*", "inchad*", "inchaco", "inchou", "roxo",
-    "roxa", "roxas", "vermelh*", "quente", "sangue", "coceira", "abriram", "abriu",
-    "liquido",
-])
-_REPORT_MARKERS = compile_patterns([
-    "estou", "esta", "estava", "sinto", "sentindo", "acordei", "ficou", "saiu",
-    "saindo", "muito", "muita", "forte", "demais", "nao passa", "piorando", "desde",
-    "agora", "ontem", "hoje", "operei", "fiz", "minha", "meu", "bastante", "nem",
-])
+# Graded by the discriminator table (shared/triage/discriminators.py, applied by
+# shared/triage/urgency.py). A patient who only declares an urgency
+# ("URGENTE", "socorro") with no sign is `urgent`, unless the message is plainly
+# administrative ("preciso remarcar com urgencia").
+_ADMINISTRATIVE = frozenset({"agendamento", "preco", "cancelamento", "confirmacao"})
 
 # --- sentiment --------------------------------------------------------------------
 _POSITIVE = compile_patterns([
@@ -152,10 +165,13 @@ _NEGATIVE = compile_patterns([
 @dataclass
 class RulesResult:
     intent: str
-    urgent: bool
+    urgent: bool  # urgency != "routine"
     sentiment: str
-    urgency_reasons: list[str] = field(default_factory=list)
+    urgency: str = "routine"  # emergency | very_urgent | urgent | routine
+    discriminator: str | None = None  # the sign that decided the grade
+    urgency_reasons: list[str] = field(default_factory=list)  # every sign that fired
     scores: dict[str, float] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
 
 
 def classify_intent(toks: Sequence[str]) -> tuple[str, dict[str, float]]:
@@ -193,15 +209,6 @@ def classify_intent(toks: Sequence[str]) -> tuple[str, dict[str, float]]:
     return best[0], scores
 
 
-def detect_urgency(toks: Sequence[str]) -> list[str]:
-    """The red flags found; empty when the message is not urgent."""
-    reasons = [str(p) for p in _RED_FLAGS if p.find(toks) >= 0]
-    symptoms = [str(p) for p in _SYMPTOMS if p.find(toks) >= 0]
-    if symptoms and any(m.find(toks) >= 0 for m in _REPORT_MARKERS):
-        reasons.extend(symptoms)
-    return reasons
-
-
 def detect_sentiment(toks: Sequence[str], urgent: bool) -> str:
     pos = sum(1 for p in _POSITIVE if p.find(toks) >= 0)
     neg = sum(1 for p in _NEGATIVE if p.find(toks) >= 0) + (1 if urgent else 0)
@@ -215,19 +222,27 @@ def detect_sentiment(toks: Sequence[str], urgent: bool) -> str:
 def triage_rules(text: str) -> RulesResult:
     toks = tokens(text)
     intent, scores = classify_intent(toks)
-    reasons = detect_urgency(toks)
-    urgent = bool(reasons)
-    # A reported symptom with no other intent is a clinical question.
-    if urgent and intent == "outro" and any(
-        r not in ("urgent*", "emergenc*", "socorro", "passando mal") for r in reasons
+    graded = assess(text)
+    grade, discriminator, reasons = graded.grade, graded.discriminator, graded.reasons
+    if grade == "routine" and intent not in _ADMINISTRATIVE and declared_urgency(text):
+        grade, discriminator, reasons = "urgent", DECLARED, [DECLARED]
+    urgent = grade != "routine"
+    # A reported sign, or a health complaint the modifiers made routine, with
+    # no request of its own is a clinical question.
+    if discriminator != DECLARED and (
+        (urgent and intent in ("outro", "qualificacao"))
+        or (intent == "outro" and graded.lowered and "outro" not in scores)
     ):
         intent = "informacao_procedimento"
     return RulesResult(
         intent=intent,
         urgent=urgent,
         sentiment=detect_sentiment(toks, urgent),
+        urgency=grade,
+        discriminator=discriminator,
         urgency_reasons=reasons,
         scores=scores,
+        findings=graded.findings,
     )
 
 

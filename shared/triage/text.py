@@ -106,7 +106,7 @@ def tokens(text: str) -> list[str]:
 def _allowed_edits(length: int) -> int:
     if length < 5:
         return 0  # "dor", "sim", "pus": a single typo makes another word
-    if length < 9:
+    if length < 12:  # two typos in "descamando" make "desmaiando"
         return 1
     return 2
 
@@ -131,6 +131,8 @@ def word_matches(token: str, keyword: str) -> bool:
 
 
 def _word_matches(token: str, keyword: str) -> bool:
+    if keyword.startswith("="):  # "=pilha": exact, no typo allowance ("filha")
+        return token == keyword[1:]
     if keyword.endswith("*"):
         stem = keyword[:-1]
         if token.startswith(stem):
@@ -173,8 +175,17 @@ class Pattern:
                 return start
         return -1
 
+    def find_all(self, toks: Sequence[str]) -> list[int]:
+        """Indexes of every match in `toks`."""
+        n = len(self.words)
+        return [
+            start
+            for start in range(len(toks) - n + 1)
+            if all(word_matches(toks[start + i], w) for i, w in enumerate(self.words))
+        ]
+
     def __str__(self) -> str:
-        return " ".join(self.words)
+        return " ".join(w.lstrip("=") for w in self.words)
 
 
 def compile_patterns(phrases: Sequence[str]) -> tuple[Pattern, ...]:
@@ -182,7 +193,15 @@ def compile_patterns(phrases: Sequence[str]) -> tuple[Pattern, ...]:
 
 
 def normalize_phrase(phrase: str) -> str:
-    """Normalize a keyword phrase but keep its '*' stem markers."""
-    return " ".join(
-        normalize(w[:-1]) + "*" if w.endswith("*") else normalize(w) for w in phrase.split()
-    )
+    """Normalize a keyword phrase but keep its '*' stem and '=' exact markers."""
+    return " ".join(_normalize_keyword(w) for w in phrase.split())
+
+
+def _normalize_keyword(word: str) -> str:
+    if word.startswith("_"):  # a marker token the urgency rules add ("_temperatura_alta")
+        return word
+    if word.startswith("="):
+        return "=" + normalize(word[1:])
+    if word.endswith("*"):
+        return normalize(word[:-1]) + "*"
+    return normalize(word)

@@ -1,0 +1,395 @@
+"""Grade a patient's message by the discriminator table (discriminators.py).
+
+    assess("minha mae ta com a boca torta e falando enrolado")
+    -> Urgency(grade="emergency", discriminator="acute_neuro_deficit", ...)
+
+Steps:
+1. split the message into sentences (punctuation, line breaks) and normalise
+   each (shared/triage/text.py); measured values become marker tokens
+   ("febre de 39,5" adds `_temperatura_alta`, "pressao 19 por 11" adds
+   `_pressao_muito_alta`, "bebe de 20 dias" adds `_bebe_pequeno`);
+2. find which patient contexts the message is about (a baby, a child, a
+   pregnancy, a recent procedure, an elderly person);
+3. for every sign of every discriminator, find its phrases; a sign with
+   `with_any` also needs one of those words near it (12 words either side);
+4. modify each match's grade by the words around it in its sentence:
+   negated ("nao tenho febre") or hypothetical ("o que faco se tiver febre")
+   cancels it; resolved ("ja passou") lowers two steps; mild ("febre baixa",
+   "doi um pouco") or an expected effect asked about ("e normal?") one step;
+   an intensifier ("muito", "nao para", "desde ontem", "piorando") raises it
+   one step, up to the discriminator's max_grade; self-harm never drops
+   below very_urgent;
+5. the message's grade is its highest match; its discriminator is that
+   match's (the first in table order on a tie), every fired discriminator is
+   kept as a reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shared.triage import discriminators as table
+from shared.triage.text import Pattern, compile_patterns, normalize
+
+GRADE_RANK = {grade: rank for rank, grade in enumerate(table.GRADES)}
+WITH_ANY_WINDOW = 20  # words either side of a sign where its `with_any` may be
+INTENSIFIER_BEFORE = 5  # words before / after a sign where an intensifier counts
+INTENSIFIER_AFTER = 10
+MILD_BEFORE = 3  # "um pouco de febre"
+MILD_AFTER = 4  # "febre baixa", "doi um pouco"
+PAST_WINDOW = 4  # "caiu semana passada"
+NEGATION_WINDOW = 4
+HYPOTHETICAL_WINDOW = 4
+
+# Sentence boundaries: . ! ? ; and line breaks, but not a decimal point ("38.5").
+_SENTENCE_END = re.compile(r"(?<!\d)[.!?;\n]+|[.!?;\n]+(?!\d)|\s+-\s+")
+
+
+@dataclass(frozen=True)
+class _CompiledSign:
+    discriminator: table.Discriminator
+    sign: table.Sign
+    patterns: tuple[Pattern, ...]
+    with_any: tuple[Pattern, ...]
+
+
+def _compile() -> tuple[_CompiledSign, ...]:
+    compiled = []
+    for disc in table.DISCRIMINATORS:
+        for sign in disc.signs:
+            compiled.append(
+                _CompiledSign(disc, sign, compile_patterns(sign.phrases),
+                              compile_patterns(sign.with_any))
+            )
+    return tuple(compiled)
+
+
+_SIGNS = _compile()
+_CONTEXTS = {name: compile_patterns(phrases) for name, phrases in table.CONTEXTS.items()}
+_NEGATIONS = frozenset(table.NEGATIONS)
+_NEGATION_EXCEPTIONS = frozenset(table.NEGATION_EXCEPTIONS)
+_HYPOTHETICAL = compile_patterns(table.HYPOTHETICAL)
+_MILD = compile_patterns(table.MILD)
+_RESOLVED = compile_patterns(table.RESOLVED)
+_PAST = compile_patterns(table.PAST)
+_EXPECTED = compile_patterns(table.EXPECTED_QUESTION)
+_INTENSIFIERS = compile_patterns(table.INTENSIFIERS)
+_REPORT = compile_patterns(table.REPORT_MARKERS)
+_DECLARED = compile_patterns(table.DECLARED_URGENCY)
+
+
+@dataclass
+class Finding:
+    discriminator: str
+    grade: str
+    base_grade: str
+    phrase: str
+    modifiers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Urgency:
+    grade: str
+    discriminator: str | None
+    findings: list[Finding] = field(default_factory=list)
+    contexts: list[str] = field(default_factory=list)
+    lowered: list[str] = field(default_factory=list)  # signs a modifier silenced
+
+    @property
+    def urgent(self) -> bool:
+        return self.grade != "routine"
+
+    @property
+    def reasons(self) -> list[str]:
+        """Fired discriminators, highest grade first, each once."""
+        seen: list[str] = []
+        for f in sorted(self.findings, key=lambda f: -GRADE_RANK[f.grade]):
+            if f.discriminator not in seen:
+                seen.append(f.discriminator)
+        return seen
+
+
+# --- measured values ------------------------------------------------------------------
+
+_FEVER_WORDS = ("febre", "temperatura", "graus", "termometro", "febril", "febrao")
+_PRESSURE_WORDS = ("pressao", "pa")
+_GLUCOSE_WORDS = ("glicose", "glicemia", "hgt", "dextro", "acucar", "diabete", "diabetes",
+                  "destro")
+_BABY_WORDS = ("bebe", "nenem", "filho", "filha", "filhinho", "filhinha", "menino",
+               "menina", "neto", "neta", "crianca", "recem", "nascido", "nascida")
+
+
+_ELDER_WORDS = ("pai", "mae", "avo", "vo", "vovo", "tio", "tia", "sogro", "sogra", "senhor",
+                "senhora", "idoso", "idosa", "marido", "esposa", "tenho")
+
+
+def _number(tok: str) -> int | None:
+    return int(tok) if tok.isdigit() and len(tok) <= 3 else None
+
+
+def _with_measures(toks: list[str]) -> list[str]:
+    """The sentence with a marker token after each value read from its numbers."""
+    out: list[str] = []
+    words = set(toks)
+    fever = any(w in words for w in _FEVER_WORDS)
+    pressure = any(w in words for w in _PRESSURE_WORDS)
+    glucose = any(w in words for w in _GLUCOSE_WORDS)
+    baby = any(w in words for w in _BABY_WORDS)
+    elder = any(w in words for w in _ELDER_WORDS)
+    for i, tok in enumerate(toks):
+        out.append(tok)
+        found: list[str] = []
+        # "18x11", "180x110": pressure written as one token
+        combined = re.fullmatch(r"(\d{2,3})x(\d{2,3})", tok)
+        if combined and pressure:
+            out.extend(_pressure(int(combined.group(1)), int(combined.group(2))))
+            continue
+        value = _number(tok)
+        if value is None:
+            continue
+        following = toks[i + 1] if i + 1 < len(toks) else ""
+        if fever and 35 <= value <= 42:
+            if value >= 39:
+                found.append("_temperatura_alta")
+            elif value == 38:
+                found.append("_temperatura_febre")
+            else:
+                found.append("_temperatura_baixa")
+        if pressure and following in ("por", "x") and i + 2 < len(toks):
+            diastolic = _number(toks[i + 2])
+            if diastolic is not None:
+                found.extend(_pressure(value, diastolic))
+        if glucose and 20 <= value <= 999 and following not in ("por", "x"):
+            if value >= 300:
+                found.append("_glicemia_muito_alta")
+            elif value >= 250:
+                found.append("_glicemia_alta")
+            elif value <= 60:
+                found.append("_glicemia_baixa")
+        if baby and (following in ("dias", "dia") and value <= 90
+                     or following in ("semanas", "semana") and value <= 12):
+            found.append("_bebe_pequeno")
+        if baby and following in ("mes", "meses") and value <= 2:
+            found.append("_bebe_pequeno")
+        if not baby and following in ("semanas", "semana") and 4 <= value <= 42 and (
+            i > 0 and toks[i - 1] in ("com", "de", "gravida", "gestante")
+        ):
+            found.append("_gestacao")  # "to com 31 semanas", "gravida de 20 semanas"
+        if following == "anos" and value >= 65 and elder:
+            found.append("_idoso")
+        out.extend(found)
+    return out
+
+
+def _pressure(systolic: int, diastolic: int) -> list[str]:
+    if systolic < 35:  # "18 por 11" is cmHg as patients say it
+        systolic, diastolic = systolic * 10, diastolic * 10
+    if systolic >= 180 or diastolic >= 120:
+        return ["_pressao_muito_alta"]
+    if systolic >= 150 or diastolic >= 100:
+        return ["_pressao_alta"]
+    return []
+
+
+# --- sentences --------------------------------------------------------------------------
+
+
+@dataclass
+class _Sentence:
+    toks: list[str]
+    start: int  # index of its first token in the message's token list
+    asked: bool  # ended with a question mark
+
+
+def _sentences(text: str) -> list[_Sentence]:
+    sentences: list[_Sentence] = []
+    position = 0
+    pieces = _SENTENCE_END.split(text or "")
+    delimiters = _SENTENCE_END.findall(text or "")
+    for index, piece in enumerate(pieces):
+        toks = normalize(piece).split()
+        if not toks:
+            continue
+        toks = _with_measures(toks)
+        delimiter = delimiters[index] if index < len(delimiters) else ""
+        sentences.append(_Sentence(toks, position, "?" in delimiter))
+        position += len(toks)
+    return sentences
+
+
+# --- matching -----------------------------------------------------------------------------
+
+
+def _any_in(patterns: Sequence[Pattern], toks: Sequence[str]) -> bool:
+    return any(p.find(toks) >= 0 for p in patterns)
+
+
+def _spans(patterns: Sequence[Pattern], toks: Sequence[str]) -> list[tuple[int, int]]:
+    return [(start, start + len(p.words)) for p in patterns for start in p.find_all(toks)]
+
+
+def _negated(toks: Sequence[str], start: int) -> bool:
+    window = toks[max(0, start - NEGATION_WINDOW):start]
+    if "mas" in window:  # "nao sei, mas estou com falta de ar"
+        window = window[len(window) - window[::-1].index("mas"):]
+    for offset, tok in enumerate(window):
+        if tok in _NEGATIONS:
+            following = window[offset + 1] if offset + 1 < len(window) else toks[start]
+            if following not in _NEGATION_EXCEPTIONS:
+                return True
+    return False
+
+
+def _hypothetical(toks: Sequence[str], start: int) -> bool:
+    for _begin, end in _spans(_HYPOTHETICAL, toks):
+        if end <= start and start - end < HYPOTHETICAL_WINDOW:
+            return True
+    return False
+
+
+def _near(patterns: Sequence[Pattern], toks: Sequence[str], low: int, high: int,
+          taken: frozenset[int] | set[int] = frozenset()) -> str | None:
+    """The first phrase of `patterns` within toks[low:high] that does not
+    overlap the positions in `taken`."""
+    for pattern in patterns:
+        for begin in pattern.find_all(toks):
+            stop = begin + len(pattern.words)
+            if stop <= low or begin >= high:
+                continue
+            if taken.intersection(range(begin, stop)):
+                continue
+            return str(pattern)
+    return None
+
+
+def _resolved(toks: Sequence[str], start: int, end: int, sign_starts: set[int]) -> str | None:
+    """A resolution phrase about this sign: just before it ("ja passou a
+    febre"), or after it with no other sign in between ("febre baixa que ja
+    passou"; but in "cortou o queixo, sangrou mas ja parou" it is the bleeding
+    that stopped, not the cut)."""
+    for pattern in _RESOLVED:
+        for begin in pattern.find_all(toks):
+            if begin + len(pattern.words) <= start and start - begin <= 4:
+                return str(pattern)
+            if begin >= end and not any(end <= s < begin for s in sign_starts):
+                return str(pattern)
+    return None
+
+
+def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentence,
+                 start: int, end: int, taken: set[int],
+                 sign_starts: set[int]) -> tuple[str, list[str]] | None:
+    """The match's grade after its sentence's modifiers; None when cancelled."""
+    toks = sentence.toks
+    floor = GRADE_RANK[disc.floor_grade]
+    if _negated(toks, start):
+        return None
+    if floor == 0 and _hypothetical(toks, start):
+        return None
+    rank = GRADE_RANK[sign.grade]
+    emergency = rank == GRADE_RANK["emergency"]
+    ceiling = max(GRADE_RANK[disc.max_grade], rank)
+    modifiers: list[str] = []
+    delta = 0
+    mild_or_past = False
+    resolved = _resolved(toks, start, end, sign_starts - {start}) if disc.attenuable else None
+    if disc.attenuable:
+        # An emergency sign is not made mild by a word near it ("braco direito
+        # fraco" is the sign); it is lowered one step when it has passed.
+        mild = None if emergency else _near(_MILD, toks, start - MILD_BEFORE, end + MILD_AFTER)
+        past = _near(_PAST, toks, start - PAST_WINDOW, end + PAST_WINDOW)
+        mild_or_past = bool(mild or past)
+        if resolved:
+            delta -= 1 if emergency else 2
+            modifiers.append(f"resolvido: {resolved}")
+        elif mild or past:
+            delta -= 1
+            modifiers.append(f"leve: {mild or past}")
+        expected = _near(_EXPECTED, toks, 0, len(toks))
+        if expected and (sentence.asked or "normal" in expected):
+            delta -= 1
+            modifiers.append(f"pergunta: {expected}")
+    intensifier = _near(_INTENSIFIERS, toks, start - INTENSIFIER_BEFORE,
+                        end + INTENSIFIER_AFTER, taken)
+    if intensifier and not resolved and not mild_or_past:
+        delta += 1
+        modifiers.append(f"intensidade: {intensifier}")
+    new_rank = min(max(rank + delta, 0), ceiling)
+    new_rank = max(new_rank, floor)
+    return table.GRADES[new_rank], modifiers
+
+
+def assess(text: str) -> Urgency:
+    sentences = _sentences(text)
+    all_toks = [t for s in sentences for t in s.toks]
+    contexts = [
+        name for name, patterns in _CONTEXTS.items()
+        if any(not _negated(all_toks, begin) for begin, _ in _spans(patterns, all_toks))
+    ]  # "nao estou gravida" is not a pregnancy
+    if "pregnancy" in contexts and "infant" in contexts:
+        contexts.remove("infant")  # "o bebe parou de mexer" is the pregnancy's baby
+    findings: list[Finding] = []
+    lowered: list[str] = []
+    spans = [[_spans(c.patterns, s.toks) for s in sentences] for c in _SIGNS]
+    sign_starts = [
+        {begin for per_sign in spans for begin, _ in per_sign[i]} for i in range(len(sentences))
+    ]
+    for compiled, per_sentence in zip(_SIGNS, spans, strict=True):
+        sign, disc = compiled.sign, compiled.discriminator
+        if sign.context and sign.context not in contexts:
+            continue
+        for index, sentence in enumerate(sentences):
+            toks = sentence.toks
+            if not per_sentence[index]:
+                continue
+            if sign.needs_report and not _any_in(_REPORT, toks):
+                continue
+            for begin, end in per_sentence[index]:
+                taken = set(range(begin, end))
+                if compiled.with_any:
+                    partner = _partner(compiled.with_any, all_toks, sentence.start + begin,
+                                       sentence.start + end)
+                    if partner is None:
+                        continue
+                    p_begin, p_end = partner
+                    taken |= {i - sentence.start for i in range(p_begin, p_end)}
+                graded = _grade_match(disc, sign, sentence, begin, end, taken,
+                                      sign_starts[index])
+                phrase = " ".join(toks[begin:end])
+                if graded is None or graded[0] == "routine":
+                    lowered.append(disc.id)
+                    continue
+                findings.append(Finding(disc.id, graded[0], sign.grade, phrase, graded[1]))
+    if not findings:
+        return Urgency("routine", None, [], contexts, sorted(set(lowered)))
+    order = {d.id: i for i, d in enumerate(table.DISCRIMINATORS)}
+    best = max(findings, key=lambda f: (GRADE_RANK[f.grade], -order[f.discriminator]))
+    return Urgency(best.grade, best.discriminator, findings, contexts, sorted(set(lowered)))
+
+
+def _partner(patterns: Sequence[Pattern], all_toks: Sequence[str], start: int,
+             end: int) -> tuple[int, int] | None:
+    """A `with_any` phrase near the sign (message-wide positions), not the sign itself."""
+    low, high = start - WITH_ANY_WINDOW, end + WITH_ANY_WINDOW
+    for pattern in patterns:
+        for begin in pattern.find_all(all_toks):
+            stop = begin + len(pattern.words)
+            if stop <= low or begin >= high:
+                continue
+            if begin < end and stop > start:  # the sign's own words
+                continue
+            if _negated(all_toks, begin):  # "nao vomitou nada"
+                continue
+            return begin, stop
+    return None
+
+
+def declared_urgency(text: str) -> bool:
+    """The patient says it is urgent ("URGENTE", "socorro") without naming a sign."""
+    toks = normalize(text).split()
+    for begin, _ in _spans(_DECLARED, toks):
+        if not _negated(toks, begin):
+            return True
+    return False
