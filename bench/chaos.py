@@ -371,7 +371,10 @@ SHORT = Profile(
         "SCHEDULER_MAINTENANCE_SECONDS": "3",
         "SCHEDULER_TICK_SECONDS": "3",
         "REACT_REDRIVE_AFTER_SECONDS": "8",
-        "RECONCILE_STUCK_AFTER_SECONDS": "5",
+        # The send task's hard time limit stays below the stuck threshold
+        # (settings refuse the reverse: a running send judged abandoned).
+        "SEND_TASK_TIME_LIMIT_SECONDS": "6",
+        "RECONCILE_STUCK_AFTER_SECONDS": "8",
         "PROVIDER_READ_TIMEOUT_SECONDS": "2",
         "PROVIDER_CONNECT_TIMEOUT_SECONDS": "1",
     },

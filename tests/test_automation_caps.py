@@ -14,10 +14,11 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from shared.automations import realert_unanswered_urgent
+from shared.automations import oncall_automation, realert_unanswered_urgent
 from shared.db import session_scope
 from shared.models import AutomationRun, MessageEvent
 from shared.reactions import react_to_inbound
+from shared.triage import triage
 from tests.test_automations import AUTOMATION_ENV, ONCALL, file_message, outbound
 
 MEDICO = "medico@clinicateste.com.br"
@@ -71,8 +72,11 @@ def test_a_flood_of_urgent_form_messages_pages_oncall_only_up_to_the_global_cap(
     assert len(pages) == 2
     assert [n["oncall"] for n in notes[2:]] == ["capped: oncall global cap 2/hour"] * 2
     # Recorded on the patient's message, without PII; the doctor is e-mailed for all four.
+    # The on-call automation is named by the message's grade ("sangrando
+    # muito" is an emergency: urgent_oncall_emergency).
+    page = oncall_automation(triage("socorro, estou sangrando muito").urgency)
     for mid in ids[2:]:
-        assert capped_events(mid) == ["urgent_oncall: oncall global cap 2/hour"]
+        assert capped_events(mid) == [f"{page}: oncall global cap 2/hour"]
     assert capped_events(ids[0]) == []
     assert len(outbound(channel="email", to_address=MEDICO)) == 4
     logged = [r for r in caplog.records if r.getMessage() == "automatic send capped"]
@@ -82,7 +86,7 @@ def test_a_flood_of_urgent_form_messages_pages_oncall_only_up_to_the_global_cap(
         assert "Robo" not in text and "+5511" not in text and "sangrando" not in text
     # A capped page leaves no on-call run behind, so nothing re-alerts for it.
     with session_scope() as s:
-        runs = s.scalars(select(AutomationRun).where(AutomationRun.automation == "urgent_oncall"))
+        runs = s.scalars(select(AutomationRun).where(AutomationRun.automation == page))
         assert len(list(runs)) == 2
     assert realert_unanswered_urgent(datetime.now(UTC) + timedelta(minutes=20)) == 2
 

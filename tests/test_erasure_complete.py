@@ -51,7 +51,7 @@ FINAL = {"sent", "delivered", "read", "failed", "skipped", "cancelled", "unknown
 def api_headers() -> dict[str, str]:
     key = generate_api_key()
     with session_scope() as s:
-        s.add(ApiKey(name="booking-system", key_hash=hash_api_key(key)))
+        s.add(ApiKey(name="booking-system", key_hash=hash_api_key(key), scopes=["intake", "send", "read", "admin"]))
     return {"Authorization": f"Bearer {key}"}
 
 

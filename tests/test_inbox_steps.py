@@ -162,7 +162,7 @@ def api_headers() -> Iterator[dict[str, str]]:
 
     key = generate_api_key()
     with session_scope() as s:
-        s.add(ApiKey(name="status-test", key_hash=hash_api_key(key)))
+        s.add(ApiKey(name="status-test", key_hash=hash_api_key(key), scopes=["send"]))
     yield {"Authorization": f"Bearer {key}"}
 
 

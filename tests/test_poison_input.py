@@ -63,7 +63,7 @@ def api_auth() -> dict[str, str]:
 
     key = generate_api_key()
     with session_scope() as s:
-        s.add(ApiKey(name="poison-tests", key_hash=hash_api_key(key)))
+        s.add(ApiKey(name="poison-tests", key_hash=hash_api_key(key), scopes=["intake", "send", "read", "admin"]))
     return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
 

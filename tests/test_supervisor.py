@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -143,11 +144,18 @@ def assert_run_file_recorded(sup: Supervisor) -> None:
 
 
 def use_key_against_ingest(sup: Supervisor, key: str, message_id: uuid.UUID) -> None:
-    status = requests.get(
-        f"{sup.base}/api/messages/{message_id}", headers={"Authorization": f"Bearer {key}"},
-        timeout=5,
-    )
-    assert status.status_code == 200, status.text
+    # Until the worker files the message its status is "accepted", with no
+    # contact yet: wait for the filed answer (which shows a key its contact).
+    deadline = time.monotonic() + 30
+    while True:
+        status = requests.get(
+            f"{sup.base}/api/messages/{message_id}", headers={"Authorization": f"Bearer {key}"},
+            timeout=5,
+        )
+        assert status.status_code == 200, status.text
+        if status.json().get("status") != "accepted" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert status.json()["message_id"] == str(message_id)
     # The same key is scoped: no patient data, no erasure.
     contact = status.json()["contact_id"]

@@ -508,7 +508,7 @@ def test_proof_link_verifies_an_address(client, worker, smtp, cfg) -> None:
         holder, identity_id = held.contact_id, held.id
     key = generate_api_key()
     with session_scope() as s:
-        s.add(ApiKey(name="recepcao", key_hash=hash_api_key(key)))
+        s.add(ApiKey(name="recepcao", key_hash=hash_api_key(key), scopes=["send"]))
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
     bad = client.post(
