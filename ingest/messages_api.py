@@ -32,7 +32,7 @@ from shared.outbound import (
 )
 from shared.templating import TemplateError
 from shared.tokens import status_token
-from shared.validation import PayloadError, check_json, check_key, check_text
+from shared.validation import PayloadError, check_json, check_key, check_text, column_length
 from shared.webhook_payload import parse_json_object
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ bp = Blueprint("messages_api", __name__)
 
 _STRING_MAX = {"to": 320, "channel": 16, "template": 64, "subject": 998}
 # Stored as `api:<key>` (shared.outbound) in messages.idempotency_key.
-IDEMPOTENCY_KEY_MAX = Message.__table__.c.idempotency_key.type.length - len("api:")
+IDEMPOTENCY_KEY_MAX = column_length(Message.__table__.c.idempotency_key) - len("api:")
 
 
 class BadRequest(ValueError):

@@ -16,6 +16,7 @@ from ingest.webhook_auth import SIGNATURE_HEADERS, AuthResult, WebhookAuthError
 from shared.models import Message
 from shared.taskqueue import idempotency_redis_key
 from shared.tokens import status_token
+from shared.validation import column_length
 from shared.webhook_payload import (
     MESSAGE_TYPES,
     PayloadError,
@@ -30,7 +31,7 @@ bp = Blueprint("webhook", __name__)
 # The key is stored as `webhook:<key>` in messages.idempotency_key, so the
 # sender's part is bounded by that column less the prefix.
 IDEMPOTENCY_PREFIX = "webhook:"
-IDEMPOTENCY_KEY_MAX = Message.__table__.c.idempotency_key.type.length - len(IDEMPOTENCY_PREFIX)
+IDEMPOTENCY_KEY_MAX = column_length(Message.__table__.c.idempotency_key) - len(IDEMPOTENCY_PREFIX)
 _IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$")
 _HEADER_ENVIRON_KEYS = tuple(
     (name, "HTTP_" + name.upper().replace("-", "_"))

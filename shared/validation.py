@@ -57,6 +57,14 @@ class TooDeep(ValueError):
         self.path = path
 
 
+def column_length(column: Any) -> int:
+    """The declared length of a VARCHAR column (keys are bounded by it)."""
+    length = getattr(column.type, "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{column} has no declared length")
+    return length
+
+
 def is_storable(value: str) -> bool:
     """False when `value` holds a NUL or a lone surrogate."""
     return _UNSTORABLE.search(value) is None

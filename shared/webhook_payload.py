@@ -174,7 +174,7 @@ def _repaired_metadata(metadata: dict[str, Any], warnings: list[str]) -> dict[st
         warnings.append(
             "message.metadata: NUL characters removed, unpaired surrogates replaced by U+FFFD"
         )
-    return fixed  # type: ignore[no-any-return]
+    return fixed
 
 
 def validate_contact(
