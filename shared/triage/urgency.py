@@ -42,6 +42,7 @@ MILD_AFTER = 4  # "febre baixa", "doi um pouco"
 PAST_WINDOW = 4  # "caiu semana passada"
 NEGATION_WINDOW = 4
 HYPOTHETICAL_WINDOW = 4
+RESOLVED_AFTER = 14  # "febre baixa que ja passou"; not a "ta normal" about another thing
 
 # Sentence boundaries: . ! ? ; and line breaks, but not a decimal point ("38.5").
 _SENTENCE_END = re.compile(r"(?<!\d)[.!?;\n]+|[.!?;\n]+(?!\d)|\s+-\s+")
@@ -53,6 +54,8 @@ class _CompiledSign:
     sign: table.Sign
     patterns: tuple[Pattern, ...]
     with_any: tuple[Pattern, ...]
+    with_all: tuple[tuple[Pattern, ...], ...]
+    unless: tuple[Pattern, ...]
 
 
 def _compile() -> tuple[_CompiledSign, ...]:
@@ -61,7 +64,9 @@ def _compile() -> tuple[_CompiledSign, ...]:
         for sign in disc.signs:
             compiled.append(
                 _CompiledSign(disc, sign, compile_patterns(sign.phrases),
-                              compile_patterns(sign.with_any))
+                              compile_patterns(sign.with_any),
+                              tuple(compile_patterns(g) for g in sign.with_all),
+                              compile_patterns(sign.unless))
             )
     return tuple(compiled)
 
@@ -70,6 +75,8 @@ _SIGNS = _compile()
 _CONTEXTS = {name: compile_patterns(phrases) for name, phrases in table.CONTEXTS.items()}
 _NEGATIONS = frozenset(table.NEGATIONS)
 _NEGATION_EXCEPTIONS = frozenset(table.NEGATION_EXCEPTIONS)
+_NEGATION_BREAKS = frozenset(b for b in table.NEGATION_BREAKS if " " not in b)
+_ABILITY = frozenset(("consigo", "consegue", "conseguia", "conseguiu", "consegui"))
 _HYPOTHETICAL = compile_patterns(table.HYPOTHETICAL)
 _MILD = compile_patterns(table.MILD)
 _RESOLVED = compile_patterns(table.RESOLVED)
@@ -174,7 +181,7 @@ def _with_measures(toks: list[str]) -> list[str]:
         if baby and following in ("mes", "meses") and value <= 2:
             found.append("_bebe_pequeno")
         if not baby and following in ("semanas", "semana") and 4 <= value <= 42 and (
-            i > 0 and toks[i - 1] in ("com", "de", "gravida", "gestante")
+            i == 0 or toks[i - 1] in ("com", "de", "gravida", "gestante", "estou")
         ):
             found.append("_gestacao")  # "to com 31 semanas", "gravida de 20 semanas"
         if following == "anos" and value >= 65 and elder:
@@ -231,15 +238,30 @@ def _spans(patterns: Sequence[Pattern], toks: Sequence[str]) -> list[tuple[int, 
 
 
 def _negated(toks: Sequence[str], start: int) -> bool:
-    window = toks[max(0, start - NEGATION_WINDOW):start]
-    if "mas" in window:  # "nao sei, mas estou com falta de ar"
-        window = window[len(window) - window[::-1].index("mas"):]
+    """A negator in the few words before the sign, in the same clause, that
+    negates it: not an idiom ("sem sentido", "nem dipirona segura") and not a
+    "nem" continuing an inability ("nao consigo abrir a boca nem engolir")."""
+    first = max(0, start - NEGATION_WINDOW)
+    window = list(toks[first:start])
+    for index in range(len(window) - 1, -1, -1):  # "nao sei, mas estou com falta de ar"
+        if window[index] in _NEGATION_BREAKS:
+            first += index + 1
+            window = window[index + 1:]
+            break
     for offset, tok in enumerate(window):
         if tok in _NEGATIONS:
             following = window[offset + 1] if offset + 1 < len(window) else toks[start]
-            if following not in _NEGATION_EXCEPTIONS:
-                return True
+            if following in _NEGATION_EXCEPTIONS:
+                continue
+            if tok == "nem" and _ABILITY.intersection(toks[max(0, first + offset - 6):
+                                                          first + offset]):
+                continue
+            return True
     return False
+
+
+def _context_negated(toks: Sequence[str], start: int) -> bool:
+    return any(tok in _NEGATIONS for tok in toks[max(0, start - 2):start])
 
 
 def _hypothetical(toks: Sequence[str], start: int) -> bool:
@@ -273,9 +295,27 @@ def _resolved(toks: Sequence[str], start: int, end: int, sign_starts: set[int]) 
         for begin in pattern.find_all(toks):
             if begin + len(pattern.words) <= start and start - begin <= 4:
                 return str(pattern)
-            if begin >= end and not any(end <= s < begin for s in sign_starts):
+            reach = RESOLVED_AFTER if str(pattern) not in _RESOLVED_NEAR else 4
+            if (end <= begin <= end + reach
+                    and not any(end <= s < begin for s in sign_starts)):
                 return str(pattern)
     return None
+
+
+# Resolutions that may be about anything ("a boca ta normal"): only right after the sign.
+_RESOLVED_NEAR = frozenset(("esta normal", "esta otima", "esta otimo", "controlado",
+                            "controlada", "ficou bem", "comendo bem"))
+_KIN = frozenset(("pai", "mae", "avo", "vo", "tio", "tia", "irmao", "irma", "primo", "prima",
+                  "familia", "familiar", "parente", "sogro", "sogra"))
+
+
+def _family_history(toks: Sequence[str], start: int, end: int) -> bool:
+    """A relative's past event, told as history: "meu pai infartou com 50 anos"."""
+    if not _KIN.intersection(toks[max(0, start - 3):start]):
+        return False
+    after = toks[end:end + 4]
+    return any(tok == "com" and i + 2 < len(after) and after[i + 1].isdigit()
+               and after[i + 2] == "anos" for i, tok in enumerate(after))
 
 
 def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentence,
@@ -284,9 +324,9 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
     """The match's grade after its sentence's modifiers; None when cancelled."""
     toks = sentence.toks
     floor = GRADE_RANK[disc.floor_grade]
-    if _negated(toks, start):
+    if sign.negatable and _negated(toks, start):
         return None
-    if floor == 0 and _hypothetical(toks, start):
+    if floor == 0 and (_hypothetical(toks, start) or _family_history(toks, start, end)):
         return None
     rank = GRADE_RANK[sign.grade]
     emergency = rank == GRADE_RANK["emergency"]
@@ -326,15 +366,19 @@ def assess(text: str) -> Urgency:
     all_toks = [t for s in sentences for t in s.toks]
     contexts = [
         name for name, patterns in _CONTEXTS.items()
-        if any(not _negated(all_toks, begin) for begin, _ in _spans(patterns, all_toks))
-    ]  # "nao estou gravida" is not a pregnancy
+        if any(not _context_negated(all_toks, begin) for begin, _ in _spans(patterns, all_toks))
+    ]  # "nao estou gravida" is not a pregnancy; "nao sinto a bebe mexer" is one
     if "pregnancy" in contexts and "infant" in contexts:
         contexts.remove("infant")  # "o bebe parou de mexer" is the pregnancy's baby
     findings: list[Finding] = []
     lowered: list[str] = []
     spans = [[_spans(c.patterns, s.toks) for s in sentences] for c in _SIGNS]
+    # Where a sign is named (a concept sign's anchor is a plain word such as
+    # "barriga" or "lado": not a sign by itself).
     sign_starts = [
-        {begin for per_sign in spans for begin, _ in per_sign[i]} for i in range(len(sentences))
+        {begin for c, per_sign in zip(_SIGNS, spans, strict=True) if not c.with_all
+         for begin, _ in per_sign[i]}
+        for i in range(len(sentences))
     ]
     for compiled, per_sentence in zip(_SIGNS, spans, strict=True):
         sign, disc = compiled.sign, compiled.discriminator
@@ -346,8 +390,15 @@ def assess(text: str) -> Urgency:
                 continue
             if sign.needs_report and not _any_in(_REPORT, toks):
                 continue
+            if compiled.unless and _any_in(compiled.unless, toks):
+                continue
             for begin, end in per_sentence[index]:
                 taken = set(range(begin, end))
+                if compiled.with_all:
+                    concept = _concepts(compiled.with_all, toks, begin, end, sign.within)
+                    if concept is None:
+                        continue
+                    taken |= concept
                 if compiled.with_any:
                     partner = _partner(compiled.with_any, all_toks, sentence.start + begin,
                                        sentence.start + end)
@@ -367,6 +418,35 @@ def assess(text: str) -> Urgency:
     order = {d.id: i for i, d in enumerate(table.DISCRIMINATORS)}
     best = max(findings, key=lambda f: (GRADE_RANK[f.grade], -order[f.discriminator]))
     return Urgency(best.grade, best.discriminator, findings, contexts, sorted(set(lowered)))
+
+
+def _concepts(groups: Sequence[Sequence[Pattern]], toks: Sequence[str], start: int,
+              end: int, within: int) -> set[int] | None:
+    """Positions of one non-negated phrase of every group, each within `within`
+    words of the sign in its sentence and not overlapping it; None when a group
+    is missing."""
+    taken: set[int] = set()
+    for group in groups:
+        found = None
+        for pattern in group:
+            for begin in pattern.find_all(toks):
+                stop = begin + len(pattern.words)
+                if stop <= start - within or begin >= end + within:
+                    continue
+                if begin < end and stop > start:
+                    continue
+                if taken.intersection(range(begin, stop)):
+                    continue
+                if _negated(toks, begin):
+                    continue
+                found = range(begin, stop)
+                break
+            if found:
+                break
+        if found is None:
+            return None
+        taken |= set(found)
+    return taken
 
 
 def _partner(patterns: Sequence[Pattern], all_toks: Sequence[str], start: int,
