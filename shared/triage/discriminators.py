@@ -216,8 +216,10 @@ RESOLVED = (
     "ja cicatrizou", "=amarelando", "que eu tinha", "que eu tive", "que ele tinha",
     "que ela tinha", "nunca mais voltou", "passou em segundos", "passou logo",
 )
-# An event in the past ("caiu semana passada", "crise de mes passado"): one
-# step lower, anywhere in the sentence.
+# An event in the past ("caiu semana passada", "teve avc ano passado"): history,
+# not why the patient writes now, so the sign is routine — unless it goes on
+# ("desde semana passada") or something happens now ("agora", "hoje", "ainda",
+# "voltou", "mas") within 4 words of the sign.
 PAST = (
     "semana passada", "mes passado", "ano passado", "semanas atras", "meses atras",
     "anos atras", "ha meses", "ha anos", "faz meses", "faz anos", "faz um mes",
@@ -300,7 +302,9 @@ DROOPING = ("=caida", "=caido", "=caiu", "=torta", "=torto", "entort*", "=repuxa
             "=repuxado", "=paralisada", "=paralisado", "=pendendo", "=despencou",
             "desviou", "=desviada", "=murcha", "=murchou")
 LIMB = ("=mao", "=braco", "=perna", "=pe", "=lado", "=dedos")
-LIMB_FAILING = ("nao obedece", "nao obedecia", "nao mexe", "nao mexia", "nao levanta",
+LIMB_FAILING = ("nao obedece", "nao obedecia", "parou de obedecer", "parou de mexer",
+                "parou de funcionar", "sem movimento", "nao obedeceu", "nao mexe", "nao mexia",
+                "nao levanta",
                 "nao segura", "nao firma", "nao sente", "sem forca", "perdeu a forca",
                 "=fraca", "=fraco", "=pesada", "=pesado", "=morta", "=morto", "=mole",
                 "=paralisad*", "caiu o garfo", "derrubou", "deixou cair")
@@ -421,7 +425,7 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
         max_grade="emergency",
         signs=(
             Sign("emergency", ("desacordad*", "inconscien*", "nao acorda", "nao esta acordando",
-                               "nao responde", "nao reage", "sem reacao", "desfalecid*",
+                               "nao =responde", "nao =reage", "sem reacao", "desfalecid*",
                                "perdeu a consciencia", "perdeu os sentidos", "desmaiado",
                                "desmaiada", "convuls*", "convulc*", "se debatendo",
                                "se tremendo todo", "tremendo todo e revirando", "olho revirando",
@@ -857,9 +861,9 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "tomei todos os", "tomei todos", "tomei a cartela",
                                "tomei varios comprimidos", "tomei muitos comprimidos",
                                "tomei todos os remedios", "vou me matar hoje",
-                               "vou me matar agora", "carta de despedida", "me despedir",
+                               "vou me matar agora", "carta de despedida",
                                "se cortou no pulso", "cortou no pulso", "cortou o pulso",
-                               "me despedindo", "estou me despedindo", "adeus a todos",
+                               "adeus a todos",
                                "vou pular", "me jogar da", "me jogar do", "me enforcar",
                                "ja comprei", "ja separei os remedios",
                                "ja separei os comprimidos", "ja tenho o plano",
@@ -871,6 +875,11 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                  with_any=("=hoje", "=agora", "=carta", "=plano", "ja comprei", "ja separei",
                            "despedida", "=ponte", "=predio", "=janela", "=corda", "=veneno",
                            "=arma", "esta noite", "sangrando", "trancou", "=pulso")),
+            Sign("very_urgent", ("me despedir", "me despedindo", "estou me despedindo",
+                                 "adeus a todos", "=adeus"),
+                 unless=("=mudar", "=mudando", "=mudanca", "=viagem", "=viajar", "=equipe",
+                         "=clinica", "=aposentar", "=aposentadoria", "=ferias"),
+                 negatable=False, note="despedida"),
             Sign("emergency", ("despedi*", "=adeus"),
                  with_all=(("=corda", "=ponte", "=predio", "=remedios", "=comprimidos",
                             "=arma", "=veneno", "nao atende", "sumiu", "=carta", "=pular",
@@ -888,6 +897,9 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "penso em como", "ja pensei ate", "ja pensei em como",
                                  "pensei num jeito", "pensei no jeito", "ja sei como vou",
                                  "nao quero mais acordar", "nao queria mais acordar",
+                                 "nunca mais acordar", "nao acordar nunca mais",
+                                 "escrevi cartas", "deixei cartas", "deixei uma carta",
+                                 "escrevi uma carta para", "cartas de despedida",
                                  "queria nao acordar", "nao aguento mais viver",
                                  "nao aguento mais essa vida", "nao aguento mais existir",
                                  "nao aguento mais nada", "cansei de viver",

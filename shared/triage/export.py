@@ -107,7 +107,8 @@ def render() -> str:
         "emergência): " + _phrases(table.MILD))
     add("- **Resolvido** (−2 graus, −1 para sinal de emergência; vale para o sinal "
         "anterior na frase): " + _phrases(table.RESOLVED))
-    add("- **Passado** (−1 grau): " + _phrases(table.PAST))
+    add("- **Passado** (história, vira rotina; não com \"desde\" nem com \"agora\", "
+        "\"hoje\", \"ainda\", \"voltou\", \"mas\" perto do sinal): " + _phrases(table.PAST))
     add("- **Efeito esperado perguntado** (−1 grau): " + _phrases(table.EXPECTED_QUESTION))
     add("- **Intensificadores** (+1 grau até o máximo do discriminador): "
         + _phrases(table.INTENSIFIERS))

@@ -14,7 +14,9 @@ Steps:
    `with_any` also needs one of those words near it (12 words either side);
 4. modify each match's grade by the words around it in its sentence:
    negated ("nao tenho febre") or hypothetical ("o que faco se tiver febre")
-   cancels it; resolved ("ja passou") lowers two steps; mild ("febre baixa",
+   cancels it, and so does a relative's history ("meu pai infartou com 50
+   anos") or a past event ("teve avc ano passado", not "desde semana
+   passada"); resolved ("ja passou") lowers two steps; mild ("febre baixa",
    "doi um pouco") or an expected effect asked about ("e normal?") one step;
    an intensifier ("muito", "nao para", "desde ontem", "piorando") raises it
    one step, up to the discriminator's max_grade; self-harm never drops
@@ -81,6 +83,8 @@ _HYPOTHETICAL = compile_patterns(table.HYPOTHETICAL)
 _MILD = compile_patterns(table.MILD)
 _RESOLVED = compile_patterns(table.RESOLVED)
 _PAST = compile_patterns(table.PAST)
+_SINCE = compile_patterns(("desde", "faz", "ha"))
+_NOW = frozenset(("agora", "hoje", "novamente", "voltou", "mas", "ainda"))
 _EXPECTED = compile_patterns(table.EXPECTED_QUESTION)
 _INTENSIFIERS = compile_patterns(table.INTENSIFIERS)
 _REPORT = compile_patterns(table.REPORT_MARKERS)
@@ -180,8 +184,11 @@ def _with_measures(toks: list[str]) -> list[str]:
             found.append("_bebe_pequeno")
         if baby and following in ("mes", "meses") and value <= 2:
             found.append("_bebe_pequeno")
-        if not baby and following in ("semanas", "semana") and 4 <= value <= 42 and (
-            i == 0 or toks[i - 1] in ("com", "de", "gravida", "gestante", "estou")
+        before = toks[i - 1] if i else ""
+        pregnant_says = before in ("gravida", "gestante") or i == 0 or (
+            before == "com" and i >= 2 and toks[i - 2] in ("estou", "esta", "ja"))
+        if following in ("semanas", "semana") and 4 <= value <= 42 and (
+            pregnant_says or not baby and before in ("com", "de", "estou")
         ):
             found.append("_gestacao")  # "to com 31 semanas", "gravida de 20 semanas"
         if following == "anos" and value >= 65 and elder:
@@ -340,13 +347,21 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
         # fraco" is the sign); it is lowered one step when it has passed.
         mild = None if emergency else _near(_MILD, toks, start - MILD_BEFORE, end + MILD_AFTER)
         past = _near(_PAST, toks, start - PAST_WINDOW, end + PAST_WINDOW)
+        if past and (_near(_SINCE, toks, start - PAST_WINDOW - 1, end + PAST_WINDOW)
+                     or _NOW.intersection(toks[max(0, start - PAST_WINDOW):end + PAST_WINDOW])):
+            # "febre desde semana passada" is still going on; in "tive avc ano
+            # passado e agora a boca entortou" the sign is now
+            past = None
         mild_or_past = bool(mild or past)
         if resolved:
             delta -= 1 if emergency else 2
             modifiers.append(f"resolvido: {resolved}")
-        elif mild or past:
+        elif past:  # history, not the reason to write now
+            delta -= 3
+            modifiers.append(f"passado: {past}")
+        elif mild:
             delta -= 1
-            modifiers.append(f"leve: {mild or past}")
+            modifiers.append(f"leve: {mild}")
         expected = _near(_EXPECTED, toks, 0, len(toks))
         if expected and (sentence.asked or "normal" in expected):
             delta -= 1
