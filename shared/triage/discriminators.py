@@ -184,6 +184,7 @@ REPORT_MARKERS = (
     "estou", "esta", "estava", "ficou", "fiquei", "ficando", "sinto", "sentindo", "senti",
     "acordei", "acordou", "saiu", "saindo", "nao passa", "piorando", "piorou", "desde",
     "agora", "ontem", "hoje", "minha", "meu", "tenho", "apareceu", "apareceram", "surgiu",
+    "nao melhora", "nao melhorou", "nao alivia", "nem com remedio",
     "comecou", "continua", "notei", "percebi", "reparei", "deu", "teve", "tive", "=ele",
     "=ela", "=dele", "=dela",
 )
@@ -246,6 +247,11 @@ DECLARED_URGENCY = (
     "me ajuda", "me ajudem", "ajuda por favor", "pelo amor de deus", "=grave",
 )
 
+# ...but not when it names a service asked about ("voces atendem emergencia?").
+DECLARED_SERVICE = ("atendem", "atende", "atendimento de", "atendimento para", "plantao",
+                    "servico de", "numero de", "telefone de", "contato de", "=fazem",
+                    "tem atendimento")
+
 # --- the discriminators -----------------------------------------------------------
 _BREATH_SEVERE = (
     "nao consigo respirar", "nao consegue respirar", "sem conseguir respirar",
@@ -289,7 +295,8 @@ MEDICINE = ("=remedio", "=remedios", "=comprimido", "=comprimidos", "=pilula", "
             "=ibuprofeno", "=rivotril", "=clonazepam", "=antidepressivo", "=calmante",
             "=calmantes", "=insulina", "=cartela", "=frasco", "=vidro", "=vidrinho",
             "anticoncepcional", "=ferro", "sulfato ferroso")
-LARGE_AMOUNT = ("=cartelas", "=caixas", "=frascos", "duas cartelas", "cartela inteira",
+LARGE_AMOUNT = ("_muitos_comprimidos", "=cartelas", "=caixas", "=frascos", "duas cartelas",
+                "cartela inteira",
                 "caixa inteira", "frasco inteiro", "vidro inteiro",
                 "=todos", "=todas", "=tudo", "=varios", "=varias", "=muitos", "=muitas",
                 "quase vazio", "quase vazia", "=vazio", "=vazia", "pela metade",
@@ -325,7 +332,8 @@ FETAL_MOVEMENT = ("=mexer", "=mexe", "=mexendo", "=mexeu", "=movimento", "=movim
 FETAL_ABSENT = ("nao sinto", "nao senti", "nao sente", "nao mexe", "nao mexeu", "nao esta",
                 "parou de", "=menos", "=pouco", "=diminuiu", "=nada", "=nadinha", "sem sentir")
 SUICIDAL_THOUGHT = ("pensei", "penso", "pensando", "pensamento*", "vontade", "=ideia",
-                    "planejando", "planejei", "=plano", "=quero", "=queria")
+                    "planejando", "planejei", "=plano", "=quero", "=queria", "=devia",
+                    "=deveria", "=melhor")
 SUICIDAL_ACT = ("=sumir", "=morrer", "acabar com tudo", "acabar com a vida",
                 "nao existir", "deixar de existir", "me matar", "tirar a vida",
                 "=desaparecer", "nao acordar", "=suicidio", "me jogar", "me enforcar")
@@ -775,6 +783,14 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                  unless=("=ainda", "primeira gravidez", "quando comeca", "quando vou",
                          "quando vai", "com quantas", "a partir de"),
                  note="bebê não mexe / mexe menos"),
+            Sign("very_urgent", ("inchad*", "inchaco", "inchou", "inchando"),
+                 with_all=(("=rosto", "=cara", "=face", "=maos", "=mao", "=pernas", "=pes",
+                            "=olhos", "=dedos"),), within=6, context="pregnancy",
+                 needs_report=True, note="inchaço (pré-eclâmpsia)"),
+            Sign("very_urgent", ("dor de cabeca",),
+                 with_any=("forte", "muito", "nao passa", "nao melhora", "=vista", "=visao",
+                           "pontinhos", "estrelinhas", "inchad*", "=pressao", "piorando"),
+                 context="pregnancy", note="cefaleia na gestação (pré-eclâmpsia)"),
             Sign("very_urgent", ("sangr*", "sangue", "borra", "=escape", "manchinha de sangue",
                                  "perdendo liquido", "perdi liquido", "vazando liquido",
                                  "liquido escorrendo", "escorrendo liquido", "agua escorrendo",
@@ -858,7 +874,7 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
             Sign("emergency", ("tentei me matar", "tentou se matar", "tentei suicidio",
                                "tentativa de suicidio", "me cortei", "cortei os pulsos",
                                "cortei meu pulso", "cortei o pulso", "cortou os pulsos",
-                               "tomei todos os", "tomei todos", "tomei a cartela",
+                               "tomei a cartela",
                                "tomei varios comprimidos", "tomei muitos comprimidos",
                                "tomei todos os remedios", "vou me matar hoje",
                                "vou me matar agora", "carta de despedida",
@@ -887,7 +903,12 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                  unless=("=viagem", "=mudanca", "=emprego", "=festa", "=aposentadoria",
                          "=despedida de solteir*"),
                  note="mensagem de despedida com um meio ou sumiço"),
+            Sign("very_urgent", ("machuc*", "cort*", "queim*", "=bate", "=bater", "arranh*"),
+                 with_all=(("de proposito", "=proposital", "=propositalmente"),), within=5,
+                 note="machucar-se de propósito"),
             Sign("very_urgent", SUICIDAL_THOUGHT, with_all=(SUICIDAL_ACT,), within=5,
+                 unless=("=k", "=rs", "=rsrs", "=haha", "=hahaha", "de tanto", "de tanta",
+                         "de vergonha", "=ferias", "=brincadeira"),
                  note="pensamento / vontade de sumir, morrer, acabar com tudo"),
             Sign("very_urgent", ("sem mim",),
                  with_all=(("=melhor", "=leve", "=feliz", "=felizes", "=ficaria",
@@ -909,7 +930,9 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "distribuindo minhas coisas", "cuida dos meus filhos por mim",
                                  "cuidem dos meus filhos", "me cortar", "me cortei",
                                  "me cortando", "me queimar", "me queimei", "me arranhar",
-                                 "me bater", "tomei tudo", "tomei todos", "morrer dormindo",
+                                 "me bater", "morrer dormindo", "se cortando", "se corta",
+                                 "se mutilando", "se mutila", "marcas de corte",
+                                 "cortes no braco", "cortes nos bracos", "cortes na perna",
                                  "nao ver mais ninguem", "fazer uma besteira",
                                  "fazer besteira", "fazer uma loucura", "sem coragem ainda",
                                  "nao tenho coragem ainda", "nao faz sentido viver",
@@ -939,7 +962,6 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "todos ficariam melhor sem mim", "desistir de viver",
                                  "desistir da vida", "nao ver mais saida",
                                  "nao vejo saida", "nao tem saida", "melhor sem mim",
-                                 "devia sumir", "queria sumir", "vontade de sumir",
                                  "sentir minha falta", "se eu nao estivesse aqui",
                                  "se eu nao existisse", "se eu sumisse",
                                  "nao estivesse mais aqui")),
@@ -1045,6 +1067,13 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                            "=gelado", "=gelados", "muito apertado", "nao sinto os dedos",
                            "dor muito forte", "inchou muito"),
                  note="gesso ou tala apertando (síndrome compartimental)"),
+            Sign("urgent", ("inchou", "inchad*", "inchaco", "=roxo", "=roxa"),
+                 with_all=(("nao consigo dobrar", "nao consegue dobrar", "nao consigo pisar",
+                            "nao consegue pisar", "nao consigo andar", "nao consegue andar",
+                            "nao consigo apoiar", "nao consegue apoiar", "nao apoia",
+                            "nao consigo mexer", "nao consegue mexer", "nao consigo esticar",
+                            "nao consegue esticar", "nao firma"),), within=10,
+                 note="articulação inchada sem conseguir apoiar / mexer"),
             Sign("urgent", ("caiu", "levei uma queda", "sofri uma queda", "sofreu uma queda",
                             "teve uma queda", "tive uma queda", "queda da", "queda do",
                             "queda de bicicleta", "queda de moto", "queda de bike",

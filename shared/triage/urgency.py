@@ -89,6 +89,7 @@ _EXPECTED = compile_patterns(table.EXPECTED_QUESTION)
 _INTENSIFIERS = compile_patterns(table.INTENSIFIERS)
 _REPORT = compile_patterns(table.REPORT_MARKERS)
 _DECLARED = compile_patterns(table.DECLARED_URGENCY)
+_DECLARED_SERVICE = compile_patterns(table.DECLARED_SERVICE)
 
 
 @dataclass
@@ -134,6 +135,10 @@ _BABY_WORDS = ("bebe", "nenem", "filho", "filha", "filhinho", "filhinha", "menin
 
 _ELDER_WORDS = ("pai", "mae", "avo", "vo", "vovo", "tio", "tia", "sogro", "sogra", "senhor",
                 "senhora", "idoso", "idosa", "marido", "esposa", "tenho")
+
+
+_PILL_WORDS = ("comprimidos", "remedios", "pilulas", "capsulas", "cartelas", "caixas",
+               "frascos", "vidros", "doses", "gotas", "comprimido")
 
 
 def _number(tok: str) -> int | None:
@@ -191,6 +196,8 @@ def _with_measures(toks: list[str]) -> list[str]:
             pregnant_says or not baby and before in ("com", "de", "estou")
         ):
             found.append("_gestacao")  # "to com 31 semanas", "gravida de 20 semanas"
+        if value >= 3 and following in _PILL_WORDS:
+            found.append("_muitos_comprimidos")  # "engoli uns 20 comprimidos"
         if following == "anos" and value >= 65 and elder:
             found.append("_idoso")
         out.extend(found)
@@ -312,13 +319,15 @@ def _resolved(toks: Sequence[str], start: int, end: int, sign_starts: set[int]) 
 # Resolutions that may be about anything ("a boca ta normal"): only right after the sign.
 _RESOLVED_NEAR = frozenset(("esta normal", "esta otima", "esta otimo", "controlado",
                             "controlada", "ficou bem", "comendo bem"))
+_HAD = frozenset(("teve", "tive", "tiveram", "tinha"))
 _KIN = frozenset(("pai", "mae", "avo", "vo", "tio", "tia", "irmao", "irma", "primo", "prima",
                   "familia", "familiar", "parente", "sogro", "sogra"))
 
 
 def _family_history(toks: Sequence[str], start: int, end: int) -> bool:
-    """A relative's past event, told as history: "meu pai infartou com 50 anos"."""
-    if not _KIN.intersection(toks[max(0, start - 3):start]):
+    """A past event told as history, with the age it happened at: "meu pai
+    infartou com 50 anos", "teve convulsao febril com 2 anos"."""
+    if not (_KIN | _HAD).intersection(toks[max(0, start - 3):start]):
         return False
     after = toks[end:end + 4]
     return any(tok == "com" and i + 2 < len(after) and after[i + 1].isdigit()
@@ -485,6 +494,9 @@ def declared_urgency(text: str) -> bool:
     """The patient says it is urgent ("URGENTE", "socorro") without naming a sign."""
     toks = normalize(text).split()
     for begin, _ in _spans(_DECLARED, toks):
-        if not _negated(toks, begin):
-            return True
+        if _negated(toks, begin):
+            continue
+        if _near(_DECLARED_SERVICE, toks, begin - 3, begin):
+            continue  # "voces atendem emergencia sabado?" asks about a service
+        return True
     return False
