@@ -601,7 +601,7 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                            "nem com analgesico", "piorando", "piorou", "bastante",
                            "insuportavel", "horrivel", "absurd*", "latej*",
                            "nao deixa", "acordou", "acordei", "nem dipirona", "nem remedio",
-                           "nem o remedio", "nem analgesico", "a noite toda",
+                           "nem o remedio", "nem analgesico", "a noite toda", "me matando",
                            "sem dormir", "nao dormi", "nao dormiu", "nao consegue dormir"),
                  unless=("quando anda", "quando ando", "quando caminha", "quando subo",
                          "quando sobe", "quando agacho", "ao andar", "ao subir",
