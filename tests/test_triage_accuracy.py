@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bench.triage_accuracy import HELDOUT, TUNE, evaluate, load_examples
+import pytest
+
+from bench.triage_accuracy import HELDOUT, HELDOUT2, TUNE, evaluate, load_examples
 from shared.triage.discriminators import GRADES
 from shared.triage.rules import INTENTS
 
@@ -40,6 +42,19 @@ def test_rules_meet_the_goals_on_the_development_data() -> None:
     misses = [(p.example.id, p.urgency, p.example.text) for p in report.errors
               if p.missed or p.false_alarm]
     assert report.meets_goals() == [], misses
+
+
+@pytest.mark.skipif(not HELDOUT2.exists(), reason="held-out part not present")
+def test_rules_on_the_held_out_part() -> None:
+    # Measured once, after tuning ended, not tuned on: urgent recall 0.883,
+    # emergency recall 0.828, false alarms 0.044, intent accuracy 0.837. The
+    # false-alarm goal is met and asserted; the others are floors against
+    # regression, not the goals.
+    report = evaluate(load_examples(HELDOUT2))
+    assert report.false_alarm_rate <= 0.05
+    assert report.urgent_recall >= 0.88
+    assert report.emergency_recall is not None and report.emergency_recall >= 0.82
+    assert report.accuracy >= 0.83
 
 
 def test_labelled_set_is_large_varied_and_well_formed() -> None:
