@@ -1,13 +1,13 @@
 """Regression guard for the rules on the labelled sets.
 
-The general-clinics set (tests/data/triage_tune.jsonl + triage_heldout.jsonl,
-nine specialties, graded). The goals — emergency recall 1.0, urgent recall
->= 0.95, false alarms <= 5 %, intent accuracy >= 0.90 — are met on the tuning
-part, which the rules were developed on. They are NOT met on the held-out
-part (measured once, at the end, and not tuned on: urgent recall 0.824,
-emergency recall 0.643, false alarms 0.033, intent accuracy 0.844), so the
-held-out test holds those measured figures as a floor against regression,
-not the goals; `python -m bench triage` prints both and every held-out miss.
+The general-clinics set (nine specialties, graded). Development data:
+tests/data/triage_tune.jsonl + triage_heldout.jsonl (the second was measured
+once as a held-out part, then studied and tuned on); the goals — emergency
+recall 1.0, urgent recall >= 0.95, false alarms <= 5 %, intent accuracy
+>= 0.90 — are asserted there. The held-out part is triage_heldout2.jsonl,
+never looked at while tuning; its test asserts the goals it meets and the
+measured figures as a floor for those it does not; `python -m bench triage`
+prints it first with every miss.
 The first (aesthetics) set keeps its goal: intent accuracy >= 0.90 and urgent
 recall >= 0.95.
 """
@@ -18,7 +18,7 @@ from collections import Counter
 
 import pytest
 
-from bench.triage_accuracy import HELDOUT, TUNE, evaluate, load_examples
+from bench.triage_accuracy import HELDOUT, HELDOUT2, TUNE, evaluate, load_examples
 from shared.triage.discriminators import GRADES
 from shared.triage.rules import INTENTS
 
@@ -37,19 +37,24 @@ def test_general_clinics_set_is_large_varied_and_well_formed() -> None:
     assert set(grades) == set(GRADES) and min(grades.values()) >= 30
 
 
-def test_rules_meet_the_goals_on_the_tuning_part() -> None:
-    report = evaluate(load_examples(TUNE))
-    misses = [(p.example.id, p.urgency, p.example.text) for p in report.errors]
+def test_rules_meet_the_goals_on_the_development_data() -> None:
+    report = evaluate(general_clinics())
+    misses = [(p.example.id, p.urgency, p.example.text) for p in report.errors
+              if p.missed or p.false_alarm]
     assert report.meets_goals() == [], misses
 
 
-@pytest.mark.skipif(not HELDOUT.exists(), reason="held-out part not present")
-def test_rules_do_not_regress_on_the_held_out_part() -> None:
-    report = evaluate(load_examples(HELDOUT))
-    assert report.false_alarm_rate <= 0.05  # the one goal met there
-    assert report.urgent_recall >= 0.82
-    assert report.emergency_recall is not None and report.emergency_recall >= 0.64
-    assert report.accuracy >= 0.84
+@pytest.mark.skipif(not HELDOUT2.exists(), reason="held-out part not present")
+def test_rules_on_the_held_out_part() -> None:
+    # Measured once, after tuning ended, not tuned on: urgent recall 0.883,
+    # emergency recall 0.828, false alarms 0.044, intent accuracy 0.837. The
+    # false-alarm goal is met and asserted; the others are floors against
+    # regression, not the goals.
+    report = evaluate(load_examples(HELDOUT2))
+    assert report.false_alarm_rate <= 0.05
+    assert report.urgent_recall >= 0.88
+    assert report.emergency_recall is not None and report.emergency_recall >= 0.82
+    assert report.accuracy >= 0.83
 
 
 def test_labelled_set_is_large_varied_and_well_formed() -> None:

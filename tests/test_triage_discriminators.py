@@ -111,3 +111,61 @@ def test_stored_triage_carries_grade_discriminator_and_reasons(settings) -> None
     routine = triage("qual o valor da consulta?", settings=settings).to_dict()
     assert routine["urgent"] is False and routine["urgency"] == "routine"
     assert "discriminator" not in routine
+
+
+# Signs worded in ways the phrase lists do not spell out: concept groups in any
+# order, scoped negation, routine mentions that must stay routine. None of these
+# sentences is in the labelled data.
+@pytest.mark.parametrize(
+    ("text", "at_least"),
+    [
+        # concept groups, any word order
+        ("uma pilha pequena, acho que o meu filho engoliu", "emergency"),
+        ("a nenem engoliu um ima da geladeira", "emergency"),
+        ("achei a cartela do anticoncepcional vazia e minha filha de 2 anos tava com ela",
+         "emergency"),
+        ("minha mae acordou com o lado esquerdo do rosto caido", "emergency"),
+        ("a perna direita dela parou de obedecer de repente", "emergency"),
+        ("meu pai ta falando tudo embolado de repente", "emergency"),
+        ("meu bebe de 5 meses ta gemendo pra respirar e as costelinhas afundando", "emergency"),
+        ("to com 36 semanas e o bebe ta mexendo bem menos hoje", "emergency"),
+        ("tomo xarelto e o nariz ta sangrando", "very_urgent"),
+        ("misturei cloro com desinfetante e respirei o vapor", "very_urgent"),
+        # negation scoped to its clause, idioms that negate nothing
+        ("ela comecou a falar coisa sem sentido e a boca entortou", "emergency"),
+        ("nao consigo abrir a boca nem engolir saliva, o inchaco do dente foi pro pescoco",
+         "emergency"),
+        ("dor de dente latejando, nem dipirona segura, to sem dormir", "urgent"),
+        # indirect suicidal ideation
+        ("acho que o mundo ficaria mais leve sem mim", "very_urgent"),
+        ("ja pensei ate em como fazer", "very_urgent"),
+        ("queria dormir e nunca mais acordar", "very_urgent"),
+        ("engoli uns 20 comprimidos de rivotril", "emergency"),
+        ("meu marido mandou mensagem se despedindo e pegou a corda", "emergency"),
+    ],
+)
+def test_signs_in_other_words(text: str, at_least: str) -> None:
+    result = assess(text)
+    assert GRADE_RANK[result.grade] >= GRADE_RANK[at_least], (text, result.findings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tomei os remedios certinho essa semana e to dormindo melhor",
+        "tomei todas as doses da vacina, preciso de reforco?",
+        "to morrendo de rir com o video de voces",
+        "tava com vontade de sumir de tanto trabalho kkk",
+        "queria me despedir da equipe, vou mudar de cidade",
+        "nao tenho dor no peito, mas meu pai infartou com 50 anos. que exames faco?",
+        "meu filho teve convulsao febril com 2 anos, precisa acompanhar?",
+        "meu pai teve avc ano passado, quero marcar retorno",
+        "o provisorio caiu enquanto eu jantava, nao doi nada",
+        "cai de bicicleta ontem, so ralei o cotovelo",
+        "a bateria do meu celular acabou por isso nao respondi",
+        "minha pressao ta 12 por 8, ta boa?",
+    ],
+)
+def test_routine_mentions_stay_routine(text: str) -> None:
+    result = assess(text)
+    assert result.grade == "routine", (text, result.findings)

@@ -12,6 +12,10 @@ the highest discriminator it shows, after the modifiers below:
     routine      no clinical urgency (MTS green/blue, every non-clinical message)
 
 How to read a sign:
+    Sign("emergency", CHILD, with_all=(SWALLOWED, HIGH_RISK_OBJECT))
+      a *concept* sign: one word of each group in the same sentence, in any
+      order, within `within` words of each other ("a cacula engoliu a
+      baterinha", "engoliu uma pilha o meu filho");
     Sign("very_urgent", ["falta de ar", ...], with_any=[...], context="infant")
       fires when the message (one sentence of it) contains one of the phrases,
       and, when `with_any` is given, also one of those words in the same
@@ -56,15 +60,29 @@ class Sign:
     context: str | None = None
     note: str = ""
     needs_report: bool = False
+    # Concept groups: every group must also be found in the same sentence,
+    # in any order, within `within` words of the phrase (a word of each).
+    with_all: tuple[tuple[str, ...], ...] = ()
+    within: int = 8
+    # The sign does not fire when one of these is in its sentence
+    # ("o provisorio caiu" is not a fall).
+    unless: tuple[str, ...] = ()
+    # False when the sign's own wording carries the negation ("nao sinto o
+    # bebe mexer", "a mao nao obedece").
+    negatable: bool = True
 
     def __init__(self, grade: str, phrases, with_any=(), context=None, note="",
-                 needs_report=False):
+                 needs_report=False, with_all=(), within=8, unless=(), negatable=True):
         object.__setattr__(self, "grade", grade)
         object.__setattr__(self, "phrases", tuple(phrases))
         object.__setattr__(self, "with_any", tuple(with_any))
         object.__setattr__(self, "context", context)
         object.__setattr__(self, "note", note)
         object.__setattr__(self, "needs_report", needs_report)
+        object.__setattr__(self, "with_all", tuple(tuple(g) for g in with_all))
+        object.__setattr__(self, "within", within)
+        object.__setattr__(self, "unless", tuple(unless))
+        object.__setattr__(self, "negatable", negatable)
 
 
 @dataclass(frozen=True)
@@ -131,7 +149,16 @@ NEGATION_EXCEPTIONS = (
     "para", "parou", "passa", "passou", "melhora", "melhorou", "cessa", "consigo", "consegue",
     "conseguia", "aguento", "aguenta", "sara", "fecha", "estanca", "diminui", "baixa", "sai",
     "acorda", "responde", "mexe", "quer", "come", "mama", "sabe", "sei",
+    # idioms where the negator negates no sign ("falando coisa sem sentido e a
+    # boca entortou", "sem dormir de dor", "nem dipirona segura")
+    "sentido", "querer", "motivo", "nocao", "explicacao", "razao", "mim", "adianta",
+    "resolve", "segura", "obedece", "dormir", "durmo", "dormi", "comer", "beber",
+    "conseguir", "consegui", "dipirona", "remedio", "analgesico", "deixa", "larga",
+    "aguentando", "atende", "atendeu", "respirar", "respira", "respirando",
 )
+# A negation does not reach past a clause break ("nao sei e agora ta com a
+# boca torta"; "sem febre, mas com falta de ar").
+NEGATION_BREAKS = ("e", "mas", "porem", "entao", "agora", "depois", "ai")
 # Hypothetical: the sign is asked about, not reported ("o que faco se tiver
 # febre?", "remedio para dor"): one of these ending within the 4 words before
 # it. (A bare "se" is not enough: "ele se engasgou" is reflexive.)
@@ -157,6 +184,7 @@ REPORT_MARKERS = (
     "estou", "esta", "estava", "ficou", "fiquei", "ficando", "sinto", "sentindo", "senti",
     "acordei", "acordou", "saiu", "saindo", "nao passa", "piorando", "piorou", "desde",
     "agora", "ontem", "hoje", "minha", "meu", "tenho", "apareceu", "apareceram", "surgiu",
+    "nao melhora", "nao melhorou", "nao alivia", "nem com remedio",
     "comecou", "continua", "notei", "percebi", "reparei", "deu", "teve", "tive", "=ele",
     "=ela", "=dele", "=dela",
 )
@@ -171,6 +199,7 @@ MILD = (
     "=suportavel", "_temperatura_baixa", "=risquinho", "=diminuindo", "=sumindo",
     "=melhorando", "as vezes", "de vez em quando", "=rapidinho", "meio dormente",
     "meio inchad*", "meio roxo", "meio roxa", "meio vermelh*", "meio dolorid*",
+    "=ralei", "=ralou", "=ralado", "=ralada", "=arranhao", "=arranhou", "=arranhado",
     "=levemente", "=controlado", "=controlada",
 )
 # Resolution: lowers two steps ("febre que ja passou", "parou de sangrar"), one
@@ -188,8 +217,10 @@ RESOLVED = (
     "ja cicatrizou", "=amarelando", "que eu tinha", "que eu tive", "que ele tinha",
     "que ela tinha", "nunca mais voltou", "passou em segundos", "passou logo",
 )
-# An event in the past ("caiu semana passada", "crise de mes passado"): one
-# step lower, anywhere in the sentence.
+# An event in the past ("caiu semana passada", "teve avc ano passado"): history,
+# not why the patient writes now, so the sign is routine — unless it goes on
+# ("desde semana passada") or something happens now ("agora", "hoje", "ainda",
+# "voltou", "mas") within 4 words of the sign.
 PAST = (
     "semana passada", "mes passado", "ano passado", "semanas atras", "meses atras",
     "anos atras", "ha meses", "ha anos", "faz meses", "faz anos", "faz um mes",
@@ -216,6 +247,11 @@ DECLARED_URGENCY = (
     "me ajuda", "me ajudem", "ajuda por favor", "pelo amor de deus", "=grave",
 )
 
+# ...but not when it names a service asked about ("voces atendem emergencia?").
+DECLARED_SERVICE = ("atendem", "atende", "atendimento de", "atendimento para", "plantao",
+                    "servico de", "numero de", "telefone de", "contato de", "=fazem",
+                    "tem atendimento")
+
 # --- the discriminators -----------------------------------------------------------
 _BREATH_SEVERE = (
     "nao consigo respirar", "nao consegue respirar", "sem conseguir respirar",
@@ -231,8 +267,82 @@ _BREATH = (
     "chiado no peito", "chiando", "cansaco para respirar", "canseira", "falta de folego",
     "respiracao curta", "respirando rapido", "respiracao rapida", "costelinha aparecendo",
     "afundando as costelas", "gemendo para respirar", "crise de asma", "crise de bronquite",
-    "bronquite atacada", "asma atacada", "dispneia",
+    "bronquite atacada", "asma atacada", "dispneia", "sem respirar direito",
+    "nao respira direito", "nao esta respirando direito", "respirando com barulho",
 )
+
+# --- concept groups ----------------------------------------------------------------
+# Words that name one idea, however the patient orders the sentence; concept
+# signs (with_all) need one word of each of their groups.
+CHILD = ("filho", "filha", "filhinho", "filhinha", "crianca", "menino", "menina", "bebe",
+         "nenem", "cacula", "neto", "neta", "sobrinho", "sobrinha", "enteado", "enteada",
+         "pequeno", "pequena", "_bebe_pequeno", "=ele", "=ela")
+SWALLOWED = ("engol*", "ingeri*", "=comeu", "=bebeu", "=tomou", "colocou na boca",
+             "botou na boca", "pos na boca", "levou a boca", "mastigou", "chupou",
+             "=lambeu", "=mordeu", "=engoliu")
+HIGH_RISK_OBJECT = ("bateri*", "=pilha", "=pilhas", "pilhinha", "=pilia", "=pilhia", "=ima",
+                    "=imas", "imazinho",
+                    "moeda", "botao de relogio", "=prego", "=alfinete", "=agulha",
+                    "=tachinha", "=caco", "=parafuso", "=brinco")
+CAUSTIC_OR_POISON = ("agua sanitaria", "=candida", "=cloro", "soda caustica", "=soda",
+                     "desinfetante", "produto de limpeza", "=veneno", "chumbinho",
+                     "raticida", "inseticida", "querosene", "gasolina", "=alcool",
+                     "removedor", "acetona", "detergente", "=sabao", "lava roupa",
+                     "capsula de sabao", "=naftalina", "=esmalte", "=perfume",
+                     "comigo ninguem pode", "=cogumelo", "desentupidor", "=thinner",
+                     "=solvente", "=amonia", "=formol", "agrotoxico", "=pesticida")
+MEDICINE = ("=remedio", "=remedios", "=comprimido", "=comprimidos", "=pilula", "=pilulas",
+            "=capsula", "=capsulas", "=cartelas", "=caixas", "=frascos", "=gotas", "=xarope",
+            "=paracetamol", "=dipirona",
+            "=ibuprofeno", "=rivotril", "=clonazepam", "=antidepressivo", "=calmante",
+            "=calmantes", "=insulina", "=cartela", "=frasco", "=vidro", "=vidrinho",
+            "anticoncepcional", "=ferro", "sulfato ferroso")
+LARGE_AMOUNT = ("_muitos_comprimidos", "=cartelas", "=caixas", "=frascos", "duas cartelas",
+                "cartela inteira",
+                "caixa inteira", "frasco inteiro", "vidro inteiro",
+                "=todos", "=todas", "=tudo", "=varios", "=varias", "=muitos", "=muitas",
+                "quase vazio", "quase vazia", "=vazio", "=vazia", "pela metade",
+                "o dobro", "dose dobrada", "=metade", "=faltando", "um monte")
+FUMES_EXPOSURE = ("respirei", "respirou", "inalei", "inalou", "cheirei", "cheirou", "=fumaca",
+                  "=vapor", "=gas", "=cheiro", "misturei", "misturou", "misturando")
+FACE = ("=boca", "boquinha", "=rosto", "=cara", "=labio", "=labios", "lado do rosto",
+        "=face", "canto da boca")
+DROOPING = ("=caida", "=caido", "=caiu", "=torta", "=torto", "entort*", "=repuxada",
+            "=repuxado", "=paralisada", "=paralisado", "=pendendo", "=despencou",
+            "desviou", "=desviada", "=murcha", "=murchou")
+LIMB = ("=mao", "=braco", "=perna", "=pe", "=lado", "=dedos")
+LIMB_FAILING = ("nao obedece", "nao obedecia", "parou de obedecer", "parou de mexer",
+                "parou de funcionar", "sem movimento", "nao obedeceu", "nao mexe", "nao mexia",
+                "nao levanta",
+                "nao segura", "nao firma", "nao sente", "sem forca", "perdeu a forca",
+                "=fraca", "=fraco", "=pesada", "=pesado", "=morta", "=morto", "=mole",
+                "=paralisad*", "caiu o garfo", "derrubou", "deixou cair")
+SPEECH = ("=fala", "=falar", "=falando", "=palavra", "=palavras", "=voz")
+SPEECH_FAILING = ("nao sai", "nao saia", "enrolad*", "arrastad*", "embolad*", "=estranha",
+                  "=estranho", "sem sentido", "=trocando", "=trocada", "=trocadas",
+                  "nao consegue", "nao conseguia", "nao entende")
+BLUE_OR_GREY = ("=roxo", "=roxa", "=roxos", "=roxas", "=roxinha", "=roxinho", "arroxead*",
+                "=cinza", "acinzentad*", "azulad*", "=azul", "=azuis")
+BREATH_WORK = ("costela*", "costelinha*", "=barriga", "=pescoco", "=narinas", "=nariz")
+BREATH_SINKING = ("afund*", "puxando", "=chupando", "=mexendo", "=abrindo", "=batendo",
+                  "=subindo")
+BREATHING = ("respir*", "=ar", "=folego")
+BREATH_NOISE = ("=barulho", "=ronco", "=chiado", "=chiando", "=gemido", "=gemendo",
+                "=apito", "=assobio", "=estridor")
+FETAL_MOVEMENT = ("=mexer", "=mexe", "=mexendo", "=mexeu", "=movimento", "=movimentos",
+                  "=chute", "=chutes", "=chutar", "=chutando", "=chutou")
+FETAL_ABSENT = ("nao sinto", "nao senti", "nao sente", "nao mexe", "nao mexeu", "nao esta",
+                "parou de", "=menos", "=pouco", "=diminuiu", "=nada", "=nadinha", "sem sentir")
+SUICIDAL_THOUGHT = ("pensei", "penso", "pensando", "pensamento*", "vontade", "=ideia",
+                    "planejando", "planejei", "=plano", "=quero", "=queria", "=devia",
+                    "=deveria", "=melhor")
+SUICIDAL_ACT = ("=sumir", "=morrer", "acabar com tudo", "acabar com a vida",
+                "nao existir", "deixar de existir", "me matar", "tirar a vida",
+                "=desaparecer", "nao acordar", "=suicidio", "me jogar", "me enforcar")
+ANTICOAGULANT = ("anticoagul*", "=marevan", "varfarina", "=xarelto", "rivaroxabana",
+                 "=eliquis", "apixabana", "=pradaxa", "dabigatrana", "=clopidogrel",
+                 "=heparina", "=enoxaparina", "=clexane", "afinar o sangue", "afina o sangue")
+BLEEDING = ("sangr*", "=sangue", "hemorragia", "=sangramento")
 
 DISCRIMINATORS: tuple[Discriminator, ...] = (
     Discriminator(
@@ -246,6 +356,16 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
             Sign("very_urgent", _BREATH),
             Sign("emergency", _BREATH, context="infant",
                  note="bebê com dificuldade para respirar"),
+            Sign("emergency", BLUE_OR_GREY, with_all=(("=labio", "=labios", "=boca", "boquinha",
+                                                       "=rosto", "=boca", "=linguinha",
+                                                       "=lingua", "=unhas", "=dedinhos"),),
+                 within=4, unless=("=gesso", "=tala", "=pancada", "=bateu", "=batida",
+                                   "=acai", "=hematoma"),
+                 note="lábios / rosto roxos ou cinzentos (cianose)"),
+            Sign("emergency", BREATH_WORK, with_all=(BREATH_SINKING,), within=3,
+                 context="child", note="tiragem: costelas afundando ao respirar"),
+            Sign("very_urgent", BREATH_NOISE, with_all=(BREATHING,), within=4,
+                 needs_report=True, note="ruído para respirar (estridor, gemido)"),
         ),
         examples=("meu filho engasgou e ta ficando roxo", "to com falta de ar desde a cirurgia"),
     ),
@@ -261,7 +381,8 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "desmaiando toda hora", "desmaiou varias vezes")),
             Sign("emergency", ("palid*", "gelad*", "=apaguei"),
                  with_any=("gelad*", "suando", "suor", "frio", "fria", "palid*", "desmai*",
-                           "apaguei", "coracao muito rapido", "pulso fraco")),
+                           "apaguei", "coracao muito rapido", "pulso fraco", "sangr*",
+                           "=sangue", "hemorragia")),
             Sign("emergency", ("desmai*", "apagou", "=apaguei"),
                  with_any=("palid*", "frio", "fria", "gelad*", "suando", "suor", "branco",
                            "branca", "roxo", "sangue", "sangr*")),
@@ -288,6 +409,12 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
             Sign("emergency", ("sangr*", "sangue"),
                  with_any=("molhou toda", "molhou todo", "ensopad*", "encharc*", "litros",
                            "=toalha", "poca", "jorrando", "muito sangue")),
+            Sign("very_urgent", BLEEDING, with_all=(ANTICOAGULANT,), within=30,
+                 note="sangramento em quem toma anticoagulante"),
+            Sign("very_urgent", ("tossindo", "tosse", "tossiu", "tossi", "escarr*", "cuspindo",
+                                 "vomitando", "vomitei", "vomitou", "golfando"),
+                 with_all=(("=sangue", "ensanguentad*"),), within=5,
+                 note="tosse / vômito com sangue"),
             Sign("urgent", ("sangrando", "sangrano", "sangrar", "sangramento", "sangrou",
                             "sangra", "sangue vivo", "saindo sangue", "saiu sangue",
                             "sangue no xixi", "sangue na urina", "urina com sangue",
@@ -308,7 +435,8 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
         max_grade="emergency",
         signs=(
             Sign("emergency", ("desacordad*", "inconscien*", "nao acorda", "nao esta acordando",
-                               "nao responde", "nao reage", "sem reacao", "desfalecid*",
+                               "nao =responde", "nao =reage", "sem responder", "sem reagir",
+                               "sem reacao", "desfalecid*",
                                "perdeu a consciencia", "perdeu os sentidos", "desmaiado",
                                "desmaiada", "convuls*", "convulc*", "se debatendo",
                                "se tremendo todo", "tremendo todo e revirando", "olho revirando",
@@ -363,6 +491,25 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "as duas pernas", "pernas fracas e dormentes",
                                "perdeu o movimento", "nao sente as pernas",
                                "nao sinto as pernas")),
+            Sign("emergency", FACE, with_all=(DROOPING,), within=3,
+                 unless=("=bateu", "=bati", "=soco", "=pancada", "=dentista", "=anestesia",
+                         "=botox", "=toxina", "=preenchimento", "=harmonizacao"),
+                 note="rosto / boca caída ou torta"),
+            Sign("emergency", LIMB, with_all=(LIMB_FAILING,), within=4,
+                 with_any=("de repente", "do nada", "=lado", "=direita", "=direito",
+                           "=esquerda", "=esquerdo", "=boca", "=rosto", "=fala", "=falar",
+                           "=falando", "=acordou", "=agora", "derrubou", "deixou cair"),
+                 unless=("=gesso", "=tala", "=torci", "=torceu", "=caiu", "=queda",
+                         "=fratura", "=quebrou", "=dormiu", "=sentado", "=formigando",
+                         "=formigamento", "=coluna", "=ciatico", "=hernia"),
+                 note="braço / mão / perna que não obedece de um lado"),
+            Sign("emergency", SPEECH, with_all=(SPEECH_FAILING,), within=4,
+                 with_any=("de repente", "do nada", "=boca", "=rosto", "=mao", "=braco",
+                           "=lado", "=acordou", "=tia", "=tio", "=mae", "=pai", "=avo",
+                           "=vo", "=marido", "=esposa"),
+                 unless=("=aprender", "=escola", "=atraso", "=fono", "=fonoaudiologa",
+                         "=gagueira", "=bebado", "=ingles", "=autismo", "=autista"),
+                 note="fala enrolada / sem sentido de repente"),
             Sign("very_urgent", ("olho caido", "palpebra caida", "vista embacada",
                                  "visao embacada", "visao turva", "vista turva",
                                  "visao dupla", "vendo dobrado", "formigando o braco",
@@ -405,6 +552,12 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
             Sign("urgent", ("pernas incharam", "perna inchada", "pernas inchadas",
                             "pes inchados", "tornozelo inchado", "tornozelos inchados"),
                  with_any=("cansa*", "diuretico", "=coracao", "=ar", "insuficiencia")),
+            Sign("urgent", ("=coracao", "batimento*", "=batida", "=batidas", "=pulso"),
+                 with_all=(("falh*", "dispar*", "acelerad*", "descompass*", "=pulando",
+                            "=pulou", "batendo forte", "batendo rapido", "=tropecando",
+                            "=irregular", "parando", "=soco"),), within=4,
+                 unless=("=exame", "=holter", "=eletro", "=laudo", "=consulta"),
+                 needs_report=True, note="palpitação / batimento irregular"),
             Sign("urgent", ("coracao disparado", "coracao disparou", "coracao acelerado",
                                  "coracao muito acelerado", "palpitac*", "batedeira",
                                  "taquicardia", "coracao batendo muito rapido",
@@ -432,6 +585,12 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "pedra no rim", "calculo renal", "torcao testicular",
                                  "dor fortissima", "10 de 10", "dor no testiculo",
                                  "apendicite")),
+            Sign("very_urgent", ("=dor", "doendo", "=doi", "=inchado", "=inchou"),
+                 with_all=(("testicul*", "=saco", "=escroto", "=bolsa escrotal"),), within=4,
+                 note="dor / inchaço no testículo (torção)"),
+            Sign("very_urgent", ("grit*", "chor*", "urr*", "gemendo", "geme", "contorc*",
+                                 "desesperad*", "=berr*", "=berrando", "rolando"),
+                 with_all=(("de dor",),), within=3, note="grita / chora de dor"),
             Sign("urgent", ("=dor", "=dores", "doendo", "=doi", "=doe", "dolorid*", "doloros*",
                             "colica", "colicas", "latejando", "latejante", "pontada"),
                  needs_report=True,
@@ -440,8 +599,13 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                            "nao aguento", "nao consigo dormir", "nao dormi",
                            "nao consigo", "nem com remedio", "nem com dipirona",
                            "nem com analgesico", "piorando", "piorou", "bastante",
-                           "insuportavel", "horrivel", "absurd*", "latejando",
-                           "nao deixa", "acordou", "acordei")),
+                           "insuportavel", "horrivel", "absurd*", "latej*",
+                           "nao deixa", "acordou", "acordei", "nem dipirona", "nem remedio",
+                           "nem o remedio", "nem analgesico", "a noite toda", "me matando",
+                           "sem dormir", "nao dormi", "nao dormiu", "nao consegue dormir"),
+                 unless=("quando anda", "quando ando", "quando caminha", "quando subo",
+                         "quando sobe", "quando agacho", "ao andar", "ao subir",
+                         "quando faco esforco", "=artrose", "=cronica", "=cronico")),
         ),
         examples=("to com uma dorr mto forte no local da cirurgia, ñ passa com remedio",),
     ),
@@ -497,22 +661,47 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                            "agua sanitaria", "candida", "=cloro", "soda caustica", "=soda",
                            "desinfetante", "produto de limpeza", "veneno", "chumbinho",
                            "raticida", "inseticida", "querosene", "gasolina", "=alcool",
-                           "removedor", "acetona", "detergente", "=sabao", "cartela",
+                           "removedor", "acetona", "detergente", "=sabao",
                            "cartela inteira", "caixa inteira", "todos os comprimidos",
                            "varios comprimidos", "muitos comprimidos", "remedios da",
                            "remedio da vo", "remedio do vo", "remedio da avo",
                            "remedio do avo", "remedio da mae", "remedios do",
-                           "frasco inteiro", "vidro inteiro", "=remedio", "=remedios",
-                           "=comprimido", "=comprimidos", "=pilula", "=pilulas",
+                           "frasco inteiro", "vidro inteiro", "bateri*",
                            "=prego", "=alfinete", "=agulha", "=tachinha", "=caco",
                            "=vidro", "=cogumelo", "=planta", "comigo ninguem pode",
                            "=lavanda", "=perfume", "=esmalte", "=naftalina", "=capsula",
                            "capsula de sabao", "sabao de lavar", "lava roupa", "=sabao")),
+            Sign("emergency", SWALLOWED, with_all=(MEDICINE,), context="child",
+                 unless=("=receitou", "=receita", "=pediatra", "=dose", "=horario",
+                         "=certinho", "=direitinho", "de manha", "a noite", "=antibiotico",
+                         "=vacina", "=xarope", "=vitamina"),
+                 note="criança que engoliu remédio"),
+            Sign("emergency", MEDICINE, with_all=(LARGE_AMOUNT,), context="child",
+                 with_any=("=achei", "=encontrei", "=pegou", "=abriu", "=aberto", "=aberta",
+                           "engol*", "=tomou", "=bebeu", "=comeu", "=sozinho", "=sozinha"),
+                 note="criança com o frasco / cartela aberto e faltando"),
+            Sign("emergency", MEDICINE, with_all=(LARGE_AMOUNT,), within=5,
+                 with_any=("=tomei", "=tomou", "=engoli", "=engoliu", "=bebeu", "=bebi",
+                           "=ingeriu", "=ingeri"),
+                 unless=("=receitou", "=receita", "=certinho", "=direitinho", "=horario",
+                         "=esqueci", "=parei", "=acabou", "=acabaram", "=comprar"),
+                 note="superdosagem: muitos comprimidos / cartela inteira"),
+            Sign("emergency", ("=cartelas", "duas cartelas", "tres cartelas", "=caixas",
+                               "=frascos", "=vidros"),
+                 with_any=("=tomei", "=tomou", "=engoli", "=engoliu", "=bebeu", "=bebi",
+                           "=ingeriu", "=ingeri"),
+                 unless=("=receitou", "=receita", "=comprar", "=comprei", "=acabou"),
+                 note="tomou cartelas / caixas de remédio"),
+            Sign("very_urgent", FUMES_EXPOSURE, with_all=(CAUSTIC_OR_POISON,), within=10,
+                 note="vapores tóxicos (água sanitária + desinfetante, gás)"),
             Sign("urgent", ("=engoliu", "=ingeriu", "=comeu", "=bebeu", "=tomou",
                             "=chupou", "=mordeu"),
                  with_any=("pasta de dente", "=fluor", "protetor solar", "=hidratante",
                            "=shampoo", "=batom", "=sabonete", "=creme", "=pomada",
                            "=vitamina", "=vitaminas")),
+            Sign("emergency", HIGH_RISK_OBJECT + CAUSTIC_OR_POISON, with_all=(SWALLOWED,),
+                 within=10, unless=("=trocar", "=troca", "=comprar", "=carregar"),
+                 note="engoliu bateria / ímã / cáustico, em qualquer ordem"),
             Sign("emergency", ("intoxica*", "envenen*", "overdose", "superdosagem",
                                "dose errada", "dose a mais", "dose dobrada", "dose maior",
                                "tomou o dobro", "dei o dobro", "dei dose errada",
@@ -594,7 +783,20 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "nao mexeu hoje", "parou de mexer", "nao mexe",
                                "convuls*", "bolsa estourou", "bolsa rompeu",
                                "rompeu a bolsa", "estourou a bolsa", "cordao saindo"),
-                 context="pregnancy"),
+                 context="pregnancy", unless=("=ainda", "quando comeca", "a partir de")),
+            Sign("emergency", FETAL_MOVEMENT, with_all=(FETAL_ABSENT,), within=5,
+                 context="pregnancy", negatable=False,
+                 unless=("=ainda", "primeira gravidez", "quando comeca", "quando vou",
+                         "quando vai", "com quantas", "a partir de"),
+                 note="bebê não mexe / mexe menos"),
+            Sign("very_urgent", ("inchad*", "inchaco", "inchou", "inchando"),
+                 with_all=(("=rosto", "=cara", "=face", "=maos", "=mao", "=pernas", "=pes",
+                            "=olhos", "=dedos"),), within=6, context="pregnancy",
+                 needs_report=True, note="inchaço (pré-eclâmpsia)"),
+            Sign("very_urgent", ("dor de cabeca",),
+                 with_any=("forte", "muito", "nao passa", "nao melhora", "=vista", "=visao",
+                           "pontinhos", "estrelinhas", "inchad*", "=pressao", "piorando"),
+                 context="pregnancy", note="cefaleia na gestação (pré-eclâmpsia)"),
             Sign("very_urgent", ("sangr*", "sangue", "borra", "=escape", "manchinha de sangue",
                                  "perdendo liquido", "perdi liquido", "vazando liquido",
                                  "liquido escorrendo", "escorrendo liquido", "agua escorrendo",
@@ -652,6 +854,21 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                            "de um lado so", "um lado mais", "assimetric*",
                            "diferente da outra", "bem maior"),
                  context="post_op"),
+            Sign("very_urgent", ("=branca", "=branco", "esbranquicad*", "acinzentad*",
+                                 "escurecend*", "=preta", "=preto", "arroxeada e fria"),
+                 with_all=(("=pele", "=nariz", "=labio", "=regiao", "=area", "=ponta",
+                            "=local"),), within=4, context="post_op",
+                 note="pele branca / escura após preenchimento (isquemia)"),
+            Sign("urgent", ("=ponto", "=pontos", "=cicatriz", "=corte", "=sutura", "=ferida"),
+                 with_all=(("abriu", "abriram", "=aberto", "=aberta", "=aberto", "soltou",
+                            "soltaram", "rompeu", "=estourou", "=arrebentou"),), within=4,
+                 context="post_op", note="pontos / cicatriz abriram"),
+            Sign("emergency", ("falta de ar", "sem ar", "faltando ar", "dificuldade para respirar",
+                               "cansaco para respirar"),
+                 with_any=("dor no peito", "tossindo", "tosse com sangue", "=sangue",
+                           "desmai*", "=panturrilha", "batata da perna", "coracao disparado",
+                           "coracao acelerado", "=palpitacao"),
+                 context="post_op", note="suspeita de embolia (TEP) após cirurgia"),
             Sign("very_urgent", ("falta de ar", "sem ar", "dor na perna", "perna inchada",
                                  "perna doendo", "dor no peito"),
                  context="post_op", note="TVP / TEP após cirurgia"),
@@ -672,12 +889,12 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
             Sign("emergency", ("tentei me matar", "tentou se matar", "tentei suicidio",
                                "tentativa de suicidio", "me cortei", "cortei os pulsos",
                                "cortei meu pulso", "cortei o pulso", "cortou os pulsos",
-                               "tomei todos os", "tomei todos", "tomei a cartela",
+                               "tomei a cartela",
                                "tomei varios comprimidos", "tomei muitos comprimidos",
                                "tomei todos os remedios", "vou me matar hoje",
-                               "vou me matar agora", "carta de despedida", "me despedir",
+                               "vou me matar agora", "carta de despedida",
                                "se cortou no pulso", "cortou no pulso", "cortou o pulso",
-                               "me despedindo", "estou me despedindo", "adeus a todos",
+                               "adeus a todos",
                                "vou pular", "me jogar da", "me jogar do", "me enforcar",
                                "ja comprei", "ja separei os remedios",
                                "ja separei os comprimidos", "ja tenho o plano",
@@ -689,6 +906,57 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                  with_any=("=hoje", "=agora", "=carta", "=plano", "ja comprei", "ja separei",
                            "despedida", "=ponte", "=predio", "=janela", "=corda", "=veneno",
                            "=arma", "esta noite", "sangrando", "trancou", "=pulso")),
+            Sign("very_urgent", ("me =despedir", "me =despedindo", "estou me =despedindo",
+                                 "adeus a todos", "=adeus"),
+                 unless=("=mudar", "=mudando", "=mudanca", "=viagem", "=viajar", "=equipe",
+                         "=clinica", "=aposentar", "=aposentadoria", "=ferias"),
+                 negatable=False, note="despedida"),
+            Sign("emergency", ("despedi*", "=adeus"),
+                 with_all=(("=corda", "=ponte", "=predio", "=remedios", "=comprimidos",
+                            "=arma", "=veneno", "nao atende", "sumiu", "=carta", "=pular",
+                            "=trancou", "=trancado", "=trancada"),), within=20,
+                 unless=("=viagem", "=mudanca", "=emprego", "=festa", "=aposentadoria",
+                         "=despedida de solteir*"),
+                 note="mensagem de despedida com um meio ou sumiço"),
+            Sign("very_urgent", ("machuc*", "cort*", "queim*", "=bate", "=bater", "arranh*"),
+                 with_all=(("de proposito", "=proposital", "=propositalmente"),), within=5,
+                 note="machucar-se de propósito"),
+            Sign("very_urgent", SUICIDAL_THOUGHT, with_all=(SUICIDAL_ACT,), within=5,
+                 unless=("=k", "=rs", "=rsrs", "=haha", "=hahaha", "de tanto", "de tanta",
+                         "de vergonha", "=ferias", "=brincadeira", "sumir com",
+                         "desaparecer com", "=manchas", "=mancha", "=espinhas", "=olheiras",
+                         "=papada", "=celulite", "=estrias", "=rugas", "=gordura", "=barriga",
+                         "=pelos", "=cicatriz"),
+                 note="pensamento / vontade de sumir, morrer, acabar com tudo"),
+            Sign("very_urgent", ("sem mim",),
+                 with_all=(("=melhor", "=leve", "=feliz", "=felizes", "=ficaria",
+                            "=ficariam", "=seria", "=vida", "=mundo", "=todos"),),
+                 within=5, note="\"o mundo ficaria melhor sem mim\""),
+            Sign("very_urgent", ("pensei em como", "pensei como", "pensando em como",
+                                 "penso em como", "ja pensei ate", "ja pensei em como",
+                                 "pensei num jeito", "pensei no jeito", "ja sei como vou",
+                                 "nao quero mais acordar", "nao queria mais acordar",
+                                 "nunca mais acordar", "nao acordar nunca mais",
+                                 "escrevi cartas", "deixei cartas", "deixei uma carta",
+                                 "escrevi uma carta para", "cartas de despedida",
+                                 "queria nao acordar", "nao aguento mais viver",
+                                 "nao aguento mais essa vida", "nao aguento mais existir",
+                                 "nao aguento mais nada", "cansei de viver",
+                                 "cansada de viver", "cansado de viver", "cansei da vida",
+                                 "doando minhas coisas", "dando minhas coisas",
+                                 "doei minhas coisas", "dei minhas coisas",
+                                 "distribuindo minhas coisas", "cuida dos meus filhos por mim",
+                                 "cuidem dos meus filhos", "me cortar", "me cortei",
+                                 "me cortando", "me queimar", "me queimei", "me arranhar",
+                                 "me bater", "morrer dormindo", "se cortando", "se corta",
+                                 "se mutilando", "se mutila", "marcas de corte",
+                                 "cortes no braco", "cortes nos bracos", "cortes na perna",
+                                 "nao ver mais ninguem", "fazer uma besteira",
+                                 "fazer besteira", "fazer uma loucura", "sem coragem ainda",
+                                 "nao tenho coragem ainda", "nao faz sentido viver",
+                                 "vida nao faz sentido", "sou um peso", "so atrapalho",
+                                 "dar um fim", "por um fim"),
+                 negatable=False),
             Sign("very_urgent", ("me matar", "se matar", "suicid*", "tirar minha vida",
                                  "tirar a minha vida", "tirar a propria vida",
                                  "acabar com a minha vida", "acabar com minha vida",
@@ -712,7 +980,6 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "todos ficariam melhor sem mim", "desistir de viver",
                                  "desistir da vida", "nao ver mais saida",
                                  "nao vejo saida", "nao tem saida", "melhor sem mim",
-                                 "devia sumir", "queria sumir", "vontade de sumir",
                                  "sentir minha falta", "se eu nao estivesse aqui",
                                  "se eu nao existisse", "se eu sumisse",
                                  "nao estivesse mais aqui")),
@@ -728,7 +995,13 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
         signs=(
             Sign("emergency", ("matar alguem", "vai matar", "ameacando matar", "ameacou matar",
                                "com uma faca", "pegou uma faca", "=armado", "arma",
-                               "agredindo", "agrediu", "batendo em todo mundo")),
+                               "agredindo", "agrediu", "batendo em todo mundo",
+                               "correndo atras", "pedaco de pau", "com um pau", "=facao",
+                               "=faca", "partiu para cima", "partiu pra cima", "tentou bater",
+                               "tentou agredir", "tentou enforcar", "ameacando a familia",
+                               "ameacando todo mundo"),
+                 unless=("=cozinha", "=cozinhando", "=cortando", "=cortar", "=cortei",
+                         "=descascar", "=carne")),
             Sign("very_urgent", ("=surto", "surtando", "surtou", "surtada", "surtado",
                                  "em crise psicotica", "psicose", "psicotic*", "alucina*",
                                  "ouvindo vozes", "ouve vozes", "escuta vozes", "vendo coisas",
@@ -765,6 +1038,16 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "corte profundo", "cortou o dedo fora", "amputou",
                                "queimadura grave", "queimou o rosto", "choque eletrico",
                                "afogad*", "afogamento")),
+            Sign("very_urgent", ("=caiu", "=cai", "=queda", "=caindo", "despencou"),
+                 with_all=(("=janela", "=andar", "=laje", "=telhado", "=altura", "=muro",
+                            "=arvore", "=sacada", "=varanda", "=beliche", "=escada",
+                            "=escadas", "=cavalo", "=moto", "=andaime"),), within=5,
+                 note="queda de altura"),
+            Sign("very_urgent", ("fora do lugar", "nao consigo fechar a boca",
+                                 "nao consegue fechar a boca", "boca nao fecha",
+                                 "nao encaixam", "nao encaixa", "travou aberta",
+                                 "queixo travado", "mandibula travada"),
+                 negatable=False, note="mandíbula / articulação deslocada"),
             Sign("emergency", ("bateu a cabeca", "bati a cabeca", "batido a cabeca",
                                "caiu", "=cai"),
                  with_any=("vomit*", "desmai*", "desacordad*", "sonolent*", "sangrando",
@@ -802,6 +1085,28 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                            "=gelado", "=gelados", "muito apertado", "nao sinto os dedos",
                            "dor muito forte", "inchou muito"),
                  note="gesso ou tala apertando (síndrome compartimental)"),
+            Sign("very_urgent", ("mordid*", "mordeu", "mordida", "=mordido"),
+                 with_all=(("=cachorro", "=cao", "=cadela", "=gato", "=cobra", "=morcego",
+                            "=rato", "=macaco", "=cavalo", "=pitbull"),), within=5,
+                 note="mordedura de animal"),
+            Sign("urgent", ("enfiou", "colocou", "botou", "entrou", "enfiei", "coloquei"),
+                 with_all=(("=nariz", "narina", "=ouvido", "=orelha", "=ouvidinho",
+                            "=narizinho"),), within=6,
+                 unless=("=soro", "=remedio", "=gotas", "=spray", "=brinco", "=agua"),
+                 note="corpo estranho no nariz / ouvido"),
+            Sign("urgent", ("=olho", "=olhos", "=olhinho"),
+                 with_all=(("=cisco", "respingou", "espirrou", "entrou", "=pancada", "=soco",
+                            "=bateu", "=bati", "=furou", "=arranhou", "nao consigo abrir",
+                            "nao consegue abrir", "nao abre", "=queimou"),), within=6,
+                 unless=("=maquiagem", "=consulta", "=exame", "=oculos"),
+                 note="olho atingido / não abre"),
+            Sign("urgent", ("inchou", "inchad*", "inchaco", "=roxo", "=roxa"),
+                 with_all=(("nao consigo dobrar", "nao consegue dobrar", "nao consigo pisar",
+                            "nao consegue pisar", "nao consigo andar", "nao consegue andar",
+                            "nao consigo apoiar", "nao consegue apoiar", "nao apoia",
+                            "nao consigo mexer", "nao consegue mexer", "nao consigo esticar",
+                            "nao consegue esticar", "nao firma"),), within=10,
+                 note="articulação inchada sem conseguir apoiar / mexer"),
             Sign("urgent", ("caiu", "levei uma queda", "sofri uma queda", "sofreu uma queda",
                             "teve uma queda", "tive uma queda", "queda da", "queda do",
                             "queda de bicicleta", "queda de moto", "queda de bike",
@@ -810,7 +1115,12 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                             "dente quebrou", "quebrou o dente", "quebrei o dente",
                             "dente trincou", "lascou o dente", "dente lascado",
                             "dente mole depois", "bateu o dente", "bati o dente",
-                            "pancada", "trauma", "machucou", "machuquei", "lesionei")),
+                            "pancada", "trauma", "machucou", "machuquei", "lesionei"),
+                 unless=("=provisorio", "=coroa", "=restauracao", "=obturacao", "=bracket",
+                         "=braquete", "=faceta", "=lente", "=resina", "=aparelho",
+                         "=curativo", "=cabelo", "=cabelos", "=unha", "=pelo", "=pelos",
+                         "=crosta", "=casquinha", "=umbigo", "=ficha", "=boleto",
+                         "=sistema", "=ligacao", "=pix", "=mensagem")),
         ),
         examples=("meu filho caiu e o dente saiu inteiro", "cai da escada e meu braco ta torto"),
     ),
@@ -866,7 +1176,18 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                            "dificuldade de engolir", "nao consigo abrir a boca",
                            "nao consegue abrir a boca", "pescoco", "debaixo da lingua",
                            "fechando o olho", "olho fechou", "ate o olho", "ate a orelha",
-                           "espalhando", "se espalhando", "subindo")),
+                           "espalhando", "se espalhando", "subindo", "atras da orelha",
+                           "embaixo do queixo", "debaixo do queixo", "foi para o pescoco",
+                           "descendo", "=febre")),
+            Sign("emergency", ("inchaco", "inchad*", "inchou", "inchando", "abscesso", "=caroco",
+                               "=duro", "=dura", "endurecid*"),
+                 with_any=("engolir saliva", "=babando", "voz abafada", "voz mudou",
+                           "falta de ar", "dificuldade para respirar", "sem ar",
+                           "nao consigo respirar"),
+                 note="inchaço no pescoço / boca com dificuldade de engolir ou respirar"),
+            Sign("urgent", ("ouvido escorrendo", "ouvido vazando", "secrecao no ouvido",
+                            "saindo liquido do ouvido", "pus no ouvido", "ouvido com pus",
+                            "ouvido soltando", "saindo pus do ouvido")),
             Sign("urgent", ("cobreiro", "herpes zoster", "=zoster"),
                  with_any=("=olho", "=olhos", "testa", "=rosto", "=orelha", "=febre")),
             Sign("urgent", ("vermelhidao", "vermelho", "vermelha", "inchaco", "inchad*"),

@@ -72,8 +72,15 @@ def render() -> str:
             when = []
             if sign.context:
                 when.append(f"paciente: {CONTEXT_TEXT.get(sign.context, sign.context)}")
+            for group in sign.with_all:
+                when.append(f"e (até {sign.within} palavras, qualquer ordem) um de: "
+                            + _phrases(group))
             if sign.with_any:
                 when.append("junto de: " + _phrases(sign.with_any))
+            if sign.unless:
+                when.append("não quando a frase tem: " + _phrases(sign.unless))
+            if not sign.negatable:
+                when.append("a própria frase traz a negação")
             if sign.needs_report:
                 when.append("só quando relatado (não perguntado)")
             if sign.note:
@@ -87,10 +94,12 @@ def render() -> str:
     add("")
     add("## Modificadores")
     add("")
-    add("- **Negação** (cancela o sinal; até 4 palavras antes): "
+    add("- **Negação** (cancela o sinal; até 4 palavras antes, na mesma oração): "
         + _phrases(table.NEGATIONS)
         + ". Não é negação quando seguida de: " + _phrases(table.NEGATION_EXCEPTIONS)
-        + " (\"não para de sangrar\").")
+        + " (\"não para de sangrar\", \"coisa sem sentido\"), nem um \"nem\" que continua "
+        "um \"não consigo\". A negação não passa de: " + _phrases(table.NEGATION_BREAKS)
+        + ". História familiar (\"meu pai infartou com 50 anos\") também cancela.")
     add("- **Hipótese / assunto** (cancela; o sinal é perguntado ou é o assunto de outra "
         "coisa: consulta, exame, atestado, vacina): " + _phrases(table.HYPOTHETICAL)
         + ". Não se aplica a autolesão.")
@@ -98,7 +107,8 @@ def render() -> str:
         "emergência): " + _phrases(table.MILD))
     add("- **Resolvido** (−2 graus, −1 para sinal de emergência; vale para o sinal "
         "anterior na frase): " + _phrases(table.RESOLVED))
-    add("- **Passado** (−1 grau): " + _phrases(table.PAST))
+    add("- **Passado** (história, vira rotina; não com \"desde\" nem com \"agora\", "
+        "\"hoje\", \"ainda\", \"voltou\", \"mas\" perto do sinal): " + _phrases(table.PAST))
     add("- **Efeito esperado perguntado** (−1 grau): " + _phrases(table.EXPECTED_QUESTION))
     add("- **Intensificadores** (+1 grau até o máximo do discriminador): "
         + _phrases(table.INTENSIFIERS))

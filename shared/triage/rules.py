@@ -107,7 +107,8 @@ _INTENT_PHRASES: dict[str, list[tuple[str, float]]] = {
         ("cancel*", 5), ("desmarc*", 5), ("desisti*", 5), ("nao vou poder", 4),
         ("nao poderei", 4), ("nao vou conseguir", 4), ("nao vou mais", 4),
         ("tirar meu nome", 4), ("nao quero mais", 5), ("nao vou poder ir", 5),
-        ("nao vou conseguir ir", 5), ("nao vou poder comparecer", 5),
+        ("nao vou conseguir ir", 5), ("nao vou poder comparecer", 5), ("=adiar", 5),
+        ("=adia", 4),
     ],
     "outro": [
         ("endereco", 3), ("localizacao", 3), ("estacionamento", 3), ("convenio", 3),
@@ -119,7 +120,10 @@ _INTENT_PHRASES: dict[str, list[tuple[str, float]]] = {
         ("mandar", 2), ("mandando", 3), ("laudo", 4), ("=fotos", 2), ("renovar", 3),
         ("horario de funcionamento", 8), ("funcionamento", 6), ("que horas", 3),
         ("=fecham", 6), ("=abrem", 6), ("amei o resultado", 5), ("=email", 1),
-        ("reembolso", 3), ("segunda via", 4), ("=pericia", 3),
+        ("reembolso", 3), ("segunda via", 4), ("=pericia", 3), ("declaracao", 5),
+        ("pedido do exame", 5), ("pedido de exame", 5), ("pedido dos exames", 5),
+        ("resultado do exame", 3), ("=comparecimento", 5), ("que horario voces atendem", 6),
+        ("que horario o", 3), ("que horario a", 3), ("horario de atendimento", 5),
     ],
 }
 _INTENT_PATTERNS = {
@@ -199,7 +203,8 @@ def classify_intent(toks: Sequence[str]) -> tuple[str, dict[str, float]]:
             if following not in ("tempo", "dura", "demora"):
                 scores["preco"] = scores.get("preco", 0) + 3
     # Rescheduling is a booking request even when it says "cancel".
-    if any(w.startswith(("remarc", "reagend")) for w in toks):
+    if any(w.startswith(("remarc", "reagend")) and not (i and toks[i - 1] in ("nao", "sem"))
+           and not (i > 1 and toks[i - 2] == "nao") for i, w in enumerate(toks)):
         scores["agendamento"] = scores.get("agendamento", 0) + 6
 
     if not scores:

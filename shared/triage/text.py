@@ -26,6 +26,9 @@ _DOUBLED_FINAL = re.compile(r"([a-z])\1$")  # "dorr", "confirmadoo" (pt words ne
 # WhatsApp abbreviations -> the word the rules know. Only unambiguous ones.
 ABBREVIATIONS: dict[str, str] = {
     "vc": "voce",
+    "bb": "bebe",
+    "bbzinho": "bebezinho",
+    "bbzinha": "bebezinha",
     "vcs": "voces",
     "qto": "quanto",
     "qnto": "quanto",

@@ -14,7 +14,9 @@ Steps:
    `with_any` also needs one of those words near it (12 words either side);
 4. modify each match's grade by the words around it in its sentence:
    negated ("nao tenho febre") or hypothetical ("o que faco se tiver febre")
-   cancels it; resolved ("ja passou") lowers two steps; mild ("febre baixa",
+   cancels it, and so does a relative's history ("meu pai infartou com 50
+   anos") or a past event ("teve avc ano passado", not "desde semana
+   passada"); resolved ("ja passou") lowers two steps; mild ("febre baixa",
    "doi um pouco") or an expected effect asked about ("e normal?") one step;
    an intensifier ("muito", "nao para", "desde ontem", "piorando") raises it
    one step, up to the discriminator's max_grade; self-harm never drops
@@ -42,6 +44,7 @@ MILD_AFTER = 4  # "febre baixa", "doi um pouco"
 PAST_WINDOW = 4  # "caiu semana passada"
 NEGATION_WINDOW = 4
 HYPOTHETICAL_WINDOW = 4
+RESOLVED_AFTER = 14  # "febre baixa que ja passou"; not a "ta normal" about another thing
 
 # Sentence boundaries: . ! ? ; and line breaks, but not a decimal point ("38.5").
 _SENTENCE_END = re.compile(r"(?<!\d)[.!?;\n]+|[.!?;\n]+(?!\d)|\s+-\s+")
@@ -53,6 +56,8 @@ class _CompiledSign:
     sign: table.Sign
     patterns: tuple[Pattern, ...]
     with_any: tuple[Pattern, ...]
+    with_all: tuple[tuple[Pattern, ...], ...]
+    unless: tuple[Pattern, ...]
 
 
 def _compile() -> tuple[_CompiledSign, ...]:
@@ -61,7 +66,9 @@ def _compile() -> tuple[_CompiledSign, ...]:
         for sign in disc.signs:
             compiled.append(
                 _CompiledSign(disc, sign, compile_patterns(sign.phrases),
-                              compile_patterns(sign.with_any))
+                              compile_patterns(sign.with_any),
+                              tuple(compile_patterns(g) for g in sign.with_all),
+                              compile_patterns(sign.unless))
             )
     return tuple(compiled)
 
@@ -70,14 +77,19 @@ _SIGNS = _compile()
 _CONTEXTS = {name: compile_patterns(phrases) for name, phrases in table.CONTEXTS.items()}
 _NEGATIONS = frozenset(table.NEGATIONS)
 _NEGATION_EXCEPTIONS = frozenset(table.NEGATION_EXCEPTIONS)
+_NEGATION_BREAKS = frozenset(b for b in table.NEGATION_BREAKS if " " not in b)
+_ABILITY = frozenset(("consigo", "consegue", "conseguia", "conseguiu", "consegui"))
 _HYPOTHETICAL = compile_patterns(table.HYPOTHETICAL)
 _MILD = compile_patterns(table.MILD)
 _RESOLVED = compile_patterns(table.RESOLVED)
 _PAST = compile_patterns(table.PAST)
+_SINCE = compile_patterns(("desde", "faz", "ha"))
+_NOW = frozenset(("agora", "hoje", "novamente", "voltou", "mas", "ainda"))
 _EXPECTED = compile_patterns(table.EXPECTED_QUESTION)
 _INTENSIFIERS = compile_patterns(table.INTENSIFIERS)
 _REPORT = compile_patterns(table.REPORT_MARKERS)
 _DECLARED = compile_patterns(table.DECLARED_URGENCY)
+_DECLARED_SERVICE = compile_patterns(table.DECLARED_SERVICE)
 
 
 @dataclass
@@ -123,6 +135,10 @@ _BABY_WORDS = ("bebe", "nenem", "filho", "filha", "filhinho", "filhinha", "menin
 
 _ELDER_WORDS = ("pai", "mae", "avo", "vo", "vovo", "tio", "tia", "sogro", "sogra", "senhor",
                 "senhora", "idoso", "idosa", "marido", "esposa", "tenho")
+
+
+_PILL_WORDS = ("comprimidos", "remedios", "pilulas", "capsulas", "cartelas", "caixas",
+               "frascos", "vidros", "doses", "gotas", "comprimido")
 
 
 def _number(tok: str) -> int | None:
@@ -173,10 +189,15 @@ def _with_measures(toks: list[str]) -> list[str]:
             found.append("_bebe_pequeno")
         if baby and following in ("mes", "meses") and value <= 2:
             found.append("_bebe_pequeno")
-        if not baby and following in ("semanas", "semana") and 4 <= value <= 42 and (
-            i > 0 and toks[i - 1] in ("com", "de", "gravida", "gestante")
+        before = toks[i - 1] if i else ""
+        pregnant_says = before in ("gravida", "gestante") or i == 0 or (
+            before == "com" and i >= 2 and toks[i - 2] in ("estou", "esta", "ja"))
+        if following in ("semanas", "semana") and 4 <= value <= 42 and (
+            pregnant_says or not baby and before in ("com", "de", "estou")
         ):
             found.append("_gestacao")  # "to com 31 semanas", "gravida de 20 semanas"
+        if value >= 3 and following in _PILL_WORDS:
+            found.append("_muitos_comprimidos")  # "engoli uns 20 comprimidos"
         if following == "anos" and value >= 65 and elder:
             found.append("_idoso")
         out.extend(found)
@@ -231,15 +252,30 @@ def _spans(patterns: Sequence[Pattern], toks: Sequence[str]) -> list[tuple[int, 
 
 
 def _negated(toks: Sequence[str], start: int) -> bool:
-    window = toks[max(0, start - NEGATION_WINDOW):start]
-    if "mas" in window:  # "nao sei, mas estou com falta de ar"
-        window = window[len(window) - window[::-1].index("mas"):]
+    """A negator in the few words before the sign, in the same clause, that
+    negates it: not an idiom ("sem sentido", "nem dipirona segura") and not a
+    "nem" continuing an inability ("nao consigo abrir a boca nem engolir")."""
+    first = max(0, start - NEGATION_WINDOW)
+    window = list(toks[first:start])
+    for index in range(len(window) - 1, -1, -1):  # "nao sei, mas estou com falta de ar"
+        if window[index] in _NEGATION_BREAKS:
+            first += index + 1
+            window = window[index + 1:]
+            break
     for offset, tok in enumerate(window):
         if tok in _NEGATIONS:
             following = window[offset + 1] if offset + 1 < len(window) else toks[start]
-            if following not in _NEGATION_EXCEPTIONS:
-                return True
+            if following in _NEGATION_EXCEPTIONS:
+                continue
+            if tok == "nem" and _ABILITY.intersection(toks[max(0, first + offset - 6):
+                                                          first + offset]):
+                continue
+            return True
     return False
+
+
+def _context_negated(toks: Sequence[str], start: int) -> bool:
+    return any(tok in _NEGATIONS for tok in toks[max(0, start - 2):start])
 
 
 def _hypothetical(toks: Sequence[str], start: int) -> bool:
@@ -273,9 +309,29 @@ def _resolved(toks: Sequence[str], start: int, end: int, sign_starts: set[int]) 
         for begin in pattern.find_all(toks):
             if begin + len(pattern.words) <= start and start - begin <= 4:
                 return str(pattern)
-            if begin >= end and not any(end <= s < begin for s in sign_starts):
+            reach = RESOLVED_AFTER if str(pattern) not in _RESOLVED_NEAR else 4
+            if (end <= begin <= end + reach
+                    and not any(end <= s < begin for s in sign_starts)):
                 return str(pattern)
     return None
+
+
+# Resolutions that may be about anything ("a boca ta normal"): only right after the sign.
+_RESOLVED_NEAR = frozenset(("esta normal", "esta otima", "esta otimo", "controlado",
+                            "controlada", "ficou bem", "comendo bem"))
+_HAD = frozenset(("teve", "tive", "tiveram", "tinha"))
+_KIN = frozenset(("pai", "mae", "avo", "vo", "tio", "tia", "irmao", "irma", "primo", "prima",
+                  "familia", "familiar", "parente", "sogro", "sogra"))
+
+
+def _family_history(toks: Sequence[str], start: int, end: int) -> bool:
+    """A past event told as history, with the age it happened at: "meu pai
+    infartou com 50 anos", "teve convulsao febril com 2 anos"."""
+    if not (_KIN | _HAD).intersection(toks[max(0, start - 3):start]):
+        return False
+    after = toks[end:end + 4]
+    return any(tok == "com" and i + 2 < len(after) and after[i + 1].isdigit()
+               and after[i + 2] == "anos" for i, tok in enumerate(after))
 
 
 def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentence,
@@ -284,9 +340,9 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
     """The match's grade after its sentence's modifiers; None when cancelled."""
     toks = sentence.toks
     floor = GRADE_RANK[disc.floor_grade]
-    if _negated(toks, start):
+    if sign.negatable and _negated(toks, start):
         return None
-    if floor == 0 and _hypothetical(toks, start):
+    if floor == 0 and (_hypothetical(toks, start) or _family_history(toks, start, end)):
         return None
     rank = GRADE_RANK[sign.grade]
     emergency = rank == GRADE_RANK["emergency"]
@@ -300,13 +356,21 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
         # fraco" is the sign); it is lowered one step when it has passed.
         mild = None if emergency else _near(_MILD, toks, start - MILD_BEFORE, end + MILD_AFTER)
         past = _near(_PAST, toks, start - PAST_WINDOW, end + PAST_WINDOW)
+        if past and (_near(_SINCE, toks, start - PAST_WINDOW - 1, end + PAST_WINDOW)
+                     or _NOW.intersection(toks[max(0, start - PAST_WINDOW):end + PAST_WINDOW])):
+            # "febre desde semana passada" is still going on; in "tive avc ano
+            # passado e agora a boca entortou" the sign is now
+            past = None
         mild_or_past = bool(mild or past)
         if resolved:
             delta -= 1 if emergency else 2
             modifiers.append(f"resolvido: {resolved}")
-        elif mild or past:
+        elif past:  # history, not the reason to write now
+            delta -= 3
+            modifiers.append(f"passado: {past}")
+        elif mild:
             delta -= 1
-            modifiers.append(f"leve: {mild or past}")
+            modifiers.append(f"leve: {mild}")
         expected = _near(_EXPECTED, toks, 0, len(toks))
         if expected and (sentence.asked or "normal" in expected):
             delta -= 1
@@ -326,15 +390,19 @@ def assess(text: str) -> Urgency:
     all_toks = [t for s in sentences for t in s.toks]
     contexts = [
         name for name, patterns in _CONTEXTS.items()
-        if any(not _negated(all_toks, begin) for begin, _ in _spans(patterns, all_toks))
-    ]  # "nao estou gravida" is not a pregnancy
+        if any(not _context_negated(all_toks, begin) for begin, _ in _spans(patterns, all_toks))
+    ]  # "nao estou gravida" is not a pregnancy; "nao sinto a bebe mexer" is one
     if "pregnancy" in contexts and "infant" in contexts:
         contexts.remove("infant")  # "o bebe parou de mexer" is the pregnancy's baby
     findings: list[Finding] = []
     lowered: list[str] = []
     spans = [[_spans(c.patterns, s.toks) for s in sentences] for c in _SIGNS]
+    # Where a sign is named (a concept sign's anchor is a plain word such as
+    # "barriga" or "lado": not a sign by itself).
     sign_starts = [
-        {begin for per_sign in spans for begin, _ in per_sign[i]} for i in range(len(sentences))
+        {begin for c, per_sign in zip(_SIGNS, spans, strict=True) if not c.with_all
+         for begin, _ in per_sign[i]}
+        for i in range(len(sentences))
     ]
     for compiled, per_sentence in zip(_SIGNS, spans, strict=True):
         sign, disc = compiled.sign, compiled.discriminator
@@ -346,8 +414,15 @@ def assess(text: str) -> Urgency:
                 continue
             if sign.needs_report and not _any_in(_REPORT, toks):
                 continue
+            if compiled.unless and _any_in(compiled.unless, toks):
+                continue
             for begin, end in per_sentence[index]:
                 taken = set(range(begin, end))
+                if compiled.with_all:
+                    concept = _concepts(compiled.with_all, toks, begin, end, sign.within)
+                    if concept is None:
+                        continue
+                    taken |= concept
                 if compiled.with_any:
                     partner = _partner(compiled.with_any, all_toks, sentence.start + begin,
                                        sentence.start + end)
@@ -367,6 +442,35 @@ def assess(text: str) -> Urgency:
     order = {d.id: i for i, d in enumerate(table.DISCRIMINATORS)}
     best = max(findings, key=lambda f: (GRADE_RANK[f.grade], -order[f.discriminator]))
     return Urgency(best.grade, best.discriminator, findings, contexts, sorted(set(lowered)))
+
+
+def _concepts(groups: Sequence[Sequence[Pattern]], toks: Sequence[str], start: int,
+              end: int, within: int) -> set[int] | None:
+    """Positions of one non-negated phrase of every group, each within `within`
+    words of the sign in its sentence and not overlapping it; None when a group
+    is missing."""
+    taken: set[int] = set()
+    for group in groups:
+        found = None
+        for pattern in group:
+            for begin in pattern.find_all(toks):
+                stop = begin + len(pattern.words)
+                if stop <= start - within or begin >= end + within:
+                    continue
+                if begin < end and stop > start:
+                    continue
+                if taken.intersection(range(begin, stop)):
+                    continue
+                if _negated(toks, begin):
+                    continue
+                found = range(begin, stop)
+                break
+            if found:
+                break
+        if found is None:
+            return None
+        taken |= set(found)
+    return taken
 
 
 def _partner(patterns: Sequence[Pattern], all_toks: Sequence[str], start: int,
@@ -390,6 +494,9 @@ def declared_urgency(text: str) -> bool:
     """The patient says it is urgent ("URGENTE", "socorro") without naming a sign."""
     toks = normalize(text).split()
     for begin, _ in _spans(_DECLARED, toks):
-        if not _negated(toks, begin):
-            return True
+        if _negated(toks, begin):
+            continue
+        if _near(_DECLARED_SERVICE, toks, begin - 3, begin):
+            continue  # "voces atendem emergencia sabado?" asks about a service
+        return True
     return False
