@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies only (the project itself runs from /app via PYTHONPATH, so
-# shared.migrate finds alembic.ini and migrations/ beside it). Installed
+# shared.runtime.migrate finds alembic.ini and migrations/ beside it). Installed
 # first, so a code change does not reinstall them.
 COPY pyproject.toml README.md ./
 RUN mkdir -p ingest workers scheduler shared \

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## run: the whole system (embedded PostgreSQL/Redis when DATABASE_URL/REDIS_URL are unset)
 run: $(STAMP)
-	$(PY) -m shared.supervisor
+	$(PY) -m shared.runtime.supervisor
 
 ## test: the whole suite against real PostgreSQL, Redis and Celery workers
 test: $(STAMP)
@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 migrate: $(STAMP)
-	$(PY) -m shared.migrate
+	$(PY) -m shared.runtime.migrate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

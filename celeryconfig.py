@@ -13,7 +13,7 @@
 
 from kombu import Queue
 
-from shared.config import get_settings
+from shared.core.config import get_settings
 
 _settings = get_settings()
 

@@ -201,7 +201,7 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        from shared.embedded import start_redis
+        from shared.runtime.embedded import start_redis
 
         _, self.proc = start_redis(self.dir, port=self.port, appendonly=True)
 
@@ -471,7 +471,7 @@ def run(profile: Profile, workdir: Path | None = None) -> Report:  # noqa: PLR09
         for name in ("ONCALL_PHONE", "EMAIL_MEDICO", "EMAIL_FINANCEIRO", "EMAIL_SUPORTE",
                      "IMAP_HOST", "SMTP_HOST"):
             env.pop(name, None)
-        subprocess.run([sys.executable, "-m", "shared.migrate"], cwd=ROOT, env=env, check=True,
+        subprocess.run([sys.executable, "-m", "shared.runtime.migrate"], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)
 
         python = sys.executable

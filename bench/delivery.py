@@ -320,8 +320,8 @@ def bench_pipeline(env: dict[str, str], tmp: Path, fake: Any, api_key: str,
 
 
 def bench_rate_limit(env: dict[str, str], tmp: Path, fake: Any) -> tuple[int, float, float]:
-    from shared.db import session_scope
-    from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
+    from shared.core.db import session_scope
+    from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 
     fake.requests.clear()
     limited = {**env, "RATE_LIMIT_SMS": f"{LIMIT_CAP}/second",
@@ -385,14 +385,14 @@ def main() -> None:
     }
     os.environ.update(env)
     try:
-        from shared.config import get_settings
-        from shared.migrate import upgrade
+        from shared.core.config import get_settings
+        from shared.runtime.migrate import upgrade
 
         get_settings.cache_clear()
         upgrade(infra.database_url)
-        from ingest.api_auth import generate_api_key, hash_api_key
-        from shared.db import session_scope
-        from shared.models import ApiKey
+        from ingest.api.auth import generate_api_key, hash_api_key
+        from shared.core.db import session_scope
+        from shared.core.models import ApiKey
 
         api_key = generate_api_key()
         with session_scope() as s:
@@ -441,7 +441,7 @@ def main() -> None:
         print(f"  total bench time {time.time() - started:.0f} s", flush=True)
     finally:
         fake.stop()
-        from shared.db import dispose_engines
+        from shared.core.db import dispose_engines
 
         dispose_engines()
         stop_infra(infra)

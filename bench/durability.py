@@ -41,7 +41,7 @@ REQUESTS = 16_000
 
 
 def _redis_version() -> tuple[int, ...]:
-    from shared.embedded import redis_server_binary
+    from shared.runtime.embedded import redis_server_binary
 
     out = subprocess.run([redis_server_binary(), "--version"], capture_output=True, text=True,
                          check=False).stdout
@@ -50,8 +50,8 @@ def _redis_version() -> tuple[int, ...]:
 
 
 def main() -> None:
-    from shared.embedded import start_redis, stop_process
-    from shared.redis_durability import WAITAOF_MIN_VERSION
+    from shared.core.redis_durability import WAITAOF_MIN_VERSION
+    from shared.runtime.embedded import start_redis, stop_process
 
     modes = ["everysec", "always"]
     version = _redis_version()

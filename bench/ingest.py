@@ -245,7 +245,7 @@ def infrastructure(cleanups: list) -> tuple[str, str, str]:
     """(DATABASE_URL, REDIS_URL, where) — configured, else embedded."""
     import redis
 
-    from shared.embedded import start_postgres, start_redis, stop_postgres, stop_process
+    from shared.runtime.embedded import start_postgres, start_redis, stop_postgres, stop_process
 
     database_url = os.environ.get("DATABASE_URL", "")
     redis_url = os.environ.get("REDIS_URL", "")

@@ -5,7 +5,7 @@ Two states of one database of its own (created and dropped here):
   large — the same plus 990,000 appointments (1,000,000 in all, 2,000,000
           scheduled rows: past ones sent, future ones pending, not yet due).
 In each state one tick claims the same 10,000 due rows, creates their messages
-(shared.outbound.create_outbound_message), commits per batch and enqueues the
+(shared.outbound.create.create_outbound_message), commits per batch and enqueues the
 sends on Redis (a logical database of its own; no worker consumes them).
 
 Printed: the due-rows query plan (EXPLAIN; must use the partial index
@@ -169,12 +169,12 @@ def main() -> None:
                 "LOG_LEVEL": "WARNING",
             }
         )
-        from shared.config import get_settings
+        from shared.core.config import get_settings
 
         get_settings.cache_clear()
         settings = get_settings()
-        from shared.db import dispose_engines, get_engine
-        from shared.migrate import upgrade
+        from shared.core.db import dispose_engines, get_engine
+        from shared.runtime.migrate import upgrade
 
         dispose_engines()
         upgrade(database_url)

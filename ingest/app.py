@@ -8,13 +8,18 @@ import logging
 import redis
 from flask import Flask
 
-from ingest import contacts_api, health, meta_webhook, metrics, status, twilio_inbound, webhook
+from ingest import health, metrics
+from ingest.api import contacts as contacts_api
+from ingest.api import message_status as status
 from ingest.errors import register_error_handlers
-from ingest.webhook_auth import WebhookAuthenticator
-from shared.config import ConfigError, Settings, fail_startup, get_settings
-from shared.logging import configure_logging
-from shared.redis_durability import check_redis_durability, wait_aof_timeout_ms
-from shared.taskqueue import TaskPublisher
+from ingest.webhooks import intake as webhook
+from ingest.webhooks import meta as meta_webhook
+from ingest.webhooks import twilio as twilio_inbound
+from ingest.webhooks.intake_auth import WebhookAuthenticator
+from shared.core.config import ConfigError, Settings, fail_startup, get_settings
+from shared.core.logs import configure_logging
+from shared.core.redis_durability import check_redis_durability, wait_aof_timeout_ms
+from shared.core.taskqueue import TaskPublisher
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.WEBHOOK_MAX_BODY_BYTES
     app.config["WEBHOOK_AUTH"] = auth = WebhookAuthenticator(settings)
     app.config.setdefault("WEBHOOK_TYPE_VALIDATORS", {})
-    from ingest import appointments_api  # issue 4: REST API + appointment.* webhook types
+    from ingest.api import appointments as appointments_api
 
     appointments_api.register(app)
 
@@ -69,13 +74,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (twilio_inbound.bp, meta_webhook.bp, contacts_api.bp):
         app.register_blueprint(blueprint)
     # issue 3: sending API + Twilio status callbacks
-    from ingest import messages_api, provider_status
+    from ingest.api import messages as messages_api
+    from ingest.webhooks import twilio_status as provider_status
     for blueprint in (messages_api.bp, provider_status.bp):
         app.register_blueprint(blueprint)
-    from ingest.inbox_webhooks import bp as inbox_webhooks_bp  # issue 5: agent inbox
+    from ingest.webhooks.inbox import bp as inbox_webhooks_bp  # issue 5: agent inbox
 
     app.register_blueprint(inbox_webhooks_bp)
-    from ingest.identity_proofs import bp as identity_proofs_bp  # proof of address
+    from ingest.api.identity_proofs import bp as identity_proofs_bp  # proof of address
 
     app.register_blueprint(identity_proofs_bp)
 

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
-from shared.db import get_engine
+from shared.core.db import get_engine
 from shared.providers import channel_states
 
 bp = Blueprint("health", __name__)

@@ -1,5 +1,5 @@
 """Alembic environment: the URL comes from `-x url=…`, the config's
-`sqlalchemy.url` (set by shared.migrate), or DATABASE_URL."""
+`sqlalchemy.url` (set by shared.runtime.migrate), or DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from shared.config import to_sqlalchemy_url
-from shared.models import Base
+from shared.core.config import to_sqlalchemy_url
+from shared.core.models import Base
 
 config = context.config
 target_metadata = Base.metadata

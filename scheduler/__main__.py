@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.config import ConfigError, fail_startup, get_settings
-from shared.logging import configure_logging
+from shared.core.config import ConfigError, fail_startup, get_settings
+from shared.core.logs import configure_logging
 
 
 def main() -> None:

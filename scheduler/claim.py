@@ -12,7 +12,7 @@ Exactly once, with any number of schedulers running (rule 4):
   enqueue leaves the message `queued`, which the reconciler re-enqueues.
 
 The appointment is re-read here (status, version, start) and again by the send
-worker (`shared.scheduling.reminder_still_valid`): a reschedule racing this
+worker (`shared.scheduling.planner.reminder_still_valid`): a reschedule racing this
 claim produces at most a message that is skipped at send time.
 """
 
@@ -28,24 +28,24 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from shared.config import Settings
-from shared.db import session_scope
-from shared.enums import ScheduledStatus
-from shared.models import Appointment, Contact, ScheduledMessage
-from shared.outbound import (
+from shared.core.config import Settings
+from shared.core.db import session_scope
+from shared.core.enums import ScheduledStatus
+from shared.core.models import Appointment, Contact, ScheduledMessage
+from shared.outbound.create import (
     OutboundCreated,
     OutboundRequest,
     create_outbound_messages_bulk,
     enqueue_send,
 )
-from shared.quiet_hours import QuietHours
-from shared.scheduling import (
+from shared.scheduling.planner import (
     contact_addresses,
     phase_of,
     place,
     template_data,
     validity_problem,
 )
+from shared.scheduling.quiet_hours import QuietHours
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, update
 
-from shared.config import Settings
-from shared.db import session_scope
-from shared.enums import ConversationStatus
-from shared.models import Conversation
+from shared.core.config import Settings
+from shared.core.db import session_scope
+from shared.core.enums import ConversationStatus
+from shared.core.models import Conversation
 
 log = logging.getLogger(__name__)
 

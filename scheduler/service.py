@@ -29,7 +29,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from scheduler.claim import run_tick
 from scheduler.maintenance import close_idle_conversations
-from shared.config import Settings
+from shared.core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,13 @@ def maintenance_jobs(settings: Settings) -> dict[str, Callable[[], Any]]:
         "close_idle_conversations": lambda: close_idle_conversations(settings),
     }
     optional = {
-        "reconcile_stuck_messages": "shared.reconciler:reconcile_stuck_messages",
-        "redrive_unreacted_messages": "shared.react_redrive:redrive_unreacted_messages",
-        "realert_unanswered_urgent": "shared.automations:realert_unanswered_urgent",
+        "reconcile_stuck_messages": "shared.outbound.reconciler:reconcile_stuck_messages",
+        "redrive_unreacted_messages": "shared.inbound.react_redrive:redrive_unreacted_messages",
+        "realert_unanswered_urgent": "shared.inbound.automations:realert_unanswered_urgent",
         "report_failed_agent_replies": "shared.inbox.sync:report_failed_agent_replies",
     }
     if settings.IMAP_HOST:
-        optional["poll_mailbox"] = "shared.imap_poll:poll_mailbox"
+        optional["poll_mailbox"] = "shared.providers.email.imap:poll_mailbox"
     for name, path in optional.items():
         fn = _optional(path)
         if fn is None:

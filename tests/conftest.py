@@ -64,7 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "CLINICQ_DEV_MODE": "true",
         }
     )
-    from shared.migrate import upgrade
+    from shared.runtime.migrate import upgrade
 
     upgrade(_INFRA.database_url)
 
@@ -80,7 +80,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _INFRA is not None:
-        from shared.db import dispose_engines
+        from shared.core.db import dispose_engines
 
         dispose_engines()
         stop_infra(_INFRA)
@@ -94,7 +94,7 @@ def infra() -> TestInfra:
 
 @pytest.fixture(scope="session")
 def settings() -> Any:
-    from shared.config import get_settings
+    from shared.core.config import get_settings
 
     return get_settings()
 
@@ -111,8 +111,8 @@ def clean_state(infra: TestInfra, redis_client: redis_lib.Redis) -> Iterator[Non
     """Every test starts from empty tables and no clinicq keys in Redis."""
     from sqlalchemy import text
 
-    from shared.db import get_engine
-    from shared.models import Base
+    from shared.core.db import get_engine
+    from shared.core.models import Base
 
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with get_engine().begin() as conn:
@@ -288,7 +288,7 @@ def gunicorn_server(
     yields its base URL and stops it (whole process group) afterwards."""
     import requests
 
-    from shared.embedded import free_port, stop_process
+    from shared.runtime.embedded import free_port, stop_process
 
     port = free_port()
     with open(log_path, "wb") as log:

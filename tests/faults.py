@@ -12,7 +12,7 @@ import contextlib
 import socket
 import threading
 
-from shared.embedded import free_port
+from shared.runtime.embedded import free_port
 
 
 class TcpProxy:

@@ -21,7 +21,13 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
-from shared.embedded import port_answers, start_postgres, start_redis, stop_postgres, stop_process
+from shared.runtime.embedded import (
+    port_answers,
+    start_postgres,
+    start_redis,
+    stop_postgres,
+    stop_process,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""API-key scopes (ingest/api_auth.py ENDPOINT_SCOPES), revocation,
+"""API-key scopes (ingest/api/auth.py ENDPOINT_SCOPES), revocation,
 `last_used_at`, audited reads of patient data, and the key commands of the
 `clinicq` CLI, against real PostgreSQL."""
 
@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from sqlalchemy import func, select, update
 
-from ingest.api_auth import ENDPOINT_SCOPES, SCOPES, generate_api_key, hash_api_key
-from shared.contacts import ContactDetails, find_or_create_contact
-from shared.db import session_scope
-from shared.models import ApiKey, AuditEvent, Contact, ContactIdentity
+from ingest.api.auth import ENDPOINT_SCOPES, SCOPES, generate_api_key, hash_api_key
+from shared.contacts.directory import ContactDetails, find_or_create_contact
+from shared.core.db import session_scope
+from shared.core.models import ApiKey, AuditEvent, Contact, ContactIdentity
 from tests.conftest import wait_for
 from tests.infra import ROOT
 
@@ -176,7 +176,7 @@ def test_every_read_of_patient_data_is_audited(client: Any) -> None:
 
 def clinicq(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "shared.runtime.cli", *args],
         cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=60, check=False,
     )
 
@@ -229,7 +229,7 @@ def test_migration_gives_existing_keys_every_scope_and_renames_duplicate_names(
 ) -> None:
     from sqlalchemy.engine import make_url
 
-    from shared.migrate import upgrade
+    from shared.runtime.migrate import upgrade
 
     name = f"clinicq_mig_{uuid.uuid4().hex[:8]}"
     admin = make_url(infra.admin_url).set(drivername="postgresql").render_as_string(False)

@@ -10,9 +10,9 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from ingest.api_auth import generate_api_key, hash_api_key
-from shared.db import session_scope
-from shared.models import ApiKey, Appointment, Contact, ContactIdentity, ScheduledMessage
+from ingest.api.auth import generate_api_key, hash_api_key
+from shared.core.db import session_scope
+from shared.core.models import ApiKey, Appointment, Contact, ContactIdentity, ScheduledMessage
 from tests.conftest import dumps, sign_headers, wait_for
 
 SP = ZoneInfo("America/Sao_Paulo")

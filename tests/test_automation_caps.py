@@ -1,4 +1,4 @@
-"""Caps on automatic sends (shared/automation_caps.py) on real PostgreSQL and
+"""Caps on automatic sends (shared/inbound/automation_caps.py) on real PostgreSQL and
 Redis: a flood of public-form messages pages the on-call phone and
 acknowledges addresses only up to the configured caps; what is capped is
 recorded without PII and the doctor still gets the e-mail alert."""
@@ -14,10 +14,10 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from shared.automations import oncall_automation, realert_unanswered_urgent
-from shared.db import session_scope
-from shared.models import AutomationRun, MessageEvent
-from shared.reactions import react_to_inbound
+from shared.core.db import session_scope
+from shared.core.models import AutomationRun, MessageEvent
+from shared.inbound.automations import oncall_automation, realert_unanswered_urgent
+from shared.inbound.reactions import react_to_inbound
 from shared.triage import triage
 from tests.test_automations import AUTOMATION_ENV, ONCALL, file_message, outbound
 
@@ -27,7 +27,7 @@ MEDICO = "medico@clinicateste.com.br"
 @pytest.fixture
 def configure(monkeypatch, redis_client) -> Iterator:
     """The automations' test settings plus this test's caps."""
-    from shared.config import get_settings
+    from shared.core.config import get_settings
 
     redis_client.delete("whatsapp", "email", "sms", "inbox")
 
@@ -65,7 +65,7 @@ def test_a_flood_of_urgent_form_messages_pages_oncall_only_up_to_the_global_cap(
 ) -> None:
     configure(ONCALL_PAGES_PER_HOUR="2")
     ids = [web_form("socorro, estou sangrando muito", n) for n in range(4)]
-    with caplog.at_level(logging.WARNING, logger="shared.automations"):
+    with caplog.at_level(logging.WARNING, logger="shared.inbound.automations"):
         notes = [react_to_inbound(str(mid)).notes for mid in ids]
 
     pages = outbound(channel="sms", to_address=ONCALL)
@@ -130,8 +130,8 @@ def test_acknowledgements_are_capped_per_address_and_globally(configure) -> None
 
 
 def test_when_redis_does_not_answer_pages_go_out_and_acknowledgements_do_not(settings) -> None:
-    from shared.automation_caps import auto_ack_cap, oncall_page_cap
-    from shared.embedded import free_port
+    from shared.inbound.automation_caps import auto_ack_cap, oncall_page_cap
+    from shared.runtime.embedded import free_port
 
     dead = settings.model_copy(update={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     assert oncall_page_cap(dead, uuid.uuid4()) is None  # an urgent patient outweighs a flood

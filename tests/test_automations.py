@@ -15,13 +15,13 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from shared.automations import realert_unanswered_urgent, run_automations
-from shared.config import get_settings
-from shared.db import session_scope
-from shared.inbound import file_inbound_message
-from shared.models import AutomationRun, Conversation, Message
-from shared.optouts import record_opt_out
-from shared.reactions import ReactionContext, react_to_inbound
+from shared.contacts.optouts import record_opt_out
+from shared.core.config import get_settings
+from shared.core.db import session_scope
+from shared.core.models import AutomationRun, Conversation, Message
+from shared.inbound.automations import realert_unanswered_urgent, run_automations
+from shared.inbound.filing import file_inbound_message
+from shared.inbound.reactions import ReactionContext, react_to_inbound
 from tests.conftest import dumps, seed_payload, sign_headers, wait_for
 
 PATIENT_PHONE = "+5511988887777"

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from shared.config import ConfigError, get_settings, load_settings
-from shared.db import session_scope
-from shared.models import Message, MessageEvent
+from shared.core.config import ConfigError, get_settings, load_settings
+from shared.core.db import session_scope
+from shared.core.models import Message, MessageEvent
 from tests.conftest import dumps, seed_payload, sign_headers, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ def test_readyz_in_dev_mode_shows_the_outbox(client: Any) -> None:
 
 
 def test_cli_channels_reports_unconfigured_and_exits_non_zero(production: dict[str, str]) -> None:
-    out = subprocess.run([sys.executable, "-m", "shared.cli", "channels"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "shared.runtime.cli", "channels"], cwd=ROOT,
                          env=os.environ.copy(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 1, out.stderr
     lines = out.stdout.splitlines()

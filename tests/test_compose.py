@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from shared.config import Settings
+from shared.core.config import Settings
 from tests.infra import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -87,7 +87,7 @@ def test_compose_has_the_production_shape(compose: dict) -> None:
     assert "--maxmemory-policy noeviction" in redis_cmd
 
     assert "gunicorn_conf.py" in " ".join(services["ingest"]["command"])
-    assert services["migrate"]["command"] == ["python", "-m", "shared.migrate"]
+    assert services["migrate"]["command"] == ["python", "-m", "shared.runtime.migrate"]
     assert services["scheduler"]["command"] == ["python", "-m", "scheduler"]
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from shared.config import ConfigError, Settings, load_settings
+from shared.core.config import ConfigError, Settings, load_settings
 from tests.infra import ROOT
 
 STRONG_KEY = "config-tests-key-0123456789-abcdefghij"
@@ -94,7 +94,7 @@ def test_weak_or_placeholder_secrets_are_refused_naming_the_variable(
     assert repr(value) not in str(caught.value)  # the message never echoes the value
 
 
-@pytest.mark.parametrize("module", ["shared.supervisor", "shared.cli list-api-keys"])
+@pytest.mark.parametrize("module", ["shared.runtime.supervisor", "shared.runtime.cli list-api-keys"])
 def test_weak_secret_stops_startup_with_exit_2(tmp_path, module: str) -> None:
     env = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "changeme", "CLINICQ_VAR_DIR": str(tmp_path),
            "WEBHOOK_SIGNING_SECRETS": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}

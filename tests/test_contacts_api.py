@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from ingest.api_auth import generate_api_key, hash_api_key
-from shared.db import session_scope
-from shared.identity import hash_cpf, mask_cpf
-from shared.inbound import file_inbound_message
-from shared.models import (
+from ingest.api.auth import generate_api_key, hash_api_key
+from shared.core.db import session_scope
+from shared.core.identity import hash_cpf, mask_cpf
+from shared.core.models import (
     Appointment,
     AuditEvent,
     Contact,
@@ -26,6 +25,7 @@ from shared.models import (
     OptOut,
     ScheduledMessage,
 )
+from shared.inbound.filing import file_inbound_message
 from tests.conftest import SECRET_KEY, wait_for
 
 CPF = "52998224725"  # valid check digits
@@ -35,7 +35,7 @@ CPF = "52998224725"  # valid check digits
 def api_headers() -> dict[str, str]:
     key = generate_api_key()
     with session_scope() as s:
-        from shared.models import ApiKey
+        from shared.core.models import ApiKey
 
         s.add(ApiKey(name="ops-test", key_hash=hash_api_key(key), scopes=["read", "admin"]))
     return {"Authorization": f"Bearer {key}"}
@@ -388,7 +388,7 @@ def test_cli_erase_contact() -> None:
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "shared.cli", "erase-contact", *args],
+            [sys.executable, "-m", "shared.runtime.cli", "erase-contact", *args],
             cwd=ROOT,
             env=dict(os.environ),
             capture_output=True,
@@ -397,7 +397,7 @@ def test_cli_erase_contact() -> None:
             stdin=subprocess.DEVNULL,
         )
 
-    from shared.cli import main
+    from shared.runtime.cli import main
 
     # In-process for the refusals (stdin is not a terminal under pytest).
     assert main(["erase-contact", str(cid)]) == 2
@@ -423,7 +423,7 @@ def test_concurrent_opposite_merges_one_wins_no_deadlock() -> None:
     never a deadlock."""
     import threading
 
-    from shared.contact_admin import MergeRefused, merge_contacts
+    from shared.contacts.admin import MergeRefused, merge_contacts
 
     a, b = two_contacts_with_a_conflict()
     barrier = threading.Barrier(2)

@@ -1,4 +1,4 @@
-"""Pooled connections and a PostgreSQL restart (shared/db.py).
+"""Pooled connections and a PostgreSQL restart (shared/core/db.py).
 
 The pool does not ping with a `SELECT 1` on every checkout; instead a
 checkout notices a connection the server has closed (a restart, a terminated
@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from sqlalchemy import event, text
 
-from shared.db import get_engine, session_scope
-from shared.embedded import start_postgres, stop_postgres
+from shared.core.db import get_engine, session_scope
+from shared.runtime.embedded import start_postgres, stop_postgres
 
 
 def _backend_pid(url: str | None = None) -> int:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.models import Contact, Conversation, Message, MessageEvent, OptOut
-from shared.optouts import record_opt_out
-from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
-from shared.reconciler import reconcile_stuck_messages
+from shared.contacts.optouts import record_opt_out
+from shared.core.db import session_scope
+from shared.core.models import Contact, Conversation, Message, MessageEvent, OptOut
+from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
+from shared.outbound.reconciler import reconcile_stuck_messages
 from tests.conftest import WorkerProcess, wait_for
 from tests.fakes import FakeTwilio
 
@@ -74,8 +74,8 @@ def twilio_worker(tmp_path_factory: Any, twilio: FakeTwilio) -> Iterator[WorkerP
 def reconcile(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run the reconciler in this process configured like the worker (it asks
     the fake Twilio); settings are read once per process, hence the reset."""
-    from shared import providers
-    from shared.config import get_settings
+    import shared.providers as providers
+    from shared.core.config import get_settings
 
     def run(env: dict[str, str], **kwargs: Any) -> Any:
         for key, value in worker_env(env).items():
@@ -295,7 +295,7 @@ def test_lost_queued_task_is_reenqueued_unless_a_countdown_is_pending(
 ) -> None:
     from sqlalchemy import text
 
-    from shared.delivery import note_pending
+    from shared.outbound.delivery import note_pending
 
     lost = send(enqueue=False)  # its task never reached the broker
     waiting = send(enqueue=False)  # its task waits on a countdown

@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.models import Message
-from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
+from shared.core.db import session_scope
+from shared.core.models import Message
+from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 from tests.conftest import WorkerProcess, wait_for
 from tests.fakes import FakeTwilio
 from tests.test_delivery import new_contact, reconcile, worker_env  # noqa: F401 - fixture

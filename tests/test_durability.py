@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from shared.config import get_settings
-from shared.db import session_scope
-from shared.inbound import file_inbound_message
-from shared.models import DeadLetter, Message, MessageEvent
+from shared.core.config import get_settings
+from shared.core.db import session_scope
+from shared.core.models import DeadLetter, Message, MessageEvent
+from shared.inbound.filing import file_inbound_message
 from tests.conftest import ROOT, dumps, seed_payload, sign_headers, wait_for
 from tests.faults import TcpProxy
 from tests.infra import _psycopg_url
@@ -45,7 +45,7 @@ def count(model, *where) -> int:
 
 def clinicq(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "shared.runtime.cli", *args],
         cwd=ROOT, env={**os.environ}, capture_output=True, text=True, timeout=60, check=False,
     )
 
@@ -178,7 +178,7 @@ def _acks() -> list[Message]:
 def test_reconciler_redrives_a_lost_react_and_the_ack_goes_once(
     celery_worker, monkeypatch
 ) -> None:
-    from shared.react_redrive import redrive_unreacted_messages
+    from shared.inbound.react_redrive import redrive_unreacted_messages
 
     for name, value in ACK_ENV.items():
         monkeypatch.setenv(name, value)
@@ -267,7 +267,7 @@ def test_durability_mode_the_server_cannot_give_is_refused_at_startup(
 ) -> None:
     """The suite's Redis runs appendfsync everysec; `always` needs the server
     configured so, `waitaof` needs Redis >= 7.2 with AOF on."""
-    from shared.redis_durability import WAITAOF_MIN_VERSION, _version
+    from shared.core.redis_durability import WAITAOF_MIN_VERSION, _version
 
     info = redis_client.info("server")
     aof = redis_client.info("persistence").get("aof_enabled")
@@ -288,8 +288,8 @@ def test_durability_mode_the_server_cannot_give_is_refused_at_startup(
 
 
 def test_erasing_a_contact_drops_their_dead_letters() -> None:
-    from shared import dead_letters
-    from shared.contact_admin import erase_contact
+    from shared.contacts.admin import erase_contact
+    from shared.core import dead_letters
 
     message_id = _file_without_react()
     never_filed = seed_payload()
@@ -310,7 +310,7 @@ def test_erasing_a_contact_drops_their_dead_letters() -> None:
 
 
 def test_inbound_visibility_timeout_must_exceed_its_backoff(monkeypatch) -> None:
-    from shared.config import ConfigError, load_settings
+    from shared.core.config import ConfigError, load_settings
 
     monkeypatch.setenv("INBOUND_VISIBILITY_TIMEOUT", "60")
     monkeypatch.setenv("INBOUND_RETRY_BACKOFF_MAX_SECONDS", "60")
@@ -322,7 +322,7 @@ def test_outage_and_failure_are_told_apart() -> None:
     import redis
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from shared.dead_letters import is_infrastructure_error
+    from shared.core.dead_letters import is_infrastructure_error
 
     class Refused(Exception):
         sqlstate = None
@@ -345,8 +345,8 @@ def test_outage_and_failure_are_told_apart() -> None:
 
 
 def test_a_reaction_waiting_in_dead_letters_is_not_redriven_again() -> None:
-    from shared import dead_letters
-    from shared.react_redrive import redrive_unreacted_messages
+    from shared.core import dead_letters
+    from shared.inbound.react_redrive import redrive_unreacted_messages
 
     message_id = _file_without_react()
     with session_scope() as s:

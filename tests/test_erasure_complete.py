@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from ingest.api_auth import generate_api_key, hash_api_key
-from shared.automations import realert_unanswered_urgent
-from shared.db import get_engine, session_scope
-from shared.models import ApiKey, ContactIdentity, Message
+from ingest.api.auth import generate_api_key, hash_api_key
+from shared.core.db import get_engine, session_scope
+from shared.core.models import ApiKey, ContactIdentity, Message
+from shared.inbound.automations import realert_unanswered_urgent
 from tests.conftest import dumps, sign_headers, wait_for
 
 NAME = "Quitéria Zanforlin"

@@ -1,4 +1,4 @@
-"""Normalization of the identifiers contacts are found by (shared/identity.py)."""
+"""Normalization of the identifiers contacts are found by (shared/core/identity.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.identity import (
+from shared.core.identity import (
     InvalidIdentifier,
     _plain_email,
     normalize_cpf,
@@ -130,7 +130,7 @@ def test_email_fast_path_leaves_the_unusual_to_the_library(value: str) -> None:
 
 def _phone_by_parse(raw: str) -> str | None:
     """The answer of the general path (phonenumbers.parse) for the same text."""
-    from shared.identity import _normalize_by_parsing
+    from shared.core.identity import _normalize_by_parsing
 
     try:
         return _normalize_by_parsing(raw, "BR")

@@ -15,12 +15,12 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import func, select
 
-from shared.config import ConfigError
-from shared.db import session_scope
-from shared.imap_poll import html_to_text, parse_email, poll_mailbox, trim_quoted_reply
-from shared.inbound import file_inbound_message
-from shared.models import Contact, MailboxState, Message
-from shared.taskqueue import TaskPublisher
+from shared.core.config import ConfigError
+from shared.core.db import session_scope
+from shared.core.models import Contact, MailboxState, Message
+from shared.core.taskqueue import TaskPublisher
+from shared.inbound.filing import file_inbound_message
+from shared.providers.email.imap import html_to_text, parse_email, poll_mailbox, trim_quoted_reply
 from tests.conftest import wait_for
 from tests.fakes.imap_server import FakeImapServer
 from tests.test_webhook_contract import queued_tasks
@@ -272,7 +272,7 @@ def test_scheduler_style_call_with_settings_only(
 def test_overlapping_poll_skips_instead_of_reading_twice(
     settings: Any, imap_server: FakeImapServer, publisher: TaskPublisher
 ) -> None:
-    from shared.imap_poll import mailbox_key
+    from shared.providers.email.imap import mailbox_key
 
     cfg = imap_settings(settings, imap_server)
     imap_server.add_message(make_email())
@@ -312,7 +312,7 @@ def test_reply_from_unknown_address_threads_onto_the_patient_we_wrote_to(
     """Our email went to the patient; the answer comes from an address we do
     not know (her work account) quoting our Message-ID: filed under her, in
     her conversation, without attaching the unverified address to her."""
-    from shared.models import ContactIdentity
+    from shared.core.models import ContactIdentity
 
     with session_scope() as s:
         filed = file_inbound_message(
@@ -383,7 +383,7 @@ def test_wrong_password_and_missing_settings_fail_clearly(
 
 
 def test_imap_folder_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.config import load_settings
+    from shared.core.config import load_settings
 
     monkeypatch.setenv("IMAP_FOLDER", "INBOX\r\nA1 DELETE INBOX")
     with pytest.raises(ConfigError, match="IMAP_FOLDER"):

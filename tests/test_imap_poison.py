@@ -1,4 +1,4 @@
-"""Poison e-mail cannot stall intake (shared/imap_poll.py).
+"""Poison e-mail cannot stall intake (shared/providers/email/imap.py).
 
 Crafted bodies that made quote trimming, the attribution patterns or the
 HTML parser quadratic, and a message the parser raises on, go through a real
@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.imap_poll import html_to_text, poll_mailbox, trim_quoted_reply
-from shared.models import MailboxState, Message
+from shared.core.db import session_scope
+from shared.core.models import MailboxState, Message
+from shared.providers.email.imap import html_to_text, poll_mailbox, trim_quoted_reply
 from tests.conftest import wait_for
 from tests.test_imap import PATIENT, imap_server, imap_settings, make_email, publisher  # noqa: F401
 from tests.test_webhook_contract import queued_tasks

@@ -15,9 +15,8 @@ import redis as redis_lib
 import requests
 from sqlalchemy import func, select, text
 
-from shared.db import session_scope
-from shared.embedded import free_port, start_redis, stop_process
-from shared.models import (
+from shared.core.db import session_scope
+from shared.core.models import (
     Contact,
     ContactIdentity,
     Conversation,
@@ -25,6 +24,7 @@ from shared.models import (
     Message,
     MessageEvent,
 )
+from shared.runtime.embedded import free_port, start_redis, stop_process
 from tests.conftest import dumps, gunicorn_server, seed_payload, sign_headers, wait_for
 from tests.infra import _psycopg_url
 
@@ -168,7 +168,7 @@ def test_status_url_answers_accepted_then_received(client, celery_worker) -> Non
 
 
 def test_status_url_unknown_or_forged(client) -> None:
-    from shared.tokens import status_token
+    from shared.core.tokens import status_token
     from tests.conftest import SECRET_KEY
 
     unknown = str(uuid.uuid4())
@@ -180,7 +180,7 @@ def test_status_url_unknown_or_forged(client) -> None:
 
 
 def test_task_run_twice_changes_nothing(celery_worker) -> None:
-    from shared.inbound import file_inbound_message
+    from shared.inbound.filing import file_inbound_message
 
     payload = {
         "type": "message", "channel": "sms", "source": "webhook",

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from shared.config import get_settings
-from shared.db import session_scope
-from shared.inbound import file_inbound_message
+from shared.contacts.optouts import record_opt_out
+from shared.core.config import get_settings
+from shared.core.db import session_scope
+from shared.core.models import ContactIdentity, Conversation, Message
+from shared.inbound.filing import file_inbound_message
+from shared.inbound.reactions import react_to_inbound
 from shared.inbox.base import InboxUnavailable
 from shared.inbox.sync import handle_inbox_event, post_patient_message
-from shared.models import ContactIdentity, Conversation, Message
-from shared.optouts import record_opt_out
-from shared.reactions import react_to_inbound
 from tests.fakes.chatwoot import FakeChatwoot
 from tests.fakes.rocketchat import FakeRocketChat
 from tests.test_webhook_contract import queued_tasks
@@ -393,7 +393,7 @@ def test_rocketchat_visitor_room_message_reply_and_close(configure, rocketchat, 
     ours = conversation_of(mid)
     # The visitor token is the contact's random inbox token, not its id.
     with session_scope() as s:
-        from shared.models import Contact
+        from shared.core.models import Contact
 
         assert room.token == s.get(Contact, ours.contact_id).inbox_token
     assert str(ours.contact_id) not in room.token
@@ -448,7 +448,7 @@ def test_rocketchat_lost_response_does_not_duplicate_the_message(configure, rock
     # The first attempt reached Rocket.Chat but its answer was lost.
     post_patient_message(str(mid))
     with session_scope() as s:
-        from shared.models import ProcessedEvent
+        from shared.core.models import ProcessedEvent
 
         s.execute(ProcessedEvent.__table__.delete())
     assert post_patient_message(str(mid)) == "posted"

@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import select
 from werkzeug import Request, Response
 
-from shared.config import get_settings
-from shared.db import session_scope
-from shared.models import Contact, Message
+from shared.core.config import get_settings
+from shared.core.db import session_scope
+from shared.core.models import Contact, Message
 from tests.conftest import wait_for
 from tests.fakes.chatwoot import FakeChatwoot
 from tests.fakes.rocketchat import FakeRocketChat
@@ -168,7 +168,7 @@ def test_patient_to_agent_and_back(stack) -> None:
     client, graph, inbox = stack["client"], stack["graph"], stack["inbox"]
     # Known from an earlier SMS, by the number with the ninth digit.
     with session_scope() as s:
-        from shared.inbound import file_inbound_message
+        from shared.inbound.filing import file_inbound_message
 
         file_inbound_message(s, str(uuid.uuid4()), {
             "type": "message", "channel": "sms", "contact": {"name": "Ana Souza", "phone": PATIENT},

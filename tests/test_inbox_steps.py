@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from shared.db import session_scope
+from shared.core.db import session_scope
+from shared.core.models import Contact, ContactIdentity, Message
 from shared.inbox.base import InboxUnavailable
 from shared.inbox.sync import post_patient_message
-from shared.models import Contact, ContactIdentity, Message
 from tests.conftest import wait_for
 from tests.fakes.chatwoot import FakeChatwoot
 from tests.fakes.rocketchat import FakeRocketChat
@@ -157,8 +157,8 @@ def test_chatwoot_source_id_is_random_and_stored(
 
 @pytest.fixture
 def api_headers() -> Iterator[dict[str, str]]:
-    from ingest.api_auth import generate_api_key, hash_api_key
-    from shared.models import ApiKey
+    from ingest.api.auth import generate_api_key, hash_api_key
+    from shared.core.models import ApiKey
 
     key = generate_api_key()
     with session_scope() as s:
@@ -169,7 +169,7 @@ def api_headers() -> Iterator[dict[str, str]]:
 def test_status_url_shows_no_internal_ids_but_an_api_key_sees_them(
     client, api_headers: dict[str, str]
 ) -> None:
-    from shared.tokens import status_token
+    from shared.core.tokens import status_token
     from tests.conftest import SECRET_KEY
 
     mid = file_message("oi")

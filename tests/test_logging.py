@@ -1,6 +1,6 @@
 """PII and secrets stay out of logs (ARCHITECTURE rule 9): a real Celery
 worker's log file after filing a message full of identifiers, and unit checks
-of shared.logging.JsonFormatter."""
+of shared.core.logs.JsonFormatter."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.logging import JsonFormatter
-from shared.models import Contact, Message
+from shared.core.db import session_scope
+from shared.core.logs import JsonFormatter
+from shared.core.models import Contact, Message
 from tests.conftest import (
     LEGACY_SECRET,
     OLD_SIGNING_SECRET,

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.models import ApiKey, Contact, ContactIdentity, Message
-from shared.optouts import record_opt_out
+from shared.contacts.optouts import record_opt_out
+from shared.core.db import session_scope
+from shared.core.models import ApiKey, Contact, ContactIdentity, Message
 from tests.conftest import wait_for
 from tests.infra import ROOT
 
@@ -23,9 +23,9 @@ EMAIL_DATA = {"paciente_nome": "João", "data": "10/12/2026", "horario": "14:00"
 
 @pytest.fixture
 def api_key() -> str:
-    """A key made by the real CLI (`python -m shared.cli create-api-key`)."""
+    """A key made by the real CLI (`python -m shared.runtime.cli create-api-key`)."""
     out = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "create-api-key", "tests"],
+        [sys.executable, "-m", "shared.runtime.cli", "create-api-key", "tests"],
         cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=60, check=True,
     )
     key = out.stdout.strip()
@@ -149,7 +149,7 @@ def test_idempotency_key_returns_the_first_message(client: Any, api_key: str) ->
 
 
 def test_cli_channels_lists_outbox_without_credentials() -> None:
-    out = subprocess.run([sys.executable, "-m", "shared.cli", "channels"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "shared.runtime.cli", "channels"], cwd=ROOT,
                          env=os.environ.copy(), capture_output=True, text=True, timeout=60, check=True)
     lines = out.stdout.splitlines()
     assert lines[0].startswith("email: OUTBOX") and "SMTP_HOST" in lines[0]

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.meta_parse import parse_meta_webhook
-from shared.models import Contact, ContactIdentity, Conversation, Message, MessageEvent
-from shared.webhook_payload import PayloadError
+from shared.core.db import session_scope
+from shared.core.models import Contact, ContactIdentity, Conversation, Message, MessageEvent
+from shared.core.payloads import PayloadError
+from shared.providers.meta.inbound import parse_meta_webhook
 from tests.conftest import wait_for
 from tests.test_twilio_inbound import sms_form
 from tests.test_webhook_contract import (

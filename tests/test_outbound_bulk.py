@@ -7,10 +7,10 @@ import uuid
 
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.models import Contact, Message, MessageEvent
-from shared.optouts import record_opt_out
-from shared.outbound import (
+from shared.contacts.optouts import record_opt_out
+from shared.core.db import session_scope
+from shared.core.models import Contact, Message, MessageEvent
+from shared.outbound.create import (
     OutboundRequest,
     create_outbound_message,
     create_outbound_messages_bulk,

@@ -104,7 +104,7 @@ def test_database_errors_do_not_quote_patient_values() -> None:
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    from shared.db import session_scope
+    from shared.core.db import session_scope
 
     cases = [
         # client-side refusal: SQLAlchemy appends "[parameters: …]"
@@ -130,8 +130,8 @@ def test_database_errors_do_not_quote_patient_values() -> None:
 
 
 def test_redacted_reprs_keep_ids_and_types_only() -> None:
-    from shared.task_repr import redacted_argsrepr, redacted_kwargsrepr
-    from shared.taskqueue import build_envelope
+    from shared.core.task_repr import redacted_argsrepr, redacted_kwargsrepr
+    from shared.core.taskqueue import build_envelope
 
     mid = "0b6f3c1e-5d2a-4b8e-9f10-2c3d4e5f6a7b"
     assert redacted_argsrepr([mid, {"contact": {"name": NAME}}, PHONE, 3, None]) == (

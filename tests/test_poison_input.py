@@ -3,7 +3,7 @@
 levels, wrong JSON types) is repaired or refused where it enters, never
 accepted and then lost in the worker, and never a 500.
 
-The policy (shared/validation.py): what a person wrote is repaired and the
+The policy (shared/core/validation.py): what a person wrote is repaired and the
 repair reported; exact keys and text the REST API is asked to send are
 refused with a 400 naming the field."""
 
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.models import ApiKey, Contact, Message
-from shared.webhook_payload import parse_json_object
+from shared.core.db import session_scope
+from shared.core.models import ApiKey, Contact, Message
+from shared.core.payloads import parse_json_object
 from tests.conftest import LEGACY_SECRET, dumps, seed_payload, sign_headers, wait_for
 from tests.test_imap import imap_settings, make_email
 from tests.test_twilio_inbound import whatsapp_form
@@ -59,7 +59,7 @@ def nested(levels: int) -> dict[str, Any]:
 
 @pytest.fixture
 def api_auth() -> dict[str, str]:
-    from ingest.api_auth import generate_api_key, hash_api_key
+    from ingest.api.auth import generate_api_key, hash_api_key
 
     key = generate_api_key()
     with session_scope() as s:
@@ -107,7 +107,7 @@ def test_lone_surrogate_escape_is_replaced_and_filed(client, celery_worker) -> N
 
 
 def test_surrogate_fallback_parser_refuses_what_orjson_refuses() -> None:
-    from shared.webhook_payload import PayloadError
+    from shared.core.payloads import PayloadError
 
     for body in (b'{"a": "\\ud800", "b": NaN}', b'{"a": "\\ud800", "b": 1' + b"0" * 30 + b"}",
                  b'{"a": "\\ud800", "b": 1e400}',
@@ -318,8 +318,8 @@ def test_meta_signature_header_with_non_ascii_is_a_403(settings) -> None:
 def test_imap_body_with_nul_and_undecodable_bytes_is_filed(
     settings, celery_worker, redis_client
 ) -> None:
-    from shared.imap_poll import poll_mailbox
-    from shared.taskqueue import TaskPublisher
+    from shared.core.taskqueue import TaskPublisher
+    from shared.providers.email.imap import poll_mailbox
     from tests.fakes.imap_server import FakeImapServer
 
     celery_worker(queues="inbound")

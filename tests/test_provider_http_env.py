@@ -19,7 +19,7 @@ import pytest
 import trustme
 
 from shared.providers.base import OutgoingMessage, RetryableError
-from shared.providers.twilio_sms import TwilioSmsProvider
+from shared.providers.twilio.sms import TwilioSmsProvider
 from tests.fakes import FakeTwilio
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")

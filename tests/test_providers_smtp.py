@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings, load_settings
+from shared.core.config import Settings, load_settings
+from shared.core.templating import render
 from shared.providers.base import OutgoingMessage, PermanentError, RetryableError
-from shared.providers.smtp import SmtpProvider
-from shared.templating import render
+from shared.providers.email.smtp import SmtpProvider
 from tests.conftest import wait_for
 from tests.fakes import FakeSMTP, tls_contexts
 
@@ -123,9 +123,9 @@ def test_unreachable_server_is_retryable(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_email_end_to_end_through_a_worker_over_implicit_tls(tls: Any, celery_worker: Any) -> None:
-    from shared.db import session_scope
-    from shared.models import Message
-    from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
+    from shared.core.db import session_scope
+    from shared.core.models import Message
+    from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 
     server_ctx, _, ca_file = tls
     fake = FakeSMTP("implicit", server_ctx).start()

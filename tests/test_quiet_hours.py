@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.config import ConfigError, Settings, load_settings
-from shared.quiet_hours import QuietHours
+from shared.core.config import ConfigError, Settings, load_settings
+from shared.scheduling.quiet_hours import QuietHours
 
 SP = ZoneInfo("America/Sao_Paulo")
 NY = ZoneInfo("America/New_York")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
-from shared.config import parse_rate
-from shared.ratelimit import Limit, RateLimiter
+from shared.core.config import parse_rate
+from shared.outbound.ratelimit import Limit, RateLimiter
 from tests.conftest import WorkerProcess, wait_for
 from tests.fakes import FakeTwilio
 
@@ -109,8 +109,8 @@ def test_limit_is_global_across_processes(infra: Any) -> None:
 
 
 def test_workers_pace_sms_and_never_hold_a_process(tmp_path: Path) -> None:
-    from shared.db import session_scope
-    from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
+    from shared.core.db import session_scope
+    from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
     from tests.test_delivery import message, new_contact
 
     with FakeTwilio() as fake:

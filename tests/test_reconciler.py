@@ -13,9 +13,9 @@ import pytest
 import time_machine
 from sqlalchemy import text
 
-from shared.config import ConfigError, load_settings
-from shared.db import session_scope
-from shared.outbound import OutboundRequest, create_outbound_message
+from shared.core.config import ConfigError, load_settings
+from shared.core.db import session_scope
+from shared.outbound.create import OutboundRequest, create_outbound_message
 from tests.conftest import WorkerProcess
 from tests.fakes import FakeTwilio
 from tests.test_delivery import (  # noqa: F401 - fixtures

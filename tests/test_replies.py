@@ -1,5 +1,5 @@
 """Replies that act, end to end: signed webhook → real inbound worker →
-reaction (shared/replies.py) → real send workers → fake Twilio / real SMTP."""
+reaction (shared/inbound/replies.py) → real send workers → fake Twilio / real SMTP."""
 
 from __future__ import annotations
 
@@ -15,11 +15,9 @@ import pytest
 from sqlalchemy import select, update
 
 from scheduler.claim import claim_batch, run_tick
-from shared.appointments import upsert_appointment, validate_appointment
-from shared.db import session_scope
-from shared.models import Appointment, Conversation, Message, OptOut, ScheduledMessage
-from shared.outbound import enqueue_send
-from shared.replies import (
+from shared.core.db import session_scope
+from shared.core.models import Appointment, Conversation, Message, OptOut, ScheduledMessage
+from shared.inbound.replies import (
     CANCEL_REQUEST,
     CONFIRM,
     OPT_OUT,
@@ -28,6 +26,8 @@ from shared.replies import (
     classify,
     normalize_reply,
 )
+from shared.outbound.create import enqueue_send
+from shared.scheduling.appointments import upsert_appointment, validate_appointment
 from tests.conftest import WorkerProcess, dumps, wait_for
 from tests.fakes import FakeTwilio
 from tests.fakes.smtp import FakeSMTP
@@ -333,7 +333,7 @@ def test_reply_with_no_upcoming_appointment_is_left_to_triage(client, worker, cf
 def test_reschedule_after_claim_the_send_worker_skips_the_stale_reminder(client, worker, twilio, cfg) -> None:
     """Race end to end: the scheduler created the version-1 reminder, then the
     clinic moved the visit before the send worker got to it."""
-    from shared.appointments import change_appointment
+    from shared.scheduling.appointments import change_appointment
 
     aid = book(cfg)
     with session_scope() as s:
@@ -367,9 +367,9 @@ def test_reschedule_after_claim_the_send_worker_skips_the_stale_reminder(client,
 def test_booking_through_the_api_sends_the_confirmations(client, worker, twilio, smtp, cfg) -> None:
     """Seed flow step 5: booked → email confirmation + SMS confirmation, then
     the patient confirms by replying 1."""
-    from ingest.api_auth import generate_api_key, hash_api_key
+    from ingest.api.auth import generate_api_key, hash_api_key
     from ingest.app import create_app
-    from shared.models import ApiKey
+    from shared.core.models import ApiKey
 
     api = create_app(cfg).test_client()  # same settings as the tick (no quiet hours)
     key = generate_api_key()

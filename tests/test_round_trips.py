@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from shared.db import get_engine, session_scope
-from shared.models import ApiKey, Message, MessageEvent
+from shared.core.db import get_engine, session_scope
+from shared.core.models import ApiKey, Message, MessageEvent
 from tests.fakes import FakeTwilio
 
 
@@ -57,8 +57,8 @@ def round_trips() -> Iterator[RoundTrips]:
 @pytest.fixture
 def twilio_here(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
     """This process configured like an SMS worker against the fake Twilio."""
-    from shared import providers
-    from shared.config import get_settings
+    import shared.providers as providers
+    from shared.core.config import get_settings
 
     with FakeTwilio() as fake:
         for key, value in {**fake.env(), "RATE_LIMIT_SMS": "1000/second"}.items():
@@ -75,7 +75,7 @@ def twilio_here(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
 
 @pytest.fixture
 def api_key() -> str:
-    from ingest.api_auth import generate_api_key, hash_api_key
+    from ingest.api.auth import generate_api_key, hash_api_key
 
     key = generate_api_key()
     with session_scope() as s:
@@ -109,7 +109,7 @@ def test_api_send_to_a_known_patient_is_two_round_trips(
 def test_worker_send_is_three_round_trips(
     client: Any, api_key: str, twilio_here: FakeTwilio, round_trips: RoundTrips
 ) -> None:
-    from shared.delivery import deliver
+    from shared.outbound.delivery import deliver
 
     mid = _post(client, api_key, "Lembrete: consulta amanhã")
     before = RoundTrips(round_trips.statements, round_trips.transactions)

@@ -15,16 +15,16 @@ import time_machine
 from sqlalchemy import select
 
 from scheduler.claim import claim_batch, run_tick
-from shared.appointments import (
+from shared.core.db import session_scope
+from shared.core.models import Appointment, Message, ScheduledMessage
+from shared.scheduling.appointments import (
     cancel_appointment,
     change_appointment,
     get_for_update,
     upsert_appointment,
     validate_appointment,
 )
-from shared.db import session_scope
-from shared.models import Appointment, Message, ScheduledMessage
-from shared.scheduling import reminder_still_valid
+from shared.scheduling.planner import reminder_still_valid
 
 SP = ZoneInfo("America/Sao_Paulo")
 NY = ZoneInfo("America/New_York")
@@ -323,7 +323,7 @@ def test_many_due_rows_drain_in_batches_in_one_tick(cfg, redis_client) -> None:
 
 
 def test_cancellation_notice_goes_out_and_every_template_renders(cfg) -> None:
-    from shared.templating import render
+    from shared.core.templating import render
 
     notice_cfg = cfg.model_copy(update={"CANCELLATION_NOTICE_CHANNELS": ["sms", "email"]})
     booked = datetime(2026, 12, 1, 10, 0, tzinfo=SP)
@@ -353,8 +353,8 @@ def test_cancellation_notice_goes_out_and_every_template_renders(cfg) -> None:
 
 
 def test_survey_and_reminder_templates_render(cfg) -> None:
-    from shared.scheduling import schedule_plan, template_data
-    from shared.templating import render
+    from shared.core.templating import render
+    from shared.scheduling.planner import schedule_plan, template_data
 
     booked = datetime(2026, 12, 1, 10, 0, tzinfo=SP)
     with time_machine.travel(booked, tick=False):

@@ -21,8 +21,8 @@ from sqlalchemy import func, select, text
 
 from scheduler.maintenance import close_idle_conversations
 from scheduler.service import build_scheduler
-from shared.db import session_scope
-from shared.models import Contact, Conversation, Message, ScheduledMessage
+from shared.core.db import session_scope
+from shared.core.models import Contact, Conversation, Message, ScheduledMessage
 from tests.conftest import WorkerProcess, wait_for
 from tests.fakes import FakeTwilio
 from tests.infra import ROOT

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from shared.signatures import meta_signature, verify_meta_signature, verify_twilio_signature
+from shared.providers.signatures import (
+    meta_signature,
+    verify_meta_signature,
+    verify_twilio_signature,
+)
 
 TWILIO_PARAMS = {
     "CallSid": "CA1234567890ABCDE",

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.models import Contact, Message, MessageEvent, OptOut
-from shared.status_updates import apply_status_update
+from shared.core.db import session_scope
+from shared.core.models import Contact, Message, MessageEvent, OptOut
+from shared.outbound.status_updates import apply_status_update
 from tests.conftest import wait_for
 
 
@@ -163,7 +163,7 @@ TWILIO_TOKEN = "status-test-auth-token"
 @pytest.fixture
 def twilio_app(monkeypatch: pytest.MonkeyPatch) -> Any:
     from ingest.app import create_app
-    from shared.config import load_settings
+    from shared.core.config import load_settings
 
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
     flask_app = create_app(load_settings())

@@ -1,4 +1,4 @@
-"""`make run` (shared/supervisor.py) as a real subprocess: it starts gunicorn,
+"""`make run` (shared/runtime/supervisor.py) as a real subprocess: it starts gunicorn,
 a Celery worker, Flower (and embedded PostgreSQL/Redis when unconfigured),
 prints a curl that really works, and stops every child on SIGTERM or when
 one of them dies."""
@@ -20,10 +20,10 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from shared.db import session_scope
-from shared.embedded import free_port
-from shared.models import Message
-from shared.supervisor import dev_secrets
+from shared.core.db import session_scope
+from shared.core.models import Message
+from shared.runtime.embedded import free_port
+from shared.runtime.supervisor import dev_secrets
 from tests.conftest import wait_for
 from tests.infra import ROOT
 
@@ -46,7 +46,7 @@ class Supervisor:
             "PYTHONUNBUFFERED": "1",
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.supervisor"],
+            [sys.executable, "-m", "shared.runtime.supervisor"],
             cwd=ROOT, env=full_env, stdout=self._out, stderr=self._err,
             start_new_session=True,
         )
@@ -236,7 +236,7 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly_on_sigterm(superviso
     assert not (sup.var_dir / "run.env").exists()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     cli = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "list-api-keys"], cwd=ROOT,
+        [sys.executable, "-m", "shared.runtime.cli", "list-api-keys"], cwd=ROOT,
         env={**env, "CLINICQ_VAR_DIR": str(sup.var_dir)}, capture_output=True, text=True,
         timeout=60, check=False,
     )
@@ -260,7 +260,7 @@ def test_a_child_dying_stops_everything_with_nonzero_exit(supervisor) -> None:
 def test_bad_setting_is_named_at_startup_with_exit_2(tmp_path: Path) -> None:
     env = {**os.environ, "INGEST_PORT": "not-a-port", "CLINICQ_VAR_DIR": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "shared.supervisor"], cwd=ROOT, env=env,
+        [sys.executable, "-m", "shared.runtime.supervisor"], cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert out.returncode == 2
@@ -276,7 +276,7 @@ def test_port_in_use_is_named_at_startup_with_exit_2(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         env = {**os.environ, "INGEST_PORT": str(port), "CLINICQ_VAR_DIR": str(tmp_path)}
         out = subprocess.run(
-            [sys.executable, "-m", "shared.supervisor"], cwd=ROOT, env=env,
+            [sys.executable, "-m", "shared.runtime.supervisor"], cwd=ROOT, env=env,
             capture_output=True, text=True, timeout=60, check=False,
         )
     assert out.returncode == 2
@@ -292,7 +292,7 @@ def test_dev_secrets_are_generated_once_kept_0600_and_yield_to_environment(tmp_p
     configured = dev_secrets(tmp_path, {"SECRET_KEY": "from-env"})
     assert "SECRET_KEY" not in configured
     # The generated signing secret is accepted by the settings validator.
-    from shared.config import Settings
+    from shared.core.config import Settings
 
     Settings(WEBHOOK_SIGNING_SECRETS=first["WEBHOOK_SIGNING_SECRETS"])
 
@@ -358,7 +358,7 @@ def test_unreachable_database_fails_startup_cleanly(tmp_path: Path) -> None:
         "CLINICQ_VAR_DIR": str(tmp_path),
     }
     out = subprocess.run(
-        [sys.executable, "-m", "shared.supervisor"], cwd=ROOT, env=env,
+        [sys.executable, "-m", "shared.runtime.supervisor"], cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert out.returncode == 1
@@ -367,7 +367,7 @@ def test_unreachable_database_fails_startup_cleanly(tmp_path: Path) -> None:
 
 
 def test_cli_ignores_a_stale_run_file_and_says_so(tmp_path: Path) -> None:
-    from shared.runfile import write_run_file
+    from shared.runtime.runfile import write_run_file
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
@@ -375,7 +375,7 @@ def test_cli_ignores_a_stale_run_file_and_says_so(tmp_path: Path) -> None:
                               "REDIS_URL": os.environ["REDIS_URL"]}, int(gone.stdout))
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     cli = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "list-api-keys"], cwd=ROOT,
+        [sys.executable, "-m", "shared.runtime.cli", "list-api-keys"], cwd=ROOT,
         env={**env, "CLINICQ_VAR_DIR": str(tmp_path)}, capture_output=True, text=True,
         timeout=60, check=False,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.templating import TemplateDataError, UnknownTemplate, available_templates, render
+from shared.core.templating import TemplateDataError, UnknownTemplate, available_templates, render
 
 FULL = {"paciente_nome": "Ana", "data": "10/12", "horario": "14:00", "medico": "Silva",
         "medico_nome": "Silva", "link": "https://c.test/x", "endereco": "Rua A, 1"}
@@ -69,7 +69,7 @@ def test_unknown_and_path_traversal_rejected() -> None:
 
 
 def test_sandbox_blocks_attribute_tricks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.config import get_settings
+    from shared.core.config import get_settings
 
     (tmp_path / "sms").mkdir()
     (tmp_path / "sms" / "evil.txt").write_text("{{ x.__class__.__mro__ }}")

@@ -16,12 +16,12 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from shared.config import get_settings
-from shared.db import session_scope
+from shared.contacts.optouts import record_opt_out
+from shared.core.config import get_settings
+from shared.core.db import session_scope
+from shared.core.models import Message
+from shared.inbound.reactions import react_to_inbound
 from shared.inbox.sync import conversation_labels
-from shared.models import Message
-from shared.optouts import record_opt_out
-from shared.reactions import react_to_inbound
 from tests.conftest import dumps, seed_payload, sign_headers, wait_for
 from tests.fakes import FakeTwilio
 from tests.test_automations import (  # noqa: F401 - `configure` is a fixture
@@ -101,7 +101,7 @@ def test_every_message_of_a_patient_in_danger_is_answered_even_after_opting_out(
 def test_crisis_text_and_numbers_are_configurable(configure, tmp_path) -> None:
     import shutil
 
-    from shared.templating import DEFAULT_DIR
+    from shared.core.templating import DEFAULT_DIR
 
     templates = tmp_path / "templates"
     shutil.copytree(DEFAULT_DIR, templates)

@@ -23,12 +23,9 @@ import pytest
 from sqlalchemy import select, update
 
 from scheduler.claim import claim_batch
-from shared.appointments import upsert_appointment, validate_appointment
-from shared.contacts import contact_address
-from shared.db import session_scope
-from shared.email_auth import AUTH_RESULTS_MAX_CHARS, sender_authentication
-from shared.imap_poll import poll_mailbox
-from shared.models import (
+from shared.contacts.directory import contact_address
+from shared.core.db import session_scope
+from shared.core.models import (
     ApiKey,
     Appointment,
     ContactIdentity,
@@ -40,8 +37,11 @@ from shared.models import (
     OptOut,
     ScheduledMessage,
 )
-from shared.scheduling import contact_addresses
-from shared.taskqueue import TaskPublisher
+from shared.core.taskqueue import TaskPublisher
+from shared.providers.email.auth import AUTH_RESULTS_MAX_CHARS, sender_authentication
+from shared.providers.email.imap import poll_mailbox
+from shared.scheduling.appointments import upsert_appointment, validate_appointment
+from shared.scheduling.planner import contact_addresses
 from tests.conftest import WorkerProcess, dumps, sign_headers, wait_for
 from tests.fakes import FakeTwilio
 from tests.fakes.imap_server import FakeImapServer
@@ -496,7 +496,7 @@ def test_sender_authentication_rules() -> None:
 
 
 def test_proof_link_verifies_an_address(client, worker, smtp, cfg) -> None:
-    from ingest.api_auth import generate_api_key, hash_api_key
+    from ingest.api.auth import generate_api_key, hash_api_key
 
     aid = book(cfg)
     form(client, "Meu e-mail novo", phone=PHONE, email="maria.nova@example.com")
@@ -561,7 +561,7 @@ def test_proof_link_verifies_an_address(client, worker, smtp, cfg) -> None:
 
 
 def test_expired_proof_link_is_refused(client, worker, cfg) -> None:
-    from shared.identity_proof import confirm_proof, request_proof
+    from shared.outbound.identity_proofs import confirm_proof, request_proof
 
     mid = form(client, "Oi", email="alguem@example.com")
     with session_scope() as s:
@@ -594,7 +594,7 @@ def test_backfill_verifies_only_what_the_database_shows_a_trusted_source_supplie
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from shared.migrate import upgrade
+    from shared.runtime.migrate import upgrade
     from tests.infra import _psycopg_url
 
     name = f"clinicq_backfill_{uuid.uuid4().hex[:8]}"

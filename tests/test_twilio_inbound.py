@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import session_scope
-from shared.models import Contact, ContactIdentity, Message, MessageEvent
-from shared.twilio_parse import parse_twilio_inbound
-from shared.webhook_payload import PayloadError
+from shared.core.db import session_scope
+from shared.core.models import Contact, ContactIdentity, Message, MessageEvent
+from shared.core.payloads import PayloadError
+from shared.providers.twilio.inbound import parse_twilio_inbound
 from tests.conftest import wait_for
 from tests.test_webhook_contract import (
     WebhookContract,

@@ -308,13 +308,13 @@ def drain_and_run_tasks(redis_client: Any) -> int:
     import base64
     import json
 
-    from shared.appointments import apply_appointment_event
-    from shared.config import get_settings
-    from shared.db import session_scope
-    from shared.inbound import DuplicateDelivery, file_inbound_message
+    from shared.core.config import get_settings
+    from shared.core.db import session_scope
+    from shared.core.models import Message
+    from shared.inbound.filing import DuplicateDelivery, file_inbound_message
     from shared.inbox.sync import handle_inbox_event
-    from shared.models import Message
-    from shared.status_updates import apply_status_update
+    from shared.outbound.status_updates import apply_status_update
+    from shared.scheduling.appointments import apply_appointment_event
 
     ran = 0
     for queue in ("inbound", "inbox"):
@@ -362,9 +362,9 @@ def check_any(response: Any, accepted: tuple[int, ...]) -> None:
 
 @pytest.fixture
 def api_auth() -> dict[str, str]:
-    from ingest.api_auth import generate_api_key, hash_api_key
-    from shared.db import session_scope
-    from shared.models import ApiKey
+    from ingest.api.auth import generate_api_key, hash_api_key
+    from shared.core.db import session_scope
+    from shared.core.models import ApiKey
 
     key = generate_api_key()
     with session_scope() as s:
@@ -408,8 +408,8 @@ REST_PATHS = [
 def test_rest_api_never_5xx_and_keeps_what_it_accepts(
     every_client, api_auth, data: st.DataObject, path: str
 ) -> None:
-    from shared.db import session_scope
-    from shared.models import Appointment, Message
+    from shared.core.db import session_scope
+    from shared.core.models import Appointment, Message
 
     doc = data.draw(mutated(REST_BODIES[path], REST_PATHS))
     headers = {**api_auth, "Content-Type": "application/json"}

@@ -16,9 +16,9 @@ from celery.signals import (
     worker_process_init,
 )
 
-from shared.config import ConfigError, fail_startup, get_settings
-from shared.logging import configure_logging
-from shared.task_repr import redact_task_headers
+from shared.core.config import ConfigError, fail_startup, get_settings
+from shared.core.logs import configure_logging
+from shared.core.task_repr import redact_task_headers
 
 try:
     get_settings().require_infrastructure()
@@ -94,7 +94,7 @@ def _setup_logging(**_: object) -> None:
 @worker_process_init.connect
 def _reset_after_fork(**_: object) -> None:
     # Connections must not be shared across the prefork boundary.
-    from shared import db
+    from shared.core import db
 
     db.dispose_engines()
     logging.getLogger(__name__).debug("worker process initialised")

@@ -1,6 +1,6 @@
 """The retry policy every task shares: nothing is acked away (rule 12).
 
-- PostgreSQL or Redis unreachable (`shared.dead_letters.is_infrastructure_error`):
+- PostgreSQL or Redis unreachable (`shared.core.dead_letters.is_infrastructure_error`):
   retried for as long as the outage lasts, backoff doubling up to the
   task's `backoff_max` (below its queue's visibility timeout, rule 3);
 - an error the task declares transient (`transient_errors`, e.g. an agent
@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 
-from shared.config import get_settings
-from shared.dead_letters import is_infrastructure_error
+from shared.core.config import get_settings
+from shared.core.dead_letters import is_infrastructure_error
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class DurableTask(Task):
     def _retry(self, exc: Exception, args: tuple[Any, ...], retries: int) -> Exception:
         # The retry's argsrepr/kwargsrepr (what Flower and the worker log
         # show) are redacted to ids by the before_task_publish receiver
-        # (shared/task_repr.py), like every other publish.
+        # (shared/core/task_repr.py), like every other publish.
         try:
             return self.retry(exc=exc, countdown=self.backoff(retries))
         except Reject as rejected:
@@ -108,8 +108,8 @@ class DurableTask(Task):
     def _dead_letter(
         self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any], retries: int
     ) -> None:
-        from shared import dead_letters
-        from shared.db import session_scope
+        from shared.core import dead_letters
+        from shared.core.db import session_scope
 
         delivery = self.request.delivery_info or {}
         try:

@@ -11,7 +11,7 @@ inside the inbound reaction, so an inbox outage only delays the inbox.
 
 from __future__ import annotations
 
-from shared.config import Settings
+from shared.core.config import Settings
 from shared.inbox.base import InboxBridge
 
 

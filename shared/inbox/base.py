@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from shared.config import Settings
+from shared.core.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ API (Application API, header `api_access_token`):
 Webhooks (`message_created`, `conversation_status_changed`) carry no
 signature for API inboxes by default, so the webhook URL configured in
 Chatwoot carries a secret (`?token=CHATWOOT_WEBHOOK_TOKEN`, compared in
-constant time in ingest/inbox_webhooks.py). Chatwoot also delivers the same
+constant time in ingest/webhooks/inbox.py). Chatwoot also delivers the same
 `message_created` more than once: the agent-reply task dedupes on the
 Chatwoot message id.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.core.validation import PayloadError, id_field, object_field, repair_text
 from shared.inbox.base import (
     CONVERSATION_ID_MAX,
     EVENT_ID_MAX,
@@ -37,7 +38,6 @@ from shared.inbox.base import (
     RemoteGone,
     merge_labels,
 )
-from shared.validation import PayloadError, id_field, object_field, repair_text
 
 # Chatwoot serializes message_type as a string in webhooks and as an integer
 # in API responses (0 incoming, 1 outgoing, 2 activity, 3 template).
@@ -167,7 +167,7 @@ def parse_chatwoot_webhook(doc: dict[str, Any]) -> list[InboxEvent]:
 
     A field we read with the wrong JSON type, or an id longer than the column
     it is kept in, is a PayloadError naming it (→ 400); an agent's text is
-    repaired, never refused (shared/validation.py)."""
+    repaired, never refused (shared/core/validation.py)."""
     event = doc.get("event")
     if event == "message_created":
         if doc.get("message_type") not in _OUTGOING or doc.get("private"):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from shared.core.validation import id_field, list_field, object_field, repair_text
 from shared.inbox.base import (
     CONVERSATION_ID_MAX,
     EVENT_ID_MAX,
@@ -39,7 +40,6 @@ from shared.inbox.base import (
     RemoteGone,
     merge_labels,
 )
-from shared.validation import id_field, list_field, object_field, repair_text
 
 _ROOM_GONE = ("room-closed", "invalid-room", "error-invalid-room", "room closed")
 
@@ -140,7 +140,7 @@ def parse_rocketchat_webhook(doc: dict[str, Any], bot_user_id: str) -> list[Inbo
 
     A field we read with the wrong JSON type, or an id longer than the column
     it is kept in, is a PayloadError naming it (→ 400); an agent's text is
-    repaired, never refused (shared/validation.py)."""
+    repaired, never refused (shared/core/validation.py)."""
     room_id = doc.get("_id")
     if not isinstance(room_id, str) or not room_id:
         return []

@@ -42,10 +42,11 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.config import Settings, get_settings
-from shared.contacts import contact_address
-from shared.db import session_scope
-from shared.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
+from shared.contacts.directory import contact_address
+from shared.core.config import Settings, get_settings
+from shared.core.db import session_scope
+from shared.core.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
+from shared.core.models import Contact, ContactIdentity, Conversation, Message, ProcessedEvent
 from shared.inbox import bridge_for
 from shared.inbox.base import (
     InboxBridge,
@@ -55,12 +56,11 @@ from shared.inbox.base import (
     PatientView,
     RemoteGone,
 )
-from shared.models import Contact, ContactIdentity, Conversation, Message, ProcessedEvent
-from shared.outbound import OutboundRequest, create_outbound_message, enqueue_send
+from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 
 log = logging.getLogger(__name__)
 
-AGENT_REPLY_PURPOSE = "agent_reply"  # shared.automations reads it for re-alerts
+AGENT_REPLY_PURPOSE = "agent_reply"  # shared.inbound.automations reads it for re-alerts
 
 
 def _lock(session: Session, key: str) -> None:
@@ -326,7 +326,7 @@ class _Route:
 
 def _window_open(conversation: Conversation, settings: Settings, now: datetime) -> bool:
     """The same rule the delivery engine applies at send time
-    (shared.delivery.in_service_window: the contact's *active* conversation),
+    (shared.outbound.delivery.in_service_window: the contact's *active* conversation),
     so a reply we route as free text is not refused there."""
     if conversation.status != ConversationStatus.ACTIVE.value:
         return False
@@ -339,8 +339,8 @@ def _approved_template(name: str, settings: Settings) -> bool:
     """Declared in whatsapp/templates.json, and — when WhatsApp goes through
     Twilio with credentials — mapped to a Content SID (TWILIO_CONTENT_SIDS),
     which is what the Twilio provider sends outside the window."""
+    from shared.core.templating import UnknownTemplate, whatsapp_template
     from shared.providers import provider_name_for
-    from shared.templating import UnknownTemplate, whatsapp_template
 
     if not name:
         return False

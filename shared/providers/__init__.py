@@ -16,17 +16,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from shared.config import Settings
+from shared.core.config import Settings
 
 if TYPE_CHECKING:
     from shared.providers.base import Provider
 
 # name -> "module:Class"
 PROVIDERS: dict[str, str] = {
-    "smtp": "shared.providers.smtp:SmtpProvider",
-    "twilio_sms": "shared.providers.twilio_sms:TwilioSmsProvider",
-    "twilio_whatsapp": "shared.providers.twilio_whatsapp:TwilioWhatsAppProvider",
-    "meta_whatsapp": "shared.providers.meta_whatsapp:MetaWhatsAppProvider",
+    "smtp": "shared.providers.email.smtp:SmtpProvider",
+    "twilio_sms": "shared.providers.twilio.sms:TwilioSmsProvider",
+    "twilio_whatsapp": "shared.providers.twilio.whatsapp:TwilioWhatsAppProvider",
+    "meta_whatsapp": "shared.providers.meta.whatsapp:MetaWhatsAppProvider",
     "outbox": "shared.providers.outbox:OutboxProvider",
     "unconfigured": "shared.providers.unconfigured:UnconfiguredProvider",
 }

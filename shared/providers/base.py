@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from shared.config import Settings
+from shared.core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class CannotMatchExactly(ProviderError):
 
 @dataclass
 class OutgoingMessage:
-    """What a provider needs to send; built by shared/delivery.py from the row."""
+    """What a provider needs to send; built by shared/outbound/delivery.py from the row."""
 
     message_id: str
     channel: str

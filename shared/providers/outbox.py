@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
-from shared.config import Settings
-from shared.pii import mask_email, mask_phone
+from shared.core.config import Settings
+from shared.core.pii import mask_email, mask_phone
 from shared.providers.base import OutgoingMessage, Provider, ProviderResult
 
 log = logging.getLogger("clinicq.outbox")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from shared.config import Settings
+from shared.core.config import Settings
 from shared.providers.base import OutgoingMessage, PermanentError, Provider, ProviderResult
 
 NOT_CONFIGURED = "channel_not_configured"

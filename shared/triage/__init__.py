@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shared.config import Settings, get_settings
+from shared.core.config import Settings, get_settings
 from shared.triage.ai import AiUnavailable, ai_enabled, ask_model
 from shared.triage.discriminators import GRADE_LABELS_PT, GRADES, MODEL, REASON_LABELS_PT
 from shared.triage.rules import INTENTS, lead_score, triage_rules

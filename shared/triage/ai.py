@@ -18,7 +18,7 @@ from typing import Literal
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared.config import Settings
+from shared.core.config import Settings
 from shared.triage.rules import INTENTS, SENTIMENTS
 
 SYSTEM_PROMPT = (

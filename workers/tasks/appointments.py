@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.appointments import APPOINTMENT_EVENT_TASK, apply_appointment_event
-from shared.config import get_settings
-from shared.db import session_scope
+from shared.core.config import get_settings
+from shared.core.db import session_scope
+from shared.scheduling.appointments import APPOINTMENT_EVENT_TASK, apply_appointment_event
 from workers.app import app
 from workers.durable import inbound_task_options
 

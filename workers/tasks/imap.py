@@ -1,4 +1,4 @@
-"""Email reception: poll the IMAP mailbox (thin; logic in shared/imap_poll.py).
+"""Email reception: poll the IMAP mailbox (thin; logic in shared/providers/email/imap.py).
 
 The scheduler calls `clinicq.maintenance.poll_imap` every tick. A poll that
 overlaps a running one returns at once (the mailbox row is locked), and an
@@ -10,8 +10,8 @@ from __future__ import annotations
 import imaplib
 import logging
 
-from shared.config import ConfigError, get_settings
-from shared.imap_poll import MailboxError, poll_mailbox
+from shared.core.config import ConfigError, get_settings
+from shared.providers.email.imap import MailboxError, poll_mailbox
 from workers.app import app
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.db import session_scope
-from shared.inbound import DuplicateDelivery, file_inbound_message
-from shared.reactions import react_to_inbound
+from shared.core.db import session_scope
+from shared.inbound.filing import DuplicateDelivery, file_inbound_message
+from shared.inbound.reactions import react_to_inbound
 from workers.app import app
 from workers.durable import inbound_task_options
 
@@ -31,11 +31,11 @@ def process(message_id: str, payload: dict[str, Any]) -> None:
         extra={"message_id": message_id, "channel": payload.get("channel")},
     )
     # If this publish is lost (Redis blip, worker killed right here), the
-    # message stays with reacted_at NULL and shared/react_redrive.py re-drives it.
+    # message stays with reacted_at NULL and shared/inbound/react_redrive.py re-drives it.
     react.apply_async(args=[message_id], argsrepr=f"['{message_id}']")
 
 
 @app.task(name="clinicq.inbound.react", **inbound_task_options())
 def react(message_id: str) -> None:
-    """Replies that act, triage, automations, inbox bridge (shared/reactions.py)."""
+    """Replies that act, triage, automations, inbox bridge (shared/inbound/reactions.py)."""
     react_to_inbound(message_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.config import get_settings
+from shared.core.config import get_settings
 from shared.inbox.base import InboxRejected, InboxUnavailable
 from shared.inbox.sync import (
     handle_inbox_event,

@@ -1,5 +1,5 @@
 """The `email`, `sms` and `whatsapp` queues: send one message (thin; the state
-machine is shared/delivery.py). A wait — rate-limit slot, backoff, Retry-After —
+machine is shared/outbound/delivery.py). A wait — rate-limit slot, backoff, Retry-After —
 comes back as a countdown and the task re-queues itself; it never sleeps while
 holding a worker process."""
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from celery import Task
 
-from shared.config import get_settings
-from shared.delivery import deliver, note_pending
+from shared.core.config import get_settings
+from shared.outbound.delivery import deliver, note_pending
 from workers.app import app
 from workers.durable import DurableTask
 
@@ -18,7 +18,7 @@ _TIME_LIMIT = get_settings().SEND_TASK_TIME_LIMIT_SECONDS
 
 _OPTIONS: dict[str, Any] = {
     # The reconciler judges a `sending` row abandoned only after this limit
-    # (RECONCILE_STUCK_AFTER_SECONDS exceeds it, checked in shared.config).
+    # (RECONCILE_STUCK_AFTER_SECONDS exceeds it, checked in shared.core.config).
     "time_limit": _TIME_LIMIT,
     "soft_time_limit": _TIME_LIMIT * 0.8,
     "bind": True,

@@ -1,12 +1,12 @@
 """Provider status updates (Twilio callbacks, Meta statuses) — thin; logic in
-shared/status_updates.py. Routed to the `inbound` queue (clinicq.inbound.*)."""
+shared/outbound/status_updates.py. Routed to the `inbound` queue (clinicq.inbound.*)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.db import session_scope
-from shared.status_updates import apply_status_update
+from shared.core.db import session_scope
+from shared.outbound.status_updates import apply_status_update
 from workers.app import app
 from workers.durable import inbound_task_options
 

@@ -1,0 +1,1 @@
+"""The authenticated REST API (`/api/...`), one module per resource."""

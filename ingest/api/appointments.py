@@ -1,0 +1,157 @@
+"""REST API for the clinic's scheduling system (API-key auth).
+
+Unlike the webhook (rule 1), these calls touch PostgreSQL in the request:
+they must answer with the appointment. Each is one short transaction calling
+one domain function in shared/scheduling/appointments.py.
+
+    POST /api/appointments                 idempotent upsert by external_id
+    GET  /api/appointments/<id>            with scheduled messages + statuses
+    PATCH /api/appointments/<id>           reschedule / change details
+    POST /api/appointments/<id>/cancel     cancel (idempotent)
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from sqlalchemy import select
+
+from ingest.api.auth import audit_read, require_api_key
+from ingest.errors import error
+from shared.core.db import session_scope
+from shared.core.models import Appointment
+from shared.core.payloads import APPOINTMENT_TYPES, PayloadError, parse_json_object
+from shared.scheduling.appointments import (
+    AppointmentConflict,
+    AppointmentNotFound,
+    appointment_view,
+    cancel_appointment,
+    change_appointment,
+    get_for_update,
+    upsert_appointment,
+    validate_appointment,
+    validate_appointment_webhook,
+    validate_changes,
+)
+
+bp = Blueprint("appointments", __name__)
+
+
+class _NotJson(Exception):
+    pass
+
+
+def _body() -> dict[str, Any]:
+    mime = (request.content_type or "").split(";", 1)[0].strip().lower()
+    if mime != "application/json":
+        raise _NotJson
+    return parse_json_object(request.get_data(cache=False))
+
+
+def _not_json() -> Any:
+    return error(415, "Content-Type must be application/json", "Content-Type")
+
+
+def _appointment_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+def _audit(session: Any, action: str, appt: Appointment) -> None:
+    # Every answer carries the appointment (professional, time, notes): a
+    # read of the patient's health data, audited like GET.
+    audit_read(session, action, appt.contact_id, appointment_id=appt.id)
+
+
+@bp.post("/api/appointments")
+@require_api_key
+def create_appointment() -> Any:
+    settings = current_app.config["SETTINGS"]
+    try:
+        data, warnings = validate_appointment(_body(), settings)
+    except _NotJson:
+        return _not_json()
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+    try:
+        with session_scope() as session:
+            result = upsert_appointment(session, data, settings)
+            body = appointment_view(session, result.appointment)
+            _audit(session, "appointment.upsert", result.appointment)
+    except AppointmentConflict as exc:
+        return error(409, str(exc), "external_id")
+    body["created"] = result.created
+    if warnings:
+        body["warnings"] = warnings
+    response = jsonify(body)
+    response.status_code = 201 if result.created else 200
+    return response
+
+
+@bp.get("/api/appointments/<appointment_id>")
+@require_api_key
+def read_appointment(appointment_id: str) -> Any:
+    aid = _appointment_id(appointment_id)
+    if aid is None:
+        return error(404, "appointment not found", "id")
+    with session_scope() as session:
+        appt = session.scalar(select(Appointment).where(Appointment.id == aid))
+        if appt is None:
+            return error(404, "appointment not found", "id")
+        _audit(session, "appointment.view", appt)
+        return jsonify(appointment_view(session, appt))
+
+
+@bp.patch("/api/appointments/<appointment_id>")
+@require_api_key
+def patch_appointment(appointment_id: str) -> Any:
+    aid = _appointment_id(appointment_id)
+    if aid is None:
+        return error(404, "appointment not found", "id")
+    try:
+        changes = validate_changes(_body())
+    except _NotJson:
+        return _not_json()
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+    settings = current_app.config["SETTINGS"]
+    try:
+        with session_scope() as session:
+            result = change_appointment(session, aid, changes, settings)
+            body = appointment_view(session, result.appointment)
+            _audit(session, "appointment.change", result.appointment)
+    except AppointmentNotFound:
+        return error(404, "appointment not found", "id")
+    except AppointmentConflict as exc:
+        return error(409, str(exc), "status")
+    body["changed"] = result.changed
+    return jsonify(body)
+
+
+@bp.post("/api/appointments/<appointment_id>/cancel")
+@require_api_key
+def cancel(appointment_id: str) -> Any:
+    aid = _appointment_id(appointment_id)
+    if aid is None:
+        return error(404, "appointment not found", "id")
+    settings = current_app.config["SETTINGS"]
+    try:
+        with session_scope() as session:
+            result = cancel_appointment(session, get_for_update(session, aid), settings)
+            body = appointment_view(session, result.appointment)
+            _audit(session, "appointment.cancel", result.appointment)
+    except AppointmentNotFound:
+        return error(404, "appointment not found", "id")
+    body["changed"] = result.changed
+    return jsonify(body)
+
+
+def register(app: Flask) -> None:
+    """The blueprint, and the `appointment.*` types of POST /api/webhook."""
+    app.register_blueprint(bp)
+    for kind in APPOINTMENT_TYPES:
+        app.config["WEBHOOK_TYPE_VALIDATORS"][kind] = validate_appointment_webhook

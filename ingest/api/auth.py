@@ -1,0 +1,207 @@
+"""API-key authentication and scopes for the REST API (`Authorization: Bearer <key>`).
+
+Keys are 256-bit random strings made by `clinicq create-api-key`; only their
+SHA-256 is stored, so a database leak yields no usable key. (A slow password
+hash is unnecessary for keys of this entropy and would cost every request.)
+
+Each key carries scopes (`SCOPES`); `ENDPOINT_SCOPES` is the one table that
+says which scope each endpoint needs. A valid key without it gets 403, an
+unknown or revoked key 401. A route protected by `require_api_key` but
+missing from the table answers 403 to everyone (fail closed) and
+tests/test_api_scopes.py fails.
+
+Valid keys are cached in-process for API_KEY_CACHE_SECONDS (hash -> key), so
+a busy client costs no database round trip per request. Consequence: a key
+revoked in the database (`revoked_at` set, or the row deleted) keeps working
+in each API process for at most that long. Only hits are cached: a new key
+works at once, and an unknown key always asks the database.
+
+`last_used_at` is written at most once per LAST_USED_WRITE_SECONDS per key
+and process (and the UPDATE itself skips a row written that recently by
+another process): the send path stays free of a write per request.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import g, request
+from sqlalchemy import or_, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from ingest.errors import error
+from shared.core.db import session_scope
+from shared.core.models import ApiKey
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "cq_"
+F = TypeVar("F", bound=Callable[..., Any])
+
+# What a key may do. `read` and `admin` reach patient data; every such read
+# leaves an audit row (audit_events) naming the key.
+SCOPES = ("intake", "send", "read", "admin")
+# `clinicq create-api-key NAME` without --scope: a booking system's needs
+# (appointments in, messages out), nothing that reads or erases patients.
+DEFAULT_SCOPES = ("intake", "send")
+
+# Every endpoint an API key opens, and the scope it needs: (method, Flask rule).
+ENDPOINT_SCOPES: dict[tuple[str, str], str] = {
+    ("POST", "/api/messages"): "send",
+    ("POST", "/api/send-email"): "send",
+    ("POST", "/api/send-message"): "send",
+    # A status URL's token needs no key; a key asking instead needs `send`.
+    ("GET", "/api/messages/<message_id>"): "send",
+    ("POST", "/api/appointments"): "intake",
+    ("PATCH", "/api/appointments/<appointment_id>"): "intake",
+    ("POST", "/api/appointments/<appointment_id>/cancel"): "intake",
+    ("GET", "/api/appointments/<appointment_id>"): "read",
+    ("GET", "/api/contacts"): "read",
+    ("GET", "/api/contacts/<contact_id>"): "read",
+    ("GET", "/api/merge-candidates"): "admin",
+    ("POST", "/api/contacts/<contact_id>/merge"): "admin",
+    ("DELETE", "/api/contacts/<contact_id>"): "admin",
+    ("POST", "/api/merge-candidates/<int:candidate_id>/dismiss"): "admin",
+    # Sends a proof-of-address link to one of the contact's identities.
+    ("POST", "/api/contacts/<contact_id>/identity-proofs"): "send",
+}
+
+# Revocation takes effect within this many seconds (see the module docstring).
+API_KEY_CACHE_SECONDS = 5.0
+LAST_USED_WRITE_SECONDS = 60.0
+_cache: dict[str, tuple[float, ApiKey]] = {}  # key hash -> (expires, detached row)
+_last_used_written: dict[int, float] = {}  # key id -> monotonic time of our last write
+_cache_lock = threading.Lock()
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _bearer(header: str) -> str | None:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip() or len(token) > 256:
+        return None
+    return token.strip()
+
+
+def lookup_api_key(header: str) -> ApiKey | None:
+    token = _bearer(header)
+    if token is None:
+        return None
+    # Lookup by hash of the presented key: equality on a SHA-256 digest (in
+    # the dict and in the database) leaks nothing useful through timing.
+    digest = hash_api_key(token)
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(digest)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    with session_scope() as session:
+        key = session.scalars(
+            select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+        ).first()
+        if key is not None:
+            session.expunge(key)
+    with _cache_lock:
+        if key is None:
+            _cache.pop(digest, None)
+        else:
+            if len(_cache) > 1000:  # bounded: drop expired entries first, else all
+                for stale in [d for d, (exp, _) in _cache.items() if exp <= now] or list(_cache):
+                    del _cache[stale]
+            _cache[digest] = (now + API_KEY_CACHE_SECONDS, key)
+    return key
+
+
+def _note_used(key: ApiKey) -> None:
+    now = time.monotonic()
+    with _cache_lock:
+        last = _last_used_written.get(key.id)
+        if last is not None and now - last < LAST_USED_WRITE_SECONDS:
+            return
+        if len(_last_used_written) > 1000:
+            _last_used_written.clear()
+        _last_used_written[key.id] = now
+    try:
+        with session_scope() as session:
+            session.execute(
+                update(ApiKey)
+                .where(
+                    ApiKey.id == key.id,
+                    or_(
+                        ApiKey.last_used_at.is_(None),
+                        ApiKey.last_used_at
+                        < text(f"now() - interval '{int(LAST_USED_WRITE_SECONDS)} seconds'"),
+                    ),
+                )
+                .values(last_used_at=text("now()"))
+            )
+    except SQLAlchemyError:
+        # Bookkeeping only: the request itself goes on (and meets the outage
+        # in its own query if the database is really down).
+        log.warning("could not record api key use", extra={"api_key_id": key.id})
+
+
+def authorize(method: str, rule: str) -> Any | None:
+    """Check the request's key against the scope `ENDPOINT_SCOPES` gives
+    (method, rule). Returns an error response, or None when allowed (then
+    `g.api_key_name` names the key for audit rows)."""
+    key = lookup_api_key(request.headers.get("Authorization", ""))
+    if key is None:
+        return error(401, "valid API key required (Authorization: Bearer <key>)", "Authorization")
+    scope = ENDPOINT_SCOPES.get((method, rule))
+    if scope is None:
+        log.error("API endpoint has no scope in ENDPOINT_SCOPES", extra={"rule": rule})
+        return error(403, "this endpoint is not open to API keys", "Authorization")
+    if scope not in (key.scopes or ()):
+        return error(403, f"API key lacks the {scope!r} scope", "Authorization", scope=scope)
+    g.api_key_name = key.name
+    _note_used(key)
+    return None
+
+
+def require_api_key(view: F) -> F:
+    """A key with the scope ENDPOINT_SCOPES gives this endpoint."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        rule = request.url_rule.rule if request.url_rule is not None else request.path
+        refused = authorize(request.method, rule)
+        if refused is not None:
+            return refused
+        return view(*args, **kwargs)
+
+    wrapper.requires_api_key = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def api_actor() -> str:
+    """The audit actor of the request's key."""
+    return f"api-key:{g.get('api_key_name', 'unknown')}"[:64]
+
+
+def audit_read(session: Any, action: str, contact_id: Any, **detail: Any) -> None:
+    """Record that the request's key was shown this contact's data (LGPD
+    Art. 11: who looked at whose health data). Ids only, never the data."""
+    from shared.core.models import AuditEvent
+
+    session.add(
+        AuditEvent(
+            actor=api_actor(),
+            action=action,
+            subject=f"contact:{contact_id}",
+            detail={k: str(v) for k, v in detail.items()} or None,
+        )
+    )

@@ -1,0 +1,178 @@
+"""`/api/contacts/<id>`: look at, merge and erase contacts (API key required).
+
+- GET: identities, conversations, recent messages, merge candidates, opt-outs
+  (CPF masked only).
+- POST …/merge `{"other_contact_id": …}`: merge the other contact into this one.
+- DELETE: LGPD erasure; idempotent (a second call answers 200 with
+  `already_erased: true`).
+
+`GET /api/contacts?phone=…&email=…` finds contact ids by identity (any
+format; the same normalization as inbound, merges followed).
+`/api/merge-candidates` lists the pairs inbound filing could not decide
+(`?status=open|merged|dismissed&limit=&after_id=`);
+`POST /api/merge-candidates/<id>/dismiss` records "two different people".
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import orjson
+import redis
+from flask import Blueprint, current_app, jsonify, request
+
+from ingest.api.auth import api_actor, audit_read, require_api_key
+from ingest.errors import error
+from shared.contacts.admin import (
+    CANDIDATE_STATUSES,
+    ContactNotFound,
+    MergeRefused,
+    contact_overview,
+    dismiss_merge_candidate,
+    erase_contact,
+    find_contacts,
+    forget_in_redis,
+    list_merge_candidates,
+    merge_contacts,
+)
+from shared.core.db import session_scope
+from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
+
+bp = Blueprint("contacts_api", __name__)
+log = logging.getLogger(__name__)
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _actor() -> str:
+    return api_actor()
+
+
+@bp.get("/api/contacts")
+@require_api_key
+def lookup_contacts() -> Any:
+    """`?phone=` and/or `?email=` (any format; normalized like inbound)."""
+    identities = []
+    for kind, normalize in (("phone", normalize_phone), ("email", normalize_email)):
+        raw = request.args.get(kind)
+        if raw:
+            try:
+                identities.append((kind, normalize(raw)))
+            except InvalidIdentifier as exc:
+                return error(400, str(exc), kind)
+    if not identities:
+        return error(400, "give phone or email", "phone")
+    with session_scope() as session:
+        ids = find_contacts(session, identities)
+        # Which patient an identity belongs to is itself patient data.
+        for cid in ids:
+            audit_read(session, "contact.lookup", cid)
+    return jsonify({"items": [{"id": str(cid)} for cid in ids]})
+
+
+@bp.get("/api/contacts/<contact_id>")
+@require_api_key
+def get_contact(contact_id: str) -> Any:
+    cid = _uuid(contact_id)
+    if cid is None:
+        return error(404, "not found", "id")
+    try:
+        with session_scope() as session:
+            return jsonify(contact_overview(session, cid, actor=_actor()))
+    except ContactNotFound:
+        return error(404, "contact not found", "id")
+
+
+@bp.post("/api/contacts/<contact_id>/merge")
+@require_api_key
+def merge_contact(contact_id: str) -> Any:
+    cid = _uuid(contact_id)
+    if cid is None:
+        return error(404, "not found", "id")
+    try:
+        doc = orjson.loads(request.get_data(cache=False) or b"null")
+    except orjson.JSONDecodeError:
+        return error(400, "is not valid JSON", "body")
+    if not isinstance(doc, dict):
+        return error(400, "must be a JSON object", "body")
+    other = _uuid(doc.get("other_contact_id"))  # type: ignore[arg-type]
+    if other is None:
+        return error(400, "must be a contact id (UUID)", "other_contact_id")
+    try:
+        with session_scope() as session:
+            result = merge_contacts(session, cid, other, _actor())
+    except ContactNotFound as exc:
+        return error(404, "contact not found", exc.field)
+    except MergeRefused as exc:
+        return error(409, exc.message, exc.field)
+    return jsonify(
+        {
+            "contact_id": str(result.contact_id),
+            "merged_contact_id": str(result.merged_id),
+            "already_merged": result.already_merged,
+            "moved": result.moved,
+        }
+    )
+
+
+@bp.delete("/api/contacts/<contact_id>")
+@require_api_key
+def delete_contact(contact_id: str) -> Any:
+    cid = _uuid(contact_id)
+    if cid is None:
+        return error(404, "not found", "id")
+    try:
+        with session_scope() as session:
+            result = erase_contact(session, cid, _actor())
+    except ContactNotFound:
+        return error(404, "contact not found", "id")
+    try:
+        forget_in_redis(current_app.config["REDIS"](), result)
+    except redis.RedisError:  # the keys expire with IDEMPOTENCY_TTL_SECONDS
+        log.warning("erased contact's Redis keys not deleted: Redis unavailable")
+    return jsonify(
+        {
+            "contact_id": str(result.contact_id),
+            "erased": True,
+            "already_erased": result.already_erased,
+            "counts": result.counts,
+        }
+    )
+
+
+@bp.get("/api/merge-candidates")
+@require_api_key
+def merge_candidates() -> Any:
+    status = request.args.get("status", "open")
+    if status not in CANDIDATE_STATUSES:
+        return error(400, f"must be one of: {', '.join(CANDIDATE_STATUSES)}", "status")
+    try:
+        limit = int(request.args.get("limit", "50"))
+        after_id = int(request.args.get("after_id", "0"))
+    except ValueError:
+        return error(400, "limit and after_id must be integers", "limit")
+    if not 1 <= limit <= 200:
+        return error(400, "must be 1-200", "limit")
+    with session_scope() as session:
+        items = list_merge_candidates(session, status, limit, after_id)
+    body: dict[str, Any] = {"items": items}
+    if len(items) == limit:
+        body["next_after_id"] = items[-1]["id"]
+    return jsonify(body)
+
+
+@bp.post("/api/merge-candidates/<int:candidate_id>/dismiss")
+@require_api_key
+def dismiss_candidate(candidate_id: int) -> Any:
+    with session_scope() as session:
+        status = dismiss_merge_candidate(session, candidate_id, _actor())
+    if status is None:
+        return error(404, "merge candidate not found", "id")
+    return jsonify({"id": candidate_id, "status": status})

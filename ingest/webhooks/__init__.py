@@ -1,0 +1,1 @@
+"""Inbound webhooks: verify the sender, parse, publish — one module per sender."""

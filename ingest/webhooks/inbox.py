@@ -1,0 +1,114 @@
+"""Agent-inbox webhooks: `POST /webhooks/chatwoot`, `POST /webhooks/rocketchat`.
+
+Authenticate → parse (pure) → enqueue on the `inbox` queue → 200.
+
+Authentication, and why it is a token and not a signature:
+- Chatwoot API-inbox webhooks carry no signature by default, and Chatwoot's
+  webhook settings take only a URL (no custom header). So the URL configured
+  in Chatwoot carries a secret, `…/webhooks/chatwoot?token=<CHATWOOT_WEBHOOK_TOKEN>`
+  (an `X-Clinicq-Webhook-Token` header is accepted too, for a proxy that
+  adds it). Keep the ingest access log free of query strings.
+- Rocket.Chat Omnichannel sends its configured secret in the
+  `X-RocketChat-Livechat-Token` header.
+Both are compared in constant time (hmac.compare_digest). A missing or wrong
+token is a 401, an endpoint whose secret is not configured a 404 (it never
+accepts unauthenticated requests).
+
+Duplicates: Redis `SET NX` on the provider's message id here (fast path), and
+`processed_events` in the task (durable): a repeated delivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from typing import Any
+
+import redis
+from flask import Blueprint, current_app, jsonify, request
+
+from ingest.errors import error
+from shared.core.payloads import PayloadError, parse_json_object
+from shared.core.taskqueue import idempotency_redis_key
+from shared.inbox.base import InboxEvent
+from shared.inbox.chatwoot import parse_chatwoot_webhook
+from shared.inbox.rocketchat import parse_rocketchat_webhook
+
+log = logging.getLogger(__name__)
+bp = Blueprint("inbox_webhooks", __name__)
+
+
+def _token_ok(given: str | None, expected: str) -> bool:
+    return hmac.compare_digest((given or "").encode(), expected.encode())
+
+
+def _enqueue(events: list[InboxEvent]) -> Any:
+    settings = current_app.config["SETTINGS"]
+    publisher = current_app.config["PUBLISHER"]()
+    accepted = duplicates = 0
+    try:
+        for event in events:
+            task_id = str(uuid.uuid4())
+            _, created = publisher.publish(
+                "clinicq.inbox.event",
+                [event.to_dict()],
+                queue="inbox",
+                message_id=task_id,
+                idempotency_key=idempotency_redis_key(
+                    event.provider, f"{event.kind}:{event.event_id}"
+                ),
+                idempotency_ttl=settings.IDEMPOTENCY_TTL_SECONDS,
+                argsrepr=f"[<{event.provider} {event.kind}>]",
+            )
+            accepted += created
+            duplicates += not created
+    except redis.RedisError:
+        log.warning("queue unavailable; answering 503")
+        response = error(503, "queue unavailable, retry later")
+        response.headers["Retry-After"] = "5"
+        return response
+    return jsonify({"accepted": accepted, "duplicates": duplicates}), 200
+
+
+def _parse() -> dict[str, Any] | Any:
+    try:
+        return parse_json_object(request.get_data(cache=False))
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+
+
+@bp.post("/webhooks/chatwoot")
+def chatwoot_webhook() -> Any:
+    expected = current_app.config["SETTINGS"].CHATWOOT_WEBHOOK_TOKEN
+    if not expected:
+        return error(404, "Chatwoot webhook not configured (CHATWOOT_WEBHOOK_TOKEN)")
+    given = request.args.get("token") or request.headers.get("X-Clinicq-Webhook-Token")
+    if not _token_ok(given, expected):
+        return error(401, "invalid or missing webhook token", "token")
+    doc = _parse()
+    if not isinstance(doc, dict):
+        return doc
+    try:
+        events = parse_chatwoot_webhook(doc)
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+    return _enqueue(events)
+
+
+@bp.post("/webhooks/rocketchat")
+def rocketchat_webhook() -> Any:
+    settings = current_app.config["SETTINGS"]
+    expected = settings.ROCKETCHAT_LIVECHAT_TOKEN
+    if not expected:
+        return error(404, "Rocket.Chat webhook not configured (ROCKETCHAT_LIVECHAT_TOKEN)")
+    if not _token_ok(request.headers.get("X-RocketChat-Livechat-Token"), expected):
+        return error(401, "invalid or missing livechat token", "X-RocketChat-Livechat-Token")
+    doc = _parse()
+    if not isinstance(doc, dict):
+        return doc
+    try:
+        events = parse_rocketchat_webhook(doc, settings.ROCKETCHAT_USER_ID)
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+    return _enqueue(events)

@@ -1,0 +1,86 @@
+"""`GET|POST /webhooks/meta`: the WhatsApp Cloud API webhook.
+
+GET is Meta's subscription handshake. POST verifies `X-Hub-Signature-256`
+over the raw bytes, parses (pure) the batch and enqueues one task per inbound
+message (deduplicated on the wamid) and one `clinicq.inbound.status_update`
+per status (deduplicated on wamid + status), then answers 200 at once: Meta
+retries anything else for days.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, current_app, request
+
+from ingest.errors import error
+from ingest.webhooks.publish import publish_inbound_message, publish_status_update
+from shared.core.payloads import PayloadError
+from shared.providers.meta.inbound import parse_meta_webhook
+from shared.providers.signatures import verify_meta_signature
+
+log = logging.getLogger(__name__)
+bp = Blueprint("meta_webhook", __name__)
+
+CHALLENGE_MAX = 256
+
+
+@bp.get("/webhooks/meta")
+def verify_subscription() -> Any:
+    settings = current_app.config["SETTINGS"]
+    mode = request.args.get("hub.mode", "")
+    token = request.args.get("hub.verify_token", "")
+    challenge = request.args.get("hub.challenge", "")
+    expected = settings.META_VERIFY_TOKEN
+    token_ok = bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
+    if mode != "subscribe" or not token_ok:
+        return error(403, "verification failed", "hub.verify_token")
+    if not challenge or len(challenge) > CHALLENGE_MAX:
+        return error(400, f"must be 1-{CHALLENGE_MAX} characters", "hub.challenge")
+    return Response(challenge, status=200, content_type="text/plain; charset=utf-8")
+
+
+@bp.post("/webhooks/meta")
+def receive_meta() -> Any:
+    settings = current_app.config["SETTINGS"]
+    if not settings.META_APP_SECRET:
+        log.warning("POST /webhooks/meta refused: META_APP_SECRET is not set")
+        return error(403, "Meta webhook not configured", "X-Hub-Signature-256")
+    header = request.headers.get("X-Hub-Signature-256")
+    if not header:
+        return error(401, "missing Meta signature", "X-Hub-Signature-256")
+    request.max_content_length = settings.META_WEBHOOK_MAX_BODY_BYTES
+    raw = request.get_data(cache=False)  # bounded → 413
+    if not verify_meta_signature(settings.META_APP_SECRET, raw, header):
+        return error(403, "invalid Meta signature", "X-Hub-Signature-256")
+    try:
+        batch = parse_meta_webhook(raw, settings)
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+
+    duplicates = 0
+    try:
+        for payload in batch.messages:
+            wamid = payload["provider_message_id"]
+            duplicates += not publish_inbound_message(payload, "meta", wamid)
+        for event in batch.statuses:
+            duplicates += not publish_status_update(event, "meta-status", event["event_id"])
+    except redis.RedisError:
+        # What was published stays deduplicated when Meta retries the batch.
+        log.warning("queue unavailable; answering 503 so Meta retries")
+        response = error(503, "queue unavailable, retry later")
+        response.headers["Retry-After"] = "5"
+        return response
+    log.info(
+        "meta webhook accepted",
+        extra={
+            "messages": len(batch.messages),
+            "statuses": len(batch.statuses),
+            "duplicates": duplicates,
+            "skipped": batch.skipped or None,
+        },
+    )
+    return Response("", status=200)

@@ -1,0 +1,2 @@
+"""Who a message is from: contacts, their identities and conversations, opt-outs,
+merging and erasure."""

@@ -1,0 +1,44 @@
+"""One active conversation per contact (partial unique index), race-free."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import text
+
+from shared.core.enums import ConversationStatus
+from shared.core.models import Conversation
+
+
+def active_conversation(
+    session: Session, contact_id: uuid.UUID, channel: str, at: datetime, inbound: bool = True
+) -> uuid.UUID:
+    """The contact's active conversation, opened if there is none."""
+    session.execute(
+        insert(Conversation)
+        .values(
+            id=uuid.uuid4(),
+            contact_id=contact_id,
+            channel=channel,
+            status=ConversationStatus.ACTIVE.value,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["contact_id"], index_where=text("status = 'active'")
+        )
+    )
+    conversation_id = session.scalar(
+        select(Conversation.id).where(
+            Conversation.contact_id == contact_id,
+            Conversation.status == ConversationStatus.ACTIVE.value,
+        )
+    )
+    assert conversation_id is not None  # the insert above guarantees one
+    values: dict[str, object] = {"channel": channel, "last_message_at": at}
+    if inbound:
+        values["last_inbound_at"] = at
+    session.execute(update(Conversation).where(Conversation.id == conversation_id).values(**values))
+    return conversation_id

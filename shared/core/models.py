@@ -1,0 +1,465 @@
+"""The PostgreSQL schema (SQLAlchemy 2). Alembic migrations mirror this file.
+
+PostgreSQL is the source of truth (rule 2). Uniqueness that makes the flow
+race-free lives in indexes here, not in application checks:
+- contact_identities(kind, value): one contact per phone / email;
+- conversations(contact_id) WHERE status='active': one active conversation;
+- messages.id made at ingest: a redelivered task inserts nothing new;
+- messages(provider, provider_message_id), processed_events(source, event_id):
+  provider retries change nothing;
+- scheduled_messages(appointment_id, kind): a reminder exists once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+TZ = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, uuid.UUID: UUID(as_uuid=True)}
+
+
+def _now() -> Any:
+    return mapped_column(TZ, nullable=False, server_default=func.now())
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str | None] = mapped_column(Text)
+    # CPF: keyed hash for lookups + masked form for display; clear only when
+    # STORE_CPF_CLEAR is configured (ARCHITECTURE rule 9).
+    cpf_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    cpf_masked: Mapped[str | None] = mapped_column(String(14))
+    cpf_clear: Mapped[str | None] = mapped_column(String(11))
+    source: Mapped[str | None] = mapped_column(String(32))
+    preferred_channel: Mapped[str | None] = mapped_column(String(16))
+    last_channel: Mapped[str | None] = mapped_column(String(16))
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contacts.id"))
+    erased_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Random, made on the first post to the agent inbox: the Rocket.Chat
+    # visitor token / Chatwoot source_id (a bearer credential there, so never
+    # derived from the contact id, which status URLs and webhooks carry).
+    inbox_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class ContactIdentity(Base):
+    __tablename__ = "contact_identities"
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_identity_kind_value"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(320))
+    # Rule 11: who vouched that this address is the patient's. NULL: nobody
+    # (a public form, an unauthenticated e-mail) — such an identity never
+    # outranks a verified one as a delivery address.
+    verified_at: Mapped[datetime | None] = mapped_column(TZ)
+    verified_via: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now()
+
+
+class IdentityProof(Base):
+    """A single-use link sent to an address: following it (and pressing the
+    button, a POST) proves the patient receives mail/SMS there. Only the
+    SHA-256 of the link's token is stored."""
+
+    __tablename__ = "identity_proofs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(
+        ForeignKey("contact_identities.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(TZ)
+    used_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = _now()
+
+
+class MergeCandidate(Base):
+    """Two contacts that one inbound message's identities both matched."""
+
+    __tablename__ = "merge_candidates"
+    __table_args__ = (
+        UniqueConstraint("contact_id", "other_contact_id", name="uq_merge_pair"),
+        CheckConstraint("contact_id <> other_contact_id", name="ck_merge_distinct"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    other_contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE")
+    )
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default="open")
+    created_at: Mapped[datetime] = _now()
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index(
+            "uq_one_active_conversation",
+            "contact_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), server_default="active")
+    needs_agent: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    assignee: Mapped[str | None] = mapped_column(Text)
+    inbox_provider: Mapped[str | None] = mapped_column(String(16))
+    inbox_conversation_id: Mapped[str | None] = mapped_column(String(64))
+    last_inbound_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_message_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = _now()
+    closed_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_message_id", name="uq_provider_message"),
+        UniqueConstraint("idempotency_key", name="uq_message_idempotency_key"),
+        Index("ix_messages_conversation_created", "conversation_id", "created_at"),
+        # The reconciler's scan: only messages not in a final state.
+        Index(
+            "ix_messages_unsettled",
+            "status",
+            "updated_at",
+            postgresql_where=text("status IN ('queued', 'sending', 'unknown')"),
+        ),
+        # The react re-drive scan: filed inbound messages whose reaction never ran.
+        Index(
+            "ix_messages_unreacted",
+            "created_at",
+            postgresql_where=text("direction = 'inbound' AND reacted_at IS NULL"),
+        ),
+        Index(
+            "ix_messages_subject_contact_id",
+            "subject_contact_id",
+            postgresql_where=text("subject_contact_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    conversation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL")
+    )
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    # The patient a team-facing message (alert, on-call SMS, patient request)
+    # is about: it goes to staff (contact_id NULL) but quotes the patient, and
+    # erasure finds it by this.
+    subject_contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL", name="fk_messages_subject_contact_id")
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[str] = mapped_column(String(8))
+    # What the message is for: patient, auto_reply, alert, reminder, agent_reply…
+    purpose: Mapped[str] = mapped_column(String(32), server_default="patient")
+    to_address: Mapped[str | None] = mapped_column(String(320))
+    text: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    template: Mapped[str | None] = mapped_column(String(64))
+    template_data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    triage: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
+    cost_currency: Mapped[str | None] = mapped_column(String(3))
+    sent_at_provider: Mapped[datetime | None] = mapped_column(TZ)  # patient's timestamp
+    # Inbound only: the channel vouched that the sender is this contact (a
+    # Twilio/Meta number, an e-mail with DMARC/aligned DKIM pass). Only such
+    # messages may act for the patient (confirm, cancel, opt out…).
+    sender_verified: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    sent_at: Mapped[datetime | None] = mapped_column(TZ)
+    delivered_at: Mapped[datetime | None] = mapped_column(TZ)
+    read_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Inbound only: when the reaction (replies that act, triage, automations,
+    # inbox hand-off) committed. NULL on a filed inbound message means its
+    # reaction never ran: the reconciler re-drives it (shared/inbound/react_redrive.py).
+    reacted_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class MessageEvent(Base):
+    """Append-only status history with raw payloads (the seed's message_logs)."""
+
+    __tablename__ = "message_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    event: Mapped[str] = mapped_column(String(32))
+    status_from: Mapped[str | None] = mapped_column(String(16))
+    status_to: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+
+
+class ProcessedEvent(Base):
+    """Dedupe ledger for provider deliveries (Chatwoot ids, Meta status ids…)."""
+
+    __tablename__ = "processed_events"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class WebhookConfig(Base):
+    """Known webhook senders. Secrets are NOT stored (they live in the
+    environment); only a fingerprint so ops can tell which secret a sender uses
+    during a rotation."""
+
+    __tablename__ = "webhooks_config"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_fingerprints: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = _now()
+
+
+class ChannelSetting(Base):
+    __tablename__ = "channel_settings"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    sender: Mapped[str | None] = mapped_column(String(64))
+    rate_limit_per_second: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
+    burst: Mapped[int | None] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    updated_at: Mapped[datetime] = _now()
+
+
+class ApiKey(Base):
+    """REST API keys, stored as SHA-256 of a 256-bit random key (no clear).
+
+    `scopes` (ingest/api/auth.py SCOPES) say what the key may do; one active
+    (not revoked) key per name, so `clinicq revoke-api-key NAME` is exact."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint(
+            "scopes <@ ARRAY['intake', 'send', 'read', 'admin']::varchar[]",
+            name="ck_api_keys_scopes",
+        ),
+        Index(
+            "uq_api_keys_active_name",
+            "name",
+            unique=True,
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(
+        ARRAY(String(16)), server_default=text("'{}'::varchar[]")
+    )
+    created_at: Mapped[datetime] = _now()
+    last_used_at: Mapped[datetime | None] = mapped_column(TZ)
+    revoked_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class Appointment(Base):
+    __tablename__ = "appointments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    professional: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    starts_at: Mapped[datetime] = mapped_column(TZ)
+    duration_minutes: Mapped[int] = mapped_column(Integer, server_default="30")
+    timezone: Mapped[str] = mapped_column(String(64))
+    notes: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default="scheduled")
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class ScheduledMessage(Base):
+    __tablename__ = "scheduled_messages"
+    __table_args__ = (
+        UniqueConstraint("appointment_id", "kind", name="uq_scheduled_appointment_kind"),
+        # The scheduler's due-rows scan touches pending rows only, so its cost
+        # follows due work, not table size.
+        Index(
+            "ix_scheduled_pending_due",
+            "due_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # Deleting a message (LGPD erasure) sets this column to NULL through
+        # the FK: without an index that is a full scan of the table per message.
+        Index(
+            "ix_scheduled_message_id",
+            "message_id",
+            postgresql_where=text("message_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    appointment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("appointments.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column(TZ)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    reason: Mapped[str | None] = mapped_column(Text)
+    appointment_version: Mapped[int] = mapped_column(Integer, server_default="1")
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    claimed_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class OptOut(Base):
+    __tablename__ = "opt_outs"
+    __table_args__ = (
+        Index(
+            "uq_active_opt_out",
+            "contact_id",
+            "channel",
+            unique=True,
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))  # a Channel or 'all'
+    keyword: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class AutomationRun(Base):
+    """At most once per conversation per window: the unique key is the guard."""
+
+    __tablename__ = "automation_runs"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "automation", "window_key", name="uq_automation_run"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    automation: Mapped[str] = mapped_column(String(64))
+    window_key: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = _now()
+
+
+class MailboxState(Base):
+    """IMAP polling position: each message fetched once (UID tracking)."""
+
+    __tablename__ = "mailbox_state"
+
+    mailbox: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[datetime] = _now()
+
+
+class AuditEvent(Base):
+    """Who did what (LGPD). Subjects are referenced pseudonymously."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+
+
+class DeadLetter(Base):
+    """A task that gave up (ARCHITECTURE rule 12): kept, visible, replayable.
+
+    `args`/`kwargs` are what replay re-publishes; they may hold patient data
+    (an inbound payload), so they are never logged, are cleared once the task
+    is replayed, and are erased with the contact (`message_id` links them).
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        Index("ix_dead_letters_open", "created_at", postgresql_where=text("replayed_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(128))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    queue: Mapped[str | None] = mapped_column(String(32))
+    # The message the task was about, when its arguments name one.
+    message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    args: Mapped[list[Any] | None] = mapped_column(JSONB)
+    kwargs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error_class: Mapped[str] = mapped_column(String(128))
+    # Why it gave up, PII-masked (shared.core.pii.redact) and bounded.
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+    replayed_at: Mapped[datetime | None] = mapped_column(TZ)
+    replay_count: Mapped[int] = mapped_column(Integer, server_default="0")

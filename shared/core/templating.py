@@ -1,0 +1,182 @@
+"""pt-BR message templates, in editable files under shared/templates/ (or
+TEMPLATES_DIR):
+
+    email/<name>.subject.txt, email/<name>.txt, email/<name>.html
+    sms/<name>.txt
+    whatsapp/<name>.txt + whatsapp/templates.json (approved-template mapping)
+
+Rendering is strict: a variable the template uses but the data lacks is a
+`TemplateDataError` naming it (the API answers 400), never a blank in a
+patient's message. HTML is autoescaped (a bare jinja2.Environment is not); the
+environment is sandboxed because clinic staff edit these files.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from shared.core.config import get_settings
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "templates"
+CHANNELS = ("email", "sms", "whatsapp")
+
+
+class TemplateError(ValueError):
+    """A template request that cannot be rendered; `field` names what is wrong."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownTemplate(TemplateError):
+    pass
+
+
+class TemplateDataError(TemplateError):
+    pass
+
+
+@dataclass
+class Rendered:
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    # WhatsApp approved-template parameters and quick-reply payloads.
+    params: list[str] = field(default_factory=list)
+    buttons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WhatsAppTemplateSpec:
+    name: str
+    meta_name: str
+    language: str
+    params: list[str]
+    buttons: list[str]
+
+
+def templates_dir() -> Path:
+    configured = get_settings().TEMPLATES_DIR
+    return Path(configured) if configured else DEFAULT_DIR
+
+
+@functools.lru_cache(maxsize=4)
+def _environment(root: str) -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(root),
+        autoescape=lambda name: bool(name and name.endswith(".html")),
+        undefined=StrictUndefined,
+        keep_trailing_newline=False,
+        auto_reload=True,
+    )
+
+
+def _env() -> SandboxedEnvironment:
+    return _environment(str(templates_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _whatsapp_specs(root: str) -> dict[str, WhatsAppTemplateSpec]:
+    path = Path(root) / "whatsapp" / "templates.json"
+    if not path.exists():
+        return {}
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        name: WhatsAppTemplateSpec(
+            name=name,
+            meta_name=str(spec.get("meta_name") or name),
+            language=str(spec.get("language") or "pt_BR"),
+            params=[str(p) for p in spec.get("params") or []],
+            buttons=[str(b) for b in spec.get("buttons") or []],
+        )
+        for name, spec in doc.items()
+        if not name.startswith("_")
+    }
+
+
+def whatsapp_template(name: str) -> WhatsAppTemplateSpec:
+    specs = _whatsapp_specs(str(templates_dir()))
+    if name not in specs:
+        raise UnknownTemplate(f"no approved WhatsApp template {name!r}", "template")
+    return specs[name]
+
+
+def available_templates(channel: str) -> list[str]:
+    root = templates_dir() / channel
+    if not root.is_dir():
+        return []
+    names = {p.name.split(".", 1)[0] for p in root.iterdir() if p.suffix in (".txt", ".html")}
+    return sorted(names)
+
+
+def _required_variables(path: str) -> set[str]:
+    env = _env()
+    assert env.loader is not None
+    source, _, _ = env.loader.get_source(env, path)
+    return meta.find_undeclared_variables(env.parse(source))
+
+
+def _render(path: str, data: dict[str, Any]) -> str:
+    env = _env()
+    missing = sorted(_required_variables(path) - data.keys())
+    if missing:
+        raise TemplateDataError(f"template {path} needs {', '.join(missing)}", f"data.{missing[0]}")
+    try:
+        return env.get_template(path).render(**data).strip()
+    except UndefinedError as exc:
+        raise TemplateDataError(f"template {path}: {exc.message}", "data") from None
+
+
+def _render_string(source: str, data: dict[str, Any]) -> str:
+    try:
+        return _env().from_string(source).render(**data)
+    except UndefinedError as exc:
+        raise TemplateDataError(f"button payload: {exc.message}", "data") from None
+
+
+def render(channel: str, name: str, data: dict[str, Any]) -> Rendered:
+    """Render template `name` for `channel` with `data` (raises TemplateError)."""
+    if channel not in CHANNELS:
+        raise UnknownTemplate(f"no templates for channel {channel!r}", "channel")
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise UnknownTemplate(f"unknown template {name!r}", "template")
+    if not isinstance(data, dict):
+        raise TemplateDataError("data must be an object", "data")
+    try:
+        if channel == "email":
+            subject = (
+                _render(f"email/{name}.subject.txt", data).replace("\r", " ").replace("\n", " ")
+            )
+            text = _render(f"email/{name}.txt", data)
+            html = _render(f"email/{name}.html", data)
+            return Rendered(text=text, subject=subject, html=html)
+        text = _render(f"{channel}/{name}.txt", data)
+    except TemplateNotFound:
+        known = ", ".join(available_templates(channel)) or "none"
+        raise UnknownTemplate(
+            f"unknown {channel} template {name!r} (known: {known})", "template"
+        ) from None
+    if channel != "whatsapp":
+        return Rendered(text=text)
+    try:
+        spec = whatsapp_template(name)
+    except UnknownTemplate:
+        return Rendered(text=text)  # free-form only: usable inside the 24-hour window
+    missing = [p for p in spec.params if p not in data]
+    if missing:
+        raise TemplateDataError(
+            f"WhatsApp template {name} needs {', '.join(missing)}", f"data.{missing[0]}"
+        )
+    return Rendered(
+        text=text,
+        params=[str(data[p]) for p in spec.params],
+        buttons=[_render_string(b, data) for b in spec.buttons],
+    )

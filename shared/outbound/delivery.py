@@ -1,0 +1,664 @@
+"""Sending one outbound message: the state machine of ARCHITECTURE rule 5.
+
+    queued --claim--> sending --provider accepted--> sent (outbox: delivered)
+                         |--PermanentError--> failed (code; 21610 also opts out)
+                         |--RetryableError--> queued again, retried after backoff,
+                         |                    until SEND_MAX_ATTEMPTS -> failed
+                         '--request may have left, no answer--> unknown (reconciler)
+
+Order inside `deliver`, and why:
+1. read the row; anything but `queued` means another run has it or it is
+   settled (a redelivered task returns here);
+2. re-check opt-out and the pre-send checks (PRE_SEND_CHECK_PATHS) right
+   before sending: the patient may have said SAIR since the row was made;
+3. reserve this sender's next rate-limit slot (shared/outbound/ratelimit.py) and, if
+   it is ahead, re-queue with a countdown to it — the message stays `queued`
+   (email and SMS do this first of all, before any database work);
+4. strict rate-limit admission (a late countdown that would exceed the cap
+   waits the milliseconds until it conforms; nothing is written yet). A
+   reservation that is due at once is admitted in the same Redis call;
+5. claim with a conditional UPDATE (queued -> sending; zero rows = someone
+   else won), committed on its own: no step here runs in a transaction, each
+   write is one self-contained statement. From here a crash leaves
+   `sending`, which the reconciler settles without a blind resend;
+6. call the provider, record the outcome and an event.
+
+`deliver` never sleeps: waits come back as `DeliveryOutcome.retry_in` and the
+Celery task re-queues itself with that countdown (workers/tasks/send.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import redis
+from sqlalchemy import Table, Text, bindparam, func, literal, or_, select, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from shared.contacts.optouts import is_opted_out, record_opt_out
+from shared.core.config import Settings, get_settings
+from shared.core.db import get_engine, session_scope
+from shared.core.enums import OPT_OUT_ALL, ConversationStatus, MessageStatus
+from shared.core.models import Conversation, Message, MessageEvent, OptOut
+from shared.core.pii import redact
+from shared.outbound.cost import estimated_cost
+from shared.outbound.ratelimit import RateLimiter, limits_for
+from shared.providers import provider_for
+from shared.providers.base import (
+    OutgoingMessage,
+    PermanentError,
+    Provider,
+    ProviderResult,
+    RequestMayHaveLeft,
+    RetryableError,
+)
+
+log = logging.getLogger(__name__)
+
+# Checks run right before each send, as "module:function" entries; each is
+# `fn(session, message) -> str | None` and returns a skip reason (the message
+# ends `skipped` with it) or None. The scheduler adds
+# "shared.scheduling.planner:reminder_still_valid" (appointment cancelled/moved).
+# Checks only read: `deliver` runs them outside any transaction.
+PRE_SEND_CHECK_PATHS: list[str] = [
+    # the appointment was cancelled or moved, or the visit has started
+    "shared.scheduling.planner:reminder_still_valid",
+]
+
+PreSendCheck = Callable[[Session, Message], "str | None"]
+
+
+@functools.cache
+def _load_check(path: str) -> PreSendCheck:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def pre_send_checks() -> list[PreSendCheck]:
+    return [_load_check(path) for path in PRE_SEND_CHECK_PATHS]
+
+
+@dataclass
+class DeliveryOutcome:
+    status: str
+    # Run the task again after this many seconds, with these task kwargs.
+    retry_in: float | None = None
+    retry_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def _limiter(redis_url: str) -> RateLimiter:
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    return RateLimiter(client)
+
+
+def rate_limiter(settings: Settings) -> RateLimiter:
+    return _limiter(settings.REDIS_URL)
+
+
+@functools.cache
+def _redis(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def pending_key(message_id: str) -> str:
+    return f"clinicq:send-pending:{message_id}"
+
+
+def note_pending(message_id: str, countdown: float) -> None:
+    """A send task for this message is waiting on a countdown: the
+    reconciler's lost-task pass must not add a second one."""
+    settings = get_settings()
+    _redis(settings.REDIS_URL).set(pending_key(message_id), "1", ex=int(countdown) + 120)
+
+
+def has_pending_task(message_id: str) -> bool:
+    return bool(_redis(get_settings().REDIS_URL).exists(pending_key(message_id)))
+
+
+def _event(
+    session: Session,
+    message_id: uuid.UUID,
+    event: str,
+    status_from: str | None,
+    status_to: str | None,
+    detail: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        MessageEvent(
+            message_id=message_id,
+            event=event,
+            status_from=status_from,
+            status_to=status_to,
+            detail=detail,
+            payload=payload,
+        )
+    )
+
+
+def _transition(
+    session: Session,
+    message_id: uuid.UUID,
+    from_status: str | tuple[str, ...],
+    to_status: str,
+    event: str,
+    detail: str | None = None,
+    payload: dict[str, Any] | None = None,
+    **values: Any,
+) -> bool:
+    """Conditional status change + event; False if the row was not in `from_status`."""
+    if isinstance(from_status, tuple):
+        # Several possible origins: lock the row to know which one (the event
+        # records it).
+        current = session.scalar(
+            select(Message.status).where(Message.id == message_id).with_for_update()
+        )
+        if current not in from_status:
+            return False
+        from_status = str(current)
+    return (
+        _update_with_event(
+            session,
+            update(Message)
+            .where(Message.id == message_id, Message.status == from_status)
+            .values(status=to_status, updated_at=func.now(), **values),
+            event,
+            from_status,
+            to_status,
+            literal(detail, Text),
+            payload,
+        )
+        is not None
+    )
+
+
+def _update_with_event(
+    session: Session | Connection,
+    statement: Any,
+    event: str,
+    status_from: str,
+    status_to: str,
+    detail: Any,
+    payload: dict[str, Any] | None = None,
+) -> int | None:
+    """Run a conditional UPDATE of one message and, only if it matched, insert
+    its event, in ONE statement (a data-modifying CTE). `detail` is an SQL
+    expression over the updated row's columns (`Message` columns are usable:
+    they refer to the updated row). Returns the row's `attempts` after the
+    update, or None if the row did not match."""
+    return session.scalar(
+        _with_event(statement, event, status_from, status_to, detail, literal(payload, JSONB))
+    )
+
+
+def _with_event(
+    statement: Any, event: str, status_from: str, status_to: str, detail: Any, payload: Any
+) -> Any:
+    changed = statement.returning(Message.id, Message.attempts).cte("changed")
+    detail = _adapt_to(detail, changed)
+    events = (
+        insert(cast(Table, MessageEvent.__table__))
+        .from_select(
+            ["message_id", "event", "status_from", "status_to", "detail", "payload"],
+            select(
+                changed.c.id,
+                literal(event),
+                literal(status_from),
+                literal(status_to),
+                detail,
+                payload,
+            ),
+        )
+        .cte("changed_event")
+    )
+    return select(changed.c.attempts).add_cte(events)
+
+
+def _param(column: str) -> Any:
+    """A named parameter typed as the `messages` column (names prefixed: the
+    column names themselves are reserved for the SET clause)."""
+    return bindparam(f"p_{column}", type_=Message.__table__.c[column].type)
+
+
+# The two statements every send runs, built once per process (building and
+# cache-keying a CTE statement costs about a millisecond of CPU each time).
+@functools.cache
+def _claim_statement() -> Any:
+    return _with_event(
+        update(Message)
+        .where(Message.id == _param("id"), Message.status == MessageStatus.QUEUED.value)
+        .values(
+            status="sending",
+            attempts=Message.attempts + 1,
+            provider=_param("provider"),
+            # The database clock: the reconciler ages claims on it.
+            updated_at=func.now(),
+        ),
+        "claimed",
+        "queued",
+        "sending",
+        func.concat("attempt ", Message.attempts, " via ", _param("provider")),
+        literal(None, JSONB),
+    )
+
+
+_MESSAGES = cast(Table, Message.__table__)
+# (attribute, column) of every mapped column: `metadata_` is column "metadata".
+_MESSAGE_ATTRIBUTES = tuple(
+    (prop.key, prop.columns[0].name) for prop in sa_inspect(Message).column_attrs
+)
+
+
+@functools.cache
+def _read_statement() -> Any:
+    """The message's columns and whether its contact opted out of its channel
+    (or of all), as a Core statement (see `_message_from_row`)."""
+    messages = _MESSAGES
+    return select(
+        messages,
+        select(OptOut.id)
+        .where(
+            OptOut.contact_id == messages.c.contact_id,
+            OptOut.revoked_at.is_(None),
+            or_(OptOut.channel == messages.c.channel, OptOut.channel == OPT_OUT_ALL),
+        )
+        .exists()
+        .label("p_opted_out"),
+    ).where(messages.c.id == bindparam("p_id"))
+
+
+def _message_from_row(row: Any) -> tuple[Message, bool]:
+    """A detached `Message` with the row's values (what the pre-send checks
+    and `build_outgoing` read), and the opt-out flag."""
+    values = row._mapping
+    message = Message(**{attr: values[column] for attr, column in _MESSAGE_ATTRIBUTES})
+    return message, bool(values["p_opted_out"])
+
+
+@functools.cache
+def _sent_statement(status: str, columns: tuple[str, ...]) -> Any:
+    return _with_event(
+        update(Message)
+        .where(Message.id == _param("id"), Message.status == "sending")
+        .values(status=status, **{c: _param(c) for c in columns}),
+        status,
+        "sending",
+        status,
+        bindparam("p_detail", type_=Text),
+        bindparam("p_payload", type_=JSONB),
+    )
+
+
+def _adapt_to(expression: Any, changed: Any) -> Any:
+    from sqlalchemy.sql.util import ClauseAdapter
+
+    return ClauseAdapter(changed).traverse(expression)
+
+
+def skip_reason(session: Session, message: Message, opted_out: bool | None = None) -> str | None:
+    """Why this message must not go out now, or None. `opted_out`: whether the
+    contact has an active opt-out of this channel (or all), if already read."""
+    respects_opt_out = (message.metadata_ or {}).get("respect_opt_out", True)
+    if respects_opt_out and message.contact_id is not None:
+        if opted_out is None:
+            opted_out = is_opted_out(session, message.contact_id, message.channel)
+        if opted_out:
+            return f"recipient opted out of {message.channel}"
+    for check in pre_send_checks():
+        reason = check(session, message)
+        if reason:
+            return reason
+    return None
+
+
+def in_service_window(session: Session, message: Message, settings: Settings) -> bool:
+    """WhatsApp: did the patient write to us within the service window?"""
+    if message.contact_id is None:
+        return False
+    last_inbound = session.scalar(
+        select(Conversation.last_inbound_at).where(
+            Conversation.contact_id == message.contact_id,
+            Conversation.status == ConversationStatus.ACTIVE.value,
+        )
+    )
+    if last_inbound is None:
+        return False
+    window = timedelta(hours=settings.WHATSAPP_SERVICE_WINDOW_HOURS)
+    return datetime.now(UTC) - last_inbound < window
+
+
+def build_outgoing(session: Session, message: Message, settings: Settings) -> OutgoingMessage:
+    """The provider-facing message; templates re-rendered for the parts not stored."""
+    from shared.core.templating import TemplateError, render
+
+    out = OutgoingMessage(
+        message_id=str(message.id),
+        channel=message.channel,
+        to=message.to_address or "",
+        text=message.text,
+        subject=message.subject,
+        template=message.template,
+    )
+    if message.template:
+        try:
+            rendered = render(message.channel, message.template, message.template_data or {})
+        except TemplateError as exc:
+            raise PermanentError(f"template no longer renders: {exc}", "template_error") from None
+        out.text = out.text or rendered.text
+        out.subject = out.subject or rendered.subject
+        out.html = rendered.html
+        out.template_params = rendered.params
+        out.template_buttons = rendered.buttons
+    if message.channel == "whatsapp":
+        out.in_service_window = in_service_window(session, message, settings)
+    return out
+
+
+def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter; the provider's Retry-After is a floor."""
+    ceiling = min(
+        settings.MAX_RETRY_BACKOFF_SECONDS,
+        settings.SEND_RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1),
+    )
+    delay = random.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+# A reserved slot this close counts as now (seconds).
+_DUE = 0.005
+
+# Channels whose limits do not depend on the recipient.
+_SENDER_ONLY_LIMITS = frozenset({"email", "sms"})
+
+
+def _longest_countdown(settings: Settings) -> float:
+    return min(settings.rate_limit_hop_seconds, float(settings.MAX_RETRY_BACKOFF_SECONDS))
+
+
+def _come_back(settings: Settings, delay: float) -> DeliveryOutcome:
+    """Re-run at a reserved slot `delay` seconds away (in short hops)."""
+    return DeliveryOutcome(
+        "queued",
+        min(delay, _longest_countdown(settings)),
+        {"not_before": time.time() + delay, "reserved": True},
+    )
+
+
+def deliver(
+    message_id: str, channel: str, reserved: bool = False, not_before: float | None = None
+) -> DeliveryOutcome:
+    """Send message `message_id` once. See the module docstring."""
+    settings = get_settings()
+    mid = uuid.UUID(message_id)
+
+    # Not yet: a rate-limit slot or a provider's Retry-After further away than
+    # our longest countdown. Hop without touching the database.
+    if not_before is not None and time.time() < not_before - 0.005:
+        wait = min(not_before - time.time(), _longest_countdown(settings))
+        return DeliveryOutcome("queued", wait, {"not_before": not_before, "reserved": reserved})
+
+    limiter = rate_limiter(settings)
+    admitted = False
+    sender_provider = provider_for(channel, settings)
+    # A provider that refuses everything (an unconfigured channel) fails the
+    # message below without waiting for a rate-limit slot.
+    if not reserved and channel in _SENDER_ONLY_LIMITS and sender_provider.refusal() is None:
+        # Email and SMS are limited per sender only: take the next slot before
+        # any database work, so a backlog's first pass costs one Redis call
+        # per message. (WhatsApp's pair limit needs the recipient, below.)
+        # When the slot is now, the same call also admits the send: an idle
+        # sender's message costs one Redis round trip, not two.
+        delay, admitted, _ = limiter.schedule_and_admit(
+            limits_for(settings, channel, sender_provider.name, sender_provider.sender(), ""),
+            _DUE,
+        )
+        if delay > _DUE:
+            return _come_back(settings, delay)
+        reserved = True
+
+    # No transaction: every write below is one statement, atomic on its own
+    # (the claim and each transition carry their event in a CTE), and the
+    # claim's `status = 'queued'` condition is what makes it exclusive. The
+    # hot statements run on the Core connection (an ORM execution costs about
+    # twice the CPU); the session, on the same connection, serves the checks.
+    with (
+        get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+        Session(bind=conn) as session,
+    ):
+        # The row and its contact's opt-out in one statement.
+        found = conn.execute(_read_statement(), {"p_id": mid}).first()
+        message, opted_out = _message_from_row(found) if found is not None else (None, None)
+        if message is None:
+            log.warning(
+                "send task for a message that does not exist", extra={"message_id": message_id}
+            )
+            return DeliveryOutcome("missing")
+        if message.status != MessageStatus.QUEUED.value:
+            return DeliveryOutcome(message.status)  # claimed by another run, or settled
+        reason = skip_reason(session, message, opted_out)
+        if reason:
+            _transition(session, mid, "queued", "skipped", "skipped", reason, status_reason=reason)
+            return DeliveryOutcome("skipped")
+        provider = provider_for(message.channel, settings)
+        try:
+            refused = provider.refusal()
+            if refused is not None:
+                raise refused
+            outgoing = build_outgoing(session, message, settings)
+        except PermanentError as exc:
+            _transition(
+                session,
+                mid,
+                "queued",
+                "failed",
+                "failed",
+                str(exc),
+                error_code=exc.code,
+                status_reason=str(exc)[:1000],
+                provider=provider.name,
+            )
+            return DeliveryOutcome("failed")
+
+        limits = limits_for(
+            settings, message.channel, provider.name, provider.sender(), outgoing.to
+        )
+        if admitted and message.channel != channel:
+            admitted = False  # admitted on another channel's limits: ask again
+        if not reserved:
+            # First run: take this sender's next slot (and, if it is now,
+            # admission with it); come back then.
+            delay, admitted, _ = limiter.schedule_and_admit(limits, _DUE)
+            if delay > _DUE:
+                return _come_back(settings, delay)
+
+        # Admission (unless the slot was taken just now): the provider counts
+        # requests as they arrive, so the slower steps (reads, checks) come
+        # first. A late countdown that would exceed the cap asks again as
+        # soon as the sender conforms, keeping its turn; nothing was written.
+        if not admitted:
+            admitted, wait = limiter.admit(limits)
+            if not admitted:
+                return _come_back(settings, max(wait, _DUE))
+        # Claim and its event in one statement, committed at once.
+        attempts = conn.scalar(
+            _claim_statement(),
+            {"p_id": mid, "p_provider": provider.name},
+        )
+        if attempts is None:
+            return DeliveryOutcome("claimed-elsewhere")
+    # Committed: from here a crash leaves `sending` for the reconciler.
+
+    return _send_and_record(provider, outgoing, mid, attempts, settings)
+
+
+def _send_and_record(
+    provider: Provider, outgoing: OutgoingMessage, mid: uuid.UUID, attempts: int, settings: Settings
+) -> DeliveryOutcome:
+    try:
+        result = provider.send(outgoing)
+    except PermanentError as exc:
+        with session_scope() as session:
+            _transition(
+                session,
+                mid,
+                "sending",
+                "failed",
+                "failed",
+                str(exc),
+                error_code=(exc.code or "")[:32] or None,
+                status_reason=str(exc)[:1000],
+            )
+            if exc.opted_out:
+                contact_id = session.scalar(select(Message.contact_id).where(Message.id == mid))
+                if contact_id is not None:
+                    record_opt_out(
+                        session, contact_id, outgoing.channel, None, f"{provider.name}:{exc.code}"
+                    )
+        log.info(
+            "send failed permanently",
+            extra={"message_id": str(mid), "code": exc.code, "provider": provider.name},
+        )
+        return DeliveryOutcome("failed")
+    except RetryableError as exc:
+        return _retry_or_fail(exc, mid, attempts, settings, provider.name)
+    except RequestMayHaveLeft as exc:
+        with session_scope() as session:
+            _transition(
+                session,
+                mid,
+                "sending",
+                "unknown",
+                "unknown",
+                str(exc),
+                error_code=exc.code,
+                status_reason=str(exc)[:1000],
+            )
+        log.warning(
+            "send outcome unknown; left to the reconciler",
+            extra={"message_id": str(mid), "provider": provider.name},
+        )
+        return DeliveryOutcome("unknown")
+    except Exception as exc:
+        # Our own bug or an unexpected library error mid-call: we cannot tell
+        # whether the request left, so never resend blindly.
+        log.exception("unexpected error while sending", extra={"message_id": str(mid)})
+        with session_scope() as session:
+            _transition(
+                session,
+                mid,
+                "sending",
+                "unknown",
+                "unknown",
+                redact(f"unexpected {type(exc).__name__}")[:1000],
+                error_code="internal",
+            )
+        return DeliveryOutcome("unknown")
+    return record_sent(mid, provider.name, outgoing.channel, result, settings)
+
+
+def record_sent(
+    mid: uuid.UUID, provider_name: str, channel: str, result: ProviderResult, settings: Settings
+) -> DeliveryOutcome:
+    now = datetime.now(UTC)
+    status = result.status if result.status in ("sent", "delivered") else "sent"
+    if provider_name == "outbox":
+        cost, currency = result.cost, result.cost_currency
+    else:
+        cost, currency = estimated_cost(settings, channel)
+    values: dict[str, Any] = {
+        "provider_message_id": result.provider_message_id[:128] or None,
+        "sent_at": now,
+        "error_code": None,
+        "cost": cost,
+        "cost_currency": currency if cost is not None else None,
+    }
+    if status == "delivered":
+        values["delivered_at"] = now
+    detail, raw = f"via {provider_name}", result.raw or None
+    # The common case, `sending` -> sent, is one statement (row + event):
+    # atomic on its own, so it runs in autocommit, sparing BEGIN and COMMIT.
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        columns = {"updated_at": datetime.now(UTC), **values}
+        updated = conn.scalar(
+            _sent_statement(status, tuple(columns)),
+            {
+                "p_id": mid,
+                "p_detail": detail,
+                "p_payload": raw,
+                **{f"p_{c}": v for c, v in columns.items()},
+            },
+        )
+    if updated is not None:
+        return DeliveryOutcome(status)
+    with session_scope() as session:
+        # The provider's answer is authoritative: also over a reconciler that
+        # judged this send abandoned meanwhile (`unknown`, or `queued` again).
+        if not _transition(
+            session, mid, ("unknown", "queued"), status, status, detail, raw, **values
+        ):
+            # A status callback got here first and moved it forward: keep its
+            # status, fill in what only we know.
+            session.execute(
+                update(Message)
+                .where(Message.id == mid, Message.provider_message_id.is_(None))
+                .values(provider_message_id=values["provider_message_id"], sent_at=now)
+            )
+    return DeliveryOutcome(status)
+
+
+def _retry_or_fail(
+    exc: RetryableError, mid: uuid.UUID, attempts: int, settings: Settings, provider_name: str
+) -> DeliveryOutcome:
+    code = (exc.code or "")[:32] or None
+    with session_scope() as session:
+        if attempts >= settings.SEND_MAX_ATTEMPTS:
+            _transition(
+                session,
+                mid,
+                "sending",
+                "failed",
+                "failed",
+                f"gave up after {attempts} attempts: {exc}",
+                error_code=code,
+                status_reason=f"retries exhausted: {exc}"[:1000],
+            )
+            return DeliveryOutcome("failed")
+        delay = backoff_seconds(settings, attempts, exc.retry_after)
+        _transition(
+            session,
+            mid,
+            "sending",
+            "queued",
+            "retry_scheduled",
+            f"{exc} (attempt {attempts}, next in {delay:.1f}s)",
+            error_code=code,
+        )
+    log.info(
+        "send will be retried",
+        extra={
+            "message_id": str(mid),
+            "code": code,
+            "provider": provider_name,
+            "delay": round(delay, 2),
+        },
+    )
+    kwargs: dict[str, Any] = {}
+    if delay > _longest_countdown(settings):
+        kwargs["not_before"] = time.time() + delay
+        delay = _longest_countdown(settings)
+    return DeliveryOutcome("queued", delay, kwargs)

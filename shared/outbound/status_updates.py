@@ -1,0 +1,197 @@
+"""Provider status updates (Twilio status callbacks, Meta `statuses[]`).
+
+Contract (task `clinicq.inbound.status_update`, one dict argument):
+
+    {"provider": "twilio" | "meta", "provider_message_id": str,
+     "our_message_id": str | None, "status": raw provider status,
+     "error_code": str | None, "error_message": str | None,
+     "price": str | None, "price_currency": str | None, "pricing": dict | None,
+     "timestamp": iso str | None, "event_id": str (dedupe key), "raw": dict}
+
+Rules (ARCHITECTURE rule 5): statuses only move forward (STATUS_RANK), a
+duplicate delivery (same `event_id`) changes nothing, and every accepted update
+is appended to `message_events` with the raw payload — even a stale one, so the
+history shows what the provider said and when.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.contacts.optouts import record_opt_out
+from shared.core.config import get_settings
+from shared.core.enums import STATUS_RANK, MessageStatus
+from shared.core.models import Message, MessageEvent, ProcessedEvent
+from shared.outbound.cost import reported_cost
+
+log = logging.getLogger(__name__)
+
+# Provider families: the `provider` column holds the module name that sent it.
+PROVIDER_FAMILIES = {
+    "twilio": ("twilio_sms", "twilio_whatsapp"),
+    "meta": ("meta_whatsapp",),
+}
+
+# Raw provider vocabulary -> ours. Twilio's queued/accepted/sending mean "the
+# provider has it", which is our `sent` (handed over); they never move a
+# message back from delivered because of the rank check.
+STATUS_MAP: dict[str, dict[str, MessageStatus]] = {
+    "twilio": {
+        "accepted": MessageStatus.SENT,
+        "scheduled": MessageStatus.SENT,
+        "queued": MessageStatus.SENT,
+        "sending": MessageStatus.SENT,
+        "sent": MessageStatus.SENT,
+        "delivered": MessageStatus.DELIVERED,
+        "read": MessageStatus.READ,
+        "undelivered": MessageStatus.FAILED,
+        "failed": MessageStatus.FAILED,
+        "canceled": MessageStatus.FAILED,
+    },
+    "meta": {
+        "sent": MessageStatus.SENT,
+        "delivered": MessageStatus.DELIVERED,
+        "read": MessageStatus.READ,
+        "failed": MessageStatus.FAILED,
+    },
+}
+
+# Statuses a callback never changes: we decided not to send.
+_NOT_SENT = {MessageStatus.SKIPPED.value, MessageStatus.CANCELLED.value}
+_OPTED_OUT_CODES = {"21610"}
+
+_TIMESTAMP_COLUMN = {
+    MessageStatus.SENT: "sent_at",
+    MessageStatus.DELIVERED: "delivered_at",
+    MessageStatus.READ: "read_at",
+}
+
+
+def _parse_ts(value: Any) -> datetime:
+    if isinstance(value, str) and value:
+        try:
+            ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def _find_message(session: Session, update_: dict[str, Any]) -> Message | None:
+    provider = str(update_.get("provider"))
+    provider_id = update_.get("provider_message_id")
+    our_id = update_.get("our_message_id")
+    if our_id:
+        try:
+            message = session.get(Message, uuid.UUID(str(our_id)), with_for_update=True)
+        except ValueError:
+            message = None
+        # Our id echoed back must agree with the provider id we recorded; a
+        # mismatch is someone else's message (or a forged echo): ignore it.
+        if message is not None and (
+            message.provider_message_id in (None, provider_id)
+            and (message.provider is None or message.provider in PROVIDER_FAMILIES[provider])
+        ):
+            return message
+    if provider_id:
+        return session.scalars(
+            select(Message)
+            .where(
+                Message.provider_message_id == provider_id,
+                Message.provider.in_(PROVIDER_FAMILIES[provider]),
+            )
+            .with_for_update()
+        ).first()
+    return None
+
+
+def apply_status_update(session: Session, update_: dict[str, Any]) -> bool:
+    """Apply one provider status update. Returns True if the message's status moved.
+
+    Unknown messages and duplicate events are ignored (False); the caller's
+    transaction commits the dedupe record together with the change.
+    """
+    provider = update_.get("provider")
+    if provider not in PROVIDER_FAMILIES:
+        log.warning("status update from unknown provider ignored", extra={"provider": provider})
+        return False
+    raw_status = str(update_.get("status") or "").lower()
+    new_status = STATUS_MAP[provider].get(raw_status)
+
+    message = _find_message(session, update_)
+    if message is None:
+        log.info(
+            "status update for unknown message ignored",
+            extra={"provider": provider, "status": raw_status},
+        )
+        return False
+
+    event_id = str(update_.get("event_id") or "")[:255]
+    if not event_id:
+        event_id = f"{update_.get('provider_message_id')}:{raw_status}"
+    fresh = session.scalar(
+        insert(ProcessedEvent)
+        .values(source=f"{provider}-status", event_id=event_id)
+        .on_conflict_do_nothing()
+        .returning(ProcessedEvent.event_id)
+    )
+    if fresh is None:
+        return False
+
+    settings = get_settings()
+    values: dict[str, Any] = {}
+    moved = False
+    current = message.status
+    if (
+        new_status is not None
+        and current not in _NOT_SENT
+        and current in STATUS_RANK
+        and STATUS_RANK[new_status] > STATUS_RANK[MessageStatus(current)]
+    ):
+        moved = True
+        values["status"] = new_status.value
+        column = _TIMESTAMP_COLUMN.get(new_status)
+        if column and getattr(message, column) is None:
+            values[column] = _parse_ts(update_.get("timestamp"))
+        if new_status is MessageStatus.FAILED:
+            code = update_.get("error_code")
+            values["error_code"] = str(code)[:32] if code else None
+            values["status_reason"] = (update_.get("error_message") or raw_status)[:1000]
+    # A message whose send outcome we never learned (crash, timeout) gets the
+    # provider id from the callback that names our id.
+    if message.provider_message_id is None and update_.get("provider_message_id"):
+        values["provider_message_id"] = str(update_["provider_message_id"])[:128]
+
+    cost = reported_cost(
+        settings,
+        message.channel,
+        update_.get("price"),
+        update_.get("price_currency"),
+        update_.get("pricing"),
+    )
+    if cost is not None:
+        values["cost"], values["cost_currency"] = cost
+
+    if values:
+        values["updated_at"] = datetime.now(UTC)
+        session.execute(update(Message).where(Message.id == message.id).values(**values))
+    session.add(
+        MessageEvent(
+            message_id=message.id,
+            event=f"{provider}_status" if moved else f"{provider}_status_ignored",
+            status_from=current,
+            status_to=values.get("status"),
+            detail=raw_status if moved else f"{raw_status} (no forward move from {current})",
+            payload=update_.get("raw") or {},
+        )
+    )
+    if str(update_.get("error_code") or "") in _OPTED_OUT_CODES and message.contact_id is not None:
+        record_opt_out(session, message.contact_id, message.channel, None, f"{provider}:21610")
+    return moved

@@ -1,0 +1,1 @@
+"""E-mail: SMTP sending, IMAP polling and sender authentication."""

@@ -1,0 +1,1 @@
+"""Meta WhatsApp Cloud API: sending and inbound webhook parsing."""

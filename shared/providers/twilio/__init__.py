@@ -1,0 +1,1 @@
+"""Twilio: SMS and WhatsApp sending, inbound parsing, signatures and status."""

@@ -1,0 +1,44 @@
+"""WhatsApp through Twilio: free-form inside the 24-hour customer-service
+window, an approved Content template (ContentSid + ContentVariables) outside it
+(else Twilio answers 63016)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from shared.core.config import Settings
+from shared.providers.base import OutgoingMessage, PermanentError
+from shared.providers.twilio.sms import TwilioSmsProvider, content_variables
+
+
+class TwilioWhatsAppProvider(TwilioSmsProvider):
+    name: ClassVar[str] = "twilio_whatsapp"
+    channel: ClassVar[str] = "whatsapp"
+    address_prefix: ClassVar[str] = "whatsapp:"
+
+    @classmethod
+    def configured(cls, settings: Settings) -> bool:
+        return bool(
+            settings.TWILIO_ACCOUNT_SID
+            and settings.TWILIO_AUTH_TOKEN
+            and settings.TWILIO_WHATSAPP_NUMBER
+        )
+
+    def sender(self) -> str:
+        return self.settings.TWILIO_WHATSAPP_NUMBER.removeprefix("whatsapp:")
+
+    def create_params(self, message: OutgoingMessage) -> dict[str, Any]:
+        if message.in_service_window and message.text:
+            return {"body": message.text[:1600]}
+        if not message.template:
+            raise PermanentError(
+                "outside the 24-hour window WhatsApp needs an approved template", "63016"
+            )
+        sid = self.settings.twilio_content_sids.get(message.template)
+        if not sid:
+            raise PermanentError(
+                f"no Twilio Content SID configured for template {message.template!r} "
+                "(TWILIO_CONTENT_SIDS)",
+                "no_content_sid",
+            )
+        return {"content_sid": sid, "content_variables": content_variables(message.template_params)}

@@ -1,0 +1,1 @@
+"""Running clinicq: the supervisor, embedded servers, migrations and the CLI."""

@@ -1,0 +1,1 @@
+"""When messages go out: the reminder/survey plan, appointments, quiet hours."""

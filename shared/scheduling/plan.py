@@ -1,0 +1,66 @@
+"""SCHEDULE_PLAN, parsed: which reminder and survey kinds exist, on which
+channel, with which template and when. A pure leaf (no database, no settings):
+configuration validates the plan at start-up through it.
+
+    kind=channel:template@anchor±offset   e.g.  reminder_24h=sms:lembrete@start-24h
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+SEND_CHANNELS = ("email", "sms", "whatsapp")
+CANCELLATION_PREFIX = "cancellation_"
+CANCELLATION_TEMPLATE = "cancelamento"
+
+_ENTRY = re.compile(
+    r"^(?P<kind>[a-z][a-z0-9_]{0,31})=(?P<channel>[a-z]+):(?P<template>[a-z0-9_]{1,64})"
+    r"@(?P<anchor>booking|start|end)(?:(?P<sign>[+-])(?P<amount>\d{1,5})(?P<unit>[mhd]))?$"
+)
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    kind: str
+    channel: str
+    template: str
+    anchor: str  # booking | start | end
+    offset: timedelta
+
+    @property
+    def phase(self) -> str:
+        """`before` the visit (must precede starts_at) or `after` it."""
+        return "after" if self.anchor == "end" else "before"
+
+
+def parse_schedule_plan(text: str) -> tuple[PlanEntry, ...]:
+    """Parse SCHEDULE_PLAN; ValueError names the offending entry."""
+    entries: list[PlanEntry] = []
+    for raw in (part.strip() for part in text.split(";")):
+        if not raw:
+            continue
+        m = _ENTRY.match(raw)
+        if m is None:
+            raise ValueError(
+                f"entry {raw!r} must look like kind=channel:template@anchor±offset "
+                "(anchor booking|start|end, offset like 24h, 90m, 2d)"
+            )
+        if m["channel"] not in SEND_CHANNELS:
+            raise ValueError(f"entry {raw!r}: channel must be one of {', '.join(SEND_CHANNELS)}")
+        if m["kind"].startswith(CANCELLATION_PREFIX):
+            raise ValueError(f"entry {raw!r}: kinds starting {CANCELLATION_PREFIX!r} are reserved")
+        amount = int(m["amount"] or 0)
+        offset = timedelta(**{_UNITS[m["unit"] or "m"]: amount})
+        if m["sign"] == "-":
+            offset = -offset
+        if m["anchor"] == "start" and offset > timedelta(0):
+            raise ValueError(f"entry {raw!r}: a start offset must be negative (before the visit)")
+        if m["anchor"] in ("booking", "end") and offset < timedelta(0):
+            raise ValueError(f"entry {raw!r}: a {m['anchor']} offset must not be negative")
+        if any(e.kind == m["kind"] for e in entries):
+            raise ValueError(f"kind {m['kind']!r} appears twice")
+        entries.append(PlanEntry(m["kind"], m["channel"], m["template"], m["anchor"], offset))
+    return tuple(entries)
