@@ -24,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from shared.core.config import get_settings
 
-DEFAULT_DIR = Path(__file__).resolve().parent / "templates"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "templates"  # shared/templates/
 CHANNELS = ("email", "sms", "whatsapp")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
 RUN_FILE = "run.env"
 RECORDED = ("DATABASE_URL", "REDIS_URL")
 

@@ -35,7 +35,7 @@ from typing import Any
 from shared.core.config import ConfigError, Settings, load_settings
 from shared.runtime.runfile import remove_run_file, write_run_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
 QUEUES = "inbound,email,sms,whatsapp,inbox,maintenance"
 OTHER_QUEUES = "email,sms,whatsapp,inbox,maintenance"
 DEV_SECRET_NAMES = ("WEBHOOK_SIGNING_SECRETS", "SECRET_KEY", "FLOWER_BASIC_AUTH")
