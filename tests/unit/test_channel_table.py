@@ -142,6 +142,13 @@ def channel_lists(table: Iterable[Channel]) -> list[str]:
     ]
 
 
+def channel_enum(table: Iterable[Channel]) -> list[str]:
+    """shared.core.enums.Channel (what inbound payloads may name)."""
+    from shared.core.enums import Channel as ChannelEnum
+
+    return [row.name for row in table if row.name not in {c.value for c in ChannelEnum}]
+
+
 def providers(table: Iterable[Channel]) -> list[str]:
     from shared.providers import PROVIDERS
 
@@ -214,6 +221,7 @@ CHECKS: dict[str, Callable[[Iterable[Channel]], list[str]]] = {
     "template folders": template_folders,
     "settings/plan/provider channel lists": channel_lists,
     "provider registry": providers,
+    "Channel enum": channel_enum,
     "settings named by the table": settings_exist,
     "rate limits": rate_limits,
     "cost estimates": cost_estimates,
