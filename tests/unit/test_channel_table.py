@@ -1,8 +1,9 @@
 """Every per-channel list in the tree agrees with the channel table
 (shared/core/channels.py): Celery queues and routes, the send tasks and the
-workers that define them, the supervisor's workers, the compose services,
-the template folders, the settings lists, the rate limits and the cost
-estimates. No servers: files are parsed and pure functions called.
+workers that define them, the supervisor's workers, the compose services and
+the settings they pass, the template folders, the settings lists, the rate
+limits and the cost estimates. No servers: files are parsed and pure
+functions called.
 
 Each check takes the table as an argument and names what is missing, so the
 same checks run against the real table (nothing missing) and against the
@@ -115,6 +116,13 @@ def compose_services(table: Iterable[Channel]) -> list[str]:
     return missing
 
 
+def compose_settings(table: Iterable[Channel]) -> list[str]:
+    """Every setting a channel names is passed to the compose services."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    passed = {entry.split("=", 1)[0] for entry in compose["x-clinicq-env"]}
+    return [row.name for row in table if not set(row.settings_named()) <= passed]
+
+
 def template_folders(table: Iterable[Channel]) -> list[str]:
     from shared.core.templating import CHANNELS as TEMPLATE_CHANNELS
     from shared.core.templating import DEFAULT_DIR
@@ -218,6 +226,7 @@ CHECKS: dict[str, Callable[[Iterable[Channel]], list[str]]] = {
     "send tasks in workers/tasks": worker_tasks,
     "supervisor workers": supervisor_workers,
     "compose services": compose_services,
+    "compose settings": compose_settings,
     "template folders": template_folders,
     "settings/plan/provider channel lists": channel_lists,
     "provider registry": providers,
