@@ -1,7 +1,7 @@
 """The channels clinicq sends on, in one table, and the Celery queues beside them.
 
-Everything that differs between outbound channels and is not provider code
-is a row of `CHANNELS`: the identity kind a channel sends to, its rate
+What the rest of clinicq looks up about an outbound channel is a row of
+`CHANNELS`: the identity kind a channel sends to, its rate
 limits and cost estimate (as the names of the settings that hold them), and
 the providers that can carry it with the settings each one needs. By
 convention a channel's Celery queue, its send task (`clinicq.send.<name>`)
@@ -11,10 +11,12 @@ What is derived from this module rather than written again: the Celery
 queues and routes (celeryconfig.py), the supervisor's workers, the send
 tasks (shared/outbound/create.py), the templating and settings channel
 lists, the rate limits (shared/outbound/ratelimit.py), the cost estimates
-(shared/outbound/cost.py), the per-channel addresses the scheduler and the
-reply paths choose, and the half-configured provider check that stops
-start-up. tests/unit/test_channel_table.py checks the rest (compose
-services, template folders, the settings the table names).
+(shared/outbound/cost.py), the address each channel sends to (scheduler,
+replies, automations, inbox), and the half-configured provider check that
+stops start-up. Start-up also checks that every setting a row names exists
+(shared.core.config.check_channel_table); tests/unit/test_channel_table.py
+checks what cannot be derived (compose services, the send tasks in
+workers/tasks/, template folders) and every derived list.
 
 A pure leaf: it imports nothing of clinicq but the enums, so the settings
 module can use it. An unknown channel is an `UnknownChannel` (a ValueError),
