@@ -13,11 +13,11 @@
 
 from kombu import Queue
 
+from shared.core.channels import DEFAULT_QUEUE, QUEUES
+from shared.core.channels import task_routes as channel_task_routes
 from shared.core.config import get_settings
 
 _settings = get_settings()
-
-QUEUES = ("inbound", "email", "sms", "whatsapp", "inbox", "maintenance")
 
 broker_url = _settings.REDIS_URL
 broker_connection_retry_on_startup = True
@@ -61,20 +61,16 @@ worker_prefetch_multiplier = _settings.CELERY_PREFETCH_MULTIPLIER
 worker_hijack_root_logger = False
 worker_send_task_events = True
 task_send_sent_event = False
-task_default_queue = "maintenance"
-# Each queue bound under its own routing key. A bare Queue(name) is bound to
-# the default exchange under the default key ("maintenance"), so all six queues
-# shared one binding: anything published through exchange routing with that
-# key would have been copied into every queue.
+task_default_queue = DEFAULT_QUEUE
+# Every queue (shared/core/channels.py), each bound under its own routing key.
+# A bare Queue(name) is bound to the default exchange under the default key
+# ("maintenance"), so all the queues would share one binding: anything
+# published through exchange routing with that key would be copied into every
+# queue.
 task_queues = [Queue(name, routing_key=name) for name in QUEUES]
-task_routes = {
-    "clinicq.inbound.*": {"queue": "inbound"},
-    "clinicq.send.email": {"queue": "email"},
-    "clinicq.send.sms": {"queue": "sms"},
-    "clinicq.send.whatsapp": {"queue": "whatsapp"},
-    "clinicq.inbox.*": {"queue": "inbox"},
-    "clinicq.maintenance.*": {"queue": "maintenance"},
-}
+# Each send task to its channel's queue; inbound, inbox and maintenance tasks
+# by name pattern.
+task_routes = channel_task_routes()
 # A send that hangs is a bug: hard-kill after 5 minutes, soft signal first.
 task_time_limit = 300
 task_soft_time_limit = 240

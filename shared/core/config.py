@@ -11,11 +11,20 @@ import functools
 import re
 import sys
 import zoneinfo
+from collections.abc import Iterable
 from datetime import time
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.core.channels import (
+    CHANNEL_NAMES,
+    CHANNELS,
+    Channel,
+    half_configured,
+    rate_limit_settings,
+)
 
 
 class ConfigError(RuntimeError):
@@ -279,7 +288,7 @@ class Settings(BaseSettings):
         "survey=email:pesquisa_satisfacao@end+2h"
     )
     # Channels quiet hours apply to (all by default; ops may exempt email).
-    QUIET_HOURS_CHANNELS: CsvList = Field(default_factory=lambda: ["email", "sms", "whatsapp"])
+    QUIET_HOURS_CHANNELS: CsvList = Field(default_factory=lambda: list(CHANNEL_NAMES))
     # Link put in the survey message ({appointment_id} is substituted). Empty:
     # surveys are recorded as skipped ("SURVEY_URL not set").
     SURVEY_URL: str = ""
@@ -299,8 +308,10 @@ class Settings(BaseSettings):
     @classmethod
     def _cancellation_channels(cls, channels: list[str]) -> list[str]:
         for channel in channels:
-            if channel not in ("email", "sms", "whatsapp"):
-                raise ValueError(f"channel {channel!r} must be one of: email, sms, whatsapp")
+            if channel not in CHANNEL_NAMES:
+                raise ValueError(
+                    f"channel {channel!r} must be one of: {', '.join(CHANNEL_NAMES)}"
+                )
         return channels
 
     @field_validator("SCHEDULE_PLAN")
@@ -475,9 +486,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"entry {pair!r} must be template_name=HX<content sid>")
         return pairs
 
-    @field_validator(
-        "RATE_LIMIT_EMAIL", "RATE_LIMIT_SMS", "RATE_LIMIT_WHATSAPP", "RATE_LIMIT_WHATSAPP_PAIR"
-    )
+    @field_validator(*rate_limit_settings())
     @classmethod
     def _rate(cls, value: str) -> str:
         parse_rate(value)
@@ -508,8 +517,6 @@ class Settings(BaseSettings):
     def _providers_not_half_configured(self) -> Settings:
         if self.CLINICQ_DEV_MODE:
             return self  # dev: the banner shows what is missing, the outbox sends
-        from shared.providers import half_configured
-
         problems = half_configured(self)
         if problems:
             raise ValueError("; ".join(problems))
@@ -590,6 +597,29 @@ class Settings(BaseSettings):
                 )
         if not self.SECRET_KEY:
             raise ConfigError("SECRET_KEY must be set (status-URL tokens and CPF hashing)")
+
+
+def check_channel_table(channels: Iterable[Channel] = CHANNELS) -> None:
+    """Every setting a channel row names is a setting, and a channel whose
+    provider is chosen by a setting offers exactly that setting's values:
+    a row that does not fit stops start-up here, naming the setting."""
+    for row in channels:
+        unknown = [name for name in row.settings_named() if name not in Settings.model_fields]
+        if unknown:
+            raise ConfigError(
+                f"channel {row.name} names {', '.join(unknown)}, which "
+                f"{'is not a setting' if len(unknown) == 1 else 'are not settings'}"
+            )
+        if row.provider_setting:
+            annotation = Settings.model_fields[row.provider_setting].annotation
+            if set(get_args(annotation)) != set(row.providers):
+                raise ConfigError(
+                    f"{row.provider_setting} must offer exactly the providers of channel "
+                    f"{row.name}: {', '.join(row.providers)}"
+                )
+
+
+check_channel_table()
 
 
 _RATE_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}

@@ -22,10 +22,11 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from shared.core.channels import CHANNEL_NAMES
 from shared.core.config import get_settings
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "templates"  # shared/templates/
-CHANNELS = ("email", "sms", "whatsapp")
+CHANNELS = CHANNEL_NAMES  # each channel's folder bears its name
 
 
 class TemplateError(ValueError):

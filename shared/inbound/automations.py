@@ -57,6 +57,7 @@ from sqlalchemy.orm import Session, aliased
 from unidecode import unidecode
 
 from shared.contacts.directory import contact_address
+from shared.core.channels import address_kind, is_channel
 from shared.core.config import Settings, get_settings
 from shared.core.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
 from shared.core.models import AutomationRun, Contact, Conversation, Message, MessageEvent
@@ -352,7 +353,7 @@ def _acknowledge(
     template = ACK_TEMPLATES.get(channel)
     if template is None:
         return
-    kind = IdentityKind.EMAIL.value if channel == "email" else IdentityKind.PHONE.value
+    kind = address_kind(channel)
     address = contact_address(session, inbound.message.contact_id, kind)
     if address is None:
         ctx.notes["auto_ack"] = f"skipped: no {kind} for the contact"
@@ -402,14 +403,12 @@ def _safety_reply(
     window: every message of a patient in danger is answered), at any hour."""
     channel = inbound.message.channel
     address = None
-    if channel in ("email", "web"):
+    if channel == "web":  # the website form: by email when we have one, else SMS
         address = contact_address(session, inbound.message.contact_id, IdentityKind.EMAIL.value)
-        channel = "email"
-        if address is None and inbound.message.channel == "web":
-            channel = "sms"
-    if channel in ("sms", "whatsapp"):
-        address = contact_address(session, inbound.message.contact_id, IdentityKind.PHONE.value)
-    if channel not in ("email", "sms", "whatsapp") or address is None:
+        channel = "email" if address is not None else "sms"
+    if address is None and is_channel(channel):
+        address = contact_address(session, inbound.message.contact_id, address_kind(channel))
+    if address is None:
         ctx.notes["safety_reply"] = "skipped: no address on the patient's channel"
         log.warning("safety reply not sent: no address for the patient's channel",
                     extra={"message_id": str(inbound.message.id)})

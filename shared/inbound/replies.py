@@ -51,6 +51,7 @@ from unidecode import unidecode
 
 from shared.contacts.directory import contact_address, verified_address
 from shared.contacts.optouts import record_opt_out
+from shared.core.channels import CHANNELS, address_kind, channels_addressed_to, is_channel
 from shared.core.config import Settings, get_settings
 from shared.core.enums import OPT_OUT_ALL, AppointmentStatus, Direction, IdentityKind
 from shared.core.models import Appointment, Contact, Conversation, Message, MessageEvent
@@ -87,8 +88,7 @@ _OPT_OUT_ALL_PHRASES = frozenset(
 _CONFIRM_PAYLOAD = re.compile(r"^CONFIRM_([0-9a-fA-F-]{36})$")
 _NON_WORD = re.compile(r"[^A-Z0-9_]+")
 _MAX_COMMAND_CHARS = 60  # longer messages are sentences, not commands
-_SEND_CHANNELS = ("email", "sms", "whatsapp")
-_CHANNEL_LABEL = {"sms": "SMS", "whatsapp": "WhatsApp", "email": "email"}
+_CHANNEL_LABEL = {row.name: row.label for row in CHANNELS}
 
 
 def normalize_reply(text: str) -> str:
@@ -191,7 +191,7 @@ def _reply_route(session: Session, message: Message, sms_only: bool) -> tuple[st
     window they just opened), else SMS; email only where a template exists."""
     assert message.contact_id is not None
     phone = contact_address(session, message.contact_id, IdentityKind.PHONE.value)
-    if message.channel in ("sms", "whatsapp") and phone:
+    if message.channel in channels_addressed_to(IdentityKind.PHONE.value) and phone:
         return message.channel, phone
     if phone:
         return "sms", phone
@@ -309,8 +309,7 @@ def _opt_out(
         label = "SMS, WhatsApp ou email"
     else:
         # Confirm on the channel the patient opted out of.
-        kind = IdentityKind.EMAIL.value if scope == "email" else IdentityKind.PHONE.value
-        address = contact_address(session, message.contact_id, kind)
+        address = contact_address(session, message.contact_id, address_kind(scope))
         route = (scope, address) if address else None
         label = _CHANNEL_LABEL[scope]
     if route is None:
@@ -348,7 +347,7 @@ _REQUEST_LABEL = {
 def _opt_out_scope(message: Message, command: Command) -> str:
     """The channel the patient wrote on; a channel we never send on (web form)
     can only mean "stop contacting me": all."""
-    if command.kind == OPT_OUT_EVERYTHING or message.channel not in _SEND_CHANNELS:
+    if command.kind == OPT_OUT_EVERYTHING or not is_channel(message.channel):
         return OPT_OUT_ALL
     return message.channel
 
@@ -437,7 +436,7 @@ def _ask_to_confirm_opt_out(
     email = verified_address(session, message.contact_id, IdentityKind.EMAIL.value)
     if scope == "email":
         route = ("email", email) if email else None
-    elif scope in ("sms", "whatsapp"):
+    elif scope in channels_addressed_to(IdentityKind.PHONE.value):
         route = ("sms", phone) if phone else None
     else:
         route = ("sms", phone) if phone else (("email", email) if email else None)

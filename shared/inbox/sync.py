@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.contacts.directory import contact_address
+from shared.core.channels import address_kind
 from shared.core.config import Settings, get_settings
 from shared.core.db import session_scope
 from shared.core.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
@@ -357,34 +358,40 @@ def choose_route(
     session: Session, conversation: Conversation, settings: Settings, now: datetime
 ) -> _Route:
     """Where an agent's reply goes, and what the agent should be told."""
-    phone = contact_address(session, conversation.contact_id, IdentityKind.PHONE.value)
-    email = contact_address(session, conversation.contact_id, IdentityKind.EMAIL.value)
+    addresses = {
+        kind: contact_address(session, conversation.contact_id, kind)
+        for kind in (IdentityKind.PHONE.value, IdentityKind.EMAIL.value)
+    }
+
+    def address_on(channel: str) -> str | None:
+        return addresses[address_kind(channel)]
+
     channel = conversation.channel
     if channel == "web":
-        channel = "email" if email else "sms"
+        channel = "email" if address_on("email") else "sms"
     if channel == "email":
-        if email:
-            return _Route("email", email)
+        if address_on("email"):
+            return _Route("email", address_on("email"))
         channel = "sms"
     if channel == "whatsapp":
-        if phone is None:
+        if address_on("whatsapp") is None:
             return _Route(None, None, note="Resposta NÃO enviada: paciente sem telefone.")
         if _window_open(conversation, settings, now):
-            return _Route("whatsapp", phone)
+            return _Route("whatsapp", address_on("whatsapp"))
         template = settings.INBOX_WHATSAPP_REPLY_TEMPLATE
         if _approved_template(template, settings):
             return _Route(
-                "whatsapp", phone, template=template,
+                "whatsapp", address_on("whatsapp"), template=template,
                 note=("Fora da janela de 24 h do WhatsApp: a resposta foi enviada como "
                       f"modelo aprovado ({template})."),
             )
         return _Route(
-            "sms", phone,
+            "sms", address_on("sms"),
             note="Fora da janela de 24 h do WhatsApp: a resposta foi enviada por SMS.",
         )
-    if phone is None:
+    if address_on("sms") is None:
         return _Route(None, None, note="Resposta NÃO enviada: paciente sem telefone ou email.")
-    return _Route("sms", phone)
+    return _Route("sms", address_on("sms"))
 
 
 def handle_inbox_event(doc: dict[str, Any], settings: Settings | None = None) -> str:

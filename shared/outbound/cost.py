@@ -5,7 +5,9 @@
 - Meta reports no amount, only `pricing{billable, pricing_model, category}`:
   `billable: false` (service replies, utility templates inside an open window)
   costs nothing; otherwise the configured per-channel estimate applies.
-- Everything else: the configured estimate per channel (seed figures, BRL).
+- Everything else: the configured estimate per channel (seed figures, BRL;
+  the setting each channel's row in shared/core/channels.py names). An
+  unknown channel raises UnknownChannel rather than costing nothing.
 """
 
 from __future__ import annotations
@@ -13,16 +15,13 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from shared.core.channels import channel as channel_row
 from shared.core.config import Settings
 
 
 def estimated_cost(settings: Settings, channel: str) -> tuple[Decimal, str]:
-    estimates = {
-        "sms": settings.COST_ESTIMATE_SMS,
-        "whatsapp": settings.COST_ESTIMATE_WHATSAPP,
-        "email": settings.COST_ESTIMATE_EMAIL,
-    }
-    return Decimal(str(estimates.get(channel, 0.0))), settings.COST_CURRENCY
+    estimate = getattr(settings, channel_row(channel).cost_setting)
+    return Decimal(str(estimate)), settings.COST_CURRENCY
 
 
 def reported_cost(

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.contacts.optouts import is_opted_out
+from shared.core.channels import address_kind, is_channel, send_tasks
 from shared.core.enums import OPT_OUT_ALL, Direction, MessageStatus
 from shared.core.models import Message, MessageEvent, OptOut
 
@@ -31,11 +32,8 @@ from shared.core.models import Message, MessageEvent, OptOut
 _MESSAGES = cast(Table, Message.__table__)
 _MESSAGE_EVENTS = cast(Table, MessageEvent.__table__)
 
-SEND_TASKS = {
-    "email": "clinicq.send.email",
-    "sms": "clinicq.send.sms",
-    "whatsapp": "clinicq.send.whatsapp",
-}
+# channel -> its Celery send task (shared/core/channels.py).
+SEND_TASKS = send_tasks()
 
 
 @dataclass
@@ -366,7 +364,9 @@ def resolve_api_message(
                 and not (contact_address(session, contact_id, "phone"))
                 else "sms"
             )
-        kind = IdentityKind.EMAIL.value if channel == "email" else IdentityKind.PHONE.value
+        if not is_channel(channel):
+            raise RecipientError(f"unknown channel {channel!r}", "channel")
+        kind = address_kind(channel)
         address = contact_address(session, contact_id, kind)
         if address is None:
             raise RecipientError(f"contact has no {kind} for channel {channel}")
@@ -380,13 +380,13 @@ def resolve_api_message(
                 channel = channel or "sms"
         except InvalidIdentifier as exc:
             raise RecipientError(f"not a contact id, phone or email: {exc}") from None
-        if (channel == "email") != (kind == IdentityKind.EMAIL.value):
+        if not is_channel(channel):
+            raise RecipientError(f"unknown channel {channel!r}", "channel")
+        if address_kind(channel) != kind:
             raise RecipientError(f"channel {channel} cannot send to this address")
         # Usually a known patient: one indexed lookup. A new number or address
         # (or a merged contact) takes the race-free find-or-create path.
         # The same statement reads the active conversation and the opt-out.
-        if channel not in SEND_TASKS:
-            raise RecipientError(f"unknown channel {channel!r}", "channel")
         found = (
             _core(session)
             .execute(_known_recipient_statement(kind, channel), {"p_address": address})
@@ -405,8 +405,6 @@ def resolve_api_message(
                     identities=[(kind, address)], source="api", channel=channel
                 ).vouched_by("api"),
             ).contact_id
-    if channel not in SEND_TASKS:
-        raise RecipientError(f"unknown channel {channel!r}", "channel")
 
     text, subject = msg.text, msg.subject
     if msg.template:

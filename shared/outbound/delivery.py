@@ -48,6 +48,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared.contacts.optouts import is_opted_out, record_opt_out
+from shared.core.channels import CHANNELS
 from shared.core.config import Settings, get_settings
 from shared.core.db import get_engine, session_scope
 from shared.core.enums import OPT_OUT_ALL, ConversationStatus, MessageStatus
@@ -382,8 +383,8 @@ def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None)
 # A reserved slot this close counts as now (seconds).
 _DUE = 0.005
 
-# Channels whose limits do not depend on the recipient.
-_SENDER_ONLY_LIMITS = frozenset({"email", "sms"})
+# Channels whose limits do not depend on the recipient (shared/core/channels.py).
+_SENDER_ONLY_LIMITS = frozenset(c.name for c in CHANNELS if not c.limits_need_recipient)
 
 
 def _longest_countdown(settings: Settings) -> float:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import redis
 
+from shared.core.channels import channel as channel_row
 from shared.core.config import Settings, parse_rate
 
 # The GCRA step both scripts run, on Redis's clock. For n limits whose keys
@@ -157,27 +158,15 @@ def _rate(settings: Settings, value: str) -> tuple[int, float]:
 def limits_for(
     settings: Settings, channel: str, provider: str, sender: str, to: str
 ) -> list[Limit]:
-    """The limits a send of `channel` from `sender` to `to` must respect."""
+    """The limits a send of `channel` from `sender` to `to` must respect:
+    its rows in shared/core/channels.py (every channel has at least one; an
+    unknown channel raises UnknownChannel)."""
+    row = channel_row(channel)
     if provider == "outbox":
         return []
-    if channel == "email":
-        count, period = _rate(settings, settings.RATE_LIMIT_EMAIL)
-        return [Limit(f"clinicq:rl:email:{sender}", count, period, settings.RATE_LIMIT_EMAIL_BURST)]
-    if channel == "sms":
-        count, period = _rate(settings, settings.RATE_LIMIT_SMS)
-        return [Limit(f"clinicq:rl:sms:{sender}", count, period, settings.RATE_LIMIT_SMS_BURST)]
-    if channel == "whatsapp":
-        count, period = _rate(settings, settings.RATE_LIMIT_WHATSAPP)
-        pair_count, pair_period = _rate(settings, settings.RATE_LIMIT_WHATSAPP_PAIR)
-        return [
-            Limit(
-                f"clinicq:rl:whatsapp:{sender}", count, period, settings.RATE_LIMIT_WHATSAPP_BURST
-            ),
-            Limit(
-                f"clinicq:rl:whatsapp-pair:{sender}:{to}",
-                pair_count,
-                pair_period,
-                settings.RATE_LIMIT_WHATSAPP_PAIR_BURST,
-            ),
-        ]
-    return []
+    limits = []
+    for spec in row.rate_limits:
+        count, period = _rate(settings, getattr(settings, spec.rate_setting))
+        key = f"clinicq:rl:{spec.key}:{sender}" + (f":{to}" if spec.per_recipient else "")
+        limits.append(Limit(key, count, period, getattr(settings, spec.burst_setting)))
+    return limits

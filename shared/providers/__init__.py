@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from shared.core.channels import CHANNEL_NAMES, provider_requirement, required_settings_by_provider
 from shared.core.config import Settings
 
 if TYPE_CHECKING:
@@ -31,17 +32,13 @@ PROVIDERS: dict[str, str] = {
     "unconfigured": "shared.providers.unconfigured:UnconfiguredProvider",
 }
 
-CHANNELS = ("email", "sms", "whatsapp")
+CHANNELS = CHANNEL_NAMES
 
 # Providers that stand in for a live one (constructed with the channel).
 _STAND_INS = frozenset({"outbox", "unconfigured"})
 
-_MISSING = {
-    "smtp": ("SMTP_HOST",),
-    "twilio_sms": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER"),
-    "twilio_whatsapp": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_WHATSAPP_NUMBER"),
-    "meta_whatsapp": ("WHATSAPP_TOKEN", "WHATSAPP_PHONE_NUMBER_ID"),
-}
+# provider name -> the settings its credentials are (shared/core/channels.py).
+_MISSING = required_settings_by_provider()
 
 
 def provider_class(name: str) -> type[Provider]:
@@ -51,13 +48,7 @@ def provider_class(name: str) -> type[Provider]:
 
 def live_provider_name(channel: str, settings: Settings) -> str:
     """The provider this channel would use with credentials."""
-    if channel == "email":
-        return "smtp"
-    if channel == "sms":
-        return "twilio_sms"
-    if channel == "whatsapp":
-        return "meta_whatsapp" if settings.WHATSAPP_PROVIDER == "meta" else "twilio_whatsapp"
-    raise KeyError(f"no provider for channel {channel!r}")
+    return provider_requirement(channel, settings).name
 
 
 def missing_credentials(channel: str, settings: Settings) -> list[str]:
@@ -71,25 +62,6 @@ def provider_name_for(channel: str, settings: Settings) -> str:
     if not missing_credentials(channel, settings):
         return name
     return "outbox" if settings.CLINICQ_DEV_MODE else "unconfigured"
-
-
-def half_configured(settings: Settings) -> list[str]:
-    """One line per channel whose provider has some of its credentials but not
-    all: almost surely a deployment mistake (a variable lost in a secret
-    store), so outside dev mode it stops start-up instead of failing sends."""
-    problems = []
-    for channel in CHANNELS:
-        name = live_provider_name(channel, settings)
-        required = _MISSING[name]
-        missing = [var for var in required if not getattr(settings, var)]
-        if missing and len(missing) < len(required):
-            present = [var for var in required if var not in missing]
-            problems.append(
-                f"{', '.join(missing)} must be set: {', '.join(present)} "
-                f"{'is' if len(present) == 1 else 'are'} set, so {channel} via {name} "
-                "is half configured"
-            )
-    return problems
 
 
 def channel_states(settings: Settings) -> dict[str, dict[str, object]]:

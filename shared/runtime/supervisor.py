@@ -32,12 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.core.channels import INBOUND_QUEUE
+from shared.core.channels import QUEUES as ALL_QUEUES
 from shared.core.config import ConfigError, Settings, load_settings
 from shared.runtime.runfile import remove_run_file, write_run_file
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root
-QUEUES = "inbound,email,sms,whatsapp,inbox,maintenance"
-OTHER_QUEUES = "email,sms,whatsapp,inbox,maintenance"
+QUEUES = ",".join(ALL_QUEUES)
+# Every queue but `inbound`, which has a worker of its own (build_children).
+OTHER_QUEUES = ",".join(q for q in ALL_QUEUES if q != INBOUND_QUEUE.name)
 DEV_SECRET_NAMES = ("WEBHOOK_SIGNING_SECRETS", "SECRET_KEY", "FLOWER_BASIC_AUTH")
 STOP_TIMEOUT_SECONDS = 25.0
 
@@ -233,7 +236,7 @@ def build_children(settings: Settings, python: str = sys.executable) -> list[Chi
         Child(
             "inbound worker (celery)",
             [
-                python, "-m", "celery", "-A", "workers.app", "worker", "-Q", "inbound",
+                python, "-m", "celery", "-A", "workers.app", "worker", "-Q", INBOUND_QUEUE.name,
                 "-n", "inbound@%h", "--loglevel", settings.LOG_LEVEL,
             ],
         ),

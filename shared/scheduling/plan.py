@@ -1,6 +1,7 @@
 """SCHEDULE_PLAN, parsed: which reminder and survey kinds exist, on which
-channel, with which template and when. A pure leaf (no database, no settings):
-configuration validates the plan at start-up through it.
+channel, with which template and when. A pure leaf (no database, no settings;
+the channel names come from shared/core/channels.py): configuration
+validates the plan at start-up through it.
 
     kind=channel:template@anchor±offset   e.g.  reminder_24h=sms:lembrete@start-24h
 """
@@ -11,7 +12,9 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-SEND_CHANNELS = ("email", "sms", "whatsapp")
+from shared.core.channels import CHANNEL_NAMES
+
+SEND_CHANNELS = CHANNEL_NAMES
 CANCELLATION_PREFIX = "cancellation_"
 CANCELLATION_TEMPLATE = "cancelamento"
 

@@ -39,8 +39,14 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.core.channels import (
+    ADDRESS_KIND_LABEL,
+    CHANNELS,
+    address_kind,
+    channels_addressed_to,
+)
 from shared.core.config import Settings
-from shared.core.enums import AppointmentStatus, IdentityKind, ScheduledStatus
+from shared.core.enums import AppointmentStatus, ScheduledStatus
 from shared.core.models import Appointment, Contact, ContactIdentity, Message, ScheduledMessage
 from shared.scheduling.plan import (
     CANCELLATION_PREFIX,
@@ -81,13 +87,15 @@ def phase_of(kind: str, settings: Settings) -> str:
 def contact_addresses(
     session: Session, contact_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, str]]:
-    """{contact_id: {"sms"/"whatsapp": phone, "email": email}} — per kind the
-    address contact_address would pick (verified first, then the newest)."""
+    """{contact_id: {channel: address}} — for each channel, the address of its
+    kind (shared/core/channels.py: sms/whatsapp → phone, email → email) that
+    contact_address would pick (verified first, then the newest)."""
+    kinds = list(dict.fromkeys(row.address_kind for row in CHANNELS))
     rows = session.execute(
         select(ContactIdentity.contact_id, ContactIdentity.kind, ContactIdentity.value)
         .where(
             ContactIdentity.contact_id.in_(contact_ids),
-            ContactIdentity.kind.in_([IdentityKind.PHONE.value, IdentityKind.EMAIL.value]),
+            ContactIdentity.kind.in_(kinds),
         )
         # contact_address's preference reversed (best last): later rows
         # overwrite earlier ones below.
@@ -95,11 +103,8 @@ def contact_addresses(
     ).all()
     out: dict[uuid.UUID, dict[str, str]] = {cid: {} for cid in contact_ids}
     for contact_id, kind, value in rows:
-        if kind == IdentityKind.PHONE.value:
-            out[contact_id]["sms"] = value
-            out[contact_id]["whatsapp"] = value
-        else:
-            out[contact_id]["email"] = value
+        for channel in channels_addressed_to(kind):
+            out[contact_id][channel] = value
     return out
 
 
@@ -150,7 +155,7 @@ def plan_entry(
         return PlannedRow(entry.kind, entry.channel, entry.template, due, "skipped", reason)
 
     if entry.channel not in addresses:
-        what = "email address" if entry.channel == "email" else "phone number"
+        what = ADDRESS_KIND_LABEL[address_kind(entry.channel)]
         return skipped(f"contact has no {what} for {entry.channel}")
     if entry.phase == "after" and not settings.SURVEY_URL:
         return skipped("SURVEY_URL not set")
