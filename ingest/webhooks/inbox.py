@@ -30,7 +30,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ingest.errors import error
 from shared.core.payloads import PayloadError, parse_json_object
-from shared.core.taskqueue import idempotency_redis_key
+from shared.core.taskqueue import INBOX_EVENT, idempotency_redis_key
 from shared.inbox.base import InboxEvent
 from shared.inbox.chatwoot import parse_chatwoot_webhook
 from shared.inbox.rocketchat import parse_rocketchat_webhook
@@ -51,7 +51,7 @@ def _enqueue(events: list[InboxEvent]) -> Any:
         for event in events:
             task_id = str(uuid.uuid4())
             _, created = publisher.publish(
-                "clinicq.inbox.event",
+                INBOX_EVENT,
                 [event.to_dict()],
                 queue="inbox",
                 message_id=task_id,

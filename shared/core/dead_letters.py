@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from shared.core.models import DeadLetter
 from shared.core.pii import redact
+from shared.core.taskqueue import send_task
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,6 @@ def replay(session: Session, ids: Sequence[int] | None) -> list[int]:
     same transaction: a crash before the commit leaves it open (a second
     replay is harmless, tasks are idempotent); a publish failure raises and
     rolls back. A replay that fails again lands here as a new row."""
-    from workers.app import app
-
     query = select(DeadLetter).where(DeadLetter.replayed_at.is_(None)).with_for_update(
         skip_locked=True
     )
@@ -179,9 +178,9 @@ def replay(session: Session, ids: Sequence[int] | None) -> list[int]:
     for row in rows:
         if row.args is None and row.kwargs is None:
             raise NotReplayable(f"dead letter {row.id}: its arguments were erased")
-        app.send_task(
+        send_task(
             row.task_name,
-            args=row.args or [],
+            row.args or [],
             kwargs=row.kwargs or {},
             # Flower and worker logs must not show the payload.
             argsrepr=f"['{row.message_id}']" if row.message_id else "[…]",

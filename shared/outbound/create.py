@@ -244,9 +244,9 @@ def create_outbound_messages_bulk(
 
 def enqueue_send(message_id: uuid.UUID | str, channel: str) -> None:
     """Publish the send task. Call only after the creating transaction committed."""
-    from workers.app import app
+    from shared.core.taskqueue import send_task
 
-    app.send_task(SEND_TASKS[channel], args=[str(message_id)], argsrepr=f"['{message_id}']")
+    send_task(SEND_TASKS[channel], [str(message_id)], argsrepr=f"['{message_id}']")
 
 
 # --- the REST API's requests (ingest/api/messages.py) -------------------------

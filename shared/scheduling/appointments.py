@@ -30,6 +30,7 @@ from shared.core.config import Settings
 from shared.core.enums import AppointmentStatus
 from shared.core.models import Appointment, Message, ScheduledMessage
 from shared.core.payloads import PayloadError, _first_error, validate_contact
+from shared.core.taskqueue import INBOUND_APPOINTMENT_EVENT
 from shared.core.validation import is_storable
 from shared.scheduling.planner import (
     cancel_rows,
@@ -428,9 +429,6 @@ def appointment_view(session: Session, appt: Appointment) -> dict[str, Any]:
 
 # --- webhook events (validated at ingest: pure, no database) ---------------------------
 
-APPOINTMENT_EVENT_TASK = "clinicq.inbound.appointment_event"
-
-
 def validate_appointment_webhook(doc: dict[str, Any], settings: Settings) -> Any:
     """`{"type": "appointment.created|updated|cancelled", "appointment": {...}}`
     → the task payload. created/updated carry the full appointment (booking
@@ -462,5 +460,5 @@ def validate_appointment_webhook(doc: dict[str, Any], settings: Settings) -> Any
             "source": "webhook",
         },
         warnings=warnings,
-        task_name=APPOINTMENT_EVENT_TASK,
+        task_name=INBOUND_APPOINTMENT_EVENT,
     )
