@@ -17,8 +17,10 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.core.errors import ClinicqError
 
-class ConfigError(RuntimeError):
+
+class ConfigError(ClinicqError, RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
 
 

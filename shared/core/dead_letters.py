@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from shared.core.errors import ClinicqError
 from shared.core.models import DeadLetter
 from shared.core.pii import redact
 from shared.core.taskqueue import send_task
@@ -151,7 +152,7 @@ def list_dead_letters(session: Session, include_replayed: bool = False) -> list[
     ]
 
 
-class NotReplayable(Exception):
+class NotReplayable(ClinicqError):
     """Unknown id, already replayed, or its arguments were erased."""
 
 

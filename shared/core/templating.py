@@ -23,17 +23,14 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, Undefine
 from jinja2.sandbox import SandboxedEnvironment
 
 from shared.core.config import get_settings
+from shared.core.errors import FieldError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "templates"  # shared/templates/
 CHANNELS = ("email", "sms", "whatsapp")
 
 
-class TemplateError(ValueError):
+class TemplateError(FieldError):
     """A template request that cannot be rendered; `field` names what is wrong."""
-
-    def __init__(self, message: str, field: str):
-        super().__init__(message)
-        self.field = field
 
 
 class UnknownTemplate(TemplateError):

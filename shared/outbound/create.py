@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from shared.contacts.optouts import is_opted_out
 from shared.core.enums import OPT_OUT_ALL, Direction, MessageStatus
+from shared.core.errors import FieldError
 from shared.core.models import Message, MessageEvent, OptOut
 
 # Core tables for the multi-statement INSERTs (typed for mypy).
@@ -252,12 +253,11 @@ def enqueue_send(message_id: uuid.UUID | str, channel: str) -> None:
 # --- the REST API's requests (ingest/api/messages.py) -------------------------
 
 
-class RecipientError(ValueError):
+class RecipientError(FieldError):
     """The `to` of an API request cannot be resolved; `field` names it."""
 
-    def __init__(self, message: str, field: str = "to"):
-        super().__init__(message)
-        self.field = field
+    def __init__(self, message: str, field: str = "to") -> None:
+        super().__init__(message, field)
 
 
 @dataclass
