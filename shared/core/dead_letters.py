@@ -207,9 +207,9 @@ def erase_for_contact(session: Session, message_ids: Any, identity_values: Seque
     of their messages (`message_ids`: ids or a subquery), and those whose
     arguments carry one of their identities (an inbound payload that was
     never filed has no message row yet)."""
-    from sqlalchemy import String, cast, or_
+    from sqlalchemy import ColumnElement, String, cast, or_
 
-    conditions = [DeadLetter.message_id.in_(message_ids)]
+    conditions: list[ColumnElement[bool]] = [DeadLetter.message_id.in_(message_ids)]
     for value in identity_values:
         if value:
             conditions.append(cast(DeadLetter.args, String).contains(value))

@@ -181,7 +181,7 @@ def _repair_metadata_entries(metadata: dict[str, Any]) -> tuple[dict[str, Any], 
     """Metadata repaired entry by entry: one entry nested too deep is
     dropped (and named), the others are kept."""
     try:
-        return repair_json(metadata)  # type: ignore[return-value]
+        return repair_json(metadata)
     except TooDeep:
         pass
     out: dict[str, Any] = {}
@@ -202,10 +202,12 @@ def repair_status_event(event: dict[str, Any]) -> dict[str, Any]:
     try:
         fixed, _ = repair_json(event)
     except TooDeep:
-        raw = event.get("raw") if isinstance(event.get("raw"), dict) else {}
+        raw = event.get("raw")
+        if not isinstance(raw, dict):
+            raw = {}
         event = {**event, "raw": {k: raw.get(k) for k in ("id", "status", "timestamp")}}
         fixed, _ = repair_json(event)
-    return fixed  # type: ignore[no-any-return]
+    return fixed
 
 
 def object_field(doc: dict[str, Any], key: str, field: str | None = None) -> dict[str, Any]:

@@ -175,7 +175,7 @@ def _erase_contact(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_contact_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_contact_commands(sub: argparse._SubParsersAction) -> None:
     erase = sub.add_parser(
         "erase-contact", help="LGPD erasure: message bodies, identities, name, CPF"
     )
@@ -237,7 +237,7 @@ def _dead_letters_drop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_dead_letter_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_dead_letter_commands(sub: argparse._SubParsersAction) -> None:
     dead = sub.add_parser("dead-letters", help="tasks that gave up: list, replay, drop")
     dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
     listing = dsub.add_parser("list", help="open dead letters (no payloads shown)")
