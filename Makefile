@@ -24,9 +24,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+## lint: ruff, mypy, and the import contracts (pyproject.toml [tool.importlinter])
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 migrate: $(STAMP)
 	$(PY) -m shared.runtime.migrate

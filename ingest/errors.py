@@ -1,4 +1,9 @@
-"""JSON error responses. Every 4xx names what is wrong; nothing answers HTML."""
+"""JSON error responses. Every 4xx names what is wrong; nothing answers HTML.
+
+A view refuses a request by raising (or letting through) a `FieldError` or
+`NotFoundError` (shared/core/errors.py); the handlers here are the one place
+that turns them into `{"error": message, "field": field}` with their status.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from typing import Any
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
+
+from shared.core.errors import FieldError, NotFoundError
 
 
 def error(status: int, message: str, field: str | None = None, **extra: Any) -> Any:
@@ -19,6 +26,14 @@ def error(status: int, message: str, field: str | None = None, **extra: Any) -> 
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(FieldError)
+    def _refused(exc: FieldError) -> Any:
+        return error(exc.status, exc.message, exc.field)
+
+    @app.errorhandler(NotFoundError)
+    def _not_found(exc: NotFoundError) -> Any:
+        return error(exc.status, exc.message, exc.field)
+
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Any:
         status = exc.code or 500

@@ -7,9 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery
 from celery.signals import (
-    before_task_publish,
     celeryd_after_setup,
     celeryd_init,
     setup_logging,
@@ -18,7 +16,7 @@ from celery.signals import (
 
 from shared.core.config import ConfigError, fail_startup, get_settings
 from shared.core.logs import configure_logging
-from shared.core.task_repr import redact_task_headers
+from shared.core.taskqueue import celery_app
 
 try:
     get_settings().require_infrastructure()
@@ -34,11 +32,10 @@ def _task_modules() -> list[str]:
     return [f"workers.tasks.{m.name}" for m in pkgutil.iter_modules(workers.tasks.__path__)]
 
 
-app = Celery("clinicq", include=_task_modules())
-app.config_from_object("celeryconfig")
-# Every message Celery publishes — retries included — shows Flower and the
-# worker logs ids only, never the patient data in its arguments.
-before_task_publish.connect(redact_task_headers, weak=False)
+# The one application of the process (shared/core/taskqueue.py: its settings
+# and the argument redaction on every publish), with the task modules added.
+app = celery_app()
+app.conf.include = _task_modules()
 
 
 def _queue_names(queues: object) -> set[str]:

@@ -21,11 +21,10 @@ from sqlalchemy import select
 from ingest.api.auth import audit_read, require_api_key
 from ingest.errors import error
 from shared.core.db import session_scope
+from shared.core.errors import FieldError
 from shared.core.models import Appointment
-from shared.core.payloads import APPOINTMENT_TYPES, PayloadError, parse_json_object
+from shared.core.payloads import APPOINTMENT_TYPES, parse_json_object
 from shared.scheduling.appointments import (
-    AppointmentConflict,
-    AppointmentNotFound,
     appointment_view,
     cancel_appointment,
     change_appointment,
@@ -39,19 +38,11 @@ from shared.scheduling.appointments import (
 bp = Blueprint("appointments", __name__)
 
 
-class _NotJson(Exception):
-    pass
-
-
 def _body() -> dict[str, Any]:
     mime = (request.content_type or "").split(";", 1)[0].strip().lower()
     if mime != "application/json":
-        raise _NotJson
+        raise FieldError("Content-Type must be application/json", "Content-Type", status=415)
     return parse_json_object(request.get_data(cache=False))
-
-
-def _not_json() -> Any:
-    return error(415, "Content-Type must be application/json", "Content-Type")
 
 
 def _appointment_id(raw: str) -> uuid.UUID | None:
@@ -71,19 +62,11 @@ def _audit(session: Any, action: str, appt: Appointment) -> None:
 @require_api_key
 def create_appointment() -> Any:
     settings = current_app.config["SETTINGS"]
-    try:
-        data, warnings = validate_appointment(_body(), settings)
-    except _NotJson:
-        return _not_json()
-    except PayloadError as exc:
-        return error(400, exc.message, exc.field)
-    try:
-        with session_scope() as session:
-            result = upsert_appointment(session, data, settings)
-            body = appointment_view(session, result.appointment)
-            _audit(session, "appointment.upsert", result.appointment)
-    except AppointmentConflict as exc:
-        return error(409, str(exc), "external_id")
+    data, warnings = validate_appointment(_body(), settings)
+    with session_scope() as session:
+        result = upsert_appointment(session, data, settings)
+        body = appointment_view(session, result.appointment)
+        _audit(session, "appointment.upsert", result.appointment)
     body["created"] = result.created
     if warnings:
         body["warnings"] = warnings
@@ -112,22 +95,12 @@ def patch_appointment(appointment_id: str) -> Any:
     aid = _appointment_id(appointment_id)
     if aid is None:
         return error(404, "appointment not found", "id")
-    try:
-        changes = validate_changes(_body())
-    except _NotJson:
-        return _not_json()
-    except PayloadError as exc:
-        return error(400, exc.message, exc.field)
+    changes = validate_changes(_body())
     settings = current_app.config["SETTINGS"]
-    try:
-        with session_scope() as session:
-            result = change_appointment(session, aid, changes, settings)
-            body = appointment_view(session, result.appointment)
-            _audit(session, "appointment.change", result.appointment)
-    except AppointmentNotFound:
-        return error(404, "appointment not found", "id")
-    except AppointmentConflict as exc:
-        return error(409, str(exc), "status")
+    with session_scope() as session:
+        result = change_appointment(session, aid, changes, settings)
+        body = appointment_view(session, result.appointment)
+        _audit(session, "appointment.change", result.appointment)
     body["changed"] = result.changed
     return jsonify(body)
 
@@ -139,13 +112,10 @@ def cancel(appointment_id: str) -> Any:
     if aid is None:
         return error(404, "appointment not found", "id")
     settings = current_app.config["SETTINGS"]
-    try:
-        with session_scope() as session:
-            result = cancel_appointment(session, get_for_update(session, aid), settings)
-            body = appointment_view(session, result.appointment)
-            _audit(session, "appointment.cancel", result.appointment)
-    except AppointmentNotFound:
-        return error(404, "appointment not found", "id")
+    with session_scope() as session:
+        result = cancel_appointment(session, get_for_update(session, aid), settings)
+        body = appointment_view(session, result.appointment)
+        _audit(session, "appointment.cancel", result.appointment)
     body["changed"] = result.changed
     return jsonify(body)
 

@@ -1,10 +1,7 @@
 """API-key authentication and scopes for the REST API (`Authorization: Bearer <key>`).
 
-Keys are 256-bit random strings made by `clinicq create-api-key`; only their
-SHA-256 is stored, so a database leak yields no usable key. (A slow password
-hash is unnecessary for keys of this entropy and would cost every request.)
-
-Each key carries scopes (`SCOPES`); `ENDPOINT_SCOPES` is the one table that
+Keys, their stored hash and the scopes they carry are shared/core/api_keys.py
+(`clinicq create-api-key` makes them). `ENDPOINT_SCOPES` is the one table that
 says which scope each endpoint needs. A valid key without it gets 403, an
 unknown or revoked key 401. A route protected by `require_api_key` but
 missing from the table answers 403 to everyone (fail closed) and
@@ -24,9 +21,7 @@ another process): the send path stays free of a write per request.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -37,20 +32,16 @@ from sqlalchemy import or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest.errors import error
+from shared.core.api_keys import DEFAULT_SCOPES as DEFAULT_SCOPES
+from shared.core.api_keys import SCOPES as SCOPES
+from shared.core.api_keys import generate_api_key as generate_api_key
+from shared.core.api_keys import hash_api_key
 from shared.core.db import session_scope
 from shared.core.models import ApiKey
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "cq_"
 F = TypeVar("F", bound=Callable[..., Any])
-
-# What a key may do. `read` and `admin` reach patient data; every such read
-# leaves an audit row (audit_events) naming the key.
-SCOPES = ("intake", "send", "read", "admin")
-# `clinicq create-api-key NAME` without --scope: a booking system's needs
-# (appointments in, messages out), nothing that reads or erases patients.
-DEFAULT_SCOPES = ("intake", "send")
 
 # Every endpoint an API key opens, and the scope it needs: (method, Flask rule).
 ENDPOINT_SCOPES: dict[tuple[str, str], str] = {
@@ -79,14 +70,6 @@ LAST_USED_WRITE_SECONDS = 60.0
 _cache: dict[str, tuple[float, ApiKey]] = {}  # key hash -> (expires, detached row)
 _last_used_written: dict[int, float] = {}  # key id -> monotonic time of our last write
 _cache_lock = threading.Lock()
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def generate_api_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def _bearer(header: str) -> str | None:

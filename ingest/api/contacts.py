@@ -27,8 +27,6 @@ from ingest.api.auth import api_actor, audit_read, require_api_key
 from ingest.errors import error
 from shared.contacts.admin import (
     CANDIDATE_STATUSES,
-    ContactNotFound,
-    MergeRefused,
     contact_overview,
     dismiss_merge_candidate,
     erase_contact,
@@ -38,6 +36,7 @@ from shared.contacts.admin import (
     merge_contacts,
 )
 from shared.core.db import session_scope
+from shared.core.errors import FieldError
 from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
 
 bp = Blueprint("contacts_api", __name__)
@@ -65,8 +64,8 @@ def lookup_contacts() -> Any:
         if raw:
             try:
                 identities.append((kind, normalize(raw)))
-            except InvalidIdentifier as exc:
-                return error(400, str(exc), kind)
+            except InvalidIdentifier as exc:  # the normalizer cannot know the field
+                raise FieldError(str(exc), kind) from None
     if not identities:
         return error(400, "give phone or email", "phone")
     with session_scope() as session:
@@ -83,11 +82,8 @@ def get_contact(contact_id: str) -> Any:
     cid = _uuid(contact_id)
     if cid is None:
         return error(404, "not found", "id")
-    try:
-        with session_scope() as session:
-            return jsonify(contact_overview(session, cid, actor=_actor()))
-    except ContactNotFound:
-        return error(404, "contact not found", "id")
+    with session_scope() as session:
+        return jsonify(contact_overview(session, cid, actor=_actor()))
 
 
 @bp.post("/api/contacts/<contact_id>/merge")
@@ -105,13 +101,8 @@ def merge_contact(contact_id: str) -> Any:
     other = _uuid(doc.get("other_contact_id"))  # type: ignore[arg-type]
     if other is None:
         return error(400, "must be a contact id (UUID)", "other_contact_id")
-    try:
-        with session_scope() as session:
-            result = merge_contacts(session, cid, other, _actor())
-    except ContactNotFound as exc:
-        return error(404, "contact not found", exc.field)
-    except MergeRefused as exc:
-        return error(409, exc.message, exc.field)
+    with session_scope() as session:
+        result = merge_contacts(session, cid, other, _actor())
     return jsonify(
         {
             "contact_id": str(result.contact_id),
@@ -128,11 +119,8 @@ def delete_contact(contact_id: str) -> Any:
     cid = _uuid(contact_id)
     if cid is None:
         return error(404, "not found", "id")
-    try:
-        with session_scope() as session:
-            result = erase_contact(session, cid, _actor())
-    except ContactNotFound:
-        return error(404, "contact not found", "id")
+    with session_scope() as session:
+        result = erase_contact(session, cid, _actor())
     try:
         forget_in_redis(current_app.config["REDIS"](), result)
     except redis.RedisError:  # the keys expire with IDEMPOTENCY_TTL_SECONDS

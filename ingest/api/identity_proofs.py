@@ -23,9 +23,10 @@ from flask import Blueprint, Response, current_app, g, render_template_string, r
 from ingest.api.auth import require_api_key
 from ingest.errors import error
 from shared.core.db import session_scope
+from shared.core.errors import FieldError
 from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
 from shared.outbound.create import enqueue_send
-from shared.outbound.identity_proofs import ProofError, confirm_proof, request_proof
+from shared.outbound.identity_proofs import confirm_proof, request_proof
 
 bp = Blueprint("identity_proofs", __name__)
 
@@ -73,22 +74,19 @@ def create_identity_proof(contact_id: str) -> Any:
         return error(400, "must be a string", "value")
     try:
         value = _NORMALIZE[kind](raw)
-    except InvalidIdentifier as exc:
-        return error(400, str(exc), "value")
+    except InvalidIdentifier as exc:  # the normalizer cannot know the field
+        raise FieldError(str(exc), "value") from None
     settings = current_app.config["SETTINGS"]
-    try:
-        with session_scope() as session:
-            result = request_proof(
-                session,
-                cid,
-                kind,
-                value,
-                f"api-key:{g.get('api_key_name', 'unknown')}",
-                settings,
-                datetime.now(UTC),
-            )
-    except ProofError as exc:
-        return error(exc.status, str(exc), exc.field)
+    with session_scope() as session:
+        result = request_proof(
+            session,
+            cid,
+            kind,
+            value,
+            f"api-key:{g.get('api_key_name', 'unknown')}",
+            settings,
+            datetime.now(UTC),
+        )
     if result.already_verified:
         return Response(orjson.dumps({"already_verified": True}), 200, mimetype="application/json")
     if result.enqueue and result.message_id and result.channel:

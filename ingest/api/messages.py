@@ -20,17 +20,15 @@ import redis
 from flask import Blueprint, current_app, jsonify, request
 
 from ingest.api.auth import require_api_key
-from ingest.errors import error
 from shared.core.db import autocommit_session, session_scope
+from shared.core.errors import FieldError
 from shared.core.models import Message
 from shared.core.payloads import parse_json_object
-from shared.core.templating import TemplateError
 from shared.core.tokens import status_token
 from shared.core.validation import PayloadError, check_json, check_key, check_text, column_length
 from shared.outbound.create import (
     SEND_TASKS,
     ApiMessage,
-    RecipientError,
     create_outbound_message,
     resolve_api_message,
 )
@@ -43,34 +41,28 @@ _STRING_MAX = {"to": 320, "channel": 16, "template": 64, "subject": 998}
 IDEMPOTENCY_KEY_MAX = column_length(Message.__table__.c.idempotency_key) - len("api:")
 
 
-class BadRequest(ValueError):
-    def __init__(self, message: str, field: str):
-        super().__init__(message)
-        self.field = field
-
-
 def _body() -> dict[str, Any]:
     # orjson (shared with the webhook) rather than Flask's parser: a body
     # nested thousands of levels deep is a 400 here, not a RecursionError.
     if not request.is_json:
-        raise BadRequest("body must be a JSON object", "body")
+        raise FieldError("body must be a JSON object", "body")
     try:
         return parse_json_object(request.get_data(cache=False))
     except PayloadError:
-        raise BadRequest("body must be a JSON object", "body") from None
+        raise FieldError("body must be a JSON object", "body") from None
 
 
 def _str(doc: dict[str, Any], name: str, required: bool = False) -> str | None:
     value = doc.get(name)
     if value is None or value == "":
         if required:
-            raise BadRequest(f"{name} is required", name)
+            raise FieldError(f"{name} is required", name)
         return None
     if not isinstance(value, str):
-        raise BadRequest(f"{name} must be a string", name)
+        raise FieldError(f"{name} must be a string", name)
     limit = _STRING_MAX.get(name, current_app.config["SETTINGS"].MESSAGE_MAX_CHARS)
     if len(value) > limit:
-        raise BadRequest(f"{name} is longer than {limit} characters", name)
+        raise FieldError(f"{name} is longer than {limit} characters", name)
     # What we are asked to send is refused, not repaired (shared/core/validation.py).
     _checked(check_text, value, name)
     return value.strip()
@@ -80,29 +72,29 @@ def _checked(check: Any, value: Any, field: str, *args: Any) -> Any:
     try:
         return check(value, field, *args)
     except PayloadError as exc:
-        raise BadRequest(f"{exc.field} {exc.message}", exc.field) from None
+        raise FieldError(f"{exc.field} {exc.message}", exc.field) from None
 
 
 def _parse(doc: dict[str, Any], channel: str | None = None, text_field: str = "text") -> ApiMessage:
     channel = channel or _str(doc, "channel")
     if channel is not None and channel not in SEND_TASKS:
-        raise BadRequest(f"channel must be one of {', '.join(SEND_TASKS)}", "channel")
+        raise FieldError(f"channel must be one of {', '.join(SEND_TASKS)}", "channel")
     text = _str(doc, text_field)
     template = _str(doc, "template")
     data = doc.get("data")
     if data is not None and not isinstance(data, dict):
-        raise BadRequest("data must be an object", "data")
+        raise FieldError("data must be an object", "data")
     if data is not None:
         _checked(check_json, data, "data")
     if (text is None) == (template is None):
-        raise BadRequest(f"give either {text_field} or template (+ data)", text_field)
+        raise FieldError(f"give either {text_field} or template (+ data)", text_field)
     key = request.headers.get("Idempotency-Key")
     key_field = "Idempotency-Key"
     if not key:
         key, key_field = doc.get("idempotency_key") or None, "idempotency_key"
     if key is not None:
         if not isinstance(key, str):
-            raise BadRequest("idempotency_key must be a string", key_field)
+            raise FieldError("idempotency_key must be a string", key_field)
         _checked(check_key, key.strip(), key_field, IDEMPOTENCY_KEY_MAX)
         key = key.strip()
     return ApiMessage(
@@ -117,26 +109,24 @@ def _parse(doc: dict[str, Any], channel: str | None = None, text_field: str = "t
 
 
 def _submit(parse: Any) -> Any:
+    """Parse, resolve and create the message, then publish its send. A
+    refused request raises FieldError (a RecipientError or TemplateError from
+    the resolution among them): ingest/errors.py answers it."""
     settings = current_app.config["SETTINGS"]
-    try:
-        msg = parse(_body())
-        # A known recipient (the usual case) needs only reads and one INSERT
-        # that carries its event: no transaction, so no BEGIN / COMMIT round
-        # trips. A new phone or email creates its contact first, under a
-        # lock, in a transaction with the message.
-        with autocommit_session() as session:
-            outbound = resolve_api_message(session, msg, create_contact=False)
-            if outbound is not None:
-                created = create_outbound_message(session, outbound)
-        if outbound is None:
-            with session_scope() as session:
-                outbound = resolve_api_message(session, msg)
-                assert outbound is not None
-                created = create_outbound_message(session, outbound)
-    except BadRequest as exc:
-        return error(400, str(exc), exc.field)
-    except (RecipientError, TemplateError) as exc:
-        return error(400, str(exc), exc.field)
+    msg = parse(_body())
+    # A known recipient (the usual case) needs only reads and one INSERT
+    # that carries its event: no transaction, so no BEGIN / COMMIT round
+    # trips. A new phone or email creates its contact first, under a
+    # lock, in a transaction with the message.
+    with autocommit_session() as session:
+        outbound = resolve_api_message(session, msg, create_contact=False)
+        if outbound is not None:
+            created = create_outbound_message(session, outbound)
+    if outbound is None:
+        with session_scope() as session:
+            outbound = resolve_api_message(session, msg)
+            assert outbound is not None
+            created = create_outbound_message(session, outbound)
     message_id = str(created.message_id)
     if created.should_enqueue:
         try:

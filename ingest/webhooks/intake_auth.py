@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from standardwebhooks import Webhook
 
 from shared.core.config import Settings
+from shared.core.errors import ClinicqError
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
-class WebhookAuthError(Exception):
+class WebhookAuthError(ClinicqError):
     pass
 
 

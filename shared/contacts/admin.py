@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from shared.contacts.directory import lock_identities
 from shared.core.dead_letters import erase_for_contact
 from shared.core.enums import ConversationStatus, Direction, MessageStatus, ScheduledStatus
+from shared.core.errors import FieldError, NotFoundError
 from shared.core.models import (
     Appointment,
     AuditEvent,
@@ -44,21 +45,22 @@ def _rowcount(session: Session, stmt: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-class ContactNotFound(LookupError):
+class ContactNotFound(NotFoundError):
     """No such contact; `field` names which id was unknown."""
 
     def __init__(self, contact_id: str, field: str = "id") -> None:
-        super().__init__(contact_id)
-        self.field = field
+        super().__init__("contact not found", field)
+        self.contact_id = contact_id
 
 
-class MergeRefused(ValueError):
-    """The merge cannot be done as asked; the message says why (no PII)."""
+class MergeRefused(FieldError):
+    """The merge cannot be done as asked; the message says why (no PII).
+    A conflict with the contacts' state: 409."""
+
+    status = 409
 
     def __init__(self, message: str, field: str = "other_contact_id") -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        super().__init__(message, field)
 
 
 def _iso(value: datetime | None) -> str | None:

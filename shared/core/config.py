@@ -25,9 +25,10 @@ from shared.core.channels import (
     half_configured,
     rate_limit_settings,
 )
+from shared.core.errors import ClinicqError
 
 
-class ConfigError(RuntimeError):
+class ConfigError(ClinicqError, RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
 
 

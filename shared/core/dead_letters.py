@@ -29,8 +29,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from shared.core.errors import ClinicqError
 from shared.core.models import DeadLetter
 from shared.core.pii import redact
+from shared.core.taskqueue import send_task
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +152,7 @@ def list_dead_letters(session: Session, include_replayed: bool = False) -> list[
     ]
 
 
-class NotReplayable(Exception):
+class NotReplayable(ClinicqError):
     """Unknown id, already replayed, or its arguments were erased."""
 
 
@@ -160,8 +162,6 @@ def replay(session: Session, ids: Sequence[int] | None) -> list[int]:
     same transaction: a crash before the commit leaves it open (a second
     replay is harmless, tasks are idempotent); a publish failure raises and
     rolls back. A replay that fails again lands here as a new row."""
-    from workers.app import app
-
     query = select(DeadLetter).where(DeadLetter.replayed_at.is_(None)).with_for_update(
         skip_locked=True
     )
@@ -179,9 +179,9 @@ def replay(session: Session, ids: Sequence[int] | None) -> list[int]:
     for row in rows:
         if row.args is None and row.kwargs is None:
             raise NotReplayable(f"dead letter {row.id}: its arguments were erased")
-        app.send_task(
+        send_task(
             row.task_name,
-            args=row.args or [],
+            row.args or [],
             kwargs=row.kwargs or {},
             # Flower and worker logs must not show the payload.
             argsrepr=f"['{row.message_id}']" if row.message_id else "[…]",
@@ -207,9 +207,9 @@ def erase_for_contact(session: Session, message_ids: Any, identity_values: Seque
     of their messages (`message_ids`: ids or a subquery), and those whose
     arguments carry one of their identities (an inbound payload that was
     never filed has no message row yet)."""
-    from sqlalchemy import String, cast, or_
+    from sqlalchemy import ColumnElement, String, cast, or_
 
-    conditions = [DeadLetter.message_id.in_(message_ids)]
+    conditions: list[ColumnElement[bool]] = [DeadLetter.message_id.in_(message_ids)]
     for value in identity_values:
         if value:
             conditions.append(cast(DeadLetter.args, String).contains(value))

@@ -19,6 +19,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from validate_docbr import CPF
 
+from shared.core.errors import ClinicqError
 from shared.core.pii import mask_cpf
 
 _CPF = CPF()
@@ -28,7 +29,7 @@ _DIGITS = re.compile(r"\D")
 _E164_BR = re.compile(r"\+55[1-9][0-9]{9,10}", re.ASCII)
 
 
-class InvalidIdentifier(ValueError):
+class InvalidIdentifier(ClinicqError, ValueError):
     """The value cannot be normalized; the message says why (no PII in it)."""
 
 

@@ -282,7 +282,7 @@ class ChannelSetting(Base):
 class ApiKey(Base):
     """REST API keys, stored as SHA-256 of a 256-bit random key (no clear).
 
-    `scopes` (ingest/api/auth.py SCOPES) say what the key may do; one active
+    `scopes` (shared/core/api_keys.py SCOPES) say what the key may do; one active
     (not revoked) key per name, so `clinicq revoke-api-key NAME` is exact."""
 
     __tablename__ = "api_keys"

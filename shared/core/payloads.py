@@ -33,6 +33,7 @@ from shared.core.identity import (
 
 # PayloadError (the 400 naming a field) lives in shared.core.validation; callers
 # import it from here too.
+from shared.core.taskqueue import INBOUND_PROCESS
 from shared.core.validation import PayloadError, TooDeep, repair_json, repair_text
 
 MESSAGE_TYPES = ("message",)
@@ -49,7 +50,7 @@ class ValidatedWebhook:
     task_payload: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     # The Celery task (on the `inbound` queue) that receives [message_id, payload].
-    task_name: str = "clinicq.inbound.process"
+    task_name: str = INBOUND_PROCESS
 
 
 class _MessageIn(BaseModel):

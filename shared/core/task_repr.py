@@ -7,7 +7,8 @@ gives none — and a retry (`Task.retry` → signature → `apply_async`) never
 carries the first publish's, so without this every retried inbound message
 would show its patient's name, phone and text in Flower for the length of an
 outage. `redact_task_headers` is connected to `before_task_publish`
-(workers/app.py) so every message Celery publishes, retries included, carries
+(shared/core/taskqueue.py, with the Celery app every process publishes and
+works through) so every message Celery publishes, retries included, carries
 only this redacted form; ingest's hand-built envelopes use `redacted_argsrepr`.
 
 Only ids survive: UUID strings (message, contact, task ids) and integers.

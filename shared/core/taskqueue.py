@@ -15,16 +15,21 @@ messages published here (tests/test_taskqueue.py).
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import socket
 import threading
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
 
-from shared.core.task_repr import redacted_argsrepr
+from shared.core.task_repr import redact_task_headers, redacted_argsrepr, redacted_kwargsrepr
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 _ORIGIN = f"ingest@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -197,3 +202,64 @@ class TaskPublisher:
                 raise redis.TimeoutError("Redis did not fsync the AOF in time")
         first_id = result.decode() if isinstance(result, bytes) else str(result)
         return first_id, first_id == message_id
+
+
+# --- tasks by name, and publishing through Celery ------------------------------
+#
+# The worker modules (workers/tasks/*.py) register their tasks under these
+# names; everything below `workers/` publishes by name, so no module of
+# shared/ imports the workers. celeryconfig.py routes each prefix to its queue.
+
+SEND_EMAIL = "clinicq.send.email"
+SEND_SMS = "clinicq.send.sms"
+SEND_WHATSAPP = "clinicq.send.whatsapp"
+
+INBOUND_PROCESS = "clinicq.inbound.process"
+INBOUND_REACT = "clinicq.inbound.react"
+INBOUND_STATUS_UPDATE = "clinicq.inbound.status_update"
+INBOUND_APPOINTMENT_EVENT = "clinicq.inbound.appointment_event"
+
+INBOX_POST_MESSAGE = "clinicq.inbox.post_message"
+INBOX_LABELS = "clinicq.inbox.labels"
+INBOX_EVENT = "clinicq.inbox.event"
+INBOX_NOTE = "clinicq.inbox.note"
+
+MAINTENANCE_POLL_IMAP = "clinicq.maintenance.poll_imap"
+
+
+@functools.cache
+def celery_app() -> Celery:
+    """The process's one Celery application (settings: celeryconfig.py).
+
+    workers/app.py adds the task modules and the worker signals to this same
+    object; a publisher needs neither. Every message it publishes — retries
+    included — shows Flower and the worker logs ids only, never the patient
+    data in its arguments (shared/core/task_repr.py)."""
+    from celery import Celery
+    from celery.signals import before_task_publish
+
+    app = Celery("clinicq")
+    app.config_from_object("celeryconfig")
+    before_task_publish.connect(redact_task_headers, weak=False)
+    return app
+
+
+def send_task(
+    name: str,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    argsrepr: str | None = None,
+    kwargsrepr: str | None = None,
+    **options: Any,
+) -> None:
+    """Publish task `name` (one of the constants above) with Celery; the
+    routes in celeryconfig.py choose its queue. `options` are
+    `apply_async`'s (countdown, …)."""
+    celery_app().send_task(
+        name,
+        args=list(args),
+        kwargs=kwargs or {},
+        argsrepr=argsrepr if argsrepr is not None else redacted_argsrepr(args),
+        kwargsrepr=kwargsrepr if kwargsrepr is not None else redacted_kwargsrepr(kwargs),
+        **options,
+    )

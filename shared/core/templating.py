@@ -24,17 +24,14 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from shared.core.channels import CHANNEL_NAMES
 from shared.core.config import get_settings
+from shared.core.errors import FieldError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "templates"  # shared/templates/
 CHANNELS = CHANNEL_NAMES  # each channel's folder bears its name
 
 
-class TemplateError(ValueError):
+class TemplateError(FieldError):
     """A template request that cannot be rendered; `field` names what is wrong."""
-
-    def __init__(self, message: str, field: str):
-        super().__init__(message)
-        self.field = field
 
 
 class UnknownTemplate(TemplateError):

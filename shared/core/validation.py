@@ -28,14 +28,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from shared.core.errors import ClinicqError, FieldError
 
-class PayloadError(ValueError):
+
+class PayloadError(FieldError):
     """A 400: `field` is the dotted path of the offending field."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+        super().__init__(message, field)
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
 
 # NUL, and every surrogate code point: in a Python str a surrogate is always
 # unpaired (a decoded pair is one astral character), except after a
@@ -49,7 +52,7 @@ _CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 JSON_MAX_DEPTH = 32
 
 
-class TooDeep(ValueError):
+class TooDeep(ClinicqError, ValueError):
     """JSON nested deeper than JSON_MAX_DEPTH; `path` is where it went too deep."""
 
     def __init__(self, path: str) -> None:
@@ -178,7 +181,7 @@ def _repair_metadata_entries(metadata: dict[str, Any]) -> tuple[dict[str, Any], 
     """Metadata repaired entry by entry: one entry nested too deep is
     dropped (and named), the others are kept."""
     try:
-        return repair_json(metadata)  # type: ignore[return-value]
+        return repair_json(metadata)
     except TooDeep:
         pass
     out: dict[str, Any] = {}
@@ -199,10 +202,12 @@ def repair_status_event(event: dict[str, Any]) -> dict[str, Any]:
     try:
         fixed, _ = repair_json(event)
     except TooDeep:
-        raw = event.get("raw") if isinstance(event.get("raw"), dict) else {}
+        raw = event.get("raw")
+        if not isinstance(raw, dict):
+            raw = {}
         event = {**event, "raw": {k: raw.get(k) for k in ("id", "status", "timestamp")}}
         fixed, _ = repair_json(event)
-    return fixed  # type: ignore[no-any-return]
+    return fixed
 
 
 def object_field(doc: dict[str, Any], key: str, field: str | None = None) -> dict[str, Any]:

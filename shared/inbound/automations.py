@@ -61,6 +61,7 @@ from shared.core.channels import address_kind, is_channel
 from shared.core.config import Settings, get_settings
 from shared.core.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
 from shared.core.models import AutomationRun, Contact, Conversation, Message, MessageEvent
+from shared.core.taskqueue import INBOX_POST_MESSAGE, send_task
 from shared.inbound.automation_caps import Cap, auto_ack_cap, oncall_page_cap
 from shared.inbound.reactions import ReactionContext
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
@@ -156,9 +157,7 @@ def _run_automations(session: Session, ctx: ReactionContext) -> None:
 
 
 def _enqueue_inbox_post(message_id: str) -> None:
-    from workers.app import app
-
-    app.send_task("clinicq.inbox.post_message", args=[message_id], argsrepr=f"['{message_id}']")
+    send_task(INBOX_POST_MESSAGE, [message_id], argsrepr=f"['{message_id}']")
 
 
 def _load_inbound(session: Session, message_id: uuid.UUID) -> _Inbound | None:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from shared.contacts.conversations import active_conversation
 from shared.contacts.directory import contact_details_from_payload, find_or_create_contact
 from shared.core.enums import Direction, MessageStatus
+from shared.core.errors import ClinicqError
 from shared.core.models import Message, MessageEvent
 
 log = logging.getLogger(__name__)
@@ -140,5 +141,5 @@ def file_inbound_message(
     )
 
 
-class DuplicateDelivery(Exception):
+class DuplicateDelivery(ClinicqError):
     """A concurrent copy of the same message was filed first."""

@@ -28,10 +28,10 @@ from shared.core.config import Settings, get_settings
 from shared.core.db import session_scope
 from shared.core.enums import Direction
 from shared.core.models import Contact, DeadLetter, Message, MessageEvent
+from shared.core.taskqueue import INBOUND_REACT, send_task
 
 log = logging.getLogger(__name__)
 
-REACT_TASK = "clinicq.inbound.react"
 BATCH_LIMIT = 500
 
 
@@ -40,8 +40,6 @@ def redrive_unreacted_messages(
 ) -> list[str]:
     """Publish `react` again for each filed inbound message that never got
     its reaction; returns their ids."""
-    from workers.app import app
-
     settings = settings or get_settings()
     wait = settings.REACT_REDRIVE_AFTER_SECONDS if after_seconds is None else after_seconds
     filed_long_enough_ago = exists().where(
@@ -53,7 +51,7 @@ def redrive_unreacted_messages(
     # re-driving it every pass would only add a failure each time.
     gave_up = exists().where(
         DeadLetter.message_id == Message.id,
-        DeadLetter.task_name == REACT_TASK,
+        DeadLetter.task_name == INBOUND_REACT,
         DeadLetter.replayed_at.is_(None),
     )
     erased = exists().where(Contact.id == Message.contact_id, Contact.erased_at.is_not(None))
@@ -74,7 +72,7 @@ def redrive_unreacted_messages(
             )
         ]
     for message_id in ids:
-        app.send_task(REACT_TASK, args=[message_id], argsrepr=f"['{message_id}']")
+        send_task(INBOUND_REACT, [message_id], argsrepr=f"['{message_id}']")
     if ids:
         log.warning("inbound reactions re-driven (their react task was lost)",
                     extra={"count": len(ids)})

@@ -28,6 +28,7 @@ from typing import Any
 import requests
 
 from shared.core.config import Settings
+from shared.core.errors import ClinicqError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ CONVERSATION_ID_MAX = 64
 EVENT_ID_MAX = 128
 
 
-class InboxError(Exception):
+class InboxError(ClinicqError):
     pass
 
 

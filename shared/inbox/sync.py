@@ -48,6 +48,7 @@ from shared.core.config import Settings, get_settings
 from shared.core.db import session_scope
 from shared.core.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
 from shared.core.models import Contact, ContactIdentity, Conversation, Message, ProcessedEvent
+from shared.core.taskqueue import INBOX_LABELS, INBOX_NOTE, send_task
 from shared.inbox import bridge_for
 from shared.inbox.base import (
     InboxBridge,
@@ -299,10 +300,8 @@ def sync_labels(conversation_id: str, settings: Settings | None = None) -> str:
 
 
 def _enqueue_labels(conversation_id: str) -> None:
-    from workers.app import app
-
     try:
-        app.send_task("clinicq.inbox.labels", args=[conversation_id])
+        send_task(INBOX_LABELS, [conversation_id])
     except Exception:  # noqa: BLE001 - best effort: the next message sets them again
         log.warning("could not enqueue the labels retry", extra={"conversation": conversation_id})
 
@@ -483,10 +482,8 @@ def send_agent_reply(event: InboxEvent, settings: Settings) -> str:
 
 
 def _enqueue_note(provider: str, remote_conversation: str, note: str) -> None:
-    from workers.app import app
-
-    app.send_task("clinicq.inbox.note", args=[provider, remote_conversation, note],
-                  argsrepr=f"['{provider}', '{remote_conversation}', '<note>']")
+    send_task(INBOX_NOTE, [provider, remote_conversation, note],
+              argsrepr=f"['{provider}', '{remote_conversation}', '<note>']")
 
 
 def close_conversation(event: InboxEvent) -> str:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from shared.contacts.optouts import is_opted_out
 from shared.core.channels import address_kind, is_channel, send_tasks
 from shared.core.enums import OPT_OUT_ALL, Direction, MessageStatus
+from shared.core.errors import FieldError
 from shared.core.models import Message, MessageEvent, OptOut
 
 # Core tables for the multi-statement INSERTs (typed for mypy).
@@ -242,20 +243,19 @@ def create_outbound_messages_bulk(
 
 def enqueue_send(message_id: uuid.UUID | str, channel: str) -> None:
     """Publish the send task. Call only after the creating transaction committed."""
-    from workers.app import app
+    from shared.core.taskqueue import send_task
 
-    app.send_task(SEND_TASKS[channel], args=[str(message_id)], argsrepr=f"['{message_id}']")
+    send_task(SEND_TASKS[channel], [str(message_id)], argsrepr=f"['{message_id}']")
 
 
 # --- the REST API's requests (ingest/api/messages.py) -------------------------
 
 
-class RecipientError(ValueError):
+class RecipientError(FieldError):
     """The `to` of an API request cannot be resolved; `field` names it."""
 
-    def __init__(self, message: str, field: str = "to"):
-        super().__init__(message)
-        self.field = field
+    def __init__(self, message: str, field: str = "to") -> None:
+        super().__init__(message, field)
 
 
 @dataclass

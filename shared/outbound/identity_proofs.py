@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from shared.contacts.directory import mark_verified
 from shared.core.config import Settings
 from shared.core.enums import IdentityKind
+from shared.core.errors import FieldError
 from shared.core.models import Contact, ContactIdentity, IdentityProof
 from shared.outbound.create import OutboundRequest, create_outbound_message
 
@@ -33,13 +34,9 @@ TOKEN_BYTES = 32
 _CHANNEL_OF_KIND = {IdentityKind.EMAIL.value: "email", IdentityKind.PHONE.value: "sms"}
 
 
-class ProofError(ValueError):
-    """A proof request that cannot be made; `field` names what is wrong."""
-
-    def __init__(self, message: str, field: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
+class ProofError(FieldError):
+    """A proof request that cannot be made; `field` names what is wrong
+    (`status` 404 when it names no contact or identity)."""
 
 
 @dataclass

@@ -48,7 +48,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -93,7 +93,7 @@ class ReconcileReport:
         )
 
 
-def _older_than(seconds: float) -> object:
+def _older_than(seconds: float) -> ColumnElement[bool]:
     """`updated_at` further back than `seconds` on the database clock."""
     return Message.updated_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
 

@@ -22,11 +22,12 @@ from urllib.parse import urlsplit
 import requests
 
 from shared.core.config import Settings
+from shared.core.errors import ClinicqError
 
 log = logging.getLogger(__name__)
 
 
-class ProviderError(Exception):
+class ProviderError(ClinicqError):
     """A send did not succeed. `code` is the provider's error code (or ours)."""
 
     def __init__(self, message: str, code: str | None = None, status: int | None = None):

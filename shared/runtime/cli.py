@@ -25,7 +25,7 @@ from shared.core.config import ConfigError, fail_startup, get_settings
 def _create_api_key(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import IntegrityError
 
-    from ingest.api.auth import DEFAULT_SCOPES, SCOPES, generate_api_key, hash_api_key
+    from shared.core.api_keys import DEFAULT_SCOPES, SCOPES, generate_api_key, hash_api_key
     from shared.core.db import session_scope
     from shared.core.models import ApiKey
 
@@ -175,7 +175,7 @@ def _erase_contact(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_contact_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_contact_commands(sub: argparse._SubParsersAction) -> None:
     erase = sub.add_parser(
         "erase-contact", help="LGPD erasure: message bodies, identities, name, CPF"
     )
@@ -237,7 +237,7 @@ def _dead_letters_drop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_dead_letter_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_dead_letter_commands(sub: argparse._SubParsersAction) -> None:
     dead = sub.add_parser("dead-letters", help="tasks that gave up: list, replay, drop")
     dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
     listing = dsub.add_parser("list", help="open dead letters (no payloads shown)")
@@ -256,7 +256,7 @@ def _add_dead_letter_commands(sub: argparse._SubParsersAction) -> None:  # type:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clinicq", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    from ingest.api.auth import DEFAULT_SCOPES, SCOPES
+    from shared.core.api_keys import DEFAULT_SCOPES, SCOPES
 
     create = sub.add_parser("create-api-key", help="create a REST API key")
     create.add_argument("name", help="who the key is for, e.g. booking-site (unique)")

@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shared.core.errors import ClinicqError
 
-class EmbeddedError(RuntimeError):
+
+class EmbeddedError(ClinicqError, RuntimeError):
     pass
 
 

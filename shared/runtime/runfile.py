@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from shared.core.errors import ClinicqError
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository root
 RUN_FILE = "run.env"
 RECORDED = ("DATABASE_URL", "REDIS_URL")
 
 
-class StaleRunFile(RuntimeError):
+class StaleRunFile(ClinicqError, RuntimeError):
     """run.env names a supervisor that is no longer running."""
 
 

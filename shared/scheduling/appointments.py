@@ -28,8 +28,10 @@ from sqlalchemy.orm import Session
 from shared.contacts.directory import contact_details_from_payload, find_or_create_contact
 from shared.core.config import Settings
 from shared.core.enums import AppointmentStatus
+from shared.core.errors import FieldError, NotFoundError
 from shared.core.models import Appointment, Message, ScheduledMessage
 from shared.core.payloads import PayloadError, _first_error, validate_contact
+from shared.core.taskqueue import INBOUND_APPOINTMENT_EVENT
 from shared.core.validation import is_storable
 from shared.scheduling.planner import (
     cancel_rows,
@@ -56,12 +58,18 @@ PATCHABLE_STATUSES = (
 )
 
 
-class AppointmentNotFound(LookupError):
-    pass
+class AppointmentNotFound(NotFoundError):
+    def __init__(self, appointment_id: str) -> None:
+        super().__init__("appointment not found", "id")
+        self.appointment_id = appointment_id
 
 
-class AppointmentConflict(ValueError):
-    """The change is not allowed in the appointment's current state (→ 409)."""
+class AppointmentConflict(FieldError):
+    """The change is not allowed in the appointment's current state (→ 409);
+    `field` names what the caller sent that meets it: the `status` it asks to
+    change, or the `external_id` of an upsert."""
+
+    status = 409
 
 
 @functools.cache
@@ -272,11 +280,13 @@ def upsert_appointment(
     changed = False
     if appt.contact_id != contact.contact_id:
         if appt.status == AppointmentStatus.CANCELLED.value:
-            raise AppointmentConflict("appointment is cancelled")
+            raise AppointmentConflict("appointment is cancelled", "external_id")
         appt.contact_id = contact.contact_id  # the booking system corrected the patient
         appt.version += 1
         changed = True
-    result = _apply(session, appt, fields, settings, now, already_changed=changed)
+    result = _apply(
+        session, appt, fields, settings, now, already_changed=changed, conflict_field="external_id"
+    )
     return result
 
 
@@ -287,13 +297,14 @@ def _apply(
     settings: Settings,
     now: datetime,
     already_changed: bool = False,
+    conflict_field: str = "status",
 ) -> AppointmentResult:
     changes = {k: _as_datetime(v) if k == "starts_at" else v for k, v in changes.items()}
     differing = {k: v for k, v in changes.items() if getattr(appt, k) != v}
     if not differing and not already_changed:
         return AppointmentResult(appt)
     if appt.status == AppointmentStatus.CANCELLED.value:
-        raise AppointmentConflict("appointment is cancelled; book a new one")
+        raise AppointmentConflict("appointment is cancelled; book a new one", conflict_field)
     for name, value in differing.items():
         setattr(appt, name, value)
     if (
@@ -428,9 +439,6 @@ def appointment_view(session: Session, appt: Appointment) -> dict[str, Any]:
 
 # --- webhook events (validated at ingest: pure, no database) ---------------------------
 
-APPOINTMENT_EVENT_TASK = "clinicq.inbound.appointment_event"
-
-
 def validate_appointment_webhook(doc: dict[str, Any], settings: Settings) -> Any:
     """`{"type": "appointment.created|updated|cancelled", "appointment": {...}}`
     → the task payload. created/updated carry the full appointment (booking
@@ -462,5 +470,5 @@ def validate_appointment_webhook(doc: dict[str, Any], settings: Settings) -> Any
             "source": "webhook",
         },
         warnings=warnings,
-        task_name=APPOINTMENT_EVENT_TASK,
+        task_name=INBOUND_APPOINTMENT_EVENT,
     )

@@ -19,6 +19,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.core.config import Settings
+from shared.core.errors import ClinicqError
 from shared.triage.rules import INTENTS, SENTIMENTS
 
 SYSTEM_PROMPT = (
@@ -44,7 +45,7 @@ SYSTEM_PROMPT = (
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
-class AiUnavailable(Exception):
+class AiUnavailable(ClinicqError):
     """The model gave no usable answer; `reason` is short and PII-free."""
 
     def __init__(self, reason: str) -> None:

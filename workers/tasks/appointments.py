@@ -7,14 +7,15 @@ from typing import Any
 
 from shared.core.config import get_settings
 from shared.core.db import session_scope
-from shared.scheduling.appointments import APPOINTMENT_EVENT_TASK, apply_appointment_event
+from shared.core.taskqueue import INBOUND_APPOINTMENT_EVENT
+from shared.scheduling.appointments import apply_appointment_event
 from workers.app import app
 from workers.durable import inbound_task_options
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name=APPOINTMENT_EVENT_TASK, **inbound_task_options())
+@app.task(name=INBOUND_APPOINTMENT_EVENT, **inbound_task_options())
 def appointment_event(event_id: str, payload: dict[str, Any]) -> None:
     """Idempotent: a replayed event finds the same data and changes nothing."""
     with session_scope() as session:

@@ -11,13 +11,14 @@ import imaplib
 import logging
 
 from shared.core.config import ConfigError, get_settings
+from shared.core.taskqueue import MAINTENANCE_POLL_IMAP
 from shared.providers.email.imap import MailboxError, poll_mailbox
 from workers.app import app
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name="clinicq.maintenance.poll_imap", ignore_result=True)
+@app.task(name=MAINTENANCE_POLL_IMAP, ignore_result=True)
 def poll_imap() -> int:
     settings = get_settings()
     if not settings.IMAP_HOST:

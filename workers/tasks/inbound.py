@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from shared.core.db import session_scope
+from shared.core.taskqueue import INBOUND_PROCESS, INBOUND_REACT
 from shared.inbound.filing import DuplicateDelivery, file_inbound_message
 from shared.inbound.reactions import react_to_inbound
 from workers.app import app
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 # Outages are retried without a budget, other failures end in dead_letters
 # (workers/durable.py): an accepted message is never acked away.
-@app.task(name="clinicq.inbound.process", **inbound_task_options())
+@app.task(name=INBOUND_PROCESS, **inbound_task_options())
 def process(message_id: str, payload: dict[str, Any]) -> None:
     try:
         with session_scope() as session:
@@ -35,7 +36,7 @@ def process(message_id: str, payload: dict[str, Any]) -> None:
     react.apply_async(args=[message_id], argsrepr=f"['{message_id}']")
 
 
-@app.task(name="clinicq.inbound.react", **inbound_task_options())
+@app.task(name=INBOUND_REACT, **inbound_task_options())
 def react(message_id: str) -> None:
     """Replies that act, triage, automations, inbox bridge (shared/inbound/reactions.py)."""
     react_to_inbound(message_id)

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from shared.core.config import get_settings
+from shared.core.taskqueue import INBOX_EVENT, INBOX_LABELS, INBOX_NOTE, INBOX_POST_MESSAGE
 from shared.inbox.base import InboxRejected, InboxUnavailable
 from shared.inbox.sync import (
     handle_inbox_event,
@@ -31,7 +32,7 @@ _RETRY: dict[str, Any] = {
 }
 
 
-@app.task(name="clinicq.inbox.post_message", **_RETRY)
+@app.task(name=INBOX_POST_MESSAGE, **_RETRY)
 def post_message(message_id: str) -> str:
     try:
         return post_patient_message(message_id)
@@ -41,17 +42,17 @@ def post_message(message_id: str) -> str:
         return "rejected"
 
 
-@app.task(name="clinicq.inbox.labels", **_RETRY)
+@app.task(name=INBOX_LABELS, **_RETRY)
 def labels(conversation_id: str) -> str:
     return sync_labels(conversation_id)
 
 
-@app.task(name="clinicq.inbox.event", **_RETRY)
+@app.task(name=INBOX_EVENT, **_RETRY)
 def event(doc: dict[str, Any]) -> str:
     return handle_inbox_event(doc)
 
 
-@app.task(name="clinicq.inbox.note", **_RETRY)
+@app.task(name=INBOX_NOTE, **_RETRY)
 def note(provider: str, remote_conversation: str, text: str) -> str:
     try:
         return post_private_note(provider, remote_conversation, text)

@@ -10,6 +10,7 @@ from typing import Any
 from celery import Task
 
 from shared.core.config import get_settings
+from shared.core.taskqueue import SEND_EMAIL, SEND_SMS, SEND_WHATSAPP
 from shared.outbound.delivery import deliver, note_pending
 from workers.app import app
 from workers.durable import DurableTask
@@ -48,16 +49,16 @@ def _run(task: Task, channel: str, message_id: str, **kwargs: Any) -> str:
     return outcome.status
 
 
-@app.task(name="clinicq.send.email", **_OPTIONS)
+@app.task(name=SEND_EMAIL, **_OPTIONS)
 def send_email(self: Task, message_id: str, **kwargs: Any) -> str:
     return _run(self, "email", message_id, **kwargs)
 
 
-@app.task(name="clinicq.send.sms", **_OPTIONS)
+@app.task(name=SEND_SMS, **_OPTIONS)
 def send_sms(self: Task, message_id: str, **kwargs: Any) -> str:
     return _run(self, "sms", message_id, **kwargs)
 
 
-@app.task(name="clinicq.send.whatsapp", **_OPTIONS)
+@app.task(name=SEND_WHATSAPP, **_OPTIONS)
 def send_whatsapp(self: Task, message_id: str, **kwargs: Any) -> str:
     return _run(self, "whatsapp", message_id, **kwargs)

@@ -101,7 +101,7 @@ class RedirectingHttpClient(TwilioHttpClient):
         self.last_headers: dict[str, str] = {}
         self._auth_headers: dict[tuple[str, str], str] = {}
 
-    def request(  # type: ignore[override]
+    def request(
         self,
         method: str,
         url: str,
@@ -169,7 +169,9 @@ class RedirectingHttpClient(TwilioHttpClient):
             merged.setdefault("Content-Type", "application/x-www-form-urlencoded")
             merged["Content-Length"] = str(len(body))
         # No body: http.client itself sends Content-Length: 0 on a POST.
-        prepared.headers = merged
+        # requests sends str or bytes header values alike; its stubs type a
+        # prepared request's as str only (a Session's as str | bytes).
+        prepared.headers = merged  # type: ignore[assignment]
         prepared.body = body or None
         env = self.session.merge_environment_settings(prepared.url, self.proxy, None, None, None)
         adapter = self.session.get_adapter(prepared.url)
