@@ -15,7 +15,7 @@ worker), else embedded servers under var/bench-*.
 A third target, a bare Redis LPUSH of the body, shows the floor of any
 durable publish on the machine at hand.
 
-Goal (issue 2): real ≥ 0.6× the no-op's req/s and p99 ≤ 3× the no-op's p99.
+Goal: real ≥ 0.6× the no-op's req/s and p99 ≤ 3× the no-op's p99.
 """
 
 from __future__ import annotations

@@ -9,12 +9,17 @@ import redis
 from flask import Flask
 
 from ingest import health, metrics
+from ingest.api import appointments as appointments_api
 from ingest.api import contacts as contacts_api
-from ingest.api import message_status as status
+from ingest.api import identity_proofs as identity_proofs_api
+from ingest.api import message_status as message_status_api
+from ingest.api import messages as messages_api
 from ingest.errors import register_error_handlers
-from ingest.webhooks import intake as webhook
+from ingest.webhooks import inbox as inbox_webhooks
+from ingest.webhooks import intake as intake_webhook
 from ingest.webhooks import meta as meta_webhook
-from ingest.webhooks import twilio as twilio_inbound
+from ingest.webhooks import twilio as twilio_webhook
+from ingest.webhooks import twilio_status as twilio_status_webhook
 from ingest.webhooks.intake_auth import WebhookAuthenticator
 from shared.core.config import ConfigError, Settings, fail_startup, get_settings
 from shared.core.logs import configure_logging
@@ -37,8 +42,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.WEBHOOK_MAX_BODY_BYTES
     app.config["WEBHOOK_AUTH"] = auth = WebhookAuthenticator(settings)
     app.config.setdefault("WEBHOOK_TYPE_VALIDATORS", {})
-    from ingest.api import appointments as appointments_api
-
     appointments_api.register(app)
 
     # Lazily per process: gunicorn forks workers after importing the app.
@@ -68,22 +71,22 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_error_handlers(app)
     metrics.init_app(app)  # GET /metrics; per-request counters and latency
-    for blueprint in (webhook.bp, status.bp, health.bp):
+    blueprints = (
+        health.bp,
+        # webhooks: who sends them is authenticated by signature or secret
+        intake_webhook.bp,
+        twilio_webhook.bp,
+        twilio_status_webhook.bp,
+        meta_webhook.bp,
+        inbox_webhooks.bp,
+        # the clinic's API: API keys with scopes (ingest/api/auth.py)
+        message_status_api.bp,
+        messages_api.bp,
+        contacts_api.bp,
+        identity_proofs_api.bp,
+    )
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
-    # issue 5: inbound + contacts
-    for blueprint in (twilio_inbound.bp, meta_webhook.bp, contacts_api.bp):
-        app.register_blueprint(blueprint)
-    # issue 3: sending API + Twilio status callbacks
-    from ingest.api import messages as messages_api
-    from ingest.webhooks import twilio_status as provider_status
-    for blueprint in (messages_api.bp, provider_status.bp):
-        app.register_blueprint(blueprint)
-    from ingest.webhooks.inbox import bp as inbox_webhooks_bp  # issue 5: agent inbox
-
-    app.register_blueprint(inbox_webhooks_bp)
-    from ingest.api.identity_proofs import bp as identity_proofs_bp  # proof of address
-
-    app.register_blueprint(identity_proofs_bp)
 
     if auth.insecure:
         log.warning(

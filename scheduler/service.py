@@ -6,8 +6,9 @@
 - maintenance (every SCHEDULER_MAINTENANCE_SECONDS): the reconciler for
   messages stuck in queued/sending/unknown, re-driving the reaction of
   inbound messages whose `react` task was lost, closing idle conversations, the
-  IMAP poll when IMAP_HOST is set, re-alerting unanswered urgent messages.
-  Jobs owned by other modules are wired only if their module provides them.
+  IMAP poll when IMAP_HOST is set (published to a maintenance worker),
+  re-alerting unanswered urgent messages, telling agents which of their
+  replies failed.
 
 Nothing is stored in the job store: the schedule is code, the work is rows in
 PostgreSQL (rule 4), so a restart loses nothing. SIGTERM/SIGINT stop the
@@ -16,7 +17,6 @@ scheduler after the running jobs finish (a tick commits or rolls back whole).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 from collections.abc import Callable
@@ -30,52 +30,31 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from scheduler.claim import run_tick
 from scheduler.maintenance import close_idle_conversations
 from shared.core.config import Settings
+from shared.core.taskqueue import MAINTENANCE_POLL_IMAP, send_task
+from shared.inbound.automations import realert_unanswered_urgent
+from shared.inbound.react_redrive import redrive_unreacted_messages
+from shared.inbox.sync import report_failed_agent_replies
+from shared.outbound.reconciler import reconcile_stuck_messages
 
 log = logging.getLogger(__name__)
 
 
-def _optional(path: str) -> Callable[..., Any] | None:
-    """`module:function` if that module exists and defines it (other
-    engineers' jobs land independently of this service)."""
-    module_name, _, name = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-    fn = getattr(module, name, None)
-    return fn if callable(fn) else None
-
-
-def _call_with_settings(fn: Callable[..., Any], settings: Settings) -> Callable[[], Any]:
-    """`fn(settings=settings)` if it takes a `settings` argument, else `fn()`
-    (the reconciler reads the settings itself)."""
-    import inspect
-
-    if "settings" in inspect.signature(fn).parameters:
-        return lambda: fn(settings=settings)
-    return lambda: fn()
-
-
 def maintenance_jobs(settings: Settings) -> dict[str, Callable[[], Any]]:
+    """The periodic jobs besides the tick, by name (the name is the job id
+    and what the logs call it)."""
     jobs: dict[str, Callable[[], Any]] = {
         "close_idle_conversations": lambda: close_idle_conversations(settings),
-    }
-    optional = {
-        "reconcile_stuck_messages": "shared.outbound.reconciler:reconcile_stuck_messages",
-        "redrive_unreacted_messages": "shared.inbound.react_redrive:redrive_unreacted_messages",
-        "realert_unanswered_urgent": "shared.inbound.automations:realert_unanswered_urgent",
-        "report_failed_agent_replies": "shared.inbox.sync:report_failed_agent_replies",
+        "reconcile_stuck_messages": lambda: reconcile_stuck_messages(),
+        "redrive_unreacted_messages": lambda: redrive_unreacted_messages(settings=settings),
+        "realert_unanswered_urgent": lambda: realert_unanswered_urgent(settings=settings),
+        "report_failed_agent_replies": lambda: report_failed_agent_replies(settings=settings),
     }
     if settings.IMAP_HOST:
-        optional["poll_mailbox"] = "shared.providers.email.imap:poll_mailbox"
-    for name, path in optional.items():
-        fn = _optional(path)
-        if fn is None:
-            log.warning("periodic job not available yet", extra={"job": name, "path": path})
-            continue
-        jobs[name] = _call_with_settings(fn, settings)
+        # The poll is network I/O against the clinic's mailbox: it runs in a
+        # maintenance worker (workers/tasks/imap.py, which classifies its
+        # failures), the scheduler only asks for it. Overlapping polls are
+        # harmless: the mailbox row is locked by the one that runs.
+        jobs["poll_mailbox"] = lambda: send_task(MAINTENANCE_POLL_IMAP)
     return jobs
 
 

@@ -261,8 +261,8 @@ def test_oversized_message_is_read_only_up_to_the_limit(
 def test_scheduler_style_call_with_settings_only(
     settings: Any, imap_server: FakeImapServer, redis_client: Any
 ) -> None:
-    """The scheduler calls `poll_mailbox(settings=…)`: it opens (and closes)
-    its own Redis client from REDIS_URL."""
+    """Called with settings only (as the maintenance worker's task does), it
+    opens (and closes) its own Redis client from REDIS_URL."""
     redis_client.delete("inbound")
     imap_server.add_message(make_email())
     assert poll_mailbox(settings=imap_settings(settings, imap_server)) == 1

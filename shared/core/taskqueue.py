@@ -8,8 +8,9 @@ inside one Lua script that also takes the idempotency key and sets the
 "accepted" marker, so dedupe + enqueue + marker are one atomic round trip:
 either the task is on the queue and the key is taken, or neither.
 
-The envelope format is checked by tests that run a real Celery worker on
-messages published here (tests/test_taskqueue.py).
+The envelope format is checked end to end: real Celery workers consume what
+ingest published here (tests/integration/test_inbound_pipeline.py, among
+others), so a format Celery cannot read fails the suite.
 """
 
 from __future__ import annotations

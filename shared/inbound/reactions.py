@@ -1,10 +1,13 @@
 """What happens after an inbound message is filed (its own task, so filing
 stays fast and a failing reaction never loses the message).
 
-Each handler takes (session, message_id) and is idempotent. They run in order;
-a handler returning True means it consumed the message (e.g. an opt-out
-keyword) and later handlers that should not run for such messages can check
-`ctx.consumed`.
+Each handler takes (session, ReactionContext) and is idempotent. They run in
+order, in one transaction; a handler that consumes the message (a reply
+command such as an opt-out keyword) sets `ctx.consumed`, which later handlers
+check before acting on it again. Sends are queued in `ctx.after_commit`, run
+only once the transaction is durable. The task that calls this is
+`clinicq.inbound.react` (workers/tasks/inbound.py); messages whose reaction
+was lost are found by shared/inbound/react_redrive.py.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ Handler = Callable[[Session, ReactionContext], None]
 #   replies that act (confirm / reschedule / opt-out)    — shared/inbound/replies.py
 #   triage, automations, agent alerts, inbox bridge       — shared/inbound/automations.py
 HANDLER_PATHS: list[str] = [
-    "shared.inbound.replies:handle_reply",  # issue 4: commands first (confirm/reschedule/opt-out)
+    "shared.inbound.replies:handle_reply",  # first: a command (confirm/reschedule/opt-out) consumes the message
     "shared.inbound.automations:run_automations",
 ]
 

@@ -61,3 +61,28 @@ def test_send_task_lands_in_its_queue_with_ids_only_in_argsrepr(queues, redis_cl
     assert "Maria" not in headers["kwargsrepr"] + headers["argsrepr"]
     args, kwargs, _embed = orjson.loads(base64.b64decode(envelope["body"]))
     assert args == ["chatwoot", message_id, note] and kwargs == {}
+
+
+def test_the_scheduler_asks_a_maintenance_worker_for_the_imap_poll(
+    queues, redis_client, settings
+) -> None:
+    """The IMAP poll is wired one way: the scheduler publishes the worker
+    task (workers/tasks/imap.py); it does not read the mailbox itself."""
+    from scheduler.service import maintenance_jobs
+
+    without_imap = maintenance_jobs(settings.model_copy(update={"IMAP_HOST": ""}))
+    assert "poll_mailbox" not in without_imap
+    assert set(without_imap) == {
+        "close_idle_conversations",
+        "reconcile_stuck_messages",
+        "redrive_unreacted_messages",
+        "realert_unanswered_urgent",
+        "report_failed_agent_replies",
+    }
+
+    jobs = maintenance_jobs(settings.model_copy(update={"IMAP_HOST": "imap.example.com"}))
+    jobs["poll_mailbox"]()
+    lengths = {q: redis_client.llen(q) for q in QUEUES}
+    assert lengths == {q: int(q == "maintenance") for q in QUEUES}
+    envelope = orjson.loads(redis_client.lindex("maintenance", 0))
+    assert envelope["headers"]["task"] == taskqueue.MAINTENANCE_POLL_IMAP

@@ -1,8 +1,10 @@
 """Email reception: poll the IMAP mailbox (thin; logic in shared/providers/email/imap.py).
 
-The scheduler calls `clinicq.maintenance.poll_imap` every tick. A poll that
-overlaps a running one returns at once (the mailbox row is locked), and an
-unreachable server is simply tried again at the next tick — no retry storm.
+The scheduler publishes `clinicq.maintenance.poll_imap` every
+SCHEDULER_MAINTENANCE_SECONDS when IMAP_HOST is set (scheduler/service.py);
+this is the only place the mailbox is read from. A poll that overlaps a
+running one returns at once (the mailbox row is locked), and an unreachable
+server is simply tried again at the next interval — no retry storm.
 """
 
 from __future__ import annotations
