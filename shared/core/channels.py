@@ -50,6 +50,14 @@ class RateLimit:
     burst_setting: str
     per_recipient: bool = False
 
+    @classmethod
+    def named(cls, key: str, per_recipient: bool = False) -> RateLimit:
+        """The limit whose settings follow the convention:
+        RATE_LIMIT_<KEY> and RATE_LIMIT_<KEY>_BURST ("whatsapp-pair" →
+        RATE_LIMIT_WHATSAPP_PAIR)."""
+        setting = "RATE_LIMIT_" + key.upper().replace("-", "_")
+        return cls(key, setting, setting + "_BURST", per_recipient)
+
 
 @dataclass(frozen=True)
 class ProviderRequirement:
@@ -124,7 +132,7 @@ CHANNELS: tuple[Channel, ...] = (
         name="email",
         label="email",
         address_kind=IdentityKind.EMAIL.value,
-        rate_limits=(RateLimit("email", "RATE_LIMIT_EMAIL", "RATE_LIMIT_EMAIL_BURST"),),
+        rate_limits=(RateLimit.named("email"),),
         cost_setting="COST_ESTIMATE_EMAIL",
         providers=MappingProxyType({"": ProviderRequirement("smtp", ("SMTP_HOST",))}),
     ),
@@ -132,7 +140,7 @@ CHANNELS: tuple[Channel, ...] = (
         name="sms",
         label="SMS",
         address_kind=IdentityKind.PHONE.value,
-        rate_limits=(RateLimit("sms", "RATE_LIMIT_SMS", "RATE_LIMIT_SMS_BURST"),),
+        rate_limits=(RateLimit.named("sms"),),
         cost_setting="COST_ESTIMATE_SMS",
         providers=MappingProxyType(
             {"": ProviderRequirement("twilio_sms", (*_TWILIO, "TWILIO_PHONE_NUMBER"))}
@@ -144,14 +152,9 @@ CHANNELS: tuple[Channel, ...] = (
         # A phone identity; the Meta provider turns it into a wa_id when sending.
         address_kind=IdentityKind.PHONE.value,
         rate_limits=(
-            RateLimit("whatsapp", "RATE_LIMIT_WHATSAPP", "RATE_LIMIT_WHATSAPP_BURST"),
+            RateLimit.named("whatsapp"),
             # Meta's pair rate limit: one sender to one recipient.
-            RateLimit(
-                "whatsapp-pair",
-                "RATE_LIMIT_WHATSAPP_PAIR",
-                "RATE_LIMIT_WHATSAPP_PAIR_BURST",
-                per_recipient=True,
-            ),
+            RateLimit.named("whatsapp-pair", per_recipient=True),
         ),
         cost_setting="COST_ESTIMATE_WHATSAPP",
         provider_setting="WHATSAPP_PROVIDER",

@@ -46,7 +46,7 @@ PIGEON = Channel(
     name="pigeon",
     label="pigeon",
     address_kind=IdentityKind.PHONE.value,
-    rate_limits=(RateLimit("pigeon", "RATE_LIMIT_PIGEON", "RATE_LIMIT_PIGEON_BURST"),),
+    rate_limits=(RateLimit.named("pigeon"),),
     cost_setting="COST_ESTIMATE_PIGEON",
     providers=MappingProxyType(
         {"": ProviderRequirement("pigeon_provider", ("PIGEON_API_KEY",))}
