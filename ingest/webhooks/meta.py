@@ -20,7 +20,7 @@ from ingest.errors import error
 from ingest.webhooks.publish import publish_inbound_message, publish_status_update
 from shared.core.payloads import PayloadError
 from shared.providers.meta.inbound import parse_meta_webhook
-from shared.providers.signatures import verify_meta_signature
+from shared.providers.meta.signature import verify_meta_signature
 
 log = logging.getLogger(__name__)
 bp = Blueprint("meta_webhook", __name__)

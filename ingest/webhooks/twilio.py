@@ -16,8 +16,8 @@ from flask import Blueprint, Response, current_app, request
 from ingest.errors import error
 from ingest.webhooks.publish import publish_inbound_message
 from shared.core.payloads import PayloadError
-from shared.providers.signatures import public_url, verify_twilio_signature
 from shared.providers.twilio.inbound import parse_twilio_inbound
+from shared.providers.twilio.signature import public_url, verify_twilio_signature
 
 log = logging.getLogger(__name__)
 bp = Blueprint("twilio_inbound", __name__)

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, request
 from ingest.errors import error
 from shared.core.taskqueue import idempotency_redis_key
 from shared.core.validation import is_storable, repair_status_event
-from shared.providers.signatures import public_url, verify_twilio_signature
+from shared.providers.twilio.signature import public_url, verify_twilio_signature
 
 log = logging.getLogger(__name__)
 bp = Blueprint("provider_status", __name__)
