@@ -1,10 +1,10 @@
 """`GET|POST /webhooks/meta`: the WhatsApp Cloud API webhook.
 
 GET is Meta's subscription handshake. POST verifies `X-Hub-Signature-256`
-over the raw bytes, parses (pure) the batch and enqueues one task per inbound
-message (deduplicated on the wamid) and one `clinicq.inbound.status_update`
-per status (deduplicated on wamid + status), then answers 200 at once: Meta
-retries anything else for days.
+over the raw bytes, parses the batch (shared/providers/meta/inbound.py) and
+enqueues one task per inbound message (deduplicated on the wamid) and one
+`clinicq.inbound.status_update` per status (deduplicated on wamid + status),
+then answers 200 at once: Meta retries anything else for days.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from flask import Blueprint, Response, current_app, request
 
 from ingest.errors import error
 from ingest.webhooks.publish import publish_inbound_message, publish_status_update
-from shared.core.payloads import PayloadError
 from shared.providers.meta.inbound import parse_meta_webhook
 from shared.providers.meta.signature import verify_meta_signature
 
@@ -56,10 +55,8 @@ def receive_meta() -> Any:
     raw = request.get_data(cache=False)  # bounded → 413
     if not verify_meta_signature(settings.META_APP_SECRET, raw, header):
         return error(403, "invalid Meta signature", "X-Hub-Signature-256")
-    try:
-        batch = parse_meta_webhook(raw, settings)
-    except PayloadError as exc:
-        return error(400, exc.message, exc.field)
+    # A malformed envelope is a FieldError: a 400 naming the field (ingest/errors.py).
+    batch = parse_meta_webhook(raw, settings)
 
     duplicates = 0
     try:
