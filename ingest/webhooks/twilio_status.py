@@ -19,13 +19,13 @@ from flask import Blueprint, Response, current_app, request
 from ingest.errors import error
 from shared.core.taskqueue import INBOUND_STATUS_UPDATE, idempotency_redis_key
 from shared.providers.twilio.signature import public_url, verify_twilio_signature
-from shared.providers.twilio.status import parse_status_callback
+from shared.providers.twilio.status import STATUS_CALLBACK_PATH, parse_status_callback
 
 log = logging.getLogger(__name__)
 bp = Blueprint("provider_status", __name__)
 
 
-@bp.post("/webhooks/twilio/status")
+@bp.post(STATUS_CALLBACK_PATH)
 def twilio_status() -> Any:
     settings = current_app.config["SETTINGS"]
     signature = request.headers.get("X-Twilio-Signature")

@@ -27,12 +27,13 @@ from shared.providers.base import (
     classify_http_status,
     parse_retry_after,
 )
+from shared.providers.meta import VENDOR
 
 
 class MetaWhatsAppProvider(Provider):
     name: ClassVar[str] = "meta_whatsapp"
     channel: ClassVar[str] = "whatsapp"
-    vendor: ClassVar[str] = "meta"
+    vendor: ClassVar[str] = VENDOR
 
     # PROVIDERS.md: the statuses of a status webhook's `statuses[]`.
     status_map: ClassVar[Mapping[str, MessageStatus]] = MappingProxyType(

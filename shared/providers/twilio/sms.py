@@ -31,19 +31,19 @@ from shared.providers.base import (
     classify_http_status,
     parse_retry_after,
 )
+from shared.providers.twilio import VENDOR
+from shared.providers.twilio.status import STATUS_CALLBACK_PATH
 
 if TYPE_CHECKING:
     from shared.providers.twilio._http import RedirectingHttpClient
 
 log = logging.getLogger(__name__)
 
-STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
-
 
 class TwilioSmsProvider(Provider):
     name: ClassVar[str] = "twilio_sms"
     channel: ClassVar[str] = "sms"
-    vendor: ClassVar[str] = "twilio"
+    vendor: ClassVar[str] = VENDOR
     can_lookup: ClassVar[bool] = True
     address_prefix: ClassVar[str] = ""
 

@@ -18,8 +18,10 @@ from typing import Any
 
 from shared.core.errors import FieldError
 from shared.core.validation import is_storable, repair_status_event
+from shared.providers.twilio import VENDOR
 
-VENDOR = "twilio"
+# Where our StatusCallback points (the providers build the URL, ingest serves it).
+STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 # A provider id is an exact key: one longer than the column is refused, never cut.
 SID_MAX = 128
 
