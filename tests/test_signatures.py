@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from shared.providers.signatures import (
-    meta_signature,
-    verify_meta_signature,
-    verify_twilio_signature,
-)
+from shared.providers.meta.signature import meta_signature, verify_meta_signature
+from shared.providers.twilio.signature import verify_twilio_signature
 
 TWILIO_PARAMS = {
     "CallSid": "CA1234567890ABCDE",

@@ -24,7 +24,7 @@ import orjson
 import pytest
 from twilio.request_validator import RequestValidator
 
-from shared.providers.signatures import meta_signature
+from shared.providers.meta.signature import meta_signature
 from tests.conftest import SIGNING_SECRET, dumps, seed_payload, sign_headers
 
 TWILIO_AUTH_TOKEN = "twilio-test-auth-token-0123456789"

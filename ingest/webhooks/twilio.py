@@ -1,8 +1,9 @@
 """`POST /webhooks/twilio`: inbound SMS and WhatsApp from Twilio.
 
 Verify `X-Twilio-Signature` (against PUBLIC_BASE_URL, the URL Twilio called)
-→ parse (pure) → enqueue once per MessageSid → empty TwiML. Nothing else, so
-Twilio gets its answer well inside its 15-second timeout.
+→ parse (shared/providers/twilio/inbound.py) → enqueue once per MessageSid →
+empty TwiML. Nothing else, so Twilio gets its answer well inside its
+15-second timeout.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from flask import Blueprint, Response, current_app, request
 
 from ingest.errors import error
 from ingest.webhooks.publish import publish_inbound_message
-from shared.core.payloads import PayloadError
-from shared.providers.signatures import public_url, verify_twilio_signature
 from shared.providers.twilio.inbound import parse_twilio_inbound
+from shared.providers.twilio.signature import public_url, verify_twilio_signature
 
 log = logging.getLogger(__name__)
 bp = Blueprint("twilio_inbound", __name__)
@@ -49,10 +49,9 @@ def receive_twilio() -> Any:
     mime = (request.content_type or "").split(";", 1)[0].strip().lower()
     if mime != "application/x-www-form-urlencoded":
         return error(400, "must be application/x-www-form-urlencoded", "Content-Type")
-    try:
-        payload = parse_twilio_inbound(form, settings)
-    except PayloadError as exc:
-        return error(400, exc.message, exc.field)
+    # A field that makes the message unusable is a FieldError: a 400 naming
+    # it (ingest/errors.py).
+    payload = parse_twilio_inbound(form, settings)
 
     try:
         created = publish_inbound_message(payload, "twilio", payload["provider_message_id"])

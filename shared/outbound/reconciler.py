@@ -23,12 +23,13 @@ are measured on the database clock (`now()`), which also stamps the claim,
 so a worker host whose clock is off cannot make a live send look abandoned.
 
 Decision for the uncertain ones:
-- providers that can look a message up (Twilio keeps every message it
-  accepted, queryable by recipient and sender): the match is exact — the
-  same recipient and the exact body this message sends (rendered again for a
-  template, cut where the provider cuts), and a provider id no other message
-  of ours holds. Found -> record its id and status (`sent`, or what Twilio
-  reports); not found -> it was never accepted, so back to `queued` and
+- providers that can look a message up (their class declares `can_lookup`:
+  Twilio keeps every message it accepted, queryable by recipient and
+  sender): the match is exact — the same recipient and the exact body this
+  message sends (rendered again for a template, cut where the provider
+  cuts), and a provider id no other message of ours holds. Found -> record
+  its id and status (`sent`, or what the provider reports, through its
+  `status_map`); not found -> it was never accepted, so back to `queued` and
   re-enqueued (a resend that cannot duplicate). When no exact match is
   possible (a WhatsApp Content template) it goes to an operator, as below;
 - providers that cannot (SMTP, Meta Cloud API): never resend blindly. The
@@ -57,14 +58,10 @@ from shared.core.db import session_scope
 from shared.core.models import Message, MessageEvent
 from shared.outbound.create import enqueue_send
 from shared.outbound.delivery import build_outgoing, has_pending_task
-from shared.outbound.status_updates import STATUS_MAP
-from shared.providers import provider_by_name
+from shared.providers import can_lookup, provider_by_name
 from shared.providers.base import CannotMatchExactly, PermanentError, Provider, ProviderError
 
 log = logging.getLogger(__name__)
-
-# Providers that can say whether they accepted a message.
-LOOKUP_PROVIDERS = frozenset({"twilio_sms", "twilio_whatsapp"})
 
 # Beyond a bound, before a row is judged: scheduling and clock jitter.
 _MARGIN_SECONDS = 2.0
@@ -171,7 +168,7 @@ def _settle_one(message_id: uuid.UUID, ages: dict[str, float], report: Reconcile
             if message.provider
             else None
         )
-        if message.provider in LOOKUP_PROVIDERS and provider is None:
+        if provider is None and message.provider and can_lookup(message.provider):
             # This process lacks the credentials to ask; another pass (or a
             # process configured for it) will. Never guess.
             report.lookup_errors.append(str(mid))
@@ -192,7 +189,7 @@ def _settle_one(message_id: uuid.UUID, ages: dict[str, float], report: Reconcile
                 return
         if provider is not None and match is not None:
             sid, provider_status = match
-            mapped = STATUS_MAP["twilio"].get((provider_status or "").lower())
+            mapped = provider.status_map.get((provider_status or "").lower())
             new_status = mapped.value if mapped is not None else "sent"
             try:
                 # A savepoint: a provider id taken by another row since the

@@ -2,11 +2,17 @@
 
 Contract (task `clinicq.inbound.status_update`, one dict argument):
 
-    {"provider": "twilio" | "meta", "provider_message_id": str,
+    {"provider": vendor, "provider_message_id": str,
      "our_message_id": str | None, "status": raw provider status,
      "error_code": str | None, "error_message": str | None,
      "price": str | None, "price_currency": str | None, "pricing": dict | None,
      "timestamp": iso str | None, "event_id": str (dedupe key), "raw": dict}
+
+`provider` is the vendor ("twilio", "meta": its package under
+shared/providers/). What its statuses mean, which providers' messages it may
+touch (the `provider` column holds a provider's name, e.g. `twilio_sms`) and
+which error codes say the recipient opted out are the vendor's providers'
+declarations, read through the registry: nothing here names a vendor.
 
 Rules (ARCHITECTURE rule 5): statuses only move forward (STATUS_RANK), a
 duplicate delivery (same `event_id`) changes nothing, and every accepted update
@@ -30,42 +36,12 @@ from shared.core.config import get_settings
 from shared.core.enums import STATUS_RANK, MessageStatus
 from shared.core.models import Message, MessageEvent, ProcessedEvent
 from shared.outbound.cost import reported_cost
+from shared.providers import VendorDeclarations, vendor_declarations
 
 log = logging.getLogger(__name__)
 
-# Provider families: the `provider` column holds the module name that sent it.
-PROVIDER_FAMILIES = {
-    "twilio": ("twilio_sms", "twilio_whatsapp"),
-    "meta": ("meta_whatsapp",),
-}
-
-# Raw provider vocabulary -> ours. Twilio's queued/accepted/sending mean "the
-# provider has it", which is our `sent` (handed over); they never move a
-# message back from delivered because of the rank check.
-STATUS_MAP: dict[str, dict[str, MessageStatus]] = {
-    "twilio": {
-        "accepted": MessageStatus.SENT,
-        "scheduled": MessageStatus.SENT,
-        "queued": MessageStatus.SENT,
-        "sending": MessageStatus.SENT,
-        "sent": MessageStatus.SENT,
-        "delivered": MessageStatus.DELIVERED,
-        "read": MessageStatus.READ,
-        "undelivered": MessageStatus.FAILED,
-        "failed": MessageStatus.FAILED,
-        "canceled": MessageStatus.FAILED,
-    },
-    "meta": {
-        "sent": MessageStatus.SENT,
-        "delivered": MessageStatus.DELIVERED,
-        "read": MessageStatus.READ,
-        "failed": MessageStatus.FAILED,
-    },
-}
-
 # Statuses a callback never changes: we decided not to send.
 _NOT_SENT = {MessageStatus.SKIPPED.value, MessageStatus.CANCELLED.value}
-_OPTED_OUT_CODES = {"21610"}
 
 _TIMESTAMP_COLUMN = {
     MessageStatus.SENT: "sent_at",
@@ -84,8 +60,9 @@ def _parse_ts(value: Any) -> datetime:
     return datetime.now(UTC)
 
 
-def _find_message(session: Session, update_: dict[str, Any]) -> Message | None:
-    provider = str(update_.get("provider"))
+def _find_message(
+    session: Session, update_: dict[str, Any], vendor: VendorDeclarations
+) -> Message | None:
     provider_id = update_.get("provider_message_id")
     our_id = update_.get("our_message_id")
     if our_id:
@@ -97,7 +74,7 @@ def _find_message(session: Session, update_: dict[str, Any]) -> Message | None:
         # mismatch is someone else's message (or a forged echo): ignore it.
         if message is not None and (
             message.provider_message_id in (None, provider_id)
-            and (message.provider is None or message.provider in PROVIDER_FAMILIES[provider])
+            and (message.provider is None or message.provider in vendor.providers)
         ):
             return message
     if provider_id:
@@ -105,7 +82,7 @@ def _find_message(session: Session, update_: dict[str, Any]) -> Message | None:
             select(Message)
             .where(
                 Message.provider_message_id == provider_id,
-                Message.provider.in_(PROVIDER_FAMILIES[provider]),
+                Message.provider.in_(vendor.providers),
             )
             .with_for_update()
         ).first()
@@ -119,13 +96,15 @@ def apply_status_update(session: Session, update_: dict[str, Any]) -> bool:
     transaction commits the dedupe record together with the change.
     """
     provider = update_.get("provider")
-    if provider not in PROVIDER_FAMILIES:
+    vendor = vendor_declarations(provider) if isinstance(provider, str) else None
+    # A vendor without a status vocabulary sends no status updates.
+    if vendor is None or not vendor.status_map:
         log.warning("status update from unknown provider ignored", extra={"provider": provider})
         return False
     raw_status = str(update_.get("status") or "").lower()
-    new_status = STATUS_MAP[provider].get(raw_status)
+    new_status = vendor.status_map.get(raw_status)
 
-    message = _find_message(session, update_)
+    message = _find_message(session, update_, vendor)
     if message is None:
         log.info(
             "status update for unknown message ignored",
@@ -192,6 +171,7 @@ def apply_status_update(session: Session, update_: dict[str, Any]) -> bool:
             payload=update_.get("raw") or {},
         )
     )
-    if str(update_.get("error_code") or "") in _OPTED_OUT_CODES and message.contact_id is not None:
-        record_opt_out(session, message.contact_id, message.channel, None, f"{provider}:21610")
+    code = str(update_.get("error_code") or "")
+    if code in vendor.opted_out_codes and message.contact_id is not None:
+        record_opt_out(session, message.contact_id, message.channel, None, f"{provider}:{code}")
     return moved

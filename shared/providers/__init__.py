@@ -9,17 +9,29 @@ provider, which fails every message with the missing variables as its reason
 worker for one queue never imports the others' SDKs. `describe_channels` is
 what the supervisor and `clinicq channels` print; `channel_states` is what
 /readyz reports.
+
+What a provider declares (class attributes, shared/providers/base.py) is read
+here by name, so the delivery engine names no vendor: `vendor_declarations`
+(a vendor's providers, status vocabulary and opted-out codes, for its status
+webhooks) imports only that vendor's package, and `can_lookup` only the named
+provider's module. A provider module imports its SDK when it is constructed,
+so reading declarations loads no SDK.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from shared.core.channels import CHANNEL_NAMES, provider_requirement, required_settings_by_provider
 from shared.core.config import Settings
 
 if TYPE_CHECKING:
+    from shared.core.enums import MessageStatus
     from shared.providers.base import Provider
 
 # name -> "module:Class"
@@ -44,6 +56,51 @@ _MISSING = required_settings_by_provider()
 def provider_class(name: str) -> type[Provider]:
     module, _, cls = PROVIDERS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def can_lookup(name: str) -> bool:
+    """Whether the named provider can say if it accepted a message (the
+    reconciler asks it rather than guess), read from its class."""
+    return name in PROVIDERS and provider_class(name).can_lookup
+
+
+@dataclass(frozen=True)
+class VendorDeclarations:
+    """What a vendor's providers declare, for its status webhooks."""
+
+    vendor: str
+    providers: tuple[str, ...]  # the names messages.provider holds
+    status_map: Mapping[str, MessageStatus]
+    opted_out_codes: frozenset[str]
+
+
+def vendor_package(name: str) -> str:
+    """The vendor package a provider's module is in, from its registry entry
+    without importing it: "twilio" for shared.providers.twilio.sms, "" for
+    the stand-ins (modules directly under shared/providers/)."""
+    module = PROVIDERS[name].partition(":")[0]
+    return module.removeprefix(f"{__name__}.").rpartition(".")[0]
+
+
+@functools.lru_cache(maxsize=16)
+def vendor_declarations(vendor: str) -> VendorDeclarations:
+    """The providers in shared/providers/<vendor>/ and their declarations
+    together; only that package is imported. An unknown vendor has no
+    providers and an empty status map."""
+    classes = [
+        provider_class(name) for name in PROVIDERS if vendor and vendor_package(name) == vendor
+    ]
+    status_map: dict[str, MessageStatus] = {}
+    opted_out: frozenset[str] = frozenset()
+    for cls in classes:
+        status_map.update(cls.status_map)
+        opted_out |= cls.opted_out_codes
+    return VendorDeclarations(
+        vendor,
+        tuple(cls.name for cls in classes),
+        MappingProxyType(status_map),
+        opted_out,
+    )
 
 
 def live_provider_name(channel: str, settings: Settings) -> str:

@@ -1,7 +1,12 @@
 """The provider interface and the two error classes (STYLE patterns 1-2).
 
-A provider sends one message and, where it has webhooks, verifies and parses
-them. The base owns the single HTTP call: transport failures become
+A provider sends one message; its vendor's package (shared/providers/<vendor>/)
+verifies and parses the vendor's webhooks. What the rest of clinicq needs to
+know about a provider it declares as class attributes, read through the
+registry (shared/providers/__init__.py) by name: its vendor, its status
+vocabulary, its error codes and whether it can look a message up.
+
+The base owns the single HTTP call: transport failures become
 `RetryableError` when the request never left (connect error/timeout) and
 `RequestMayHaveLeft` when it did (read timeout, connection dropped mid-answer):
 that one is neither safe to retry nor a failure — the message goes `unknown`
@@ -13,15 +18,18 @@ from __future__ import annotations
 
 import email.utils
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
 
 from shared.core.config import Settings
+from shared.core.enums import MessageStatus
 from shared.core.errors import ClinicqError
 
 log = logging.getLogger(__name__)
@@ -132,6 +140,17 @@ class Provider:
 
     name: ClassVar[str] = "base"
     channel: ClassVar[str] = ""
+    # The package it lives in (shared/providers/<vendor>/), which is also the
+    # `provider` its webhooks' status updates carry; "" for the stand-ins.
+    vendor: ClassVar[str] = ""
+    # The vendor's message statuses (lower case) -> ours, for its status
+    # webhooks and lookups; a status not listed moves nothing.
+    status_map: ClassVar[Mapping[str, MessageStatus]] = MappingProxyType({})
+    # The vendor's error codes (PROVIDERS.md): retried, failed for good, and
+    # failed for good because the recipient opted out (which records the opt-out).
+    retryable_codes: ClassVar[frozenset[str]] = frozenset()
+    permanent_codes: ClassVar[frozenset[str]] = frozenset()
+    opted_out_codes: ClassVar[frozenset[str]] = frozenset()
     # True when `lookup` can tell whether an uncertain send was accepted.
     can_lookup: ClassVar[bool] = False
 

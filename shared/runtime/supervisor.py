@@ -30,11 +30,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from shared.core.channels import INBOUND_QUEUE
 from shared.core.channels import QUEUES as ALL_QUEUES
 from shared.core.config import ConfigError, Settings, load_settings
+from shared.providers import describe_channels
 from shared.runtime.runfile import remove_run_file, write_run_file
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root
@@ -338,27 +338,10 @@ def sample_curl(settings: Settings, python: str = sys.executable) -> str:
 
 def channel_lines(settings: Settings) -> list[str]:
     """Which channels are live and which go to the outbox provider."""
-    import importlib
-
-    describe_channels = None
-    for module in ("shared.providers.registry", "shared.providers"):
-        try:
-            describe_channels = getattr(importlib.import_module(module), "describe_channels", None)
-        except ImportError:
-            continue
-        if describe_channels is not None:
-            break
-    if describe_channels is None:
-        return []
     try:
-        described: Any = describe_channels(settings)
+        return describe_channels(settings)
     except Exception as exc:  # noqa: BLE001 - the banner must not stop start-up
         return [f"(could not describe channels: {type(exc).__name__}: {exc})"]
-    if isinstance(described, dict):
-        return [f"{name}: {value}" for name, value in described.items()]
-    if isinstance(described, list | tuple):
-        return [str(item) for item in described]
-    return str(described).splitlines()
 
 
 def create_key_command(python: str = sys.executable) -> str:

@@ -38,6 +38,7 @@ def safe_header(name: str, value: str) -> str:
 class SmtpProvider(Provider):
     name: ClassVar[str] = "smtp"
     channel: ClassVar[str] = "email"
+    vendor: ClassVar[str] = "email"
 
     def __init__(self, settings: Settings, ssl_context: ssl.SSLContext | None = None):
         super().__init__(settings)

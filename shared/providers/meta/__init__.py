@@ -1,1 +1,5 @@
-"""Meta WhatsApp Cloud API: sending and inbound webhook parsing."""
+"""Meta WhatsApp Cloud API: sending, inbound webhook parsing and signature."""
+
+# The vendor's name on what its webhooks produce (`provider`, `source`) and on
+# its provider class (`vendor`).
+VENDOR = "meta"

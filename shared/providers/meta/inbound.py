@@ -1,5 +1,6 @@
 """Meta WhatsApp Cloud API webhook bodies → inbound task payloads and status
-events. Pure: no database, no network.
+events. Pure: no database, no network. A status event carries Meta's status
+word as sent; what it means to us is `MetaWhatsAppProvider.status_map`.
 
 One request may batch several entries, each with several changes, each with
 messages and/or statuses (PROVIDERS.md). A body whose structure is wrong is a
@@ -30,13 +31,10 @@ from shared.core.enums import Channel
 from shared.core.identity import InvalidIdentifier, normalize_phone
 from shared.core.payloads import NAME_MAX, PayloadError, parse_json_object
 from shared.core.validation import is_storable, repair_inbound_payload, repair_status_event
+from shared.providers.meta import VENDOR
 
-PROVIDER = "meta"
 WAMID_MAX = 128  # messages.provider_message_id
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
-# Meta's own vocabulary → ours (the delivery engine maps these onto
-# MessageStatus); anything else is passed through for it to judge.
-STATUS_VALUES = ("sent", "delivered", "read", "failed", "deleted", "warning")
 RAW_MAX_BYTES = 8 * 1024
 
 
@@ -196,12 +194,12 @@ def _message_payload(
             "metadata": metadata,
         },
         "received_at": received_at,
-        "source": PROVIDER,
+        "source": VENDOR,
         # Meta signed the request; WhatsApp delivered it from this number.
-        "attested": [{"kind": "phone", "value": phone, "via": PROVIDER}],
-        "provider": PROVIDER,
+        "attested": [{"kind": "phone", "value": phone, "via": VENDOR}],
+        "provider": VENDOR,
         "provider_message_id": wamid,
-        "idempotency_key": f"{PROVIDER}:{wamid}",
+        "idempotency_key": f"{VENDOR}:{wamid}",
     })
 
 
@@ -221,7 +219,7 @@ def _status_event(status: dict[str, Any]) -> dict[str, Any] | str:
     if _json_size(status) > RAW_MAX_BYTES:
         raw = {k: status.get(k) for k in ("id", "status", "timestamp", "errors")}
     return repair_status_event({
-        "provider": PROVIDER,
+        "provider": VENDOR,
         "provider_message_id": wamid,
         "our_message_id": _str(status.get("biz_opaque_callback_data"), 512),
         "status": value.lower(),

@@ -7,11 +7,14 @@ webhooks, so a status finds its row even if we never recorded the wamid.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import requests
 
 from shared.core.config import Settings
+from shared.core.enums import MessageStatus
 from shared.core.identity import whatsapp_wa_id
 from shared.providers.base import (
     OutgoingMessage,
@@ -24,18 +27,31 @@ from shared.providers.base import (
     classify_http_status,
     parse_retry_after,
 )
-
-# PROVIDERS.md: Meta error codes.
-RETRYABLE_CODES = frozenset({"130429", "131056", "131000", "1", "2", "4", "80007", "133004"})
-PERMANENT_CODES = frozenset(
-    {"131047", "131026", "131049", "131051", "131052", "131053", "100", "190", "10", "200"}
-    | {str(code) for code in range(132000, 132016)}
-)
+from shared.providers.meta import VENDOR
 
 
 class MetaWhatsAppProvider(Provider):
     name: ClassVar[str] = "meta_whatsapp"
     channel: ClassVar[str] = "whatsapp"
+    vendor: ClassVar[str] = VENDOR
+
+    # PROVIDERS.md: the statuses of a status webhook's `statuses[]`.
+    status_map: ClassVar[Mapping[str, MessageStatus]] = MappingProxyType(
+        {
+            "sent": MessageStatus.SENT,
+            "delivered": MessageStatus.DELIVERED,
+            "read": MessageStatus.READ,
+            "failed": MessageStatus.FAILED,
+        }
+    )
+    # PROVIDERS.md: Meta error codes. It lists none for an opted-out recipient.
+    retryable_codes: ClassVar[frozenset[str]] = frozenset(
+        {"130429", "131056", "131000", "1", "2", "4", "80007", "133004"}
+    )
+    permanent_codes: ClassVar[frozenset[str]] = frozenset(
+        {"131047", "131026", "131049", "131051", "131052", "131053", "100", "190", "10", "200"}
+        | {str(code) for code in range(132000, 132016)}
+    )
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
@@ -118,8 +134,9 @@ class MetaWhatsAppProvider(Provider):
             code,
             retry_after,
             f"meta {response.status_code}: {text}",
-            RETRYABLE_CODES,
-            PERMANENT_CODES,
+            self.retryable_codes,
+            self.permanent_codes,
+            self.opted_out_codes,
         )
         if isinstance(error, RetryableError) and code == "131056" and error.retry_after is None:
             error.retry_after = 6.0  # pair rate limit: about one message per 6 s

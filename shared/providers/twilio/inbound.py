@@ -22,8 +22,8 @@ from shared.core.enums import Channel
 from shared.core.identity import InvalidIdentifier, normalize_phone
 from shared.core.payloads import NAME_MAX, PayloadError
 from shared.core.validation import repair_inbound_payload
+from shared.providers.twilio import VENDOR
 
-PROVIDER = "twilio"
 # SM…/MM… (messages), 32 hex digits after the two-letter prefix.
 _SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
 # Twilio allows at most 10 media per message.
@@ -140,10 +140,10 @@ def parse_twilio_inbound(
         "contact": contact,
         "message": {"text": body, "timestamp": None, "metadata": metadata},
         "received_at": (now or datetime.now(UTC)).isoformat(),
-        "source": PROVIDER,
+        "source": VENDOR,
         # Twilio signed the request and its carrier delivered from this number.
-        "attested": [{"kind": "phone", "value": phone, "via": PROVIDER}],
-        "provider": PROVIDER,
+        "attested": [{"kind": "phone", "value": phone, "via": VENDOR}],
+        "provider": VENDOR,
         "provider_message_id": sid,
-        "idempotency_key": f"{PROVIDER}:{sid}",
+        "idempotency_key": f"{VENDOR}:{sid}",
     })
