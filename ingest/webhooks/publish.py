@@ -8,10 +8,8 @@ from typing import Any
 
 from flask import current_app
 
-from shared.core.taskqueue import idempotency_redis_key
-
-INBOUND_TASK = "clinicq.inbound.process"
-STATUS_TASK = "clinicq.inbound.status_update"
+from shared.core.channels import INBOUND_QUEUE
+from shared.core.taskqueue import INBOUND_PROCESS, INBOUND_STATUS_UPDATE, idempotency_redis_key
 
 
 def publish_inbound_message(payload: dict[str, Any], scope: str, provider_id: str) -> bool:
@@ -24,9 +22,9 @@ def publish_inbound_message(payload: dict[str, Any], scope: str, provider_id: st
     message_id = str(uuid.uuid4())
     payload["message_id"] = message_id
     _, created = current_app.config["PUBLISHER"]().publish(
-        INBOUND_TASK,
+        INBOUND_PROCESS,
         [message_id, payload],
-        queue="inbound",
+        queue=INBOUND_QUEUE.name,
         message_id=message_id,
         idempotency_key=idempotency_redis_key(scope, provider_id),
         idempotency_ttl=settings.IDEMPOTENCY_TTL_SECONDS,
@@ -41,9 +39,9 @@ def publish_status_update(event: dict[str, Any], scope: str, event_key: str) -> 
     settings = current_app.config["SETTINGS"]
     task_id = str(uuid.uuid4())
     _, created = current_app.config["PUBLISHER"]().publish(
-        STATUS_TASK,
+        INBOUND_STATUS_UPDATE,
         [event],
-        queue="inbound",
+        queue=INBOUND_QUEUE.name,
         message_id=task_id,
         idempotency_key=idempotency_redis_key(scope, event_key),
         idempotency_ttl=settings.IDEMPOTENCY_TTL_SECONDS,

@@ -34,7 +34,8 @@ Handler = Callable[[Session, ReactionContext], None]
 #   replies that act (confirm / reschedule / opt-out)    — shared/inbound/replies.py
 #   triage, automations, agent alerts, inbox bridge       — shared/inbound/automations.py
 HANDLER_PATHS: list[str] = [
-    "shared.inbound.replies:handle_reply",  # first: a command (confirm/reschedule/opt-out) consumes the message
+    # First: a command (confirm / reschedule / opt-out) consumes the message.
+    "shared.inbound.replies:handle_reply",
     "shared.inbound.automations:run_automations",
 ]
 
