@@ -25,6 +25,8 @@ Order inside `deliver`, and why:
 
 `deliver` never sleeps: waits come back as `DeliveryOutcome.retry_in` and the
 Celery task re-queues itself with that countdown (workers/tasks/send.py).
+The statements of the read, the claim and the outcome, and what their shape
+saves, are in shared/outbound/_sql.py.
 """
 
 from __future__ import annotations
@@ -38,22 +40,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import redis
-from sqlalchemy import Table, Text, bindparam, func, literal, or_, select, update
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.engine import Connection
+from sqlalchemy import Text, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from shared.contacts.optouts import is_opted_out, record_opt_out
 from shared.core.channels import CHANNELS
 from shared.core.config import Settings, get_settings
 from shared.core.db import get_engine, session_scope
-from shared.core.enums import OPT_OUT_ALL, ConversationStatus, MessageStatus
-from shared.core.models import Conversation, Message, MessageEvent, OptOut
+from shared.core.enums import ConversationStatus, MessageStatus
+from shared.core.models import Conversation, Message, MessageEvent
 from shared.core.pii import redact
+from shared.outbound import _sql
 from shared.outbound.cost import estimated_cost
 from shared.outbound.ratelimit import RateLimiter, limits_for
 from shared.providers import provider_for
@@ -171,7 +171,7 @@ def _transition(
             return False
         from_status = str(current)
     return (
-        _update_with_event(
+        _sql.update_with_event(
             session,
             update(Message)
             .where(Message.id == message_id, Message.status == from_status)
@@ -184,129 +184,6 @@ def _transition(
         )
         is not None
     )
-
-
-def _update_with_event(
-    session: Session | Connection,
-    statement: Any,
-    event: str,
-    status_from: str,
-    status_to: str,
-    detail: Any,
-    payload: dict[str, Any] | None = None,
-) -> int | None:
-    """Run a conditional UPDATE of one message and, only if it matched, insert
-    its event, in ONE statement (a data-modifying CTE). `detail` is an SQL
-    expression over the updated row's columns (`Message` columns are usable:
-    they refer to the updated row). Returns the row's `attempts` after the
-    update, or None if the row did not match."""
-    return session.scalar(
-        _with_event(statement, event, status_from, status_to, detail, literal(payload, JSONB))
-    )
-
-
-def _with_event(
-    statement: Any, event: str, status_from: str, status_to: str, detail: Any, payload: Any
-) -> Any:
-    changed = statement.returning(Message.id, Message.attempts).cte("changed")
-    detail = _adapt_to(detail, changed)
-    events = (
-        insert(cast(Table, MessageEvent.__table__))
-        .from_select(
-            ["message_id", "event", "status_from", "status_to", "detail", "payload"],
-            select(
-                changed.c.id,
-                literal(event),
-                literal(status_from),
-                literal(status_to),
-                detail,
-                payload,
-            ),
-        )
-        .cte("changed_event")
-    )
-    return select(changed.c.attempts).add_cte(events)
-
-
-def _param(column: str) -> Any:
-    """A named parameter typed as the `messages` column (names prefixed: the
-    column names themselves are reserved for the SET clause)."""
-    return bindparam(f"p_{column}", type_=Message.__table__.c[column].type)
-
-
-# The two statements every send runs, built once per process (building and
-# cache-keying a CTE statement costs about a millisecond of CPU each time).
-@functools.cache
-def _claim_statement() -> Any:
-    return _with_event(
-        update(Message)
-        .where(Message.id == _param("id"), Message.status == MessageStatus.QUEUED.value)
-        .values(
-            status="sending",
-            attempts=Message.attempts + 1,
-            provider=_param("provider"),
-            # The database clock: the reconciler ages claims on it.
-            updated_at=func.now(),
-        ),
-        "claimed",
-        "queued",
-        "sending",
-        func.concat("attempt ", Message.attempts, " via ", _param("provider")),
-        literal(None, JSONB),
-    )
-
-
-_MESSAGES = cast(Table, Message.__table__)
-# (attribute, column) of every mapped column: `metadata_` is column "metadata".
-_MESSAGE_ATTRIBUTES = tuple(
-    (prop.key, prop.columns[0].name) for prop in sa_inspect(Message).column_attrs
-)
-
-
-@functools.cache
-def _read_statement() -> Any:
-    """The message's columns and whether its contact opted out of its channel
-    (or of all), as a Core statement (see `_message_from_row`)."""
-    messages = _MESSAGES
-    return select(
-        messages,
-        select(OptOut.id)
-        .where(
-            OptOut.contact_id == messages.c.contact_id,
-            OptOut.revoked_at.is_(None),
-            or_(OptOut.channel == messages.c.channel, OptOut.channel == OPT_OUT_ALL),
-        )
-        .exists()
-        .label("p_opted_out"),
-    ).where(messages.c.id == bindparam("p_id"))
-
-
-def _message_from_row(row: Any) -> tuple[Message, bool]:
-    """A detached `Message` with the row's values (what the pre-send checks
-    and `build_outgoing` read), and the opt-out flag."""
-    values = row._mapping
-    message = Message(**{attr: values[column] for attr, column in _MESSAGE_ATTRIBUTES})
-    return message, bool(values["p_opted_out"])
-
-
-@functools.cache
-def _sent_statement(status: str, columns: tuple[str, ...]) -> Any:
-    return _with_event(
-        update(Message)
-        .where(Message.id == _param("id"), Message.status == "sending")
-        .values(status=status, **{c: _param(c) for c in columns}),
-        status,
-        "sending",
-        status,
-        bindparam("p_detail", type_=Text),
-        bindparam("p_payload", type_=JSONB),
-    )
-
-
-def _adapt_to(expression: Any, changed: Any) -> Any:
-    from sqlalchemy.sql.util import ClauseAdapter
-
-    return ClauseAdapter(changed).traverse(expression)
 
 
 def skip_reason(session: Session, message: Message, opted_out: bool | None = None) -> str | None:
@@ -442,8 +319,8 @@ def deliver(
         Session(bind=conn) as session,
     ):
         # The row and its contact's opt-out in one statement.
-        found = conn.execute(_read_statement(), {"p_id": mid}).first()
-        message, opted_out = _message_from_row(found) if found is not None else (None, None)
+        found = conn.execute(_sql.read_statement(), {"p_id": mid}).first()
+        message, opted_out = _sql.message_from_row(found) if found is not None else (None, None)
         if message is None:
             log.warning(
                 "send task for a message that does not exist", extra={"message_id": message_id}
@@ -497,7 +374,7 @@ def deliver(
                 return _come_back(settings, max(wait, _DUE))
         # Claim and its event in one statement, committed at once.
         attempts = conn.scalar(
-            _claim_statement(),
+            _sql.claim_statement(),
             {"p_id": mid, "p_provider": provider.name},
         )
         if attempts is None:
@@ -596,7 +473,7 @@ def record_sent(
     with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         columns = {"updated_at": datetime.now(UTC), **values}
         updated = conn.scalar(
-            _sent_statement(status, tuple(columns)),
+            _sql.sent_statement(status, tuple(columns)),
             {
                 "p_id": mid,
                 "p_detail": detail,
