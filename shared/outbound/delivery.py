@@ -44,6 +44,7 @@ from typing import Any
 
 import redis
 from sqlalchemy import Text, func, literal, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared.contacts.optouts import is_opted_out, record_opt_out
@@ -280,108 +281,166 @@ def _come_back(settings: Settings, delay: float) -> DeliveryOutcome:
 def deliver(
     message_id: str, channel: str, reserved: bool = False, not_before: float | None = None
 ) -> DeliveryOutcome:
-    """Send message `message_id` once. See the module docstring."""
+    """Send message `message_id` once: read → pre-send checks → admit → claim
+    → send. See the module docstring."""
     settings = get_settings()
     mid = uuid.UUID(message_id)
-
-    # Not yet: a rate-limit slot or a provider's Retry-After further away than
-    # our longest countdown. Hop without touching the database.
-    if not_before is not None and time.time() < not_before - 0.005:
-        wait = min(not_before - time.time(), _longest_countdown(settings))
-        return DeliveryOutcome("queued", wait, {"not_before": not_before, "reserved": reserved})
-
-    limiter = rate_limiter(settings)
-    admitted = False
-    sender_provider = provider_for(channel, settings)
-    # A provider that refuses everything (an unconfigured channel) fails the
-    # message below without waiting for a rate-limit slot.
-    if not reserved and channel in _SENDER_ONLY_LIMITS and sender_provider.refusal() is None:
-        # Email and SMS are limited per sender only: take the next slot before
-        # any database work, so a backlog's first pass costs one Redis call
-        # per message. (WhatsApp's pair limit needs the recipient, below.)
-        # When the slot is now, the same call also admits the send: an idle
-        # sender's message costs one Redis round trip, not two.
-        delay, admitted, _ = limiter.schedule_and_admit(
-            limits_for(settings, channel, sender_provider.name, sender_provider.sender(), ""),
-            _DUE,
-        )
-        if delay > _DUE:
-            return _come_back(settings, delay)
-        reserved = True
+    early = _not_yet(settings, not_before, reserved)
+    if early is not None:
+        return early
+    slot = _Slot(reserved)
+    early = _reserve_sender_slot(settings, channel, slot)
+    if early is not None:
+        return early
 
     # No transaction: every write below is one statement, atomic on its own
     # (the claim and each transition carry their event in a CTE), and the
     # claim's `status = 'queued'` condition is what makes it exclusive. The
-    # hot statements run on the Core connection (an ORM execution costs about
-    # twice the CPU); the session, on the same connection, serves the checks.
+    # hot statements run on the Core connection (shared/outbound/_sql.py);
+    # the session, on the same connection, serves the checks.
     with (
         get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
         Session(bind=conn) as session,
     ):
-        # The row and its contact's opt-out in one statement.
-        found = conn.execute(_sql.read_statement(), {"p_id": mid}).first()
-        message, opted_out = _sql.message_from_row(found) if found is not None else (None, None)
-        if message is None:
-            log.warning(
-                "send task for a message that does not exist", extra={"message_id": message_id}
-            )
-            return DeliveryOutcome("missing")
-        if message.status != MessageStatus.QUEUED.value:
-            return DeliveryOutcome(message.status)  # claimed by another run, or settled
-        reason = skip_reason(session, message, opted_out)
-        if reason:
-            _transition(session, mid, "queued", "skipped", "skipped", reason, status_reason=reason)
-            return DeliveryOutcome("skipped")
-        provider = provider_for(message.channel, settings)
-        try:
-            refused = provider.refusal()
-            if refused is not None:
-                raise refused
-            outgoing = build_outgoing(session, message, settings)
-        except PermanentError as exc:
-            _transition(
-                session,
-                mid,
-                "queued",
-                "failed",
-                "failed",
-                str(exc),
-                error_code=exc.code,
-                status_reason=str(exc)[:1000],
-                provider=provider.name,
-            )
-            return DeliveryOutcome("failed")
-
-        limits = limits_for(
-            settings, message.channel, provider.name, provider.sender(), outgoing.to
-        )
-        if admitted and message.channel != channel:
-            admitted = False  # admitted on another channel's limits: ask again
-        if not reserved:
-            # First run: take this sender's next slot (and, if it is now,
-            # admission with it); come back then.
-            delay, admitted, _ = limiter.schedule_and_admit(limits, _DUE)
-            if delay > _DUE:
-                return _come_back(settings, delay)
-
-        # Admission (unless the slot was taken just now): the provider counts
-        # requests as they arrive, so the slower steps (reads, checks) come
-        # first. A late countdown that would exceed the cap asks again as
-        # soon as the sender conforms, keeping its turn; nothing was written.
-        if not admitted:
-            admitted, wait = limiter.admit(limits)
-            if not admitted:
-                return _come_back(settings, max(wait, _DUE))
-        # Claim and its event in one statement, committed at once.
-        attempts = conn.scalar(
-            _sql.claim_statement(),
-            {"p_id": mid, "p_provider": provider.name},
-        )
+        read = _read(conn, mid)
+        if isinstance(read, DeliveryOutcome):
+            return read
+        message, opted_out = read
+        checked = _check_before_send(session, mid, message, opted_out, settings)
+        if isinstance(checked, DeliveryOutcome):
+            return checked
+        provider, outgoing = checked
+        early = _admit(settings, slot, channel, message.channel, provider, outgoing)
+        if early is not None:
+            return early
+        attempts = conn.scalar(_sql.claim_statement(), {"p_id": mid, "p_provider": provider.name})
         if attempts is None:
             return DeliveryOutcome("claimed-elsewhere")
-    # Committed: from here a crash leaves `sending` for the reconciler.
+    # Claimed and committed: from here a crash leaves `sending` for the reconciler.
 
     return _send_and_record(provider, outgoing, mid, attempts, settings)
+
+
+@dataclass
+class _Slot:
+    """Where this run stands with the rate limiter."""
+
+    # A slot is reserved for this run (taken now, or the run came back at it).
+    reserved: bool
+    # Admitted already, on the sender limits of the task's channel.
+    admitted: bool = False
+
+
+def _not_yet(
+    settings: Settings, not_before: float | None, reserved: bool
+) -> DeliveryOutcome | None:
+    """A rate-limit slot or a provider's Retry-After further away than our
+    longest countdown: hop towards it without touching the database."""
+    if not_before is not None and time.time() < not_before - 0.005:
+        wait = min(not_before - time.time(), _longest_countdown(settings))
+        return DeliveryOutcome("queued", wait, {"not_before": not_before, "reserved": reserved})
+    return None
+
+
+def _reserve_sender_slot(settings: Settings, channel: str, slot: _Slot) -> DeliveryOutcome | None:
+    """Email and SMS are limited per sender only: take the next slot before
+    any database work, so a backlog's first pass costs one Redis call per
+    message (WhatsApp's pair limit needs the recipient: `_admit`). When the
+    slot is now, the same call also admits the send: an idle sender's message
+    costs one Redis round trip, not two. Returns the come-back outcome when
+    the slot is ahead."""
+    limiter = rate_limiter(settings)
+    sender_provider = provider_for(channel, settings)
+    # A provider that refuses everything (an unconfigured channel) fails the
+    # message later without waiting for a rate-limit slot.
+    if slot.reserved or channel not in _SENDER_ONLY_LIMITS or sender_provider.refusal() is not None:
+        return None
+    delay, slot.admitted, _ = limiter.schedule_and_admit(
+        limits_for(settings, channel, sender_provider.name, sender_provider.sender(), ""),
+        _DUE,
+    )
+    if delay > _DUE:
+        return _come_back(settings, delay)
+    slot.reserved = True
+    return None
+
+
+def _read(conn: Connection, mid: uuid.UUID) -> tuple[Message, bool] | DeliveryOutcome:
+    """The row and its contact's opt-out, in one statement; anything but a
+    `queued` row ends this run (claimed by another run, or settled)."""
+    found = conn.execute(_sql.read_statement(), {"p_id": mid}).first()
+    if found is None:
+        log.warning("send task for a message that does not exist", extra={"message_id": str(mid)})
+        return DeliveryOutcome("missing")
+    message, opted_out = _sql.message_from_row(found)
+    if message.status != MessageStatus.QUEUED.value:
+        return DeliveryOutcome(message.status)
+    return message, opted_out
+
+
+def _check_before_send(
+    session: Session, mid: uuid.UUID, message: Message, opted_out: bool, settings: Settings
+) -> tuple[Provider, OutgoingMessage] | DeliveryOutcome:
+    """Opt-out and the pre-send checks (the patient may have said SAIR since
+    the row was made), then the provider and the message it would send: a
+    skip or a permanent refusal settles the row here, before any claim."""
+    reason = skip_reason(session, message, opted_out)
+    if reason:
+        _transition(session, mid, "queued", "skipped", "skipped", reason, status_reason=reason)
+        return DeliveryOutcome("skipped")
+    provider = provider_for(message.channel, settings)
+    try:
+        refused = provider.refusal()
+        if refused is not None:
+            raise refused
+        outgoing = build_outgoing(session, message, settings)
+    except PermanentError as exc:
+        _transition(
+            session,
+            mid,
+            "queued",
+            "failed",
+            "failed",
+            str(exc),
+            error_code=exc.code,
+            status_reason=str(exc)[:1000],
+            provider=provider.name,
+        )
+        return DeliveryOutcome("failed")
+    return provider, outgoing
+
+
+def _admit(
+    settings: Settings,
+    slot: _Slot,
+    task_channel: str,
+    channel: str,
+    provider: Provider,
+    outgoing: OutgoingMessage,
+) -> DeliveryOutcome | None:
+    """Strict rate-limit admission for this sender (and recipient); the
+    come-back outcome when it must wait, None when admitted. Nothing is
+    written here."""
+    limiter = rate_limiter(settings)
+    limits = limits_for(settings, channel, provider.name, provider.sender(), outgoing.to)
+    admitted = slot.admitted
+    if admitted and channel != task_channel:
+        admitted = False  # admitted on another channel's limits: ask again
+    if not slot.reserved:
+        # First run: take this sender's next slot (and, if it is now,
+        # admission with it); come back then.
+        delay, admitted, _ = limiter.schedule_and_admit(limits, _DUE)
+        if delay > _DUE:
+            return _come_back(settings, delay)
+    # Admission (unless the slot was taken just now): the provider counts
+    # requests as they arrive, so the slower steps (reads, checks) come
+    # first. A late countdown that would exceed the cap asks again as
+    # soon as the sender conforms, keeping its turn; nothing was written.
+    if not admitted:
+        admitted, wait = limiter.admit(limits)
+        if not admitted:
+            return _come_back(settings, max(wait, _DUE))
+    return None
 
 
 def _send_and_record(
