@@ -1,7 +1,8 @@
 """Creating outbound messages: the row exists before any send (STYLE 6).
 
-This is the one entry point every producer uses — the REST API, the
-scheduler's reminders, automations, agent replies from the inbox bridge:
+This is the one entry point every producer uses — the REST API (its requests
+resolved by shared/outbound/api_messages.py), the scheduler's reminders,
+automations, agent replies from the inbox bridge:
 
     with session_scope() as s:
         mid = create_outbound_message(s, OutboundRequest(...))
@@ -23,9 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.contacts.optouts import is_opted_out
-from shared.core.channels import address_kind, is_channel, send_tasks
+from shared.core.channels import send_tasks
 from shared.core.enums import OPT_OUT_ALL, Direction, MessageStatus
-from shared.core.errors import FieldError
 from shared.core.models import Message, OptOut
 from shared.outbound import _sql
 
@@ -189,142 +189,3 @@ def enqueue_send(message_id: uuid.UUID | str, channel: str) -> None:
     from shared.core.taskqueue import send_task
 
     send_task(SEND_TASKS[channel], [str(message_id)], argsrepr=f"['{message_id}']")
-
-
-# --- the REST API's requests (ingest/api/messages.py) -------------------------
-
-
-class RecipientError(FieldError):
-    """The `to` of an API request cannot be resolved; `field` names it."""
-
-    def __init__(self, message: str, field: str = "to") -> None:
-        super().__init__(message, field)
-
-
-@dataclass
-class ApiMessage:
-    to: str  # contact id, phone or email
-    channel: str | None = None
-    text: str | None = None
-    subject: str | None = None
-    template: str | None = None
-    data: dict[str, Any] | None = None
-    idempotency_key: str | None = None
-    purpose: str = "patient"
-
-
-def resolve_api_message(
-    session: Session, msg: ApiMessage, create_contact: bool = True
-) -> OutboundRequest | None:
-    """Recipient, channel and rendered content of an API request.
-
-    Raises RecipientError or shared.core.templating.TemplateError (both → 400).
-    Only reads, except for a phone or email no contact has yet: that contact
-    is created (find-or-create, which needs a transaction), or with
-    `create_contact=False` None is returned and nothing is written.
-    """
-    from shared.contacts.directory import ContactDetails, contact_address, find_or_create_contact
-    from shared.core.enums import IdentityKind
-    from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
-    from shared.core.models import Contact
-    from shared.core.templating import render
-
-    contact_id: uuid.UUID | None = None
-    address: str | None = None
-    channel = msg.channel
-    known = False  # conversation_id and opted_out already read
-    conversation_id: uuid.UUID | None = None
-    opted_out: bool | None = None
-    try:
-        contact_id = uuid.UUID(msg.to)
-    except ValueError:
-        pass
-    if contact_id is not None:
-        contact = session.get(Contact, contact_id)
-        if contact is None or contact.erased_at is not None:
-            raise RecipientError("no contact with this id")
-        if contact.merged_into_id is not None:
-            contact_id = contact.merged_into_id
-            contact = session.get(Contact, contact_id)
-            assert contact is not None
-        if channel is None:
-            # The contact's preferred channel, else the one they last used.
-            for candidate in (contact.preferred_channel, contact.last_channel):
-                if candidate in SEND_TASKS:
-                    channel = candidate
-                    break
-        if channel is None:
-            channel = (
-                "email"
-                if contact_address(session, contact_id, "email")
-                and not (contact_address(session, contact_id, "phone"))
-                else "sms"
-            )
-        if not is_channel(channel):
-            raise RecipientError(f"unknown channel {channel!r}", "channel")
-        kind = address_kind(channel)
-        address = contact_address(session, contact_id, kind)
-        if address is None:
-            raise RecipientError(f"contact has no {kind} for channel {channel}")
-    else:
-        try:
-            if "@" in msg.to:
-                address, kind = normalize_email(msg.to), IdentityKind.EMAIL.value
-                channel = channel or "email"
-            else:
-                address, kind = normalize_phone(msg.to), IdentityKind.PHONE.value
-                channel = channel or "sms"
-        except InvalidIdentifier as exc:
-            raise RecipientError(f"not a contact id, phone or email: {exc}") from None
-        if not is_channel(channel):
-            raise RecipientError(f"unknown channel {channel!r}", "channel")
-        if address_kind(channel) != kind:
-            raise RecipientError(f"channel {channel} cannot send to this address")
-        # Usually a known patient: one indexed lookup. A new number or address
-        # (or a merged contact) takes the race-free find-or-create path.
-        # The same statement reads the active conversation and the opt-out.
-        found = (
-            _sql.core_connection(session)
-            .execute(_sql.known_recipient_statement(kind, channel), {"p_address": address})
-            .first()
-        )
-        if found is not None:
-            contact_id, conversation_id, opted_out = found[0], found[1], bool(found[2])
-            known = True
-        elif not create_contact:
-            return None
-        else:
-            contact_id = find_or_create_contact(
-                session,
-                # An API-key caller named this address: verified by it.
-                ContactDetails(
-                    identities=[(kind, address)], source="api", channel=channel
-                ).vouched_by("api"),
-            ).contact_id
-
-    text, subject = msg.text, msg.subject
-    if msg.template:
-        rendered = render(channel, msg.template, msg.data or {})
-        text, subject = rendered.text, subject or rendered.subject
-    if channel == "email" and not subject:
-        raise RecipientError("an email needs a subject (or a template)", "subject")
-
-    if not known and contact_id is not None:
-        extra = session.execute(
-            select(_sql.active_conversation(contact_id), _sql.opted_out(contact_id, channel))
-        ).one()
-        conversation_id, opted_out = extra[0], bool(extra[1])
-    return OutboundRequest(
-        channel=channel,
-        to_address=address,
-        contact_id=contact_id,
-        conversation_id=conversation_id,
-        text=text,
-        subject=subject,
-        template=msg.template,
-        template_data=msg.data if msg.template else None,
-        purpose=msg.purpose,
-        # Namespaced: API callers' keys cannot collide with internal producers'.
-        idempotency_key=f"api:{msg.idempotency_key}" if msg.idempotency_key else None,
-        opted_out=opted_out,
-    )
