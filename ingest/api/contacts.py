@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from ingest.api.auth import api_actor, audit_read, require_api_key
 from ingest.errors import error
 from shared.contacts.admin import (
     CANDIDATE_STATUSES,
+    ContactOverview,
     contact_overview,
     dismiss_merge_candidate,
     erase_contact,
@@ -38,9 +40,13 @@ from shared.contacts.admin import (
 from shared.core.db import session_scope
 from shared.core.errors import FieldError
 from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
+from shared.core.models import MergeCandidate
 
 bp = Blueprint("contacts_api", __name__)
 log = logging.getLogger(__name__)
+
+# A message's text in the overview is cut here: enough to judge, not a transcript.
+MESSAGE_PREVIEW_CHARS = 500
 
 
 def _uuid(value: str) -> uuid.UUID | None:
@@ -52,6 +58,96 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 def _actor() -> str:
     return api_actor()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _overview_json(overview: ContactOverview) -> dict[str, Any]:
+    contact, contact_id = overview.contact, overview.contact.id
+    return {
+        "id": str(contact.id),
+        "name": contact.name,
+        "cpf": contact.cpf_masked,  # masked only, never the clear value
+        "source": contact.source,
+        "preferred_channel": contact.preferred_channel,
+        "last_channel": contact.last_channel,
+        "merged_into_id": str(contact.merged_into_id) if contact.merged_into_id else None,
+        "erased_at": _iso(contact.erased_at),
+        "created_at": _iso(contact.created_at),
+        "updated_at": _iso(contact.updated_at),
+        "identities": [
+            {
+                "kind": i.kind,
+                "value": i.value,
+                "verified": i.verified_at is not None,
+                "verified_via": i.verified_via,
+            }
+            for i in overview.identities
+        ],
+        "conversations": [
+            {
+                "id": str(c.id),
+                "channel": c.channel,
+                "status": c.status,
+                "needs_agent": c.needs_agent,
+                "inbox_provider": c.inbox_provider,
+                "created_at": _iso(c.created_at),
+                "last_message_at": _iso(c.last_message_at),
+                "closed_at": _iso(c.closed_at),
+            }
+            for c in overview.conversations
+        ],
+        "message_count": overview.message_count,
+        "recent_messages": [
+            {
+                "id": str(m.id),
+                "conversation_id": str(m.conversation_id) if m.conversation_id else None,
+                "channel": m.channel,
+                "direction": m.direction,
+                "purpose": m.purpose,
+                "status": m.status,
+                "text": (m.text or "")[:MESSAGE_PREVIEW_CHARS] if m.text is not None else None,
+                "subject": m.subject,
+                "created_at": _iso(m.created_at),
+            }
+            for m in overview.recent_messages
+        ],
+        "merge_candidates": [
+            {
+                "id": c.id,
+                "other_contact_id": str(
+                    c.other_contact_id if c.contact_id == contact_id else c.contact_id
+                ),
+                "reason": c.reason,
+                "status": c.status,
+                "created_at": _iso(c.created_at),
+            }
+            for c in overview.merge_candidates
+        ],
+        "opt_outs": [
+            {
+                "channel": o.channel,
+                "keyword": o.keyword,
+                "source": o.source,
+                "created_at": _iso(o.created_at),
+                "revoked_at": _iso(o.revoked_at),
+            }
+            for o in overview.opt_outs
+        ],
+    }
+
+
+def _candidate_json(c: MergeCandidate) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "contact_id": str(c.contact_id),
+        "other_contact_id": str(c.other_contact_id),
+        "reason": c.reason,
+        "status": c.status,
+        "created_at": _iso(c.created_at),
+    }
 
 
 @bp.get("/api/contacts")
@@ -83,7 +179,8 @@ def get_contact(contact_id: str) -> Any:
     if cid is None:
         return error(404, "not found", "id")
     with session_scope() as session:
-        return jsonify(contact_overview(session, cid, actor=_actor()))
+        # Shaped while the session is open: the overview holds ORM rows.
+        return jsonify(_overview_json(contact_overview(session, cid, actor=_actor())))
 
 
 @bp.post("/api/contacts/<contact_id>/merge")
@@ -149,7 +246,9 @@ def merge_candidates() -> Any:
     if not 1 <= limit <= 200:
         return error(400, "must be 1-200", "limit")
     with session_scope() as session:
-        items = list_merge_candidates(session, status, limit, after_id)
+        items = [
+            _candidate_json(c) for c in list_merge_candidates(session, status, limit, after_id)
+        ]
     body: dict[str, Any] = {"items": items}
     if len(items) == limit:
         body["next_after_id"] = items[-1]["id"]

@@ -26,18 +26,14 @@ from shared.core.models import Message
 from shared.core.payloads import parse_json_object
 from shared.core.tokens import status_token
 from shared.core.validation import PayloadError, check_json, check_key, check_text, column_length
-from shared.outbound.create import (
-    SEND_TASKS,
-    ApiMessage,
-    create_outbound_message,
-    resolve_api_message,
-)
+from shared.outbound.api_messages import ApiMessage, resolve_api_message
+from shared.outbound.create import SEND_TASKS, create_outbound_message
 
 log = logging.getLogger(__name__)
 bp = Blueprint("messages_api", __name__)
 
 _STRING_MAX = {"to": 320, "channel": 16, "template": 64, "subject": 998}
-# Stored as `api:<key>` (shared.outbound.create) in messages.idempotency_key.
+# Stored as `api:<key>` (shared.outbound.api_messages) in messages.idempotency_key.
 IDEMPOTENCY_KEY_MAX = column_length(Message.__table__.c.idempotency_key) - len("api:")
 
 

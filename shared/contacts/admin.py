@@ -10,6 +10,7 @@ and delivery statistics stay consistent, and it is idempotent.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -35,8 +36,8 @@ from shared.core.models import (
 )
 from shared.core.taskqueue import idempotency_redis_key
 
+# How many of a contact's newest messages the overview carries.
 RECENT_MESSAGES = 20
-MESSAGE_PREVIEW_CHARS = 500
 
 
 def _rowcount(session: Session, stmt: Any) -> int:
@@ -63,13 +64,24 @@ class MergeRefused(FieldError):
         super().__init__(message, field)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+@dataclass
+class ContactOverview:
+    """Everything an operator needs to judge a contact (ingest/api/contacts.py
+    shapes it as JSON)."""
+
+    contact: Contact
+    identities: Sequence[ContactIdentity]
+    conversations: Sequence[Conversation]
+    message_count: int
+    # The RECENT_MESSAGES newest.
+    recent_messages: Sequence[Message]
+    merge_candidates: Sequence[MergeCandidate]
+    opt_outs: Sequence[OptOut]
 
 
 def contact_overview(
     session: Session, contact_id: uuid.UUID, actor: str | None = None
-) -> dict[str, Any]:
+) -> ContactOverview:
     """Everything an operator needs to judge a contact. Raises ContactNotFound.
 
     With an `actor`, the access itself is audited: health data (LGPD Art. 11)
@@ -114,77 +126,9 @@ def contact_overview(
     opt_outs = session.scalars(
         select(OptOut).where(OptOut.contact_id == contact_id).order_by(OptOut.id)
     ).all()
-    return {
-        "id": str(contact.id),
-        "name": contact.name,
-        "cpf": contact.cpf_masked,  # masked only, never the clear value
-        "source": contact.source,
-        "preferred_channel": contact.preferred_channel,
-        "last_channel": contact.last_channel,
-        "merged_into_id": str(contact.merged_into_id) if contact.merged_into_id else None,
-        "erased_at": _iso(contact.erased_at),
-        "created_at": _iso(contact.created_at),
-        "updated_at": _iso(contact.updated_at),
-        "identities": [
-            {
-                "kind": i.kind,
-                "value": i.value,
-                "verified": i.verified_at is not None,
-                "verified_via": i.verified_via,
-            }
-            for i in identities
-        ],
-        "conversations": [
-            {
-                "id": str(c.id),
-                "channel": c.channel,
-                "status": c.status,
-                "needs_agent": c.needs_agent,
-                "inbox_provider": c.inbox_provider,
-                "created_at": _iso(c.created_at),
-                "last_message_at": _iso(c.last_message_at),
-                "closed_at": _iso(c.closed_at),
-            }
-            for c in conversations
-        ],
-        "message_count": message_count,
-        "recent_messages": [
-            {
-                "id": str(m.id),
-                "conversation_id": str(m.conversation_id) if m.conversation_id else None,
-                "channel": m.channel,
-                "direction": m.direction,
-                "purpose": m.purpose,
-                "status": m.status,
-                "text": (m.text or "")[:MESSAGE_PREVIEW_CHARS] if m.text is not None else None,
-                "subject": m.subject,
-                "created_at": _iso(m.created_at),
-            }
-            for m in messages
-        ],
-        "merge_candidates": [
-            {
-                "id": c.id,
-                "other_contact_id": str(
-                    c.other_contact_id if c.contact_id == contact_id else c.contact_id
-                ),
-                "reason": c.reason,
-                "status": c.status,
-                "created_at": _iso(c.created_at),
-            }
-            for c in candidates
-        ],
-        "opt_outs": [
-            {
-                "channel": o.channel,
-                "keyword": o.keyword,
-                "source": o.source,
-                "created_at": _iso(o.created_at),
-                "revoked_at": _iso(o.revoked_at),
-            }
-            for o in opt_outs
-        ],
-    }
+    return ContactOverview(
+        contact, identities, conversations, message_count or 0, messages, candidates, opt_outs
+    )
 
 
 def find_contacts(session: Session, identities: list[tuple[str, str]]) -> list[uuid.UUID]:
@@ -214,25 +158,14 @@ CANDIDATE_STATUSES = ("open", "merged", "dismissed")
 
 def list_merge_candidates(
     session: Session, status: str = "open", limit: int = 50, after_id: int = 0
-) -> list[dict[str, Any]]:
+) -> Sequence[MergeCandidate]:
     """Merge candidates, oldest first, keyset-paged by id."""
-    rows = session.scalars(
+    return session.scalars(
         select(MergeCandidate)
         .where(MergeCandidate.status == status, MergeCandidate.id > after_id)
         .order_by(MergeCandidate.id)
         .limit(limit)
     ).all()
-    return [
-        {
-            "id": c.id,
-            "contact_id": str(c.contact_id),
-            "other_contact_id": str(c.other_contact_id),
-            "reason": c.reason,
-            "status": c.status,
-            "created_at": _iso(c.created_at),
-        }
-        for c in rows
-    ]
 
 
 def dismiss_merge_candidate(session: Session, candidate_id: int, actor: str) -> str | None:
@@ -296,6 +229,37 @@ def merge_contacts(
         raise ContactNotFound(str(other_id), field="other_contact_id")
     if other.merged_into_id == keep_id:
         return MergeResult(keep_id, other_id, already_merged=True, moved={})
+    _refuse_unmergeable(keep, other)
+    _lock_identities_of(session, [other_id])
+
+    now = datetime.now(UTC)
+    moved: dict[str, int] = {}
+    moved["identities"] = _move_identities(session, keep_id, other_id)
+    moved["conversations_closed"] = _close_second_active_conversation(
+        session, keep_id, other_id, now
+    )
+    moved["conversations"] = _move(session, Conversation, keep_id, other_id)
+    moved["messages"] = _move(session, Message, keep_id, other_id)
+    moved["appointments"] = _move(session, Appointment, keep_id, other_id)
+    moved["opt_outs"] = _move_opt_outs(session, keep_id, other_id, now)
+    _settle_merge_candidates(session, keep_id, other_id)
+    _fill_gaps(keep, other, now)
+    other.merged_into_id = keep_id
+    other.updated_at = now
+
+    session.add(
+        AuditEvent(
+            actor=actor[:64],
+            action="contact.merge",
+            subject=f"contact:{keep_id}",
+            detail={"merged_contact_id": str(other_id), "moved": moved},
+        )
+    )
+    session.flush()
+    return MergeResult(keep_id, other_id, already_merged=False, moved=moved)
+
+
+def _refuse_unmergeable(keep: Contact, other: Contact) -> None:
     if keep.merged_into_id is not None:
         raise MergeRefused("this contact was merged into another; merge into that one", "id")
     if other.merged_into_id is not None:
@@ -303,20 +267,25 @@ def merge_contacts(
     if keep.erased_at is not None or other.erased_at is not None:
         raise MergeRefused("an erased contact cannot be merged")
 
-    # Inbound filing locks identities before touching a contact: take the same
-    # locks so a message arriving for `other` mid-merge waits, then follows
-    # merged_into_id to `keep`.
-    other_identities = session.execute(
-        select(ContactIdentity.kind, ContactIdentity.value).where(
-            ContactIdentity.contact_id == other_id
-        )
-    ).all()
-    lock_identities(session, [(k, v) for k, v in other_identities])
 
-    now = datetime.now(UTC)
-    moved: dict[str, int] = {}
+def _lock_identities_of(session: Session, ids: list[uuid.UUID]) -> list[tuple[str, str]]:
+    """Inbound filing locks identities before touching a contact: taking the
+    same locks makes a message arriving for these contacts mid-merge (or
+    mid-erasure) wait, then follow merged_into_id. Returns the identities."""
+    identities = [
+        (kind, value)
+        for kind, value in session.execute(
+            select(ContactIdentity.kind, ContactIdentity.value).where(
+                ContactIdentity.contact_id.in_(ids)
+            )
+        ).all()
+    ]
+    lock_identities(session, identities)
+    return identities
 
-    moved["identities"] = _rowcount(
+
+def _move_identities(session: Session, keep_id: uuid.UUID, other_id: uuid.UUID) -> int:
+    return _rowcount(
         session,
         update(ContactIdentity)
         .where(ContactIdentity.contact_id == other_id)
@@ -328,40 +297,46 @@ def merge_contacts(
         ),
     )
 
-    # One active conversation per contact: if both have one, the other's is
-    # closed (its messages stay in it, now under `keep`).
+
+def _close_second_active_conversation(
+    session: Session, keep_id: uuid.UUID, other_id: uuid.UUID, now: datetime
+) -> int:
+    """One active conversation per contact: if both have one, the other's is
+    closed (its messages stay in it, now under `keep`)."""
     keep_active = session.scalar(
         select(Conversation.id).where(
             Conversation.contact_id == keep_id,
             Conversation.status == ConversationStatus.ACTIVE.value,
         )
     )
-    closed = 0
-    if keep_active is not None:
-        closed = _rowcount(
-            session,
-            update(Conversation)
-            .where(
-                Conversation.contact_id == other_id,
-                Conversation.status == ConversationStatus.ACTIVE.value,
-            )
-            .values(status=ConversationStatus.CLOSED.value, closed_at=now),
+    if keep_active is None:
+        return 0
+    return _rowcount(
+        session,
+        update(Conversation)
+        .where(
+            Conversation.contact_id == other_id,
+            Conversation.status == ConversationStatus.ACTIVE.value,
         )
-    moved["conversations_closed"] = closed
-    moved["conversations"] = _rowcount(
-        session,
-        update(Conversation).where(Conversation.contact_id == other_id).values(contact_id=keep_id),
-    )
-    moved["messages"] = _rowcount(
-        session, update(Message).where(Message.contact_id == other_id).values(contact_id=keep_id)
-    )
-    moved["appointments"] = _rowcount(
-        session,
-        update(Appointment).where(Appointment.contact_id == other_id).values(contact_id=keep_id),
+        .values(status=ConversationStatus.CLOSED.value, closed_at=now),
     )
 
-    # One active opt-out per (contact, channel): where `keep` already has the
-    # same one, the duplicate is retired (the opt-out itself still holds).
+
+def _move(
+    session: Session,
+    table: type[Conversation] | type[Message] | type[Appointment],
+    keep_id: uuid.UUID,
+    other_id: uuid.UUID,
+) -> int:
+    """Re-point a table's `contact_id` from `other` to `keep`."""
+    return _rowcount(
+        session, update(table).where(table.contact_id == other_id).values(contact_id=keep_id)
+    )
+
+
+def _move_opt_outs(session: Session, keep_id: uuid.UUID, other_id: uuid.UUID, now: datetime) -> int:
+    """One active opt-out per (contact, channel): where `keep` already has the
+    same one, the duplicate is retired (the opt-out itself still holds)."""
     keep_channels = set(
         session.scalars(
             select(OptOut.channel).where(OptOut.contact_id == keep_id, OptOut.revoked_at.is_(None))
@@ -377,12 +352,14 @@ def merge_contacts(
             )
             .values(revoked_at=now, source=func.left(func.concat(OptOut.source, " (merged)"), 64))
         )
-    moved["opt_outs"] = _rowcount(
+    return _rowcount(
         session, update(OptOut).where(OptOut.contact_id == other_id).values(contact_id=keep_id)
     )
 
-    # The pair's candidates are settled; the other's candidates with third
-    # contacts now concern `keep` (dropped where that would duplicate a pair).
+
+def _settle_merge_candidates(session: Session, keep_id: uuid.UUID, other_id: uuid.UUID) -> None:
+    """The pair's candidates are settled; the other's candidates with third
+    contacts now concern `keep` (dropped where that would duplicate a pair)."""
     session.execute(
         update(MergeCandidate)
         .where(
@@ -417,24 +394,13 @@ def merge_contacts(
         else:
             session.delete(cand)
 
-    # Fill what `keep` lacks from `other`; never overwrite.
+
+def _fill_gaps(keep: Contact, other: Contact, now: datetime) -> None:
+    """Fill what `keep` lacks from `other`; never overwrite."""
     for attr in ("name", "cpf_hash", "cpf_masked", "cpf_clear", "preferred_channel", "source"):
         if getattr(keep, attr) is None and getattr(other, attr) is not None:
             setattr(keep, attr, getattr(other, attr))
     keep.updated_at = now
-    other.merged_into_id = keep_id
-    other.updated_at = now
-
-    session.add(
-        AuditEvent(
-            actor=actor[:64],
-            action="contact.merge",
-            subject=f"contact:{keep_id}",
-            detail={"merged_contact_id": str(other_id), "moved": moved},
-        )
-    )
-    session.flush()
-    return MergeResult(keep_id, other_id, already_merged=False, moved=moved)
 
 
 @dataclass
@@ -472,16 +438,81 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
     `forget_in_redis` once this transaction has committed."""
     if session.get(Contact, contact_id) is None:
         raise ContactNotFound(str(contact_id))
+    root = _surviving_contact(session, contact_id)
+    contact = _lock_contacts(session, [root])[root]
+    if contact.erased_at is not None:
+        return EraseResult(root, already_erased=True, counts={})
+    ids = _merged_into(session, root)
+    identities = _lock_identities_of(session, ids)
+
+    now = datetime.now(UTC)
+    about_person = or_(
+        Message.contact_id.in_(ids),
+        Message.subject_contact_id.in_(ids),
+        Message.conversation_id.in_(select(Conversation.id).where(Conversation.contact_id.in_(ids))),
+    )
+    # Read before the keys are hashed: `forget_in_redis` needs them clear.
+    affected = session.execute(
+        select(Message.id, Message.idempotency_key).where(about_person)
+    ).all()
+    message_ids = select(Message.id).where(about_person).scalar_subquery()
+    counts: dict[str, int] = {}
+    counts["messages"] = _scrub_messages(session, about_person, now)
+    counts["message_events"] = _scrub_message_events(session, message_ids)
+    # Tasks that gave up keep their arguments for a replay; not the person's.
+    counts["dead_letters"] = erase_for_contact(
+        session, message_ids, [value for _, value in identities]
+    )
+    counts["sends_cancelled"] = _cancel_sends(session, about_person)
+    counts["reminders_cancelled"] = _cancel_reminders(session, ids, now)
+    counts["identities"] = _rowcount(
+        session, delete(ContactIdentity).where(ContactIdentity.contact_id.in_(ids))
+    )
+    counts["appointments"] = _scrub_appointments(session, ids, now)
+    session.execute(
+        delete(MergeCandidate).where(
+            or_(MergeCandidate.contact_id.in_(ids), MergeCandidate.other_contact_id.in_(ids))
+        )
+    )
+    _scrub_contacts(session, ids, now)
+    # Opt-outs are kept: they hold no personal data and "do not contact"
+    # must outlive the erasure of everything else.
+    session.add(
+        AuditEvent(
+            actor=actor[:64],
+            action="contact.erase",
+            subject=f"contact:{root}",
+            detail={
+                "contacts": len(ids),
+                **({"requested_contact_id": str(contact_id)} if contact_id != root else {}),
+                **counts,
+            },
+        )
+    )
+    session.flush()
+    return EraseResult(
+        root,
+        already_erased=False,
+        counts=counts,
+        message_ids=[str(row.id) for row in affected],
+        idempotency_keys=[row.idempotency_key for row in affected if row.idempotency_key],
+        phones=[value for _, value in identities if value.startswith("+")],
+    )
+
+
+def _surviving_contact(session: Session, contact_id: uuid.UUID) -> uuid.UUID:
+    """The contact `contact_id` was merged into, at any depth (bounded)."""
     root = contact_id
     for _ in range(10):
         parent = session.scalar(select(Contact.merged_into_id).where(Contact.id == root))
         if parent is None:
             break
         root = parent
-    contact = _lock_contacts(session, [root])[root]
-    if contact.erased_at is not None:
-        return EraseResult(root, already_erased=True, counts={})
+    return root
 
+
+def _merged_into(session: Session, root: uuid.UUID) -> list[uuid.UUID]:
+    """`root` and every contact merged into it, at any depth."""
     ids = [root]
     frontier = [root]
     while frontier:
@@ -490,25 +521,13 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
         )
         frontier = [c for c in children if c not in ids]
         ids.extend(frontier)
-    identities = session.execute(
-        select(ContactIdentity.kind, ContactIdentity.value).where(
-            ContactIdentity.contact_id.in_(ids)
-        )
-    ).all()
-    lock_identities(session, [(k, v) for k, v in identities])
+    return ids
 
-    now = datetime.now(UTC)
-    about_person = or_(
-        Message.contact_id.in_(ids),
-        Message.subject_contact_id.in_(ids),
-        Message.conversation_id.in_(select(Conversation.id).where(Conversation.contact_id.in_(ids))),
-    )
-    affected = session.execute(
-        select(Message.id, Message.idempotency_key).where(about_person)
-    ).all()
-    message_ids = select(Message.id).where(about_person).scalar_subquery()
-    counts: dict[str, int] = {}
-    counts["messages"] = _rowcount(
+
+def _scrub_messages(session: Session, about_person: Any, now: datetime) -> int:
+    """Bodies, addresses and metadata go; idempotency keys and e-mail
+    Message-IDs become hashes. Returns the messages scrubbed."""
+    scrubbed = _rowcount(
         session,
         update(Message)
         .where(about_person)
@@ -535,19 +554,21 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
         .where(about_person, Message.provider_message_id.contains("@"))
         .values(provider_message_id=_hashed(Message.provider_message_id))
     )
-    counts["message_events"] = _rowcount(
+    return scrubbed
+
+
+def _scrub_message_events(session: Session, message_ids: Any) -> int:
+    return _rowcount(
         session,
         update(MessageEvent)
         .where(MessageEvent.message_id.in_(message_ids))
         .values(payload=None, detail=None),
     )
-    # Tasks that gave up keep their arguments for a replay; not the person's.
-    counts["dead_letters"] = erase_for_contact(
-        session, message_ids, [value for _, value in identities]
-    )
-    # Nothing more goes out to an erased person: queued sends are cancelled
-    # (the send worker's claim from `queued` then finds nothing) and pending
-    # reminders of their appointments too.
+
+
+def _cancel_sends(session: Session, about_person: Any) -> int:
+    """Nothing more goes out to an erased person: queued sends are cancelled
+    (the send worker's claim from `queued` then finds nothing)."""
     cancelled = session.scalars(
         update(Message)
         .where(
@@ -568,8 +589,12 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
                 detail="contact erased",
             )
         )
-    counts["sends_cancelled"] = len(cancelled)
-    counts["reminders_cancelled"] = _rowcount(
+    return len(cancelled)
+
+
+def _cancel_reminders(session: Session, ids: list[uuid.UUID], now: datetime) -> int:
+    """Pending reminders of the person's appointments, likewise."""
+    return _rowcount(
         session,
         update(ScheduledMessage)
         .where(
@@ -580,20 +605,20 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
         )
         .values(status=ScheduledStatus.CANCELLED.value, reason="contact erased", updated_at=now),
     )
-    counts["identities"] = _rowcount(
-        session, delete(ContactIdentity).where(ContactIdentity.contact_id.in_(ids))
-    )
-    counts["appointments"] = _rowcount(
+
+
+def _scrub_appointments(session: Session, ids: list[uuid.UUID], now: datetime) -> int:
+    """Notes and address go; professional and location are the clinic's."""
+    return _rowcount(
         session,
         update(Appointment)
         .where(Appointment.contact_id.in_(ids))
         .values(notes=None, address=None, updated_at=now),
     )
-    session.execute(
-        delete(MergeCandidate).where(
-            or_(MergeCandidate.contact_id.in_(ids), MergeCandidate.other_contact_id.in_(ids))
-        )
-    )
+
+
+def _scrub_contacts(session: Session, ids: list[uuid.UUID], now: datetime) -> None:
+    """The rows stay, as pseudonyms: their ids are random UUIDs."""
     session.execute(
         update(Contact)
         .where(Contact.id.in_(ids))
@@ -605,29 +630,6 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
             erased_at=now,
             updated_at=now,
         )
-    )
-    # Opt-outs are kept: they hold no personal data and "do not contact"
-    # must outlive the erasure of everything else.
-    session.add(
-        AuditEvent(
-            actor=actor[:64],
-            action="contact.erase",
-            subject=f"contact:{root}",
-            detail={
-                "contacts": len(ids),
-                **({"requested_contact_id": str(contact_id)} if contact_id != root else {}),
-                **counts,
-            },
-        )
-    )
-    session.flush()
-    return EraseResult(
-        root,
-        already_erased=False,
-        counts=counts,
-        message_ids=[str(row.id) for row in affected],
-        idempotency_keys=[row.idempotency_key for row in affected if row.idempotency_key],
-        phones=[value for _, value in identities if value.startswith("+")],
     )
 
 

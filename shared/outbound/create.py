@@ -1,37 +1,33 @@
 """Creating outbound messages: the row exists before any send (STYLE 6).
 
-This is the one entry point every producer uses — the REST API, the
-scheduler's reminders, automations, agent replies from the inbox bridge:
+This is the one entry point every producer uses — the REST API (its requests
+resolved by shared/outbound/api_messages.py), the scheduler's reminders,
+automations, agent replies from the inbox bridge:
 
     with session_scope() as s:
         mid = create_outbound_message(s, OutboundRequest(...))
     enqueue_send(mid, channel)          # only after the commit
 
 A recipient who opted out of the channel (or of all) gets a row in `skipped`
-with the reason, and nothing is enqueued.
+with the reason, and nothing is enqueued. The INSERT statements (a row and
+its event in one statement) are in shared/outbound/_sql.py.
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, literal, or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.contacts.optouts import is_opted_out
-from shared.core.channels import address_kind, is_channel, send_tasks
+from shared.core.channels import send_tasks
 from shared.core.enums import OPT_OUT_ALL, Direction, MessageStatus
-from shared.core.errors import FieldError
-from shared.core.models import Message, MessageEvent, OptOut
-
-# Core tables for the multi-statement INSERTs (typed for mypy).
-_MESSAGES = cast(Table, Message.__table__)
-_MESSAGE_EVENTS = cast(Table, MessageEvent.__table__)
+from shared.core.models import Message, OptOut
+from shared.outbound import _sql
 
 # channel -> its Celery send task (shared/core/channels.py).
 SEND_TASKS = send_tasks()
@@ -100,59 +96,6 @@ def _message_row(req: OutboundRequest, status: str, reason: str | None, now: dat
     }
 
 
-def _core(session: Session) -> Any:
-    """The session's connection, for a hot Core statement (no ORM entities in
-    or out): the same transaction and, flushing as autoflush would (not
-    inside `no_autoflush`), the same view of pending objects as
-    `session.execute`, without the ORM execution layer (~0.1 ms of CPU per
-    statement)."""
-    if session.autoflush:
-        session.flush()
-    return session.connection()
-
-
-def _insert_with_events(session: Session, rows: list[dict]) -> set[uuid.UUID]:
-    """INSERT the message rows and their `created` events in ONE statement (a
-    data-modifying CTE); returns the ids actually inserted (a row whose
-    idempotency key already exists is left out, and gets no event)."""
-    if len(rows) == 1:  # the API's and most producers' case: a prepared statement
-        return set(
-            _core(session).scalars(
-                _single_insert_statement(tuple(rows[0])),
-                {f"p_{name}": value for name, value in rows[0].items()},
-            )
-        )
-    return set(session.scalars(_insert_statement(insert(_MESSAGES).values(rows))))
-
-
-@functools.cache
-def _single_insert_statement(columns: tuple[str, ...]) -> Any:
-    """One message row, with bound parameters: built and compiled once per
-    process (compiling this INSERT costs ~2 ms of CPU each time)."""
-    table = _MESSAGES
-    return _insert_statement(
-        insert(table).values({c: bindparam(f"p_{c}", type_=table.c[c].type) for c in columns})
-    )
-
-
-def _insert_statement(insert_messages: Any) -> Any:
-    messages = _MESSAGES
-    created = (
-        insert_messages.on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(messages.c.id, messages.c.status, messages.c.status_reason)
-        .cte("created_messages")
-    )
-    events = (
-        insert(_MESSAGE_EVENTS)
-        .from_select(
-            ["message_id", "event", "status_to", "detail"],
-            select(created.c.id, literal("created"), created.c.status, created.c.status_reason),
-        )
-        .cte("created_events")
-    )
-    return select(created.c.id).add_cte(events)
-
-
 def _status_for(req: OutboundRequest, opted_out: bool) -> tuple[str, str | None]:
     if req.respect_opt_out and req.contact_id is not None and opted_out:
         return MessageStatus.SKIPPED.value, f"recipient opted out of {req.channel}"
@@ -172,7 +115,7 @@ def create_outbound_message(session: Session, req: OutboundRequest) -> OutboundC
         )
     status, reason = _status_for(req, opted_out)
     row = _message_row(req, status, reason, datetime.now(UTC))
-    if not _insert_with_events(session, [row]):
+    if not _sql.insert_with_events(session, [row]):
         # The idempotency key names an existing message (maybe a concurrent
         # producer's, committed just before ours).
         existing = session.execute(
@@ -219,7 +162,7 @@ def create_outbound_messages_bulk(
         status, reason = _status_for(req, opted_out)
         rows.append(_message_row(req, status, reason, now))
         statuses.append((status, reason))
-    inserted = _insert_with_events(session, rows)
+    inserted = _sql.insert_with_events(session, rows)
     missing_keys = {row["idempotency_key"] for row in rows if row["id"] not in inserted}
     existing: dict[str, tuple[uuid.UUID, str]] = {}
     if missing_keys:
@@ -246,189 +189,3 @@ def enqueue_send(message_id: uuid.UUID | str, channel: str) -> None:
     from shared.core.taskqueue import send_task
 
     send_task(SEND_TASKS[channel], [str(message_id)], argsrepr=f"['{message_id}']")
-
-
-# --- the REST API's requests (ingest/api/messages.py) -------------------------
-
-
-class RecipientError(FieldError):
-    """The `to` of an API request cannot be resolved; `field` names it."""
-
-    def __init__(self, message: str, field: str = "to") -> None:
-        super().__init__(message, field)
-
-
-@dataclass
-class ApiMessage:
-    to: str  # contact id, phone or email
-    channel: str | None = None
-    text: str | None = None
-    subject: str | None = None
-    template: str | None = None
-    data: dict[str, Any] | None = None
-    idempotency_key: str | None = None
-    purpose: str = "patient"
-
-
-def _active_conversation(contact_id: Any) -> Any:
-    from shared.core.models import Conversation
-
-    return (
-        select(Conversation.id)
-        .where(Conversation.contact_id == contact_id, Conversation.status == "active")
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def _opted_out(contact_id: Any, channel: str) -> Any:
-    """As shared.contacts.optouts.is_opted_out, as an expression for a larger SELECT."""
-    return (
-        select(OptOut.id)
-        .where(
-            OptOut.contact_id == contact_id,
-            OptOut.revoked_at.is_(None),
-            or_(OptOut.channel == channel, OptOut.channel == OPT_OUT_ALL),
-        )
-        .exists()
-    )
-
-
-@functools.cache
-def _known_recipient_statement(kind: str, channel: str) -> Any:
-    """The contact owning an address, its active conversation and its opt-out
-    of `channel`, in one statement: built once per (kind, channel) and
-    process with the address bound (building and cache-keying it cost more
-    CPU than running it). `channel` is validated before it gets here."""
-    from shared.core.models import Contact, ContactIdentity
-
-    return (
-        select(
-            ContactIdentity.contact_id,
-            _active_conversation(ContactIdentity.contact_id),
-            _opted_out(ContactIdentity.contact_id, channel),
-        )
-        .join(Contact, Contact.id == ContactIdentity.contact_id)
-        .where(
-            ContactIdentity.kind == kind,
-            ContactIdentity.value == bindparam("p_address"),
-            Contact.merged_into_id.is_(None),
-        )
-    )
-
-
-def resolve_api_message(
-    session: Session, msg: ApiMessage, create_contact: bool = True
-) -> OutboundRequest | None:
-    """Recipient, channel and rendered content of an API request.
-
-    Raises RecipientError or shared.core.templating.TemplateError (both → 400).
-    Only reads, except for a phone or email no contact has yet: that contact
-    is created (find-or-create, which needs a transaction), or with
-    `create_contact=False` None is returned and nothing is written.
-    """
-    from shared.contacts.directory import ContactDetails, contact_address, find_or_create_contact
-    from shared.core.enums import IdentityKind
-    from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
-    from shared.core.models import Contact
-    from shared.core.templating import render
-
-    contact_id: uuid.UUID | None = None
-    address: str | None = None
-    channel = msg.channel
-    known = False  # conversation_id and opted_out already read
-    conversation_id: uuid.UUID | None = None
-    opted_out: bool | None = None
-    try:
-        contact_id = uuid.UUID(msg.to)
-    except ValueError:
-        pass
-    if contact_id is not None:
-        contact = session.get(Contact, contact_id)
-        if contact is None or contact.erased_at is not None:
-            raise RecipientError("no contact with this id")
-        if contact.merged_into_id is not None:
-            contact_id = contact.merged_into_id
-            contact = session.get(Contact, contact_id)
-            assert contact is not None
-        if channel is None:
-            # The contact's preferred channel, else the one they last used.
-            for candidate in (contact.preferred_channel, contact.last_channel):
-                if candidate in SEND_TASKS:
-                    channel = candidate
-                    break
-        if channel is None:
-            channel = (
-                "email"
-                if contact_address(session, contact_id, "email")
-                and not (contact_address(session, contact_id, "phone"))
-                else "sms"
-            )
-        if not is_channel(channel):
-            raise RecipientError(f"unknown channel {channel!r}", "channel")
-        kind = address_kind(channel)
-        address = contact_address(session, contact_id, kind)
-        if address is None:
-            raise RecipientError(f"contact has no {kind} for channel {channel}")
-    else:
-        try:
-            if "@" in msg.to:
-                address, kind = normalize_email(msg.to), IdentityKind.EMAIL.value
-                channel = channel or "email"
-            else:
-                address, kind = normalize_phone(msg.to), IdentityKind.PHONE.value
-                channel = channel or "sms"
-        except InvalidIdentifier as exc:
-            raise RecipientError(f"not a contact id, phone or email: {exc}") from None
-        if not is_channel(channel):
-            raise RecipientError(f"unknown channel {channel!r}", "channel")
-        if address_kind(channel) != kind:
-            raise RecipientError(f"channel {channel} cannot send to this address")
-        # Usually a known patient: one indexed lookup. A new number or address
-        # (or a merged contact) takes the race-free find-or-create path.
-        # The same statement reads the active conversation and the opt-out.
-        found = (
-            _core(session)
-            .execute(_known_recipient_statement(kind, channel), {"p_address": address})
-            .first()
-        )
-        if found is not None:
-            contact_id, conversation_id, opted_out = found[0], found[1], bool(found[2])
-            known = True
-        elif not create_contact:
-            return None
-        else:
-            contact_id = find_or_create_contact(
-                session,
-                # An API-key caller named this address: verified by it.
-                ContactDetails(
-                    identities=[(kind, address)], source="api", channel=channel
-                ).vouched_by("api"),
-            ).contact_id
-
-    text, subject = msg.text, msg.subject
-    if msg.template:
-        rendered = render(channel, msg.template, msg.data or {})
-        text, subject = rendered.text, subject or rendered.subject
-    if channel == "email" and not subject:
-        raise RecipientError("an email needs a subject (or a template)", "subject")
-
-    if not known and contact_id is not None:
-        extra = session.execute(
-            select(_active_conversation(contact_id), _opted_out(contact_id, channel))
-        ).one()
-        conversation_id, opted_out = extra[0], bool(extra[1])
-    return OutboundRequest(
-        channel=channel,
-        to_address=address,
-        contact_id=contact_id,
-        conversation_id=conversation_id,
-        text=text,
-        subject=subject,
-        template=msg.template,
-        template_data=msg.data if msg.template else None,
-        purpose=msg.purpose,
-        # Namespaced: API callers' keys cannot collide with internal producers'.
-        idempotency_key=f"api:{msg.idempotency_key}" if msg.idempotency_key else None,
-        opted_out=opted_out,
-    )

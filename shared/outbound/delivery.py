@@ -25,6 +25,8 @@ Order inside `deliver`, and why:
 
 `deliver` never sleeps: waits come back as `DeliveryOutcome.retry_in` and the
 Celery task re-queues itself with that countdown (workers/tasks/send.py).
+The statements of the read, the claim and the outcome, and what their shape
+saves, are in shared/outbound/_sql.py.
 """
 
 from __future__ import annotations
@@ -38,12 +40,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import redis
-from sqlalchemy import Table, Text, bindparam, func, literal, or_, select, update
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import Text, func, literal, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -51,9 +51,10 @@ from shared.contacts.optouts import is_opted_out, record_opt_out
 from shared.core.channels import CHANNELS
 from shared.core.config import Settings, get_settings
 from shared.core.db import get_engine, session_scope
-from shared.core.enums import OPT_OUT_ALL, ConversationStatus, MessageStatus
-from shared.core.models import Conversation, Message, MessageEvent, OptOut
+from shared.core.enums import ConversationStatus, MessageStatus
+from shared.core.models import Conversation, Message, MessageEvent
 from shared.core.pii import redact
+from shared.outbound import _sql
 from shared.outbound.cost import estimated_cost
 from shared.outbound.ratelimit import RateLimiter, limits_for
 from shared.providers import provider_for
@@ -171,7 +172,7 @@ def _transition(
             return False
         from_status = str(current)
     return (
-        _update_with_event(
+        _sql.update_with_event(
             session,
             update(Message)
             .where(Message.id == message_id, Message.status == from_status)
@@ -184,129 +185,6 @@ def _transition(
         )
         is not None
     )
-
-
-def _update_with_event(
-    session: Session | Connection,
-    statement: Any,
-    event: str,
-    status_from: str,
-    status_to: str,
-    detail: Any,
-    payload: dict[str, Any] | None = None,
-) -> int | None:
-    """Run a conditional UPDATE of one message and, only if it matched, insert
-    its event, in ONE statement (a data-modifying CTE). `detail` is an SQL
-    expression over the updated row's columns (`Message` columns are usable:
-    they refer to the updated row). Returns the row's `attempts` after the
-    update, or None if the row did not match."""
-    return session.scalar(
-        _with_event(statement, event, status_from, status_to, detail, literal(payload, JSONB))
-    )
-
-
-def _with_event(
-    statement: Any, event: str, status_from: str, status_to: str, detail: Any, payload: Any
-) -> Any:
-    changed = statement.returning(Message.id, Message.attempts).cte("changed")
-    detail = _adapt_to(detail, changed)
-    events = (
-        insert(cast(Table, MessageEvent.__table__))
-        .from_select(
-            ["message_id", "event", "status_from", "status_to", "detail", "payload"],
-            select(
-                changed.c.id,
-                literal(event),
-                literal(status_from),
-                literal(status_to),
-                detail,
-                payload,
-            ),
-        )
-        .cte("changed_event")
-    )
-    return select(changed.c.attempts).add_cte(events)
-
-
-def _param(column: str) -> Any:
-    """A named parameter typed as the `messages` column (names prefixed: the
-    column names themselves are reserved for the SET clause)."""
-    return bindparam(f"p_{column}", type_=Message.__table__.c[column].type)
-
-
-# The two statements every send runs, built once per process (building and
-# cache-keying a CTE statement costs about a millisecond of CPU each time).
-@functools.cache
-def _claim_statement() -> Any:
-    return _with_event(
-        update(Message)
-        .where(Message.id == _param("id"), Message.status == MessageStatus.QUEUED.value)
-        .values(
-            status="sending",
-            attempts=Message.attempts + 1,
-            provider=_param("provider"),
-            # The database clock: the reconciler ages claims on it.
-            updated_at=func.now(),
-        ),
-        "claimed",
-        "queued",
-        "sending",
-        func.concat("attempt ", Message.attempts, " via ", _param("provider")),
-        literal(None, JSONB),
-    )
-
-
-_MESSAGES = cast(Table, Message.__table__)
-# (attribute, column) of every mapped column: `metadata_` is column "metadata".
-_MESSAGE_ATTRIBUTES = tuple(
-    (prop.key, prop.columns[0].name) for prop in sa_inspect(Message).column_attrs
-)
-
-
-@functools.cache
-def _read_statement() -> Any:
-    """The message's columns and whether its contact opted out of its channel
-    (or of all), as a Core statement (see `_message_from_row`)."""
-    messages = _MESSAGES
-    return select(
-        messages,
-        select(OptOut.id)
-        .where(
-            OptOut.contact_id == messages.c.contact_id,
-            OptOut.revoked_at.is_(None),
-            or_(OptOut.channel == messages.c.channel, OptOut.channel == OPT_OUT_ALL),
-        )
-        .exists()
-        .label("p_opted_out"),
-    ).where(messages.c.id == bindparam("p_id"))
-
-
-def _message_from_row(row: Any) -> tuple[Message, bool]:
-    """A detached `Message` with the row's values (what the pre-send checks
-    and `build_outgoing` read), and the opt-out flag."""
-    values = row._mapping
-    message = Message(**{attr: values[column] for attr, column in _MESSAGE_ATTRIBUTES})
-    return message, bool(values["p_opted_out"])
-
-
-@functools.cache
-def _sent_statement(status: str, columns: tuple[str, ...]) -> Any:
-    return _with_event(
-        update(Message)
-        .where(Message.id == _param("id"), Message.status == "sending")
-        .values(status=status, **{c: _param(c) for c in columns}),
-        status,
-        "sending",
-        status,
-        bindparam("p_detail", type_=Text),
-        bindparam("p_payload", type_=JSONB),
-    )
-
-
-def _adapt_to(expression: Any, changed: Any) -> Any:
-    from sqlalchemy.sql.util import ClauseAdapter
-
-    return ClauseAdapter(changed).traverse(expression)
 
 
 def skip_reason(session: Session, message: Message, opted_out: bool | None = None) -> str | None:
@@ -403,108 +281,166 @@ def _come_back(settings: Settings, delay: float) -> DeliveryOutcome:
 def deliver(
     message_id: str, channel: str, reserved: bool = False, not_before: float | None = None
 ) -> DeliveryOutcome:
-    """Send message `message_id` once. See the module docstring."""
+    """Send message `message_id` once: read → pre-send checks → admit → claim
+    → send. See the module docstring."""
     settings = get_settings()
     mid = uuid.UUID(message_id)
-
-    # Not yet: a rate-limit slot or a provider's Retry-After further away than
-    # our longest countdown. Hop without touching the database.
-    if not_before is not None and time.time() < not_before - 0.005:
-        wait = min(not_before - time.time(), _longest_countdown(settings))
-        return DeliveryOutcome("queued", wait, {"not_before": not_before, "reserved": reserved})
-
-    limiter = rate_limiter(settings)
-    admitted = False
-    sender_provider = provider_for(channel, settings)
-    # A provider that refuses everything (an unconfigured channel) fails the
-    # message below without waiting for a rate-limit slot.
-    if not reserved and channel in _SENDER_ONLY_LIMITS and sender_provider.refusal() is None:
-        # Email and SMS are limited per sender only: take the next slot before
-        # any database work, so a backlog's first pass costs one Redis call
-        # per message. (WhatsApp's pair limit needs the recipient, below.)
-        # When the slot is now, the same call also admits the send: an idle
-        # sender's message costs one Redis round trip, not two.
-        delay, admitted, _ = limiter.schedule_and_admit(
-            limits_for(settings, channel, sender_provider.name, sender_provider.sender(), ""),
-            _DUE,
-        )
-        if delay > _DUE:
-            return _come_back(settings, delay)
-        reserved = True
+    early = _not_yet(settings, not_before, reserved)
+    if early is not None:
+        return early
+    slot = _Slot(reserved)
+    early = _reserve_sender_slot(settings, channel, slot)
+    if early is not None:
+        return early
 
     # No transaction: every write below is one statement, atomic on its own
     # (the claim and each transition carry their event in a CTE), and the
     # claim's `status = 'queued'` condition is what makes it exclusive. The
-    # hot statements run on the Core connection (an ORM execution costs about
-    # twice the CPU); the session, on the same connection, serves the checks.
+    # hot statements run on the Core connection (shared/outbound/_sql.py);
+    # the session, on the same connection, serves the checks.
     with (
         get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
         Session(bind=conn) as session,
     ):
-        # The row and its contact's opt-out in one statement.
-        found = conn.execute(_read_statement(), {"p_id": mid}).first()
-        message, opted_out = _message_from_row(found) if found is not None else (None, None)
-        if message is None:
-            log.warning(
-                "send task for a message that does not exist", extra={"message_id": message_id}
-            )
-            return DeliveryOutcome("missing")
-        if message.status != MessageStatus.QUEUED.value:
-            return DeliveryOutcome(message.status)  # claimed by another run, or settled
-        reason = skip_reason(session, message, opted_out)
-        if reason:
-            _transition(session, mid, "queued", "skipped", "skipped", reason, status_reason=reason)
-            return DeliveryOutcome("skipped")
-        provider = provider_for(message.channel, settings)
-        try:
-            refused = provider.refusal()
-            if refused is not None:
-                raise refused
-            outgoing = build_outgoing(session, message, settings)
-        except PermanentError as exc:
-            _transition(
-                session,
-                mid,
-                "queued",
-                "failed",
-                "failed",
-                str(exc),
-                error_code=exc.code,
-                status_reason=str(exc)[:1000],
-                provider=provider.name,
-            )
-            return DeliveryOutcome("failed")
-
-        limits = limits_for(
-            settings, message.channel, provider.name, provider.sender(), outgoing.to
-        )
-        if admitted and message.channel != channel:
-            admitted = False  # admitted on another channel's limits: ask again
-        if not reserved:
-            # First run: take this sender's next slot (and, if it is now,
-            # admission with it); come back then.
-            delay, admitted, _ = limiter.schedule_and_admit(limits, _DUE)
-            if delay > _DUE:
-                return _come_back(settings, delay)
-
-        # Admission (unless the slot was taken just now): the provider counts
-        # requests as they arrive, so the slower steps (reads, checks) come
-        # first. A late countdown that would exceed the cap asks again as
-        # soon as the sender conforms, keeping its turn; nothing was written.
-        if not admitted:
-            admitted, wait = limiter.admit(limits)
-            if not admitted:
-                return _come_back(settings, max(wait, _DUE))
-        # Claim and its event in one statement, committed at once.
-        attempts = conn.scalar(
-            _claim_statement(),
-            {"p_id": mid, "p_provider": provider.name},
-        )
+        read = _read(conn, mid)
+        if isinstance(read, DeliveryOutcome):
+            return read
+        message, opted_out = read
+        checked = _check_before_send(session, mid, message, opted_out, settings)
+        if isinstance(checked, DeliveryOutcome):
+            return checked
+        provider, outgoing = checked
+        early = _admit(settings, slot, channel, message.channel, provider, outgoing)
+        if early is not None:
+            return early
+        attempts = conn.scalar(_sql.claim_statement(), {"p_id": mid, "p_provider": provider.name})
         if attempts is None:
             return DeliveryOutcome("claimed-elsewhere")
-    # Committed: from here a crash leaves `sending` for the reconciler.
+    # Claimed and committed: from here a crash leaves `sending` for the reconciler.
 
     return _send_and_record(provider, outgoing, mid, attempts, settings)
+
+
+@dataclass
+class _Slot:
+    """Where this run stands with the rate limiter."""
+
+    # A slot is reserved for this run (taken now, or the run came back at it).
+    reserved: bool
+    # Admitted already, on the sender limits of the task's channel.
+    admitted: bool = False
+
+
+def _not_yet(
+    settings: Settings, not_before: float | None, reserved: bool
+) -> DeliveryOutcome | None:
+    """A rate-limit slot or a provider's Retry-After further away than our
+    longest countdown: hop towards it without touching the database."""
+    if not_before is not None and time.time() < not_before - 0.005:
+        wait = min(not_before - time.time(), _longest_countdown(settings))
+        return DeliveryOutcome("queued", wait, {"not_before": not_before, "reserved": reserved})
+    return None
+
+
+def _reserve_sender_slot(settings: Settings, channel: str, slot: _Slot) -> DeliveryOutcome | None:
+    """Email and SMS are limited per sender only: take the next slot before
+    any database work, so a backlog's first pass costs one Redis call per
+    message (WhatsApp's pair limit needs the recipient: `_admit`). When the
+    slot is now, the same call also admits the send: an idle sender's message
+    costs one Redis round trip, not two. Returns the come-back outcome when
+    the slot is ahead."""
+    limiter = rate_limiter(settings)
+    sender_provider = provider_for(channel, settings)
+    # A provider that refuses everything (an unconfigured channel) fails the
+    # message later without waiting for a rate-limit slot.
+    if slot.reserved or channel not in _SENDER_ONLY_LIMITS or sender_provider.refusal() is not None:
+        return None
+    delay, slot.admitted, _ = limiter.schedule_and_admit(
+        limits_for(settings, channel, sender_provider.name, sender_provider.sender(), ""),
+        _DUE,
+    )
+    if delay > _DUE:
+        return _come_back(settings, delay)
+    slot.reserved = True
+    return None
+
+
+def _read(conn: Connection, mid: uuid.UUID) -> tuple[Message, bool] | DeliveryOutcome:
+    """The row and its contact's opt-out, in one statement; anything but a
+    `queued` row ends this run (claimed by another run, or settled)."""
+    found = conn.execute(_sql.read_statement(), {"p_id": mid}).first()
+    if found is None:
+        log.warning("send task for a message that does not exist", extra={"message_id": str(mid)})
+        return DeliveryOutcome("missing")
+    message, opted_out = _sql.message_from_row(found)
+    if message.status != MessageStatus.QUEUED.value:
+        return DeliveryOutcome(message.status)
+    return message, opted_out
+
+
+def _check_before_send(
+    session: Session, mid: uuid.UUID, message: Message, opted_out: bool, settings: Settings
+) -> tuple[Provider, OutgoingMessage] | DeliveryOutcome:
+    """Opt-out and the pre-send checks (the patient may have said SAIR since
+    the row was made), then the provider and the message it would send: a
+    skip or a permanent refusal settles the row here, before any claim."""
+    reason = skip_reason(session, message, opted_out)
+    if reason:
+        _transition(session, mid, "queued", "skipped", "skipped", reason, status_reason=reason)
+        return DeliveryOutcome("skipped")
+    provider = provider_for(message.channel, settings)
+    try:
+        refused = provider.refusal()
+        if refused is not None:
+            raise refused
+        outgoing = build_outgoing(session, message, settings)
+    except PermanentError as exc:
+        _transition(
+            session,
+            mid,
+            "queued",
+            "failed",
+            "failed",
+            str(exc),
+            error_code=exc.code,
+            status_reason=str(exc)[:1000],
+            provider=provider.name,
+        )
+        return DeliveryOutcome("failed")
+    return provider, outgoing
+
+
+def _admit(
+    settings: Settings,
+    slot: _Slot,
+    task_channel: str,
+    channel: str,
+    provider: Provider,
+    outgoing: OutgoingMessage,
+) -> DeliveryOutcome | None:
+    """Strict rate-limit admission for this sender (and recipient); the
+    come-back outcome when it must wait, None when admitted. Nothing is
+    written here."""
+    limiter = rate_limiter(settings)
+    limits = limits_for(settings, channel, provider.name, provider.sender(), outgoing.to)
+    admitted = slot.admitted
+    if admitted and channel != task_channel:
+        admitted = False  # admitted on another channel's limits: ask again
+    if not slot.reserved:
+        # First run: take this sender's next slot (and, if it is now,
+        # admission with it); come back then.
+        delay, admitted, _ = limiter.schedule_and_admit(limits, _DUE)
+        if delay > _DUE:
+            return _come_back(settings, delay)
+    # Admission (unless the slot was taken just now): the provider counts
+    # requests as they arrive, so the slower steps (reads, checks) come
+    # first. A late countdown that would exceed the cap asks again as
+    # soon as the sender conforms, keeping its turn; nothing was written.
+    if not admitted:
+        admitted, wait = limiter.admit(limits)
+        if not admitted:
+            return _come_back(settings, max(wait, _DUE))
+    return None
 
 
 def _send_and_record(
@@ -596,7 +532,7 @@ def record_sent(
     with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         columns = {"updated_at": datetime.now(UTC), **values}
         updated = conn.scalar(
-            _sent_statement(status, tuple(columns)),
+            _sql.sent_statement(status, tuple(columns)),
             {
                 "p_id": mid,
                 "p_detail": detail,

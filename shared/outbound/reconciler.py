@@ -146,22 +146,15 @@ def _unclaimed_match(
 
 
 def _settle_one(message_id: uuid.UUID, ages: dict[str, float], report: ReconcileReport) -> None:
+    """Settle one uncertain row, in its own transaction: found at the
+    provider, never accepted there (re-queued), or left to an operator."""
     settings = get_settings()
     requeue_channel: str | None = None
     with session_scope() as session:
-        message = session.scalars(
-            select(Message)
-            .where(
-                Message.id == message_id,
-                or_(
-                    (Message.status == "unknown") & _older_than(ages["unknown"]),
-                    (Message.status == "sending") & _older_than(ages["sending"]),
-                ),
-            )
-            .with_for_update(skip_locked=True)
-        ).first()
+        message = _lock_if_still_uncertain(session, message_id, ages)
         if message is None:
             return  # settled meanwhile, or another reconciler has it
+        # The status it was judged in: the updates below change `message`.
         mid, status = message.id, message.status
         provider = (
             provider_by_name(message.provider, message.channel, settings)
@@ -174,95 +167,158 @@ def _settle_one(message_id: uuid.UUID, ages: dict[str, float], report: Reconcile
             report.lookup_errors.append(str(mid))
             log.warning("reconciler cannot ask %s: not configured here", message.provider)
             return
-        match: tuple[str, str | None] | None = None
-        exact = provider is not None and provider.can_lookup
-        if provider is not None and exact:
-            try:
-                match = _unclaimed_match(session, provider, message, settings)
-            except CannotMatchExactly:
-                exact = False
-            except ProviderError as exc:
-                report.lookup_errors.append(str(mid))
-                log.warning(
-                    "reconciler lookup failed", extra={"message_id": str(mid), "error": str(exc)}
-                )
-                return
+        asked = _ask_provider(session, provider, message, settings, report)
+        if asked is None:
+            return  # the lookup failed: the next pass asks again
+        exact, match = asked
         if provider is not None and match is not None:
-            sid, provider_status = match
-            mapped = provider.status_map.get((provider_status or "").lower())
-            new_status = mapped.value if mapped is not None else "sent"
-            try:
-                # A savepoint: a provider id taken by another row since the
-                # check above fails this row alone.
-                with session.begin_nested():
-                    session.execute(
-                        update(Message)
-                        .where(Message.id == mid)
-                        .values(
-                            status=new_status,
-                            provider_message_id=sid,
-                            sent_at=func.coalesce(Message.sent_at, func.now()),
-                            updated_at=func.now(),
-                            error_code=None,
-                        )
-                    )
-            except IntegrityError:
-                report.lookup_errors.append(str(mid))
-                log.warning("reconciler match taken meanwhile", extra={"message_id": str(mid)})
-                return
-            _event(
-                session,
-                mid,
-                "reconciled_found",
-                status,
-                new_status,
-                f"{provider.name} has it as {provider_status}",
-            )
-            report.found_at_provider.append(str(mid))
+            _record_found(session, provider, mid, status, match, report)
             return
         if provider is not None and exact:
-            session.execute(
-                update(Message)
-                .where(Message.id == mid)
-                .values(status="queued", updated_at=func.now())
-            )
-            _event(
-                session,
-                mid,
-                "reconciled_requeue",
-                status,
-                "queued",
-                f"{provider.name} never accepted it: sending again",
-            )
+            _requeue(session, provider, mid, status, report)
             requeue_channel = message.channel
-            report.requeued.append(str(mid))
         else:
-            meta = dict(message.metadata_ or {})
-            if meta.get("needs_operator") and status == "unknown":
-                return
-            meta["needs_operator"] = True
+            _leave_to_operator(session, message, status, report)
+    # After the commit: the send task must find the row `queued`.
+    if requeue_channel is not None:
+        enqueue_send(message_id, requeue_channel)
+
+
+def _lock_if_still_uncertain(
+    session: Session, message_id: uuid.UUID, ages: dict[str, float]
+) -> Message | None:
+    """The row, locked, if it is still `unknown` / `sending` and old enough to
+    judge; None if it was settled meanwhile or another reconciler holds it."""
+    return session.scalars(
+        select(Message)
+        .where(
+            Message.id == message_id,
+            or_(
+                (Message.status == "unknown") & _older_than(ages["unknown"]),
+                (Message.status == "sending") & _older_than(ages["sending"]),
+            ),
+        )
+        .with_for_update(skip_locked=True)
+    ).first()
+
+
+def _ask_provider(
+    session: Session,
+    provider: Provider | None,
+    message: Message,
+    settings: Settings,
+    report: ReconcileReport,
+) -> tuple[bool, tuple[str, str | None] | None] | None:
+    """(whether the provider's answer is exact, its match) — (False, None)
+    when it cannot be asked or cannot match exactly; None when the lookup
+    failed (recorded in `report.lookup_errors`)."""
+    match: tuple[str, str | None] | None = None
+    exact = provider is not None and provider.can_lookup
+    if provider is not None and exact:
+        try:
+            match = _unclaimed_match(session, provider, message, settings)
+        except CannotMatchExactly:
+            exact = False
+        except ProviderError as exc:
+            report.lookup_errors.append(str(message.id))
+            log.warning(
+                "reconciler lookup failed",
+                extra={"message_id": str(message.id), "error": str(exc)},
+            )
+            return None
+    return exact, match
+
+
+def _record_found(
+    session: Session,
+    provider: Provider,
+    mid: uuid.UUID,
+    status: str,
+    match: tuple[str, str | None],
+    report: ReconcileReport,
+) -> None:
+    """The provider accepted it: record its id and the status it reports."""
+    sid, provider_status = match
+    mapped = provider.status_map.get((provider_status or "").lower())
+    new_status = mapped.value if mapped is not None else "sent"
+    try:
+        # A savepoint: a provider id taken by another row since the
+        # check above fails this row alone.
+        with session.begin_nested():
             session.execute(
                 update(Message)
                 .where(Message.id == mid)
                 .values(
-                    status="unknown",
-                    metadata_=meta,
+                    status=new_status,
+                    provider_message_id=sid,
+                    sent_at=func.coalesce(Message.sent_at, func.now()),
                     updated_at=func.now(),
-                    status_reason=message.status_reason or "send outcome unknown (worker lost)",
+                    error_code=None,
                 )
             )
-            _event(
-                session,
-                mid,
-                "operator_review",
-                status,
-                "unknown",
-                f"{message.provider or 'provider'} cannot be asked whether it accepted "
-                "this message; not resent automatically",
-            )
-            report.for_operator.append(str(mid))
-    if requeue_channel is not None:
-        enqueue_send(message_id, requeue_channel)
+    except IntegrityError:
+        report.lookup_errors.append(str(mid))
+        log.warning("reconciler match taken meanwhile", extra={"message_id": str(mid)})
+        return
+    _event(
+        session,
+        mid,
+        "reconciled_found",
+        status,
+        new_status,
+        f"{provider.name} has it as {provider_status}",
+    )
+    report.found_at_provider.append(str(mid))
+
+
+def _requeue(
+    session: Session, provider: Provider, mid: uuid.UUID, status: str, report: ReconcileReport
+) -> None:
+    """The provider never accepted it: back to `queued`, a resend that cannot
+    duplicate (the caller enqueues it after the commit)."""
+    session.execute(
+        update(Message).where(Message.id == mid).values(status="queued", updated_at=func.now())
+    )
+    _event(
+        session,
+        mid,
+        "reconciled_requeue",
+        status,
+        "queued",
+        f"{provider.name} never accepted it: sending again",
+    )
+    report.requeued.append(str(mid))
+
+
+def _leave_to_operator(
+    session: Session, message: Message, status: str, report: ReconcileReport
+) -> None:
+    """No exact answer: never resend blindly. Marked for an operator, once."""
+    mid = message.id
+    meta = dict(message.metadata_ or {})
+    if meta.get("needs_operator") and status == "unknown":
+        return
+    meta["needs_operator"] = True
+    session.execute(
+        update(Message)
+        .where(Message.id == mid)
+        .values(
+            status="unknown",
+            metadata_=meta,
+            updated_at=func.now(),
+            status_reason=message.status_reason or "send outcome unknown (worker lost)",
+        )
+    )
+    _event(
+        session,
+        mid,
+        "operator_review",
+        status,
+        "unknown",
+        f"{message.provider or 'provider'} cannot be asked whether it accepted "
+        "this message; not resent automatically",
+    )
+    report.for_operator.append(str(mid))
 
 
 def _reenqueue_lost(message_id: uuid.UUID, channel: str, report: ReconcileReport) -> None:

@@ -11,7 +11,7 @@ from shared.core.errors import ClinicqError, FieldError, NotFoundError
 from shared.core.identity import InvalidIdentifier
 from shared.core.templating import TemplateDataError, UnknownTemplate
 from shared.core.validation import PayloadError
-from shared.outbound.create import RecipientError
+from shared.outbound.api_messages import RecipientError
 from shared.outbound.identity_proofs import ProofError
 from shared.providers.base import PermanentError
 from shared.scheduling.appointments import AppointmentConflict, AppointmentNotFound
