@@ -135,8 +135,8 @@ class _AlwaysCancels(IntentModel):
     def __init__(self) -> None:
         super().__init__(None)
 
-    def predict(self, text: str) -> str:
-        return "cancelamento"
+    def decision(self, text: str) -> dict[str, float]:
+        return {intent: 1.0 if intent == "cancelamento" else -1.0 for intent in INTENTS}
 
 
 @pytest.mark.parametrize(

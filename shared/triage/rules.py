@@ -258,7 +258,7 @@ def triage_rules(
     intent = keyword_intent
     model = (intent_model or default_model()) if use_model else None
     if model is not None and toks:  # no words (empty, emoji only): nothing to model
-        intent = combine(keyword_intent, scores, model.predict(text))
+        intent = combine(keyword_intent, scores, model.decision(text))
     intent, keyword_intent = clinical(intent), clinical(keyword_intent)
     return RulesResult(
         intent=intent,
