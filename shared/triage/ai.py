@@ -37,10 +37,11 @@ SYSTEM_PROMPT = (
     '"urgency" (uma de: emergency = ligar SAMU 192 / pronto-socorro agora; very_urgent = '
     "precisa de um profissional em minutos a uma hora; urgent = ainda hoje; routine = sem "
     "urgência clínica).\n"
-    "agendamento: quer marcar ou remarcar; informacao_procedimento: dúvida sobre "
+    "agendamento: quer marcar; informacao_procedimento: dúvida sobre "
     "procedimento, recuperação ou sintoma; preco: valores, pagamento; qualificacao: "
-    "interessado mas indeciso; confirmacao: confirma presença; cancelamento: cancela; "
-    "outro: o resto."
+    "interessado mas indeciso, convênio, credenciais do médico; confirmacao: confirma "
+    "presença; cancelamento: cancela ou remarca; outro: o resto (agradecimentos, "
+    "documentos, endereço, horário de funcionamento)."
 )
 MAX_RESPONSE_BYTES = 64 * 1024
 

@@ -2,8 +2,11 @@
 
 Intent: every intent has weighted keyword phrases; the highest total wins, with
 a few structural rules on top that keywords alone get wrong ("quanto tempo" is
-not a price question; "remarcar" is a new booking, not a cancellation; a bare
-"sim"/"1" answers a reminder). Urgency is graded (emergency, very_urgent,
+not a price question; a bare "sim"/"1" answers a reminder). Rescheduling
+("remarca", "nao vou conseguir ir, pode remarcar?") is `cancelamento`, as the
+labelling rules define it (tests/data/TRIAGE_DATASET.md). Unless a strong
+keyword fired, a character n-gram model trained on the labelled data decides
+the intent (`intent_model.py`); it never touches urgency. Urgency is graded (emergency, very_urgent,
 urgent, routine) by the Manchester-grounded discriminator table in
 `discriminators.py`, with negation, attenuation, intensifiers and the
 patient's context applied by `urgency.py`.
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from shared.triage.discriminators import DECLARED
+from shared.triage.intent_model import IntentModel, combine, default_model
 from shared.triage.text import compile_patterns, tokens
 from shared.triage.urgency import Finding, assess, declared_urgency
 
@@ -37,8 +41,8 @@ LEAD_SCORES = ("hot", "warm", "cold")
 # (phrase, weight). Stems end in '*'. Phrases are normalized like messages.
 _INTENT_PHRASES: dict[str, list[tuple[str, float]]] = {
     "agendamento": [
-        ("agend*", 3), ("marcar", 3), ("marca", 2), ("reagend*", 4),
-        ("remarc*", 4), ("horario", 2), ("horarios", 2), ("vaga", 2), ("vagas", 2),
+        ("agend*", 3), ("marcar", 3), ("marca", 2), ("horario", 2), ("horarios", 2),
+        ("vaga", 2), ("vagas", 2),
         ("disponib*", 2), ("disponivel", 2), ("encaixe", 3), ("agenda", 2),
         ("retorno", 2), ("quero operar", 2), ("marcar a cirurgia", 3),
         ("atendem no", 1), ("tem horario", 2), ("proximo horario", 3),
@@ -76,6 +80,8 @@ _INTENT_PHRASES: dict[str, list[tuple[str, float]]] = {
         ("quantas sessoes", 3), ("ajuda", 1), ("resolve", 1), ("funciona", 1),
         ("pode ser", 2), ("sera que", 1), ("o que fazer", 3), ("o que faco", 3),
         ("devo", 2), ("espero", 1), ("tomo", 2), ("tomar", 1), ("orientacao", 3),
+        # "is it bad / is it normal / is it X?" about a product, a sign, a reading
+        ("faz mal", 4), ("=normal", 2), ("ta bom", 2), ("e alergia", 3),
     ],
     "qualificacao": [
         ("interesse", 4), ("interessad*", 4), ("interece", 4), ("vontade", 3),
@@ -108,7 +114,7 @@ _INTENT_PHRASES: dict[str, list[tuple[str, float]]] = {
         ("nao poderei", 4), ("nao vou conseguir", 4), ("nao vou mais", 4),
         ("tirar meu nome", 4), ("nao quero mais", 5), ("nao vou poder ir", 5),
         ("nao vou conseguir ir", 5), ("nao vou poder comparecer", 5), ("=adiar", 5),
-        ("=adia", 4),
+        ("=adia", 4), ("reagend*", 5), ("remarc*", 5),
     ],
     "outro": [
         ("endereco", 3), ("localizacao", 3), ("estacionamento", 3), ("convenio", 3),
@@ -176,6 +182,7 @@ class RulesResult:
     urgency_reasons: list[str] = field(default_factory=list)  # every sign that fired
     scores: dict[str, float] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    keyword_intent: str = "outro"  # the intent of the keyword rules alone, without the model
 
 
 def classify_intent(toks: Sequence[str]) -> tuple[str, dict[str, float]]:
@@ -202,13 +209,13 @@ def classify_intent(toks: Sequence[str]) -> tuple[str, dict[str, float]]:
             following = toks[i + 1] if i + 1 < len(toks) else ""
             if following not in ("tempo", "dura", "demora"):
                 scores["preco"] = scores.get("preco", 0) + 3
-    # Rescheduling is a booking request even when it says "cancel".
-    if any(w.startswith(("remarc", "reagend")) and not (i and toks[i - 1] in ("nao", "sem"))
-           and not (i > 1 and toks[i - 2] == "nao") for i, w in enumerate(toks)):
-        scores["agendamento"] = scores.get("agendamento", 0) + 6
-
     if not scores:
         return "outro", scores
+    # Asked next to anything else, an explicit cancellation or confirmation
+    # decides: the patient's appointment changes whatever else they ask.
+    for intent in ("cancelamento", "confirmacao"):
+        if scores.get(intent, 0) >= 5:
+            return intent, scores
     order = {name: rank for rank, name in enumerate(INTENTS)}
     best = max(scores.items(), key=lambda kv: (kv[1], -order[kv[0]]))
     return best[0], scores
@@ -224,21 +231,35 @@ def detect_sentiment(toks: Sequence[str], urgent: bool) -> str:
     return "neutro"
 
 
-def triage_rules(text: str) -> RulesResult:
+def triage_rules(
+    text: str, intent_model: IntentModel | None = None, use_model: bool = True
+) -> RulesResult:
+    """`intent_model` defaults to the one trained on the repository's labelled
+    data; `use_model=False` gives the keyword rules alone."""
     toks = tokens(text)
-    intent, scores = classify_intent(toks)
+    keyword_intent, scores = classify_intent(toks)
     graded = assess(text)
     grade, discriminator, reasons = graded.grade, graded.discriminator, graded.reasons
-    if grade == "routine" and intent not in _ADMINISTRATIVE and declared_urgency(text):
+    # The keyword intent, not the model's, so the model never changes a grade.
+    if grade == "routine" and keyword_intent not in _ADMINISTRATIVE and declared_urgency(text):
         grade, discriminator, reasons = "urgent", DECLARED, [DECLARED]
     urgent = grade != "routine"
-    # A reported sign, or a health complaint the modifiers made routine, with
-    # no request of its own is a clinical question.
-    if discriminator != DECLARED and (
-        (urgent and intent in ("outro", "qualificacao"))
-        or (intent == "outro" and graded.lowered and "outro" not in scores)
-    ):
-        intent = "informacao_procedimento"
+
+    def clinical(intent: str) -> str:
+        # A reported sign, or a health complaint the modifiers made routine,
+        # with no request of its own is a clinical question.
+        if discriminator != DECLARED and (
+            (urgent and intent in ("outro", "qualificacao"))
+            or (intent == "outro" and graded.lowered and "outro" not in scores)
+        ):
+            return "informacao_procedimento"
+        return intent
+
+    intent = keyword_intent
+    model = (intent_model or default_model()) if use_model else None
+    if model is not None and toks:  # no words (empty, emoji only): nothing to model
+        intent = combine(keyword_intent, scores, model.decision(text))
+    intent, keyword_intent = clinical(intent), clinical(keyword_intent)
     return RulesResult(
         intent=intent,
         urgent=urgent,
@@ -248,6 +269,7 @@ def triage_rules(text: str) -> RulesResult:
         urgency_reasons=reasons,
         scores=scores,
         findings=graded.findings,
+        keyword_intent=keyword_intent,
     )
 
 
