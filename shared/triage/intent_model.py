@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from shared.triage.text import normalize
+
+log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
 # Every labelled file: the general-clinic sets and the first (aesthetics) set.
@@ -97,11 +100,16 @@ _lock = threading.Lock()
 @functools.cache
 def _default_model() -> IntentModel | None:
     paths = [DATA_DIR / name for name in TRAINING_FILES]
-    if not all(path.exists() for path in paths):
+    missing = [path.name for path in paths if not path.exists()]
+    if missing:
+        # Said once per process: intent is then the keyword rules' alone,
+        # measurably worse (bench triage), which an operator should know.
+        log.warning("intent model not built: labelled data missing", extra={"files": missing})
         return None
     try:
         return train(paths)
     except ImportError:
+        log.warning("intent model not built: scikit-learn is not installed")
         return None
 
 
