@@ -12,11 +12,11 @@ import subprocess
 import pytest
 import yaml
 
+from shared.core.channels import QUEUES  # one worker service per queue of the table
 from shared.core.config import Settings
 from tests.infra import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
-QUEUES = ("inbound", "email", "sms", "whatsapp", "inbox", "maintenance")
 REQUIRED = {
     "POSTGRES_PASSWORD": "pg-pass",
     "REDIS_PASSWORD": "redis-pass",
