@@ -1,6 +1,8 @@
 """Outbound delivery end to end: real Celery worker processes running the real
 provider clients (twilio SDK, requests) against local fake Twilio/Meta servers,
-real PostgreSQL and Redis."""
+real PostgreSQL and Redis. Provider failures (429, 5xx, timeouts, permanent
+codes) are in test_provider_failures.py, once for every provider; the helpers
+here serve it too."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from sqlalchemy import select
 
 from shared.contacts.optouts import record_opt_out
 from shared.core.db import session_scope
-from shared.core.models import Contact, Conversation, Message, MessageEvent, OptOut
+from shared.core.models import Contact, Conversation, Message, MessageEvent
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 from shared.outbound.reconciler import reconcile_stuck_messages
 from tests.fakes import FakeTwilio
@@ -152,64 +154,6 @@ def test_sms_sent_once_with_status_callback_and_cost(twilio: FakeTwilio, twilio_
     enqueue_send(mid, "sms")
     time.sleep(1.0)
     assert len(twilio.sends_for(str(mid))) == 1
-
-
-@pytest.mark.parametrize("code", ["21211", "21614", "21610", "30007", "21408"])
-def test_permanent_codes_fail_at_once(code: str, twilio: FakeTwilio, twilio_worker: WorkerProcess) -> None:
-    twilio.fail(400, code)
-    mid = send()
-    row = settled(mid, "failed")
-    assert row.error_code == code and row.attempts == 1
-    time.sleep(1.0)  # no retry arrives later either
-    assert len(twilio.sends_for(str(mid))) == 1
-    with session_scope() as s:
-        opted = s.scalar(select(OptOut.channel).where(OptOut.contact_id == row.contact_id))
-    assert opted == ("sms" if code == "21610" else None)
-
-
-def test_429_waits_for_retry_after(twilio: FakeTwilio, twilio_worker: WorkerProcess) -> None:
-    twilio.fail(429, "20429", retry_after="2")
-    mid = send()
-    row = settled(mid, "sent")
-    first, second = twilio.sends_for(str(mid))
-    assert second.at - first.at >= 2.0, "retried before Retry-After elapsed"
-    assert row.attempts == 2
-    assert events(mid) == ["created", "claimed", "retry_scheduled", "claimed", "sent"]
-
-
-def test_500_then_success(twilio: FakeTwilio, twilio_worker: WorkerProcess) -> None:
-    twilio.fail(500, None)
-    mid = send()
-    row = settled(mid, "sent")
-    assert len(twilio.sends_for(str(mid))) == 2 and row.attempts == 2
-
-
-def test_retries_are_bounded_then_failed_with_code(twilio: FakeTwilio, twilio_worker: WorkerProcess) -> None:
-    twilio.fail(503, "30001", times=MAX_ATTEMPTS + 2)
-    mid = send()
-    row = settled(mid, "failed")
-    assert row.error_code == "30001" and row.attempts == MAX_ATTEMPTS
-    time.sleep(1.0)
-    assert len(twilio.sends_for(str(mid))) == MAX_ATTEMPTS
-    with twilio.lock:
-        twilio.plan.clear()
-
-
-def test_timeout_after_request_left_is_unknown_then_reconciled(
-    twilio: FakeTwilio, twilio_worker: WorkerProcess, reconcile: Any
-) -> None:
-    twilio.hang(3.0, accept=True)  # accepted, but the answer comes after the 1.5 s read timeout
-    mid = send()
-    row = settled(mid, "unknown")
-    assert row.error_code == "timeout"
-    # Not before connect + read timeouts (+2 s) have passed: it could be in flight.
-    assert reconcile(twilio.env(), stuck_after_seconds=0).total == 0
-    time.sleep(4.1)
-    report = reconcile(twilio.env(), stuck_after_seconds=0)
-    assert report.found_at_provider == [str(mid)]
-    row = message(mid)
-    assert row.status == "sent" and row.provider_message_id == twilio.accepted_for(str(mid))[0]["sid"]
-    assert len(twilio.sends_for(str(mid))) == 1  # never resent
 
 
 def test_timeout_not_accepted_is_resent_by_reconciler(twilio: FakeTwilio, twilio_worker: WorkerProcess, reconcile: Any) -> None:
