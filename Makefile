@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint migrate clean
+.PHONY: run test test-unit bench lint migrate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m shared.runtime.supervisor
 
-## test: the whole suite against real PostgreSQL, Redis and Celery workers
+## test: the whole suite (tests/unit and tests/integration) against real PostgreSQL, Redis and Celery workers
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## test-unit: tests/unit only, in seconds, with no server. The closed port (1)
+## in TEST_DATABASE_URL/TEST_REDIS_URL proves it on every run: had anything
+## tried to start or claim PostgreSQL or Redis, the run would fail.
+test-unit: $(STAMP)
+	TEST_DATABASE_URL=postgresql://nobody@127.0.0.1:1/none TEST_REDIS_URL=redis://127.0.0.1:1/0 \
+		$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 ## bench: throughput/latency figures as ratios against same-run baselines
 bench: $(STAMP)

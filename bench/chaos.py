@@ -8,7 +8,7 @@ SIGKILL in turn and restarted: ingest, each worker, the scheduler, Redis,
 PostgreSQL; then PostgreSQL is stopped for longer than the retry budget the
 inbound task used to have (20 attempts: ~18 minutes at its former 60 s cap;
 the short form caps the backoff at 1 s, so 20 attempts take ~15 s, and
-stops it for 22 s; tests/test_durability.py counts the attempts of one
+stops it for 22 s; tests/integration/test_durability.py counts the attempts of one
 task through such an outage).
 
 PostgreSQL and Redis are private to the run (their own data directories

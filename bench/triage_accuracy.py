@@ -26,7 +26,7 @@ accuracy, recall per specialty and per grade (a grade is recalled when the
 rules grade the message at least as high: under-triage is the miss).
 
 Goals: emergency recall 1.0, urgent recall >= 0.95, false alarms <= 5 %,
-intent accuracy >= 0.90 (tests/test_triage_accuracy.py asserts them on the
+intent accuracy >= 0.90 (tests/unit/test_triage_accuracy.py asserts them on the
 whole labelled data).
 
 Run: `python -m bench triage` (`--errors` also lists the tuning set's misses).

@@ -5,7 +5,7 @@ Keys, their stored hash and the scopes they carry are shared/core/api_keys.py
 says which scope each endpoint needs. A valid key without it gets 403, an
 unknown or revoked key 401. A route protected by `require_api_key` but
 missing from the table answers 403 to everyone (fail closed) and
-tests/test_api_scopes.py fails.
+tests/integration/test_api_scopes.py fails.
 
 Valid keys are cached in-process for API_KEY_CACHE_SECONDS (hash -> key), so
 a busy client costs no database round trip per request. Consequence: a key

@@ -62,7 +62,7 @@ def normalize_phone(raw: str, default_region: str = "BR") -> str:
         # send): phonenumbers.parse would only split off "+55" here, at ~30 µs
         # of text handling, the larger part of validating a webhook. Validity
         # is still phonenumbers' verdict, on the PhoneNumber parse would build
-        # (tests/test_identity.py holds both paths to the same answers).
+        # (tests/unit/test_identity.py holds both paths to the same answers).
         written = phonenumbers.PhoneNumber(country_code=55, national_number=int(value[3:]))
         return _validated(value, written)
     return _normalize_by_parsing(value, default_region)
@@ -97,7 +97,7 @@ def whatsapp_wa_id(e164: str) -> str:
 # microseconds. email-validator, a full RFC 5322/6531 parser, costs ~40 µs and
 # is the larger part of validating a webhook, so it decides only what this
 # does not match. The fast path is deliberately narrower than the library:
-# tests/test_identity.py holds every address it accepts to the library's own
+# tests/unit/test_identity.py holds every address it accepts to the library's own
 # verdict and normalization (a differential, Hypothesis-generated test).
 _PLAIN_EMAIL = re.compile(
     r"(?P<local>[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*)"

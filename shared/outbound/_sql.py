@@ -2,7 +2,7 @@
 
 delivery.py and create.py say what happens to a message; this module holds
 how the hot steps reach PostgreSQL cheaply. What each choice saves, measured
-with bench/delivery.py and tests/test_round_trips.py (which fails if a send
+with bench/delivery.py and tests/integration/test_round_trips.py (which fails if a send
 or a create gains a round trip):
 
 - A write and its `message_events` row are ONE statement, a data-modifying

@@ -35,7 +35,7 @@ WhatsApp abbreviations expanded, one typo forgiven in words of 5+ letters):
 
 Editing: add phrases as patients write them; `python -m shared.triage.export`
 renders this table for review (docs/triage_discriminators.md), and
-tests/test_triage_discriminators.py checks every discriminator is exercised by
+tests/unit/test_triage_discriminators.py checks every discriminator is exercised by
 the labelled messages.
 """
 

@@ -2,7 +2,7 @@
 
     python -m shared.triage.export > docs/triage_discriminators.md
 
-tests/test_triage_discriminators.py checks the committed file is up to date.
+tests/unit/test_triage_discriminators.py checks the committed file is up to date.
 """
 
 from __future__ import annotations

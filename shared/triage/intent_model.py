@@ -8,7 +8,7 @@ trained from the repository's own labelled messages (tests/data/*.jsonl), at
 first use, deterministically, in about a second; there is no artifact to go
 stale. Measured on triage_heldout2.jsonl while trained only on the other
 files: keyword rules 0.880, model alone 0.921, `combine` 0.942
-(tests/test_triage_accuracy.py repeats that measurement).
+(tests/unit/test_triage_accuracy.py repeats that measurement).
 
 The model sees only the text and decides only the intent: urgency never reads
 it. When scikit-learn or the data files are missing, `default_model()` is None

@@ -37,7 +37,7 @@ class RedirectingHttpClient(TwilioHttpClient):
     (connection pool, TLS, proxies) with the same environment settings, so
     the bytes on the wire, the proxy / CA behaviour and the exceptions
     (`classify_transport`) are those of the SDK's path
-    (tests/test_provider_http_env.py compares the two). Left out: the
+    (tests/integration/test_provider_http_env.py compares the two). Left out: the
     session's cookie jar (Twilio's REST API is stateless) and the SDK's
     per-request INFO log lines (URL, query and headers of every call).
     Anything else (JSON bodies, redirects) takes the SDK's path unchanged.

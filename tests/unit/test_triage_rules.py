@@ -1,0 +1,193 @@
+"""Triage by the rules: Portuguese (accents, case, typos, abbreviations),
+intents and lead score. The optional model is in
+tests/integration/test_triage_model.py (it needs a local fake model server)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from shared.triage import triage
+from shared.triage.intent_model import IntentModel
+from shared.triage.rules import INTENTS, LEAD_SCORES, SENTIMENTS, triage_rules
+from shared.triage.text import normalize
+
+
+def test_normalize_strips_accents_case_stretching_and_expands_abbreviations() -> None:
+    assert normalize("EMERGÊNCIA!!! Tô com DOOOR") == "emergencia estou com dor"
+    assert normalize("qto custa? pfv") == "quanto custa por favor"
+    assert normalize("vc tem horário hj?") == "voce tem horario hoje"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Estou com febre desde ontem",
+        "to com FEBRI alta",
+        "URGENTEEE",
+        "é urgenti",
+        "Emergência",
+        "emergencia",
+        "EMERGENSIA por favor",
+        "o corte ta sangrano",
+        "esta sangrando muito",
+        "minha barriga ta muito inxada depois da lipo",
+        "sinto uma dorr forte na perna",
+        "saiu pus do ponto",
+        "estou com falta de ar",
+        "socorro",
+    ],
+)
+def test_urgent_despite_accents_case_and_typos(text: str) -> None:
+    assert triage_rules(text).urgent, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "quanto tempo dura o inchaço da rinoplastia?",
+        "qual o valor da lipo?",
+        "Boa tarde, vou precisar cancelar. Minha filha ficou doente",
+        "quero agendar uma avaliação",
+        "obrigada, deu tudo certo",
+    ],
+)
+def test_not_urgent_when_symptoms_are_only_asked_about_or_absent(text: str) -> None:
+    assert not triage_rules(text).urgent, text
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("SIM", "confirmacao"),
+        ("1", "confirmacao"),
+        ("confirmo minha presença", "confirmacao"),
+        ("cancela pfv nao vou mais", "cancelamento"),
+        # Rescheduling is cancelamento, as tests/data/TRIAGE_DATASET.md labels it.
+        ("queria remarcar pra outro dia", "cancelamento"),
+        ("qto ta o botox?", "preco"),
+        ("quanto tempo de repouso depois da abdomino?", "informacao_procedimento"),
+        ("tenho interesse em fazer rino mas tenho medo", "qualificacao"),
+        ("qual o endereço?", "outro"),
+        ("VALORES", "preco"),  # the WhatsApp menu's options
+        ("Procedimentos", "informacao_procedimento"),
+        ("agendar", "agendamento"),
+        ("", "outro"),
+    ],
+)
+def test_intents(text: str, intent: str) -> None:
+    assert triage_rules(text).intent == intent
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "remarca a consulta do meu filho pra semana q vem pfv",
+        "nao vou conseguir ir amanha, pode remarcar?",
+        "preciso reagendar a sessao de quinta",
+        "vou viajar, remarcar a limpeza",
+    ],
+)
+def test_rescheduling_is_a_cancellation_by_the_keyword_rules(text: str) -> None:
+    result = triage_rules(text, use_model=False)
+    assert result.keyword_intent == "cancelamento", result.scores
+    assert triage_rules(text).intent == "cancelamento"
+
+
+def test_cancelling_next_to_another_question_is_a_cancellation() -> None:
+    # The labelling priority: cancelamento > confirmacao > agendamento > preco ...
+    text = "preciso desmarcar a limpeza de sabado e aproveitando qnto custa o clareamento?"
+    assert triage_rules(text, use_model=False).intent == "cancelamento"
+    assert triage_rules("confirmo a consulta de amanha, e qual o valor do retorno?",
+                        use_model=False).intent == "confirmacao"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ela engole chiclete as vezes, faz mal?",
+        "minha pressao deu 13 por 8 hoje, ta bom?",
+        "botox de 5 dias ainda nao pegou, normal?",
+    ],
+)
+def test_is_it_bad_or_normal_questions_are_about_the_procedure(text: str) -> None:
+    assert triage_rules(text, use_model=False).intent == "informacao_procedimento"
+    assert triage_rules(text).intent == "informacao_procedimento"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "qual o endereco da clinica? tem estacionamento?",
+        "que horas vcs fecham no sabado?",
+    ],
+)
+def test_address_and_opening_hours_are_outro(text: str) -> None:
+    assert triage_rules(text).intent == "outro"
+
+
+class _AlwaysCancels(IntentModel):
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def decision(self, text: str) -> dict[str, float]:
+        return {intent: 1.0 if intent == "cancelamento" else -1.0 for intent in INTENTS}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["URGENTE me responde por favor", "to com muita dor e a cicatriz ta vermelha"],
+)
+def test_the_intent_model_never_changes_the_urgency(text: str) -> None:
+    alone = triage_rules(text, use_model=False)
+    with_model = triage_rules(text, intent_model=_AlwaysCancels())
+    assert alone.urgent
+    # An administrative intent would silence a declared urgency if the grade
+    # read the model's intent.
+    assert with_model.intent == "cancelamento"
+    assert (with_model.urgency, with_model.discriminator, with_model.urgency_reasons) == (
+        alone.urgency, alone.discriminator, alone.urgency_reasons)
+
+
+def test_strong_keywords_decide_over_the_model() -> None:
+    assert triage_rules("quanto custa o botox?", intent_model=_AlwaysCancels()).intent == "preco"
+
+
+def test_reported_symptom_without_other_intent_is_clinical() -> None:
+    result = triage_rules("to com muita dor e a cicatriz ta vermelha")
+    assert result.urgent and result.intent == "informacao_procedimento"
+    assert result.sentiment == "negativo"
+
+
+def test_lead_score_grows_with_intent_and_engagement(settings) -> None:
+    assert triage("bom dia", settings=settings).lead_score == "cold"
+    assert triage("qual o valor da lipo?", settings=settings).lead_score == "warm"
+    engaged = triage(
+        "tem horario sabado pra avaliacao?",
+        history=["qual o valor da lipo?", "quantos dias de repouso?"],
+        settings=settings,
+    )
+    assert engaged.intent == "agendamento" and engaged.lead_score == "hot"
+    assert engaged.lead_points > triage("tem horario sabado?", settings=settings).lead_points
+    assert triage("cancela minha consulta", settings=settings).lead_score == "cold"
+
+
+def test_to_dict_is_json_ready(settings) -> None:
+    doc = triage("to com febre", settings=settings).to_dict()
+    assert doc["urgent"] is True and doc["source"] == "rules"
+    assert "ai_error" not in doc
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_rules_never_fail_and_answer_in_vocabulary(text: str) -> None:
+    result = triage_rules(text)
+    assert result.intent in INTENTS and result.sentiment in SENTIMENTS
+    assert isinstance(result.urgent, bool)
+
+
+def test_lead_scores_are_in_vocabulary(settings) -> None:
+    for text in ("oi", "quero agendar", "qto custa", "cancela"):
+        assert triage(text, settings=settings).lead_score in LEAD_SCORES
