@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, request
 
 from ingest.errors import error
 from ingest.webhooks.publish import publish_inbound_message
+from shared.core.config import Settings
 from shared.providers.twilio.inbound import parse_twilio_inbound
 from shared.providers.twilio.signature import public_url, verify_twilio_signature
 
@@ -29,13 +30,9 @@ def _twiml() -> Response:
     return Response(EMPTY_TWIML, status=200, content_type="text/xml; charset=utf-8")
 
 
-@bp.post("/webhooks/twilio")
-def receive_twilio() -> Any:
-    settings = current_app.config["SETTINGS"]
-    if not settings.TWILIO_AUTH_TOKEN:
-        # Fail closed, and say why in the logs: nothing can be verified.
-        log.warning("POST /webhooks/twilio refused: TWILIO_AUTH_TOKEN is not set")
-        return error(403, "Twilio webhook not configured", "X-Twilio-Signature")
+def verified_form(settings: Settings) -> dict[str, str] | Response:
+    """The posted form if X-Twilio-Signature signs it for the URL Twilio
+    called (PUBLIC_BASE_URL + path + query), else the 401/403 to answer."""
     signature = request.headers.get("X-Twilio-Signature")
     if not signature:
         return error(401, "missing Twilio signature", "X-Twilio-Signature")
@@ -45,6 +42,19 @@ def receive_twilio() -> Any:
     url = public_url(settings.PUBLIC_BASE_URL, request.path, request.query_string)
     if not verify_twilio_signature(settings.TWILIO_AUTH_TOKEN, url, form, signature):
         return error(403, "invalid Twilio signature", "X-Twilio-Signature")
+    return form
+
+
+@bp.post("/webhooks/twilio")
+def receive_twilio() -> Any:
+    settings = current_app.config["SETTINGS"]
+    if not settings.TWILIO_AUTH_TOKEN:
+        # Fail closed, and say why in the logs: nothing can be verified.
+        log.warning("POST /webhooks/twilio refused: TWILIO_AUTH_TOKEN is not set")
+        return error(403, "Twilio webhook not configured", "X-Twilio-Signature")
+    form = verified_form(settings)
+    if isinstance(form, Response):
+        return form
 
     mime = (request.content_type or "").split(";", 1)[0].strip().lower()
     if mime != "application/x-www-form-urlencoded":

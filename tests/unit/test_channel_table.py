@@ -178,44 +178,46 @@ def providers(table: Iterable[Channel]) -> list[str]:
     ]
 
 
-def settings_exist(table: Iterable[Channel]) -> list[str]:
+def _rows_failing(table: Iterable[Channel], check: Callable[[Channel], bool]) -> list[str]:
+    """The rows for which `check` is false or raises what a missing setting or
+    an unknown channel raises."""
     missing = []
     for row in table:
         try:
-            check_channel_table([row])
-        except ConfigError:
+            ok = check(row)
+        except (AttributeError, UnknownChannel, ConfigError):
+            ok = False
+        if not ok:
             missing.append(row.name)
     return missing
+
+
+def settings_exist(table: Iterable[Channel]) -> list[str]:
+    return _rows_failing(table, lambda row: check_channel_table([row]) is None)
 
 
 def rate_limits(table: Iterable[Channel]) -> list[str]:
     from shared.outbound.ratelimit import limits_for
 
     settings = _settings()
-    missing = []
-    for row in table:
-        try:
-            limits = limits_for(settings, row.name, "live", "+5511999990000", "+5511988887777")
-        except (AttributeError, UnknownChannel):
-            limits = []
-        if len(limits) != len(row.rate_limits) or not limits:
-            missing.append(row.name)
-    return missing
+
+    def limited(row: Channel) -> bool:
+        limits = limits_for(settings, row.name, "live", "+5511999990000", "+5511988887777")
+        return bool(limits) and len(limits) == len(row.rate_limits)
+
+    return _rows_failing(table, limited)
 
 
 def cost_estimates(table: Iterable[Channel]) -> list[str]:
     from shared.outbound.cost import estimated_cost
 
     settings = _settings()
-    missing = []
-    for row in table:
-        try:
-            amount, _ = estimated_cost(settings, row.name)
-        except (AttributeError, UnknownChannel):
-            missing.append(row.name)
-            continue
-        assert amount == Decimal(str(getattr(settings, row.cost_setting)))
-    return missing
+
+    def costed(row: Channel) -> bool:
+        amount, _ = estimated_cost(settings, row.name)
+        return bool(amount == Decimal(str(getattr(settings, row.cost_setting))))
+
+    return _rows_failing(table, costed)
 
 
 def sender_only_limits(table: Iterable[Channel]) -> list[str]:
