@@ -277,3 +277,24 @@ def test_idioms_and_played_down_messages_are_routine() -> None:
         assert triage_rules(text).urgency == "routine", text
     # the same verbs, meant
     assert triage_rules("vou me mata hoje, nao aguento mais").urgency == "emergency"
+
+
+def test_past_events_told_with_todays_age_stay_history() -> None:
+    from shared.triage.urgency import assess
+
+    # "hoje com 5 anos" gives her age; it does not make the seizure current
+    assert assess("ela teve convulsao febril quando era nenem, hoje com 5 anos pode "
+                  "tomar vacina?").grade == "routine"
+    assert assess("ele teve convulsao ano passado e hoje convulsionou de novo").grade == \
+        "emergency"
+
+
+def test_near_homographs_do_not_attenuate_or_alarm() -> None:
+    from shared.triage.urgency import assess
+
+    # "as fezes" is not "as vezes" (sometimes): the blood is not made mild
+    assert assess("o nenem chora e as fezes estao com sangue tipo geleia").grade == \
+        "very_urgent"
+    # a heart racing with joy is a feeling
+    assert assess("meu coracao disparou de alegria com a noticia").grade == "routine"
+    assert assess("meu coracao disparou do nada e nao para").grade != "routine"

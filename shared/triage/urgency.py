@@ -367,6 +367,19 @@ def _family_history(toks: Sequence[str], start: int, end: int) -> bool:
                and after[i + 2] == "anos" for i, tok in enumerate(after))
 
 
+def _now(toks: Sequence[str], low: int, high: int) -> bool:
+    """A word saying the sign is happening now, in toks[low:high]; not "hoje"
+    giving an age ("teve convulsao quando era nenem, hoje com 5 anos")."""
+    for i in range(low, min(high, len(toks))):
+        if toks[i] not in _NOW:
+            continue
+        if toks[i] == "hoje" and toks[i + 1:i + 2] in (["com"], ["tem"]) and \
+                toks[i + 2:i + 3] and toks[i + 2].isdigit():
+            continue
+        return True
+    return False
+
+
 def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentence,
                  start: int, end: int, taken: set[int],
                  sign_starts: set[int]) -> tuple[str, list[str]] | None:
@@ -390,7 +403,7 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
         mild = None if emergency else _mild(toks, start, end)
         past = _near(_PAST, toks, start - PAST_WINDOW, end + PAST_WINDOW)
         if past and (_near(_SINCE, toks, start - PAST_WINDOW - 1, end + PAST_WINDOW)
-                     or _NOW.intersection(toks[max(0, start - PAST_WINDOW):end + PAST_WINDOW])):
+                     or _now(toks, max(0, start - PAST_WINDOW), end + PAST_WINDOW)):
             # "febre desde semana passada" is still going on; in "tive avc ano
             # passado e agora a boca entortou" the sign is now
             past = None
