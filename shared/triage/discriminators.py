@@ -125,7 +125,8 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
     "pregnancy": (
         "gravida", "gravidez", "gestante", "gestacao", "gestacional", "semanas de gestacao",
         "pre natal", "prenatal", "estou esperando um bebe", "bebe mexer", "bebe mexe",
-        "gemeos", "=ig", "gravidinha", "_gestacao",
+        "gemeos", "=ig", "gravidinha", "_gestacao", "bolsa rompeu", "bolsa estourou",
+        "rompeu a bolsa", "estourou a bolsa", "trabalho de parto",
     ),
     "post_op": (
         "cirurgia", "cirurgias", "operei", "operado", "operada", "opero", "fui operad*",
@@ -236,6 +237,9 @@ PAST = (
     "anos atras", "ha meses", "ha anos", "faz meses", "faz anos", "faz um mes",
     "ha um mes", "no passado", "quando era crianca", "quando era bebe", "quando era nenem",
     "quando era pequen*", "quando pequen*", "na infancia",
+    # obstetric history ("a bolsa rompeu na minha primeira gravidez")
+    "primeira gravidez", "outra gravidez", "gravidez anterior", "ultima gravidez",
+    "primeiro parto", "outro parto", "parto anterior", "ultimo parto", "gestacao anterior",
 )
 # An expected effect asked about ("e normal ficar inchada?"): one step lower.
 EXPECTED_QUESTION = ("e normal", "normal isso", "isso e normal", "faz parte", "e esperado",
@@ -965,7 +969,9 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "nao sinto mais o bebe", "nao senti ele mexer",
                                "nao mexeu hoje", "parou de mexer", "nao mexe",
                                "convuls*", "bolsa estourou", "bolsa rompeu",
-                               "rompeu a bolsa", "estourou a bolsa", "cordao saindo"),
+                               "rompeu a bolsa", "estourou a bolsa", "cordao saindo",
+                               "vendo o cordao", "cordao para fora", "cordao aparecendo",
+                               "cordao umbilical saindo", "saiu o cordao"),
                  context="pregnancy", unless=("=ainda", "quando comeca", "a partir de")),
             Sign("emergency", FETAL_MOVEMENT, with_all=(FETAL_ABSENT,), within=5,
                  context="pregnancy", negatable=False,
