@@ -70,6 +70,7 @@ ABBREVIATIONS: dict[str, str] = {
     "ss": "sim",
     "msm": "mesmo",
     "qnd": "quando",
+    "dps": "depois",
     "qdo": "quando",
     "vo": "vou",
     "to": "estou",

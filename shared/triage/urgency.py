@@ -90,6 +90,7 @@ _INTENSIFIERS = compile_patterns(table.INTENSIFIERS)
 _REPORT = compile_patterns(table.REPORT_MARKERS)
 _DECLARED = compile_patterns(table.DECLARED_URGENCY)
 _DECLARED_SERVICE = compile_patterns(table.DECLARED_SERVICE)
+_DENIED = frozenset(("nada", "nao", "sem", "nenhuma", "nenhum"))
 
 
 @dataclass
@@ -125,7 +126,8 @@ class Urgency:
 
 # --- measured values ------------------------------------------------------------------
 
-_FEVER_WORDS = ("febre", "temperatura", "graus", "termometro", "febril", "febrao")
+_FEVER_WORDS = ("febre", "temperatura", "graus", "termometro", "febril", "febrao", "quente",
+                "quentinho", "quentinha", "esquentando")
 _PRESSURE_WORDS = ("pressao", "pa")
 _GLUCOSE_WORDS = ("glicose", "glicemia", "hgt", "dextro", "acucar", "diabete", "diabetes",
                   "destro")
@@ -137,6 +139,11 @@ _ELDER_WORDS = ("pai", "mae", "avo", "vo", "vovo", "tio", "tia", "sogro", "sogra
                 "senhora", "idoso", "idosa", "marido", "esposa", "tenho")
 
 
+_BABY_SUBJECTS = frozenset(_BABY_WORDS + ("ele", "ela", "so", "bebezinho", "bebezinha"))
+# "ela tem 7 semanas": (up to this a baby under 3 months, up to this a baby)
+_AGE_UNITS = {"dia": (90, 90), "dias": (90, 90), "semana": (12, 12), "semanas": (12, 12),
+              "mes": (2, 24), "meses": (2, 24)}
+_WEEKS_SHORT = frozenset(("sem", "sems", "sm", "smn"))
 _PILL_WORDS = ("comprimidos", "remedios", "pilulas", "capsulas", "cartelas", "caixas",
                "frascos", "vidros", "doses", "gotas", "comprimido")
 
@@ -154,6 +161,9 @@ def _with_measures(toks: list[str]) -> list[str]:
     glucose = any(w in words for w in _GLUCOSE_WORDS)
     baby = any(w in words for w in _BABY_WORDS)
     elder = any(w in words for w in _ELDER_WORDS)
+    # "gravida de 35 sem dor de cabeca": weeks, not "without"
+    toks = ["semanas" if tok in _WEEKS_SHORT and i and 4 <= (_number(toks[i - 1]) or 0) <= 42
+            else tok for i, tok in enumerate(toks)]
     for i, tok in enumerate(toks):
         out.append(tok)
         found: list[str] = []
@@ -187,7 +197,14 @@ def _with_measures(toks: list[str]) -> list[str]:
         if baby and (following in ("dias", "dia") and value <= 90
                      or following in ("semanas", "semana") and value <= 12):
             found.append("_bebe_pequeno")
-        if baby and following in ("mes", "meses") and value <= 2:
+        # "ele tem 2 meses e meio": a baby, though the message never says "bebe"
+        months_old = (following in _AGE_UNITS and value <= _AGE_UNITS[following][1]
+                      and i >= 2 and toks[i - 1] in ("tem", "completou", "completa", "fez")
+                      and toks[i - 2] in _BABY_SUBJECTS
+                      and (toks[i + 2] if i + 2 < len(toks) else "") not in ("de", "que"))
+        if months_old:
+            found.append("_bebe_pequeno" if value <= _AGE_UNITS[following][0] else "_bebe_meses")
+        elif baby and following in ("mes", "meses") and value <= 2:
             found.append("_bebe_pequeno")
         before = toks[i - 1] if i else ""
         pregnant_says = before in ("gravida", "gestante") or i == 0 or (
@@ -316,6 +333,22 @@ def _resolved(toks: Sequence[str], start: int, end: int, sign_starts: set[int]) 
     return None
 
 
+def _mild(toks: Sequence[str], start: int, end: int) -> str | None:
+    """An attenuation about this sign: after it, or before it in the same
+    clause. In "inchou um pouco e esta latejando" / "abriu um pouquinho e
+    saindo secrecao" the mildness is the first sign's; in "um pouco inchado e
+    vermelho" (the sign right after the "e") it qualifies both."""
+    for pattern in _MILD:
+        for begin in pattern.find_all(toks):
+            stop = begin + len(pattern.words)
+            if stop <= start - MILD_BEFORE or begin >= end + MILD_AFTER:
+                continue
+            if stop <= start and _NEGATION_BREAKS.intersection(toks[stop:start - 1]):
+                continue
+            return str(pattern)
+    return None
+
+
 # Resolutions that may be about anything ("a boca ta normal"): only right after the sign.
 _RESOLVED_NEAR = frozenset(("esta normal", "esta otima", "esta otimo", "controlado",
                             "controlada", "ficou bem", "comendo bem"))
@@ -332,6 +365,19 @@ def _family_history(toks: Sequence[str], start: int, end: int) -> bool:
     after = toks[end:end + 4]
     return any(tok == "com" and i + 2 < len(after) and after[i + 1].isdigit()
                and after[i + 2] == "anos" for i, tok in enumerate(after))
+
+
+def _now(toks: Sequence[str], low: int, high: int) -> bool:
+    """A word saying the sign is happening now, in toks[low:high]; not "hoje"
+    giving an age ("teve convulsao quando era nenem, hoje com 5 anos")."""
+    for i in range(low, min(high, len(toks))):
+        if toks[i] not in _NOW:
+            continue
+        if toks[i] == "hoje" and toks[i + 1:i + 2] in (["com"], ["tem"]) and \
+                toks[i + 2:i + 3] and toks[i + 2].isdigit():
+            continue
+        return True
+    return False
 
 
 def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentence,
@@ -354,10 +400,10 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
     if disc.attenuable:
         # An emergency sign is not made mild by a word near it ("braco direito
         # fraco" is the sign); it is lowered one step when it has passed.
-        mild = None if emergency else _near(_MILD, toks, start - MILD_BEFORE, end + MILD_AFTER)
+        mild = None if emergency else _mild(toks, start, end)
         past = _near(_PAST, toks, start - PAST_WINDOW, end + PAST_WINDOW)
         if past and (_near(_SINCE, toks, start - PAST_WINDOW - 1, end + PAST_WINDOW)
-                     or _NOW.intersection(toks[max(0, start - PAST_WINDOW):end + PAST_WINDOW])):
+                     or _now(toks, max(0, start - PAST_WINDOW), end + PAST_WINDOW)):
             # "febre desde semana passada" is still going on; in "tive avc ano
             # passado e agora a boca entortou" the sign is now
             past = None
@@ -494,8 +540,8 @@ def declared_urgency(text: str) -> bool:
     """The patient says it is urgent ("URGENTE", "socorro") without naming a sign."""
     toks = normalize(text).split()
     for begin, _ in _spans(_DECLARED, toks):
-        if _negated(toks, begin):
-            continue
+        if _negated(toks, begin) or _DENIED.intersection(toks[max(0, begin - 2):begin]):
+            continue  # "nao e nada urgente", "nada grave", "sem urgencia"
         if _near(_DECLARED_SERVICE, toks, begin - 3, begin):
             continue  # "voces atendem emergencia sabado?" asks about a service
         return True
