@@ -191,3 +191,71 @@ def test_rules_never_fail_and_answer_in_vocabulary(text: str) -> None:
 def test_lead_scores_are_in_vocabulary(settings) -> None:
     for text in ("oi", "quero agendar", "qto custa", "cancela"):
         assert triage(text, settings=settings).lead_score in LEAD_SCORES
+
+
+# --- urgency modifiers: the readings behind the discriminator table's signs ---------
+
+
+def test_weeks_abbreviated_as_sem_are_weeks_not_without() -> None:
+    from shared.triage.urgency import assess
+
+    # "35 sem dor de cabeca" would otherwise negate the headache
+    result = assess("gravida de 35 sem dor de cabeca forte e vendo pontinhos brilhando")
+    assert "pregnancy" in result.contexts
+    assert result.grade == "emergency" and result.discriminator == "pregnancy_bleeding"
+    early = assess("to com 8 sem e saiu um pouco de sangue marrom")
+    assert "pregnancy" in early.contexts and early.grade != "routine"
+    # a plain "sem" is still a negation
+    assert assess("estou sem dor de cabeca e sem febre").grade == "routine"
+
+
+def test_a_babys_age_in_months_or_weeks_makes_it_a_baby() -> None:
+    from shared.triage.urgency import assess
+
+    young = assess("o pai aqui, ela tem 6 semanas e ta com 38 de febre")
+    assert "young_infant" in young.contexts and young.grade == "emergency"
+    # "tem 2 meses que" is a duration, not an age
+    assert "young_infant" not in assess("ja tem 2 meses que estou com febre a noite").contexts
+
+
+def test_mildness_stays_in_its_clause() -> None:
+    from shared.triage.urgency import assess
+
+    # "um pouco" qualifies the dehiscence, not the discharge after "e saindo"
+    assert assess("fiz abdomino, o ponto abriu um pouco e saindo secrecao amarela").grade == \
+        "urgent"
+    # right after the "e" it qualifies both adjectives
+    assert assess("fiz botox ontem e ta um pouco inchado e vermelho, e normal?").grade == \
+        "routine"
+
+
+def test_idioms_and_played_down_messages_are_routine() -> None:
+    for text in ("essa fila me mata kkk, quanto tempo demora a primeira consulta?",
+                 "esse calor me mata, voces tem ar condicionado na recepcao?",
+                 "nao e nada urgente, so queria saber o horario de sabado",
+                 "tenho umas espinhas, nada grave, quanto custa a limpeza de pele?",
+                 "essa dor nas costas ta me matando rs mas e leve, pilates ajuda?"):
+        assert triage_rules(text).urgency == "routine", text
+    # the same verbs, meant
+    assert triage_rules("vou me mata hoje, nao aguento mais").urgency == "emergency"
+
+
+def test_past_events_told_with_todays_age_stay_history() -> None:
+    from shared.triage.urgency import assess
+
+    # "hoje com 5 anos" gives her age; it does not make the seizure current
+    assert assess("ela teve convulsao febril quando era nenem, hoje com 5 anos pode "
+                  "tomar vacina?").grade == "routine"
+    assert assess("ele teve convulsao ano passado e hoje convulsionou de novo").grade == \
+        "emergency"
+
+
+def test_near_homographs_do_not_attenuate_or_alarm() -> None:
+    from shared.triage.urgency import assess
+
+    # "as fezes" is not "as vezes" (sometimes): the blood is not made mild
+    assert assess("o nenem chora e as fezes estao com sangue tipo geleia").grade == \
+        "very_urgent"
+    # a heart racing with joy is a feeling
+    assert assess("meu coracao disparou de alegria com a noticia").grade == "routine"
+    assert assess("meu coracao disparou do nada e nao para").grade != "routine"
