@@ -1,13 +1,13 @@
 """Regression guard for the rules on the labelled sets.
 
 The general-clinics set (nine specialties, graded). Development data:
-tests/data/triage_tune.jsonl + triage_heldout.jsonl (the second was measured
-once as a held-out part, then studied and tuned on); the goals — emergency
-recall 1.0, urgent recall >= 0.95, false alarms <= 5 %, intent accuracy
->= 0.90 — are asserted there. The held-out part is triage_heldout2.jsonl,
-never looked at while tuning; its test asserts the goals it meets and the
-measured figures as a floor for those it does not; `python -m bench triage`
-prints it first with every miss.
+tests/data/triage_tune.jsonl + triage_heldout.jsonl + triage_heldout2.jsonl
+(the last two were each measured once as a held-out part, then studied and
+tuned on); the goals — emergency recall 1.0, urgent recall >= 0.95, false
+alarms <= 5 %, intent accuracy >= 0.90 — are asserted there. The held-out
+part is triage_heldout3.jsonl, never looked at while tuning; its test asserts
+the goals it meets and the measured figures as a floor for those it does not;
+`python -m bench triage` prints it first with every miss.
 The first (aesthetics) set keeps its goal: intent accuracy >= 0.90 and urgent
 recall >= 0.95.
 """
@@ -22,6 +22,7 @@ from bench.triage_accuracy import (
     DATA_DIR,
     HELDOUT,
     HELDOUT2,
+    HELDOUT3,
     TUNE,
     evaluate,
     load_examples,
@@ -33,7 +34,8 @@ from shared.triage.rules import INTENTS
 
 
 def general_clinics() -> list:
-    return [ex for path in (TUNE, HELDOUT) if path.exists() for ex in load_examples(path)]
+    return [ex for path in (TUNE, HELDOUT, HELDOUT2) if path.exists()
+            for ex in load_examples(path)]
 
 
 def test_general_clinics_set_is_large_varied_and_well_formed() -> None:
@@ -53,23 +55,28 @@ def test_rules_meet_the_goals_on_the_development_data() -> None:
     assert report.meets_goals() == [], misses
 
 
-@pytest.mark.skipif(not HELDOUT2.exists(), reason="held-out part not present")
-def test_rules_on_the_held_out_part() -> None:
-    # Measured once, after tuning ended, not tuned on: urgent recall 0.883,
-    # emergency recall 0.828, false alarms 0.044, intent accuracy 0.837. The
-    # false-alarm goal is met and asserted; the others are floors against
-    # regression, not the goals. Intent is measured with the n-gram model
-    # trained on every file but this one: 0.942, the keyword rules alone 0.880
-    # (their rules were since revised from its misses).
+@pytest.mark.skipif(not HELDOUT2.exists(), reason="dev part not present")
+def test_intent_model_beats_the_keyword_rules_on_messages_it_was_not_trained_on() -> None:
+    # triage_heldout2 with the model trained on every other file: 0.939, the
+    # keyword rules alone 0.904.
     report = evaluate(load_examples(HELDOUT2), model_without(HELDOUT2))
-    assert report.false_alarm_rate <= 0.05
-    assert report.urgent_recall >= 0.88
-    assert report.emergency_recall is not None and report.emergency_recall >= 0.82
-    assert report.keyword_accuracy >= 0.87
-    # The model earns its place: on messages it was not trained on, it beats
-    # the keyword rules and meets the goal.
     assert report.accuracy >= 0.90
     assert report.accuracy > report.keyword_accuracy
+
+
+@pytest.mark.skipif(not HELDOUT3.exists(), reason="held-out part not present")
+def test_rules_on_the_held_out_part() -> None:
+    # Measured once, after tuning ended, never tuned on and never trained on:
+    # urgent recall 0.900, emergency recall 0.907, false alarms 0.050,
+    # intent accuracy 0.931 (keyword rules alone 0.917). The false-alarm and
+    # intent goals are met and asserted; the recall figures are floors against
+    # regression, short of the goals (1.0 and 0.95).
+    assert HELDOUT3.name not in TRAINING_FILES
+    report = evaluate(load_examples(HELDOUT3))
+    assert report.false_alarm_rate <= 0.05
+    assert report.accuracy >= 0.90
+    assert report.urgent_recall >= 0.90
+    assert report.emergency_recall is not None and report.emergency_recall >= 0.90
 
 
 def test_intent_model_is_trained_from_the_repository_data() -> None:
