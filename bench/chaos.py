@@ -460,6 +460,10 @@ def run(profile: Profile, workdir: Path | None = None) -> Report:  # noqa: PLR09
             "LOG_LEVEL": "INFO",
             "AUTO_ACK_ENABLED": "true",
             "AUTOMATIONS_ENABLED": "true",
+            # Every accepted message must get its acknowledgement: the global
+            # flood cap (AUTO_ACKS_PER_HOUR, 100 by default) would otherwise
+            # withhold them once a fast machine accepts more than 100.
+            "AUTO_ACKS_PER_HOUR": "1000000",
             "TEAM_ALERTS_ENABLED": "false",
             "QUIET_HOURS_CHANNELS": "",
             "RATE_LIMIT_SMS": "10000/second",

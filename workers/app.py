@@ -56,6 +56,8 @@ def _inbound_worker_options(
     import celeryconfig
 
     queues = _queue_names(options.get("queues"))
+    if "inbound" in queues or not queues:
+        _build_intent_model()
     if queues == {"inbound"}:
         conf.broker_transport_options = celeryconfig.inbound_transport_options  # type: ignore[attr-defined]
         # The command line already read the prefetch setting: applied to the
@@ -66,6 +68,15 @@ def _inbound_worker_options(
             "this worker consumes `inbound` with other queues: a killed worker's inbound "
             "tasks come back only after CELERY_VISIBILITY_TIMEOUT; run `-Q inbound` alone"
         )
+
+
+def _build_intent_model() -> None:
+    """Triage's intent model (shared/triage/intent_model.py) is trained once
+    here, before the pool forks, so every child inherits it instead of
+    training its own on its first message (a few seconds of CPU each)."""
+    from shared.triage.intent_model import default_model
+
+    default_model()
 
 
 @celeryd_after_setup.connect

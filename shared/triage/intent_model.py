@@ -119,12 +119,17 @@ def default_model() -> IntentModel | None:
         return _default_model()
 
 
+def rules_decide(rules_intent: str, scores: Mapping[str, float]) -> bool:
+    """An explicit request fired: the model is not asked (nor built)."""
+    return rules_intent in _RULES_DECIDE or scores.get(rules_intent, 0.0) >= STRONG_SCORE
+
+
 def combine(
     rules_intent: str, scores: Mapping[str, float], decision: Mapping[str, float]
 ) -> str:
     """The rules decide when an explicit request fired; otherwise the model,
     when it is clearly surer of its intent than of the rules'."""
-    if rules_intent in _RULES_DECIDE or scores.get(rules_intent, 0.0) >= STRONG_SCORE:
+    if rules_decide(rules_intent, scores):
         return rules_intent
     best = max(decision, key=decision.__getitem__)
     if decision[best] - decision.get(rules_intent, float("-inf")) >= MARGIN:

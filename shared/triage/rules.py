@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from shared.triage.discriminators import DECLARED
-from shared.triage.intent_model import IntentModel, combine, default_model
+from shared.triage.intent_model import IntentModel, combine, default_model, rules_decide
 from shared.triage.text import compile_patterns, tokens
 from shared.triage.urgency import Finding, assess, declared_urgency
 
@@ -256,8 +256,11 @@ def triage_rules(
         return intent
 
     intent = keyword_intent
-    model = (intent_model or default_model()) if use_model else None
-    if model is not None and toks:  # no words (empty, emoji only): nothing to model
+    # No words (empty, emoji only) give the model nothing; an explicit
+    # request is the rules' to decide.
+    asks_model = use_model and bool(toks) and not rules_decide(keyword_intent, scores)
+    model = (intent_model or default_model()) if asks_model else None
+    if model is not None:
         intent = combine(keyword_intent, scores, model.decision(text))
     intent, keyword_intent = clinical(intent), clinical(keyword_intent)
     return RulesResult(
