@@ -70,9 +70,14 @@ class Sign:
     # False when the sign's own wording carries the negation ("nao sinto o
     # bebe mexer", "a mao nao obedece").
     negatable: bool = True
+    # False when "meio" / "um pouco" / "e normal?" do not make the sign milder
+    # ("meio roxa rendada" after a filler is ischaemia all the same; fluid
+    # leaking at 35 weeks is not an expected effect, however it is asked).
+    attenuable: bool = True
 
     def __init__(self, grade: str, phrases, with_any=(), context=None, note="",
-                 needs_report=False, with_all=(), within=8, unless=(), negatable=True):
+                 needs_report=False, with_all=(), within=8, unless=(), negatable=True,
+                 attenuable=True):
         object.__setattr__(self, "grade", grade)
         object.__setattr__(self, "phrases", tuple(phrases))
         object.__setattr__(self, "with_any", tuple(with_any))
@@ -83,6 +88,7 @@ class Sign:
         object.__setattr__(self, "within", within)
         object.__setattr__(self, "unless", tuple(unless))
         object.__setattr__(self, "negatable", negatable)
+        object.__setattr__(self, "attenuable", attenuable)
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,9 @@ class Discriminator:
     # Attenuation ("um pouco", "ja passou", "e normal?") lowers it. Off for
     # signs whose mere mention is the risk (self-harm, ingestion).
     attenuable: bool = True
+    # Lowest grade a recent sign that has passed keeps ("desmaiei ontem, hoje
+    # to bem" is still seen today).
+    resolved_floor: str = "routine"
     examples: tuple[str, ...] = field(default=())
 
 
@@ -132,12 +141,15 @@ CONTEXTS: dict[str, tuple[str, ...]] = {
         "cirurgia", "cirurgias", "operei", "operado", "operada", "opero", "fui operad*",
         "pos operatorio", "pos op", "procedimento", "lipoaspiracao", "lipo*",
         "abdominoplastia", "rinoplastia", "blefaroplastia", "mamoplastia", "protese",
-        "silicone", "preenchimento", "botox", "toxina", "harmonizacao", "bioestimulador",
+        "silicone", "preenchimento", "preenchid*", "botox", "toxina", "harmonizacao",
+        "bioestimulador",
         "fios de pdo", "extrai", "extraiu", "extracao", "arranquei o dente", "arrancou o dente",
         "tirei o siso", "tirou o siso", "siso", "canal", "implante", "cesarea", "cesaria",
         "=parto", "pari", "biopsia", "cauteriz*", "peeling", "=laser", "pontos", "=ponto",
         "dreno", "curativo", "cateter", "drenagem", "infiltracao", "artroscopia",
         "sutura", "cateterismo", "stent", "marcapasso", "vasectomia", "curetagem", "cicatriz",
+        "ponte de safena", "safena", "revasculariza*", "troca de valvula", "angioplastia",
+        "abdomino",
     ),
     "elderly": (
         "idoso", "idosa", "minha avo", "meu avo", "minha vo", "meu vo", "vovo",
@@ -227,6 +239,8 @@ RESOLVED = (
     "ja estou melhor", "estou bem melhor", "ja estou bem", "=melhorei", "ja melhorei",
     "ja nao sinto nada", "nao sinto mais nada", "nao senti mais nada", "nao tive mais nada",
     "parou depois", "parou sozinho", "parou sozinha", "parou com",
+    "acordou otimo", "acordou otima", "acordou bem", "amanheceu bem", "acordei bem",
+    "foi so ontem", "voltei normal", "voltou normal", "veio normal",
 )
 # An event in the past ("caiu semana passada", "teve avc ano passado"): history,
 # not why the patient writes now, so the sign is routine — unless it goes on
@@ -236,7 +250,7 @@ PAST = (
     "semana passada", "mes passado", "ano passado", "semanas atras", "meses atras",
     "anos atras", "ha meses", "ha anos", "faz meses", "faz anos", "faz um mes",
     "ha um mes", "no passado", "quando era crianca", "quando era bebe", "quando era nenem",
-    "quando era pequen*", "quando pequen*", "na infancia",
+    "quando era pequen*", "quando pequen*", "na infancia", "_ano",
     # obstetric history ("a bolsa rompeu na minha primeira gravidez")
     "primeira gravidez", "outra gravidez", "gravidez anterior", "ultima gravidez",
     "primeiro parto", "outro parto", "parto anterior", "ultimo parto", "gestacao anterior",
@@ -364,6 +378,8 @@ SUICIDAL_THOUGHT = ("pensei", "penso", "pensando", "pensamento*", "vontade", "=i
 SUICIDAL_ACT = ("=sumir", "=morrer", "acabar com tudo", "acabar com a vida",
                 "nao existir", "deixar de existir", "me =matar", "tirar a vida",
                 "=desaparecer", "nao acordar", "=suicidio", "me jogar", "me enforcar")
+KILL_IDIOM = ("vai me matar", "vao me matar", "esta me matando", "me matando de",
+              "me mata de", "ia me matar")
 ANTICOAGULANT = ("anticoagul*", "=marevan", "varfarina", "=xarelto", "rivaroxabana",
                  "=eliquis", "apixabana", "=pradaxa", "dabigatrana", "=clopidogrel",
                  "=heparina", "=enoxaparina", "=clexane", "afinar o sangue", "afina o sangue")
@@ -372,6 +388,17 @@ BLEEDING = ("sangr*", "=sangue", "hemorragia", "=sangramento")
 # "o coracao disparou de alegria com o resultado": a feeling, not a palpitation
 _EMOTION = ("de alegria", "de emocao", "de felicidade", "de paixao", "=apaixonad*",
             "com o jogo", "no jogo", "=gol")
+
+# Meningitis: a stiff neck or a rash that does not fade, as patients say them.
+MENINGISM = ("pescoco duro", "nuca dura", "rigidez na nuca", "nuca rigida", "nuca esta dura",
+             "pescoco esta duro", "encostar o queixo no peito", "queixo no peito",
+             "nao consigo dobrar o pescoco", "nao consegue dobrar o pescoco",
+             "nao consegue abaixar a cabeca", "nao consigo abaixar a cabeca",
+             "pescoco travado", "nuca travada", "pescoco durinho")
+PURPURA = ("manchas roxas", "manchinhas roxas", "pontinhos roxos", "pintinhas roxas",
+           "pintas roxas", "bolinhas roxas", "pontinhos vermelhos escuros", "petequia*",
+           "nao some quando aperta", "nao somem quando aperta", "nao some qnd aperta",
+           "nao some ao apertar", "nao somem ao apertar", "nao clareia")
 
 DISCRIMINATORS: tuple[Discriminator, ...] = (
     Discriminator(
@@ -414,7 +441,8 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
             Sign("emergency", ("suor frio", "suando frio", "suando muito frio", "pele fria",
                                "gelado e palido", "palido e gelado", "pressao muito baixa",
                                "pressao caiu muito", "pulso fraco", "desmaiou de novo",
-                               "desmaiando toda hora", "desmaiou varias vezes")),
+                               "desmaiando toda hora", "desmaiou varias vezes",
+                               "_pressao_muito_baixa")),
             Sign("emergency", ("palid*", "gelad*", "=apaguei"),
                  with_any=("gelad*", "suando", "suor", "frio", "fria", "palid*", "desmai*",
                            "apaguei", "coracao muito rapido", "pulso fraco", "sangr*",
@@ -427,6 +455,7 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "pressao baixa", "pressao caiu", "escureceu tudo",
                                  "vista escureceu", "palidez", "muito palido", "muito palida")),
         ),
+        resolved_floor="urgent",
         examples=("fiz a lipo ontem e desmaiei no banheiro agora",),
     ),
     Discriminator(
@@ -507,8 +536,17 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "esta molinha", "ficou molinho", "ficou molinha",
                                  "bem molinho", "bem molinha",
                                  "prostrad*", "letargic*", "apatico", "apatica",
-                                 "desmaiou e nao")),
+                                 "desmaiou e nao", "nao sabe onde esta", "nao sei onde estou",
+                                 "nao sabe que dia e")),
+            Sign("very_urgent", ("parou de beber", "parei de beber", "sem beber",
+                                 "abstinencia", "largou a bebida", "parou a bebida",
+                                 "ficou sem a bebida"),
+                 with_any=("tremendo", "=tremor", "=tremores", "suando", "=suor",
+                           "vendo bicho*", "vendo coisa*", "alucin*", "confus*",
+                           "agitad*", "=delirando", "nao sabe onde", "nao dorme"),
+                 note="abstinência de álcool com tremor / alucinação (delirium)"),
         ),
+        resolved_floor="urgent",
         examples=("minha mae ta muito confusa e sonolenta desde hoje cedo",),
     ),
     Discriminator(
@@ -608,8 +646,9 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "=cego", "=cega"),
                  with_all=(("embacad*", "=turva", "=turvo", "borrad*", "=escura",
                             "escurec*", "=preto", "=apagou", "nao enxergo", "nao vejo",
-                            "=perdi", "=cego", "=cega"),), within=4,
-                 with_any=("preenchimento", "harmonizacao", "bioestimulador",
+                            "=perdi", "=cego", "=cega", "=escuro", "=vulto", "=vultos",
+                            "so vejo"),), within=4,
+                 with_any=("preenchimento", "preench*", "harmonizacao", "bioestimulador",
                            "acido hialuronico", "=botox", "=toxina", "=fios", "=enxerto"),
                  context="post_op", negatable=False,
                  note="perda / embaçamento da visão após preenchimento (embolia)"),
@@ -642,7 +681,15 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
         max_grade="emergency",
         signs=(
             Sign("emergency", ("infarto", "infartando", "enfarte", "enfartando",
-                               "ataque cardiaco", "parada cardiaca", "coracao parou")),
+                               "ataque cardiaco", "parada cardiaca", "coracao parou"),
+                 # "esse boleto ta me dando um infarto kkk": an idiom
+                 unless=("me dando um infarto", "me da um infarto", "me dar um infarto",
+                         "vou ter um infarto", "vou infartar", "quase infartei",
+                         "quase tive um infarto", "=k", "=rs", "=rsrs", "=haha")),
+            Sign("very_urgent", ("desfibrilador", "cardiodesfibrilador", "=cdi"),
+                 with_any=("choque*", "=disparou", "=disparando", "=chocou"),
+                 note="choques do cardiodesfibrilador implantado"),
+            Sign("urgent", ("_pulso_baixo",), note="pulso muito baixo (bradicardia)"),
             Sign("emergency", ("dor no peito", "dor no peitu", "aperto no peito",
                                "pressao no peito", "peso no peito", "dor no coracao",
                                "dor peito", "dor toracica", "queimacao no peito",
@@ -693,6 +740,7 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "=bpm"),
                  unless=_EMOTION),
         ),
+        resolved_floor="urgent",
         examples=("to com dor no peito e falta de ar, operei ontem",),
     ),
     Discriminator(
@@ -712,7 +760,11 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "urrando de dor", "desesperad* de dor", "colica renal",
                                  "pedra no rim", "calculo renal", "torcao testicular",
                                  "dor fortissima", "10 de 10", "dor no testiculo",
+                                 "nota 10", "nota dez", "dor 10", "dor nivel 10",
                                  "apendicite")),
+            Sign("urgent", ("mancando", "=manca", "=mancar", "=mancou", "nao quer apoiar",
+                            "nao apoia o pe", "nao quer pisar", "nao consegue pisar"),
+                 context="child", note="criança mancando / sem apoiar a perna"),
             Sign("urgent", ("panturrilha", "batata da perna", "na batata"),
                  with_any=("inchad*", "inchou", "vermelh*", "=quente", "=dura", "endurec*",
                            "empedrad*"),
@@ -813,7 +865,17 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                            "antibiotico")),
             Sign("urgent", ("reacao alergica", "urticaria", "empolou", "empolada", "empolado",
                             "vergoes", "placas vermelhas", "coceira no corpo todo",
-                            "manchas vermelhas pelo corpo", "=brotoeja*")),
+                            "manchas vermelhas pelo corpo", "=brotoeja*", "=vergao",
+                            "=vergoes", "=empolas", "=empolinhas", "=urticaria")),
+            Sign("urgent", ("=manchas", "=placas", "=bolinhas", "=pintinhas", "=carocos"),
+                 with_all=(("=cocam", "=cocando", "=coca", "=coceira", "=cocavam"),),
+                 within=6, needs_report=True,
+                 with_any=("=comecei", "=tomei", "=tomou", "=depois", "=produto",
+                           "corpo todo", "pelo corpo", "desde cedo", "de repente",
+                           "=apareceu", "=apareceram", "=remedio", "antibiotic*",
+                           "amoxicilina"),
+                 unless=("=micose", "=frieira", "ha meses", "faz meses", "=sempre"),
+                 note="manchas que coçam de repente / após remédio (urticária)"),
             Sign("urgent", ("alergia", "alergica", "alergico"),
                  with_any=("=deu", "apareceu", "tomei", "tomou", "comi", "comeu", "depois de",
                            "depois do", "depois da", "inchou", "inchad*", "coceira", "manchas",
@@ -857,6 +919,11 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                          "=certinho", "=direitinho", "de manha", "a noite", "=antibiotico",
                          "=vacina", "=xarope", "=vitamina"),
                  note="criança que engoliu remédio"),
+            Sign("urgent", SWALLOWED, with_all=(MEDICINE,), context="child",
+                 with_any=("da irma", "do irmao", "da prima", "do primo", "de outra pessoa",
+                           "escondido", "escondida", "sem ninguem ver", "=gole", "=goles",
+                           "sem querer", "=pegou"),
+                 note="criança que tomou remédio de outra pessoa (pouco)"),
             Sign("emergency", MEDICINE, with_all=(LARGE_AMOUNT,), context="child",
                  with_any=("=achei", "=encontrei", "=pegou", "=abriu", "=aberto", "=aberta",
                            "engol*", "=tomou", "=bebeu", "=comeu", "=sozinho", "=sozinha"),
@@ -907,10 +974,9 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
         max_grade="emergency",
         signs=(
             Sign("emergency", ("febre", "febril", "temperatura", "_temperatura_alta", "quente"),
-                 with_any=("manchas roxas", "manchinhas roxas", "pontinhos roxos",
-                           "pintinhas roxas", "petequia*", "pescoco duro", "nuca dura",
-                           "rigidez na nuca", "nao acorda", "nao responde", "convuls*",
-                           "gemendo", "moleira alta", "moleira estufada"),
+                 with_any=MENINGISM + PURPURA + ("nao acorda", "nao responde", "convuls*",
+                                                 "gemendo", "moleira alta",
+                                                 "moleira estufada"),
                  context="child"),
             Sign("emergency", ("febre", "febril", "_temperatura_alta", "_temperatura_febre",
                                "muito quente"),
@@ -942,10 +1008,7 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
         max_grade="very_urgent",
         signs=(
             Sign("emergency", ("febre", "febril", "_temperatura_alta"),
-                 with_any=("pescoco duro", "nuca dura", "rigidez na nuca", "nuca rigida",
-                           "nuca esta dura", "pescoco esta duro", "encostar o queixo no peito",
-                           "nao consigo dobrar o pescoco", "manchas roxas",
-                           "pontinhos roxos", "petequia*", "manchinhas roxas")),
+                 with_any=MENINGISM + PURPURA),
             Sign("urgent", ("febre", "febril", "febrao", "_temperatura_alta",
                             "ardendo em febre", "queimando de febre", "calafrio*",
                             "tremedeira de febre")),
@@ -973,6 +1036,11 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "vendo o cordao", "cordao para fora", "cordao aparecendo",
                                "cordao umbilical saindo", "saiu o cordao"),
                  context="pregnancy", unless=("=ainda", "quando comeca", "a partir de")),
+            Sign("very_urgent", ("escorr*", "vazando", "=vazou", "=molhou", "=molhando",
+                               "=molhada", "perdendo", "=encharcou"),
+                 with_all=(("=agua", "=aguinha", "=liquido", "=calcinha"),), within=5,
+                 context="pregnancy", unless=("=corrimento", "=xixi", "=urina", "=suor"),
+                 attenuable=False, note="perda de líquido na gestação (bolsa rota)"),
             Sign("emergency", FETAL_MOVEMENT, with_all=(FETAL_ABSENT,), within=5,
                  context="pregnancy", negatable=False,
                  unless=("=ainda", "primeira gravidez", "quando comeca", "quando vou",
@@ -1072,6 +1140,14 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                  with_all=(("=pele", "=nariz", "=labio", "=regiao", "=area", "=ponta",
                             "=local"),), within=4, context="post_op",
                  note="pele branca / escura após preenchimento (isquemia)"),
+            Sign("very_urgent", ("rendad*", "rendilhad*", "=livedo", "em rede", "=rajada",
+                                 "=marmorizada", "=marmorizado"),
+                 context="post_op", attenuable=False,
+                 note="pele roxa rendada após preenchimento (isquemia)"),
+            Sign("urgent", ("juntando", "acumulando", "=acumulou", "=juntou", "=balancando",
+                            "=barulho", "=chacoalha"),
+                 with_all=(("=liquido", "=agua", "=aguinha", "=seroma"),), within=5,
+                 context="post_op", note="líquido acumulado após cirurgia (seroma)"),
             Sign("urgent", ("=ponto", "=pontos", "=cicatriz", "=corte", "=sutura", "=ferida"),
                  with_all=(("abriu", "abriram", "=aberto", "=aberta", "=abrindo", "soltou",
                             "soltando", "=rompendo", "=descolando", "=descolou",
@@ -1113,7 +1189,13 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "ja comprei", "ja separei os remedios",
                                "ja separei os comprimidos", "ja tenho o plano",
                                "escrevi uma carta", "em cima da ponte", "na beira da ponte",
-                               "no alto do predio", "na janela para pular", "vou pular")),
+                               "no alto do predio", "na janela para pular", "vou pular",
+                               "em cima do predio", "em cima da ponte", "em cima do telhado",
+                               "em cima da laje", "no topo do predio", "no telhado do predio",
+                               "beira do predio", "beira da janela", "escrevi as cartas",
+                               "escrevi cartas", "deixei as cartas", "deixei uma carta",
+                               "cartas de despedida", "cartas pra minha familia",
+                               "cartas para minha familia")),
             Sign("emergency", ("me =matar", "se =matar", "se =cortar", "me =cortar",
                                "vai se =matar", "vai se =cortar", "acabar com tudo",
                                "acabar com a minha vida",
@@ -1123,7 +1205,19 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                            "despedida", "=ponte", "=predio", "=janela", "=corda", "=veneno",
                            "=arma", "esta noite", "sangrando", "trancou", "=pulso", "=faca",
                            "=lamina", "=gilete", "=estilete", "=navalha", "=sangue",
-                           "trancad*", "=corda")),
+                           "trancad*", "=corda"),
+                 unless=KILL_IDIOM),
+            Sign("very_urgent", ("dando as coisas", "doando as coisas", "distribuindo as coisas",
+                                 "dando as coisas dela", "dando as minhas coisas",
+                                 "dando os pertences", "se despedindo de todo mundo",
+                                 "se despedindo de todos", "nao vai mais dar trabalho",
+                                 "nao vou mais dar trabalho", "nao vou dar mais trabalho",
+                                 "nao vou ser mais um peso",
+                                 "logo nao vou mais"),
+                 negatable=False,
+                 unless=("=mudar", "=mudando", "=mudanca", "=viagem", "=viajar",
+                         "=aposentar", "=aposentadoria", "=ferias", "=bazar", "=doacao"),
+                 note="despedidas / dando os pertences (plano suicida)"),
             Sign("very_urgent", ("me =despedir", "me =despedindo", "estou me =despedindo",
                                  "adeus a todos", "=adeus"),
                  unless=("=mudar", "=mudando", "=mudanca", "=viagem", "=viajar", "=equipe",
@@ -1178,7 +1272,6 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
             Sign("very_urgent", ("nao vou estar mais aqui", "nao vou mais estar aqui",
                                  "nao estarei mais aqui", "nao vou estar aqui",
                                  "nao vou mais estar viv*", "nao vou estar viv*",
-                                 "nao vou estar mais viv*", "nao vou mais incomodar",
                                  "nao vou incomodar mais", "nao vao mais me ver",
                                  "nunca mais vao me ver"),
                  with_any=("=organizei", "=deixei", "=dei", "=doei", "=doando", "=dando",
@@ -1265,7 +1358,9 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "nao vejo saida", "nao tem saida", "melhor sem mim",
                                  "sentir minha falta", "se eu nao estivesse aqui",
                                  "se eu nao existisse", "se eu sumisse",
-                                 "nao estivesse mais aqui")),
+                                 "nao estivesse mais aqui"),
+                 # "essa conta vai me matar": something else kills, an idiom
+                 unless=KILL_IDIOM),
         ),
         examples=("nao aguento mais viver, penso em me matar",),
     ),
@@ -1285,6 +1380,14 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                "ameacando todo mundo"),
                  unless=("=cozinha", "=cozinhando", "=cortando", "=cortar", "=cortei",
                          "=descascar", "=carne")),
+            Sign("urgent", ("depressao voltou", "depressao piorou", "depressao esta pior",
+                            "crise de depressao", "recaida da depressao", "nao saio da cama",
+                            "nao consigo sair da cama", "nao levanto da cama",
+                            "nao consigo levantar da cama", "nao estou dando conta",
+                            "nao dou conta de nada",
+                            "chorando o dia todo", "chorando todo dia"),
+                 negatable=False, needs_report=True,
+                 note="depressão grave / recaída (sem ideação)"),
             Sign("very_urgent", ("=surto", "surtando", "surtou", "surtada", "surtado",
                                  "em crise psicotica", "psicose", "psicotic*", "alucina*",
                                  "ouvindo vozes", "ouve vozes", "escuta vozes", "vendo coisas",
@@ -1364,11 +1467,27 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                            "sangue pelo ouvido", "sangue pelo nariz", "confus*",
                            "nao acorda", "convuls*", "nao lembra"),
                  note="trauma craniano com vômito / sonolência"),
+            Sign("very_urgent", ("bateu a cabeca", "bati a cabeca", "bateu com a cabeca",
+                                 "=caiu", "=queda", "=galo", "=cabecada"),
+                 with_all=(ANTICOAGULANT,), within=30,
+                 note="batida na cabeça / queda em quem toma anticoagulante"),
+            Sign("very_urgent", ("ponta do dedo", "pedaco do dedo", "=falange",
+                                 "ponta do dedao", "pontinha do dedo"),
+                 with_all=(("pendurad*", "decep*", "=arrancou", "=arranquei", "=saiu",
+                            "=caiu", "=soltou", "=cortei", "=cortou", "=amputou"),),
+                 within=6, note="ponta do dedo amputada / pendurada"),
+            Sign("urgent", ("=estalo", "=estalou", "=estralo", "=estralou", "=falseando",
+                            "=falseia", "=falseou"),
+                 with_all=(("=joelho", "=tornozelo", "=ombro", "inchou", "=inchado",
+                            "=falseando", "=jogo", "=futebol", "=bola"),), within=12,
+                 note="estalo e inchaço no joelho / articulação (lesão ligamentar)"),
             Sign("very_urgent", ("=dente",),
+                 unless=("ja esta nascendo", "nascendo atras", "trocando os dentes"),
                  with_any=("saiu inteiro", "com raiz", "caiu inteiro", "no leite",
                            "guardei no leite", "colocar de volta", "=permanente",
                            "=avulsionado")),
             Sign("urgent", ("=dente",),
+                 unless=("nascendo atras", "ja esta nascendo", "trocando os dentes"),
                  with_any=("quebrei", "quebrou", "lascou", "trincou", "=quebrado",
                            "=lascado", "quebrei metade")),
             Sign("urgent", ("precisa de ponto", "precisa ponto", "precisa levar ponto",
@@ -1554,6 +1673,16 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
             Sign("urgent", ("ouvido escorrendo", "ouvido vazando", "secrecao no ouvido",
                             "saindo liquido do ouvido", "pus no ouvido", "ouvido com pus",
                             "ouvido soltando", "saindo pus do ouvido")),
+            Sign("urgent", ("=ouvido", "=orelha", "=ouvidinho"),
+                 with_all=(("=saindo", "escorr*", "=vazando", "=pus", "secrecao", "=liquido",
+                            "=soltando"),), within=8, unless=("=agua", "=cera"),
+                 note="secreção saindo do ouvido (otite)"),
+            Sign("urgent", ("=bola", "=caroco", "=bolinha", "=nodulo", "=inchaco", "=bolota"),
+                 with_all=(("=vagina", "=vulva", "=virilha", "bartholin*", "=vaginal",
+                            "grandes labios", "=labios da vagina"),), within=8,
+                 with_any=("dolorid*", "doendo", "=doi", "=dor", "crescendo", "=sentar",
+                           "=andar", "=vermelha", "=quente"),
+                 note="caroço doloroso na vulva / virilha (abscesso)"),
             Sign("very_urgent", ("cobreiro", "herpes zoster", "=zoster", "=herpes", "=bolha",
                                  "=bolhas", "bolhinha*"),
                  with_all=(("=olho", "=olhos", "=palpebra", "=olhinho"),), within=8,
@@ -1599,6 +1728,12 @@ DISCRIMINATORS: tuple[Discriminator, ...] = (
                                  "_glicemia_baixa", "hipoglicemia", "glicose baixa",
                                  "glicemia baixa", "acucar baixo", "crise hipertensiva",
                                  "cetoacidose")),
+            Sign("very_urgent", ("_glicemia_muito_alta", "_glicemia_alta", "glicose alta",
+                                 "glicemia alta", "acucar alto", "=hiperglicemia"),
+                 with_any=("vomit*", "respirando fundo", "respiracao funda",
+                           "respirando rapido", "sonolent*", "muito sono", "=halito",
+                           "cheiro de fruta", "=confuso", "=confusa", "dor de barriga"),
+                 note="glicemia muito alta com vômito / respiração funda (cetoacidose)"),
             Sign("very_urgent", ("_pressao_alta", "_pressao_muito_alta", "pressao alta",
                                  "pressao subiu", "pressao esta alta", "hipertensao"),
                  context="pregnancy", note="pressão alta na gestação"),

@@ -134,7 +134,15 @@ def word_matches(token: str, keyword: str) -> bool:
     return _word_matches(token_sound, keyword_sound)
 
 
+# Everyday words one typo away from a sign's stem ("demais" ~ "desmai*"):
+# written as they are, they are never that sign.
+_COMMON_WORDS = frozenset(("demais", "fatura"))
+
+
 def _word_matches(token: str, keyword: str) -> bool:
+    if token in _COMMON_WORDS:
+        return token == keyword.lstrip("=") or (
+            keyword.endswith("*") and token.startswith(keyword[:-1]))
     if keyword.startswith("="):  # "=pilha": exact, no typo allowance ("filha")
         return token == keyword[1:]
     if keyword.endswith("*"):

@@ -127,8 +127,11 @@ class Urgency:
 # --- measured values ------------------------------------------------------------------
 
 _FEVER_WORDS = ("febre", "temperatura", "graus", "termometro", "febril", "febrao", "quente",
-                "quentinho", "quentinha", "esquentando")
-_PRESSURE_WORDS = ("pressao", "pa")
+                "quentinho", "quentinha", "esquentando",
+                # "ta com 38,4, medi no sovaco": a temperature, though "febre" is not said
+                "medi", "mediu", "medindo", "medimos", "sovaco", "axila", "axilar")
+_PRESSURE_WORDS = ("pressao", "pa", "presao", "precao", "pressaum")
+_PULSE_WORDS = ("pulso", "batimento", "batimentos", "bpm", "frequencia", "oximetro")
 _GLUCOSE_WORDS = ("glicose", "glicemia", "hgt", "dextro", "acucar", "diabete", "diabetes",
                   "destro")
 _BABY_WORDS = ("bebe", "nenem", "filho", "filha", "filhinho", "filhinha", "menino",
@@ -161,6 +164,7 @@ def _with_measures(toks: list[str]) -> list[str]:
     glucose = any(w in words for w in _GLUCOSE_WORDS)
     baby = any(w in words for w in _BABY_WORDS)
     elder = any(w in words for w in _ELDER_WORDS)
+    pulse = any(w in words for w in _PULSE_WORDS)
     # "gravida de 35 sem dor de cabeca": weeks, not "without"
     toks = ["semanas" if tok in _WEEKS_SHORT and i and 4 <= (_number(toks[i - 1]) or 0) <= 42
             else tok for i, tok in enumerate(toks)]
@@ -171,6 +175,12 @@ def _with_measures(toks: list[str]) -> list[str]:
         combined = re.fullmatch(r"(\d{2,3})x(\d{2,3})", tok)
         if combined and pressure:
             out.extend(_pressure(int(combined.group(1)), int(combined.group(2))))
+            continue
+        if glucose and tok in ("hi", "high"):  # the meter's "HI": above its range
+            out.append("_glicemia_muito_alta")
+            continue
+        if re.fullmatch(r"(19[5-9]\d|20[0-4]\d)", tok):  # "infartou em 2019": a date
+            out.append("_ano")
             continue
         value = _number(tok)
         if value is None:
@@ -215,6 +225,8 @@ def _with_measures(toks: list[str]) -> list[str]:
             found.append("_gestacao")  # "to com 31 semanas", "gravida de 20 semanas"
         if value >= 3 and following in _PILL_WORDS:
             found.append("_muitos_comprimidos")  # "engoli uns 20 comprimidos"
+        if pulse and 20 <= value <= 45 and following not in ("anos", "dias", "minutos"):
+            found.append("_pulso_baixo")  # "pulso 42": bradycardia
         if following == "anos" and value >= 65 and elder:
             found.append("_idoso")
         out.extend(found)
@@ -228,6 +240,8 @@ def _pressure(systolic: int, diastolic: int) -> list[str]:
         return ["_pressao_muito_alta"]
     if systolic >= 150 or diastolic >= 100:
         return ["_pressao_alta"]
+    if 40 <= systolic <= 85:  # "8 por 5": shock
+        return ["_pressao_muito_baixa"]
     return []
 
 
@@ -291,6 +305,17 @@ def _negated(toks: Sequence[str], start: int) -> bool:
     return False
 
 
+_DENIED_AFTER = frozenset(("nenhuma", "nenhum", "zero"))
+
+
+def _denied_after(toks: Sequence[str], end: int) -> bool:
+    """The sign denied after it is named: "febre nao teve nenhuma", "febre
+    nenhuma"; not "febre nao baixa" (an intensifier)."""
+    after = list(toks[end:end + 3])
+    return bool(_DENIED_AFTER.intersection(after)) or after[:2] in (
+        ["nao", "teve"], ["nao", "tem"], ["nao", "deu"], ["nao", "tive"])
+
+
 def _context_negated(toks: Sequence[str], start: int) -> bool:
     return any(tok in _NEGATIONS for tok in toks[max(0, start - 2):start])
 
@@ -350,8 +375,11 @@ def _mild(toks: Sequence[str], start: int, end: int) -> str | None:
 
 
 # Resolutions that may be about anything ("a boca ta normal"): only right after the sign.
-_RESOLVED_NEAR = frozenset(("esta normal", "esta otima", "esta otimo", "controlado",
+_RESOLVED_NEAR = frozenset(("veio normal", "voltei normal", "esta normal", "esta otima",
+                            "esta otimo", "controlado",
                             "controlada", "ficou bem", "comendo bem"))
+_RECENT = frozenset(("ontem", "anteontem", "hoje", "agora", "madrugada", "cedo"))
+_SEEN = frozenset(("dr", "dra", "doutor", "doutora", "medico", "medica", "muscular"))
 _HAD = frozenset(("teve", "tive", "tiveram", "tinha"))
 _KIN = frozenset(("pai", "mae", "avo", "vo", "tio", "tia", "irmao", "irma", "primo", "prima",
                   "familia", "familiar", "parente", "sogro", "sogra"))
@@ -386,7 +414,7 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
     """The match's grade after its sentence's modifiers; None when cancelled."""
     toks = sentence.toks
     floor = GRADE_RANK[disc.floor_grade]
-    if sign.negatable and _negated(toks, start):
+    if sign.negatable and (_negated(toks, start) or _denied_after(toks, end)):
         return None
     if floor == 0 and (_hypothetical(toks, start) or _family_history(toks, start, end)):
         return None
@@ -396,19 +424,21 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
     modifiers: list[str] = []
     delta = 0
     mild_or_past = False
+    mild = past = None
     resolved = _resolved(toks, start, end, sign_starts - {start}) if disc.attenuable else None
     if disc.attenuable:
         # An emergency sign is not made mild by a word near it ("braco direito
         # fraco" is the sign); it is lowered one step when it has passed.
-        mild = None if emergency else _mild(toks, start, end)
+        mild = None if emergency or not sign.attenuable else _mild(toks, start, end)
         past = _near(_PAST, toks, start - PAST_WINDOW, end + PAST_WINDOW)
         if past and (_near(_SINCE, toks, start - PAST_WINDOW - 1, end + PAST_WINDOW)
-                     or _now(toks, max(0, start - PAST_WINDOW), end + PAST_WINDOW)):
+                     or past != "_ano"  # "teve avc em 2021, hoje ta otima": a date stays past
+                     and _now(toks, max(0, start - PAST_WINDOW), end + PAST_WINDOW)):
             # "febre desde semana passada" is still going on; in "tive avc ano
             # passado e agora a boca entortou" the sign is now
             past = None
         mild_or_past = bool(mild or past)
-        if resolved:
+        if resolved and past != "_ano":  # "teve avc em 2021, ta otima" is history
             delta -= 1 if emergency else 2
             modifiers.append(f"resolvido: {resolved}")
         elif past:  # history, not the reason to write now
@@ -418,7 +448,7 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
             delta -= 1
             modifiers.append(f"leve: {mild}")
         expected = _near(_EXPECTED, toks, 0, len(toks))
-        if expected and (sentence.asked or "normal" in expected):
+        if expected and sign.attenuable and (sentence.asked or "normal" in expected):
             delta -= 1
             modifiers.append(f"pergunta: {expected}")
     intensifier = _near(_INTENSIFIERS, toks, start - INTENSIFIER_BEFORE,
@@ -427,6 +457,11 @@ def _grade_match(disc: table.Discriminator, sign: table.Sign, sentence: _Sentenc
         delta += 1
         modifiers.append(f"intensidade: {intensifier}")
     new_rank = min(max(rank + delta, 0), ceiling)
+    if (resolved and not past and rank >= GRADE_RANK["very_urgent"]
+            and _RECENT.intersection(toks) and not _SEEN.intersection(toks)):
+        # an alarming sign (a chest pain, a faint) yesterday that passed is
+        # still seen today; a brief palpitation that passed is not
+        new_rank = max(new_rank, GRADE_RANK[disc.resolved_floor])
     new_rank = max(new_rank, floor)
     return table.GRADES[new_rank], modifiers
 
@@ -536,6 +571,9 @@ def _partner(patterns: Sequence[Pattern], all_toks: Sequence[str], start: int,
     return None
 
 
+_ASKED_GRAVE = re.compile(r"grave\s*\?", re.IGNORECASE)
+
+
 def declared_urgency(text: str) -> bool:
     """The patient says it is urgent ("URGENTE", "socorro") without naming a sign."""
     toks = normalize(text).split()
@@ -544,5 +582,8 @@ def declared_urgency(text: str) -> bool:
             continue  # "nao e nada urgente", "nada grave", "sem urgencia"
         if _near(_DECLARED_SERVICE, toks, begin - 3, begin):
             continue  # "voces atendem emergencia sabado?" asks about a service
+        if (toks[begin] == "grave" and begin and toks[begin - 1] in ("e", "sera", "seria")
+                and _ASKED_GRAVE.search(text)):
+            continue  # "isso e grave?" asks whether a finding is serious
         return True
     return False

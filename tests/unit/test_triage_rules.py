@@ -259,3 +259,60 @@ def test_near_homographs_do_not_attenuate_or_alarm() -> None:
     # a heart racing with joy is a feeling
     assert assess("meu coracao disparou de alegria com a noticia").grade == "routine"
     assert assess("meu coracao disparou do nada e nao para").grade != "routine"
+
+
+def test_a_sign_denied_after_it_is_named_is_absent() -> None:
+    from shared.triage.urgency import assess
+
+    assert assess("o nariz escorre mas febre nao teve nenhuma, come bem").grade == "routine"
+    assert assess("tosse seca, febre nenhuma").grade == "routine"
+    # "nao baixa" after the fever is its persistence, not a denial
+    assert assess("a febre do meu marido nao baixa desde ontem").grade != "routine"
+
+
+def test_an_alarming_sign_that_passed_recently_is_still_seen_today() -> None:
+    from shared.triage.urgency import assess
+
+    assert assess("desmaiei ontem na fila do mercado mas voltei normal, hj to bem").grade == \
+        "urgent"
+    assert assess("ontem tive um aperto no peito que passou sozinho").grade == "urgent"
+    # a brief palpitation that passed, or a pain a doctor already explained, is not
+    assert assess("tive uma palpitacao rapidinha ontem, ja passou").grade == "routine"
+    assert assess("a dor no peito de ontem era muscular como a dra disse, ja passou").grade == \
+        "routine"
+
+
+def test_a_year_makes_an_event_history_even_with_today_in_the_sentence() -> None:
+    from shared.triage.urgency import assess
+
+    assert assess("meu pai teve um infarto em 2018, hoje ta otimo, quer o checkup").grade == \
+        "routine"
+    assert assess("tive avc em 2020 e agora a boca entortou de novo").grade == "emergency"
+
+
+def test_idioms_are_not_alarms() -> None:
+    from shared.triage.urgency import assess
+
+    assert assess("esse orcamento vai me matar kkk").grade == "routine"
+    assert assess("a mensalidade ta me dando um infarto rs").grade == "routine"
+    # everyday words one typo away from a sign ("demais" ~ "desmai*", "fatura" ~ "fratur*")
+    assert assess("dor no joelho faz meses, nada demais").grade == "routine"
+    assert assess("paguei a fatura da consulta").grade == "routine"
+    # a real intent is still read
+    assert assess("quero me matar hoje").grade == "emergency"
+
+
+def test_asking_whether_a_finding_is_serious_is_not_a_declared_urgency() -> None:
+    assert triage_rules("o exame deu sopro leve, isso e grave? nao sinto nada",
+                        use_model=False).urgency == "routine"
+    assert triage_rules("estou muito mal, e grave, preciso de ajuda",
+                        use_model=False).urgency == "urgent"
+
+
+def test_non_attenuable_signs_ignore_mild_words_and_is_it_normal() -> None:
+    from shared.triage.urgency import assess
+
+    assert assess("fiz preenchimento ontem e a pele ta meio roxa rendada").grade == \
+        "very_urgent"
+    assert assess("to de 34 semanas e ta escorrendo agua pela perna, e normal?").grade == \
+        "very_urgent"
