@@ -35,6 +35,7 @@ TRAINING_FILES = (
     "triage_tune.jsonl",
     "triage_heldout.jsonl",
     "triage_heldout2.jsonl",
+    "triage_heldout3.jsonl",
     "triage_labelled.jsonl",
 )
 # A keyword score from this on is an explicit request the rules trust over the
