@@ -13,6 +13,9 @@ import pytest
 
 from tests.helpers import LEGACY_SECRET, OLD_SIGNING_SECRET, SECRET_KEY, SIGNING_SECRET
 
+# The headless-browser fixtures (`browser`, `page`) for the screen tests.
+pytest_plugins = ["tests.browser"]
+
 # Addresses nothing listens on (port 1 is never served here): a unit test that
 # reached for the database or Redis fails at once instead of touching whatever
 # DATABASE_URL/REDIS_URL the user's shell holds. The integration conftest
