@@ -70,14 +70,14 @@ class SmtpProvider(Provider):
                     f"unsupported attachment type {attachment.content_type!r}", "bad_attachment"
                 )
             # e.g. text/calendar; method=REQUEST; charset=utf-8 (invite.ics).
-            # base64 keeps the file's CRLF lines byte for byte.
+            # Given as bytes, base64: the file's CRLF lines arrive byte for
+            # byte (as text, email would rewrite the line ends).
             mail.add_attachment(
-                attachment.data,
+                attachment.data.encode("utf-8"),
+                maintype="text",
                 subtype=subtype,
-                charset="utf-8",
-                cte="base64",
                 filename=safe_header("attachment", attachment.filename),
-                params=attachment.params,
+                params={**attachment.params, "charset": "utf-8"},
             )
         return mail
 
