@@ -15,6 +15,7 @@ from ingest.api import identity_proofs as identity_proofs_api
 from ingest.api import message_status as message_status_api
 from ingest.api import messages as messages_api
 from ingest.errors import register_error_handlers
+from ingest.pages import selfservice as selfservice_page
 from ingest.webhooks import inbox as inbox_webhooks
 from ingest.webhooks import intake as intake_webhook
 from ingest.webhooks import meta as meta_webhook
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         messages_api.bp,
         contacts_api.bp,
         identity_proofs_api.bp,
+        # the patient's self-service page: an HMAC capability link, no key
+        selfservice_page.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

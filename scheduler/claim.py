@@ -38,6 +38,7 @@ from shared.outbound.create import (
     create_outbound_messages_bulk,
     enqueue_send,
 )
+from shared.scheduling.calendar import calendar_flag
 from shared.scheduling.planner import (
     contact_addresses,
     phase_of,
@@ -179,6 +180,8 @@ def _claim_row(
             "appointment_version": row.appointment_version,
             "kind": row.kind,
             "phase": phase,
+            # e-mails that carry the appointment's .ics (request | cancel)
+            **calendar_flag(row.channel, row.template),
         },
     )
 

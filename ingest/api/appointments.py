@@ -8,10 +8,12 @@ one domain function in shared/scheduling/appointments.py.
     GET  /api/appointments/<id>            with scheduled messages + statuses
     PATCH /api/appointments/<id>           reschedule / change details
     POST /api/appointments/<id>/cancel     cancel (idempotent)
+    POST /api/appointments/<id>/revoke-link  new self-service link (admin)
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any
 
@@ -34,6 +36,7 @@ from shared.scheduling.appointments import (
     validate_appointment_webhook,
     validate_changes,
 )
+from shared.scheduling.planner import self_service_link
 
 bp = Blueprint("appointments", __name__)
 
@@ -118,6 +121,26 @@ def cancel(appointment_id: str) -> Any:
         _audit(session, "appointment.cancel", result.appointment)
     body["changed"] = result.changed
     return jsonify(body)
+
+
+@bp.post("/api/appointments/<appointment_id>/revoke-link")
+@require_api_key
+def revoke_link(appointment_id: str) -> Any:
+    """Revoke the patient's self-service link (e.g. it was forwarded): a new
+    `link_nonce`, so every link sent before answers 404. Answers the new
+    link, which later messages carry."""
+    aid = _appointment_id(appointment_id)
+    if aid is None:
+        return error(404, "appointment not found", "id")
+    settings = current_app.config["SETTINGS"]
+    with session_scope() as session:
+        appt = session.scalar(select(Appointment).where(Appointment.id == aid).with_for_update())
+        if appt is None:
+            return error(404, "appointment not found", "id")
+        appt.link_nonce = secrets.token_hex(16)
+        _audit(session, "appointment.revoke_link", appt)
+        link = self_service_link(appt, settings)
+    return jsonify({"id": str(aid), "revoked": True, "link": link or None})
 
 
 def register(app: Flask) -> None:

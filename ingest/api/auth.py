@@ -54,6 +54,8 @@ ENDPOINT_SCOPES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/appointments/<appointment_id>"): "intake",
     ("POST", "/api/appointments/<appointment_id>/cancel"): "intake",
     ("GET", "/api/appointments/<appointment_id>"): "read",
+    # New self-service link: every link sent before stops working.
+    ("POST", "/api/appointments/<appointment_id>/revoke-link"): "admin",
     ("GET", "/api/contacts"): "read",
     ("GET", "/api/contacts/<contact_id>"): "read",
     ("GET", "/api/merge-candidates"): "admin",

@@ -293,6 +293,10 @@ class Settings(BaseSettings):
     # Link put in the survey message ({appointment_id} is substituted). Empty:
     # surveys are recorded as skipped ("SURVEY_URL not set").
     SURVEY_URL: str = ""
+    # The patient's self-service page (ingest/pages/selfservice.py): its link
+    # `{PUBLIC_BASE_URL}/a/<token>` goes into appointment messages (template
+    # variable `link`) and ingest serves /a/<token>. false: no link, 404.
+    SELF_SERVICE_LINKS: bool = True
     # Channels that get a cancellation notice (template `cancelamento`); empty = none.
     CANCELLATION_NOTICE_CHANNELS: CsvList = Field(default_factory=list)
     # An active conversation with no message for this long is closed.

@@ -12,6 +12,7 @@ race-free lives in indexes here, not in application checks:
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -327,6 +328,13 @@ class Appointment(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), server_default="scheduled")
     version: Mapped[int] = mapped_column(Integer, server_default="1")
+    # The secret half of the self-service link's token (shared/core/tokens.py):
+    # revoking the link draws a new one. Random, never derived from the id.
+    link_nonce: Mapped[str] = mapped_column(
+        String(32),
+        default=lambda: secrets.token_hex(16),
+        server_default=text("replace(gen_random_uuid()::text, '-', '')"),
+    )
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 

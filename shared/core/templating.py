@@ -122,8 +122,15 @@ def _required_variables(path: str) -> set[str]:
     return meta.find_undeclared_variables(env.parse(source))
 
 
+# Variables a template may use that a caller need not give (their default):
+# `link`, the appointment's self-service page, which the scheduler fills in
+# and an API caller sending the same template may leave out.
+OPTIONAL_VARIABLES: dict[str, Any] = {"link": ""}
+
+
 def _render(path: str, data: dict[str, Any]) -> str:
     env = _env()
+    data = {**OPTIONAL_VARIABLES, **data}
     missing = sorted(_required_variables(path) - data.keys())
     if missing:
         raise TemplateDataError(f"template {path} needs {', '.join(missing)}", f"data.{missing[0]}")

@@ -59,6 +59,7 @@ from shared.outbound.cost import estimated_cost
 from shared.outbound.ratelimit import RateLimiter, limits_for
 from shared.providers import provider_for
 from shared.providers.base import (
+    Attachment,
     OutgoingMessage,
     PermanentError,
     Provider,
@@ -80,6 +81,21 @@ PRE_SEND_CHECK_PATHS: list[str] = [
 ]
 
 PreSendCheck = Callable[[Session, Message], "str | None"]
+
+# Files attached at send time, as "module:function" entries; each is
+# `fn(session, message, settings) -> list[Attachment]` (only e-mail
+# providers send them). Like the checks, they only read.
+ATTACHMENT_PATHS: list[str] = [
+    # the appointment's .ics on e-mails flagged metadata.calendar
+    "shared.scheduling.calendar:calendar_attachments",
+]
+AttachmentBuilder = Callable[[Session, Message, Settings], "list[Attachment]"]
+
+
+@functools.cache
+def _load_attachment_builder(path: str) -> AttachmentBuilder:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @functools.cache
@@ -243,6 +259,9 @@ def build_outgoing(session: Session, message: Message, settings: Settings) -> Ou
         out.template_buttons = rendered.buttons
     if message.channel == "whatsapp":
         out.in_service_window = in_service_window(session, message, settings)
+    if message.channel == "email":
+        for path in ATTACHMENT_PATHS:
+            out.attachments.extend(_load_attachment_builder(path)(session, message, settings))
     return out
 
 

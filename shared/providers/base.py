@@ -82,6 +82,16 @@ class CannotMatchExactly(ProviderError):
 
 
 @dataclass
+class Attachment:
+    """A file sent with an e-mail (providers of other channels ignore it)."""
+
+    filename: str
+    content_type: str  # e.g. text/calendar
+    data: str  # text content; sent as charset=utf-8
+    params: dict[str, str] = field(default_factory=dict)  # extra Content-Type params
+
+
+@dataclass
 class OutgoingMessage:
     """What a provider needs to send; built by shared/outbound/delivery.py from the row."""
 
@@ -96,6 +106,7 @@ class OutgoingMessage:
     template_params: list[str] = field(default_factory=list)
     template_buttons: list[str] = field(default_factory=list)  # quick-reply payloads
     in_service_window: bool = True
+    attachments: list[Attachment] = field(default_factory=list)  # e-mail only
 
 
 @dataclass

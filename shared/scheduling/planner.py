@@ -48,6 +48,7 @@ from shared.core.channels import (
 from shared.core.config import Settings
 from shared.core.enums import AppointmentStatus, ScheduledStatus
 from shared.core.models import Appointment, Contact, ContactIdentity, Message, ScheduledMessage
+from shared.core.tokens import appointment_link_token, appointment_link_url
 from shared.scheduling.plan import (
     CANCELLATION_PREFIX,
     CANCELLATION_TEMPLATE,
@@ -345,6 +346,15 @@ def reminder_still_valid(session: Session, message: Message) -> str | None:
 # --- what the templates get ------------------------------------------------------------
 
 
+def self_service_link(appt: Appointment, settings: Settings) -> str:
+    """The patient's page for this appointment, `{PUBLIC_BASE_URL}/a/<token>`,
+    or "" when self-service links are off (or no SECRET_KEY signs them)."""
+    if not settings.SELF_SERVICE_LINKS or not settings.SECRET_KEY:
+        return ""
+    token = appointment_link_token(settings.SECRET_KEY, appt.id, appt.link_nonce)
+    return appointment_link_url(settings.PUBLIC_BASE_URL, token)
+
+
 def template_data(
     appt: Appointment, contact: Contact | None, settings: Settings, phase: str = "before"
 ) -> dict[str, Any]:
@@ -356,12 +366,12 @@ def template_data(
         tz = settings.timezone
     local = appt.starts_at.astimezone(tz)
     name = contact.name if contact is not None and contact.name else ""
-    if phase == "after" and settings.SURVEY_URL:
+    if phase == "after":
         link = settings.SURVEY_URL.replace("{appointment_id}", str(appt.id))
     else:
-        # No web confirmation page: the patient confirms by replying SIM
-        # (replies.py); the SMS template says so when there is no link.
-        link = ""
+        # The self-service page (ingest/pages/); without it the patient
+        # confirms by replying SIM (replies.py), as the templates then say.
+        link = self_service_link(appt, settings)
     return {
         "nome": name,
         "paciente_nome": name,

@@ -30,6 +30,11 @@ def test_seed_sms_texts() -> None:
         "Portal Clinic: Sua consulta com Dr. Silva foi agendada para 10/12 às 14:00. "
         "Responda SIM para confirmar.")
     assert render("sms", "lembrete", FULL).text == (
+        "Lembrete: sua consulta no Portal Clinic é em 10/12 às 14:00. Local: Rua A, 1 "
+        "Confirme ou remarque: https://c.test/x")
+    # An API caller may leave the self-service link out (OPTIONAL_VARIABLES).
+    without_link = {k: v for k, v in FULL.items() if k != "link"}
+    assert render("sms", "lembrete", without_link).text == (
         "Lembrete: sua consulta no Portal Clinic é em 10/12 às 14:00. Local: Rua A, 1")
     assert render("sms", "confirmacao_presenca", FULL).text == (
         "Sua presença foi confirmada! Consulta 10/12 às 14:00. Até lá!")

@@ -63,6 +63,22 @@ class SmtpProvider(Provider):
         mail.set_content(message.text or "", cte="quoted-printable")
         if message.html:
             mail.add_alternative(message.html, subtype="html", cte="quoted-printable")
+        for attachment in message.attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            if maintype != "text" or not subtype:
+                raise PermanentError(
+                    f"unsupported attachment type {attachment.content_type!r}", "bad_attachment"
+                )
+            # e.g. text/calendar; method=REQUEST; charset=utf-8 (invite.ics).
+            # Given as bytes, base64: the file's CRLF lines arrive byte for
+            # byte (as text, email would rewrite the line ends).
+            mail.add_attachment(
+                attachment.data.encode("utf-8"),
+                maintype="text",
+                subtype=subtype,
+                filename=safe_header("attachment", attachment.filename),
+                params={**attachment.params, "charset": "utf-8"},
+            )
         return mail
 
     def _connect(self) -> smtplib.SMTP:

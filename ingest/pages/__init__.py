@@ -1,0 +1,1 @@
+"""HTML pages ingest serves to patients (no API key: a capability link)."""
