@@ -25,7 +25,7 @@ from shared.core.identity import InvalidIdentifier, normalize_email, normalize_p
 from shared.core.models import Contact
 from shared.core.templating import render
 from shared.outbound import _sql
-from shared.outbound.create import SEND_TASKS, OutboundRequest
+from shared.outbound.create import OutboundRequest
 
 
 class RecipientError(FieldError):
