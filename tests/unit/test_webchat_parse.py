@@ -13,9 +13,11 @@ from shared.inbox.rocketchat import parse_rocketchat_webhook
 from shared.inbox.webchat import chatwoot_widget_message, rocketchat_visitor_messages
 from tests.integration.test_webhook_contract import (
     chatwoot_message,
-    chatwoot_widget_message as cw_widget_body,
     rocketchat_message,
     rocketchat_visitor_message,
+)
+from tests.integration.test_webhook_contract import (
+    chatwoot_widget_message as cw_widget_body,
 )
 
 
