@@ -448,6 +448,10 @@ def send_agent_reply(event: InboxEvent, settings: Settings) -> str:
             session, conversation.id, event.provider, event.inbox_conversation_id
         ):
             # The visitor read it in the widget: nothing to send, anywhere.
+            if _our_widget_post(session, conversation.id, event.text, now):
+                # The webhook echo of our own post (a safety reply) that beat
+                # the recording of its id: not an agent's answer.
+                return "our own widget post"
             conversation.assignee = event.agent or conversation.assignee
             conversation.needs_agent = False
             conversation.last_message_at = now
@@ -507,6 +511,26 @@ def send_agent_reply(event: InboxEvent, settings: Settings) -> str:
         action()
     log.info("agent reply handled", extra={"inbox": event.provider, "status": status})
     return status
+
+
+def _our_widget_post(
+    session: Session, conversation_id: uuid.UUID, text: str, now: datetime
+) -> bool:
+    """clinicq posted this very text into the conversation's widget lately."""
+    return (
+        session.scalar(
+            select(Message.id)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.channel == Channel.WEBCHAT.value,
+                Message.direction == Direction.OUTBOUND.value,
+                Message.text == text,
+                Message.created_at > now - timedelta(hours=1),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _enqueue_note(provider: str, remote_conversation: str, note: str) -> None:

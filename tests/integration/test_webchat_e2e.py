@@ -96,6 +96,10 @@ class Widget:
                 return [m["content"] for m in self.chat.messages]
             return [m["msg"] for m in self.chat.messages]
 
+    def labels(self) -> list[str]:
+        with self.fake.lock:
+            return list(self.chat.labels if self.kind == "chatwoot" else self.chat.tags)
+
     def stop(self) -> None:
         self.fake.stop()
 
@@ -185,11 +189,29 @@ def test_emergency_in_the_widget(stack) -> None:
     assert {m.to_address for m in messages(direction="outbound", channel="email")} == {
         "medico@clinicateste.com.br"}
 
+    # The widget conversation gets the triage labels.
+    wait_for(lambda: {"urgente", "canal-webchat"} <= set(widget.labels()), timeout=60)
+
     # No echo: the visitor's words were never posted into the inbox by clinicq.
     writes = widget.posted_by_clinicq()
     assert all("dor no peito" not in json.dumps(body) for _, body in writes), writes
     assert not any(path.endswith("livechat/message") for path, _ in writes)
     assert widget.widget_lines().count("dor no peito forte agora") == 1
+
+    if widget.kind == "chatwoot":
+        # Chatwoot's webhook echoes our own post (`outgoing`): by the id we
+        # recorded, or — when the echo beat the recording — by its text in this
+        # conversation. Neither is an agent's answer: the conversation still
+        # needs one.
+        for echo_id in (int(reply.provider_message_id), 990000):
+            echo = widget_message_created(widget.fake, widget.chat, reply.text,
+                                          message_type="outgoing", message_id=echo_id)
+            assert widget._post(client, echo).status_code == 200
+        with session_scope() as s:
+            wait_for(lambda: s.scalar(select(ProcessedEvent.event_id).where(
+                ProcessedEvent.source == "chatwoot:message",
+                ProcessedEvent.event_id == "990000")) is not None, timeout=60)
+        assert _needs_agent(inbound.conversation_id)
 
     # An agent answers in the widget: answered there, never re-sent elsewhere.
     before = len(messages(direction="outbound"))
