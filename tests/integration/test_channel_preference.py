@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from ingest.api.auth import generate_api_key, hash_api_key
 from shared.core.db import session_scope
@@ -138,3 +138,26 @@ def test_patient_says_prefiro_sms(cfg, client, worker, twilio) -> None:  # noqa:
             s.expire_all()
         assert reacted is not None
     assert len(confirmations()) == 1
+
+
+def test_unverified_sender_cannot_set_it(settings) -> None:
+    """The public form names a patient's phone: their preference does not change."""
+    import uuid as _uuid
+
+    from shared.inbound.filing import file_inbound_message
+    from shared.inbound.reactions import react_to_inbound
+
+    cid = make_contact(phone="+5511987650009", email="bia9@example.com")
+    with session_scope() as s:  # the booking system supplied both: verified
+        s.execute(update(ContactIdentity).where(ContactIdentity.contact_id == cid)
+                  .values(verified_at=func.now(), verified_via="appointments"))
+    mid = str(_uuid.uuid4())
+    with session_scope() as s:
+        filed = file_inbound_message(s, mid, {
+            "type": "message", "channel": "web",
+            "contact": {"name": "Bia", "phone": "+5511987650009"},
+            "message": {"text": "prefiro por email"}, "received_at": None, "source": "webhook"})
+        assert filed is not None and str(filed.contact_id) == cid
+    ctx = react_to_inbound(mid)
+    assert ctx.notes["preference"] == "email: unverified sender, not recorded"
+    assert preferred(cid) is None
