@@ -59,6 +59,7 @@ ENDPOINT_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/api/contacts"): "read",
     ("GET", "/api/contacts/<contact_id>"): "read",
     ("GET", "/api/merge-candidates"): "admin",
+    ("PATCH", "/api/contacts/<contact_id>"): "admin",
     ("POST", "/api/contacts/<contact_id>/merge"): "admin",
     ("DELETE", "/api/contacts/<contact_id>"): "admin",
     ("POST", "/api/merge-candidates/<int:candidate_id>/dismiss"): "admin",

@@ -37,6 +37,7 @@ from shared.contacts.admin import (
     list_merge_candidates,
     merge_contacts,
 )
+from shared.contacts.preference import set_preferred_channel
 from shared.core.db import session_scope
 from shared.core.errors import FieldError
 from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
@@ -181,6 +182,37 @@ def get_contact(contact_id: str) -> Any:
     with session_scope() as session:
         # Shaped while the session is open: the overview holds ORM rows.
         return jsonify(_overview_json(contact_overview(session, cid, actor=_actor())))
+
+
+@bp.patch("/api/contacts/<contact_id>")
+@require_api_key
+def patch_contact(contact_id: str) -> Any:
+    """`{"preferred_channel": "sms" | "whatsapp" | "email" | … | null}`: the
+    channel sends without an explicit one take (shared/contacts/preference.py).
+    400 naming the field for an unknown field, an unknown channel or one the
+    contact has no address on."""
+    cid = _uuid(contact_id)
+    if cid is None:
+        return error(404, "not found", "id")
+    try:
+        doc = orjson.loads(request.get_data(cache=False) or b"null")
+    except orjson.JSONDecodeError:
+        return error(400, "is not valid JSON", "body")
+    if not isinstance(doc, dict):
+        return error(400, "must be a JSON object", "body")
+    unknown = sorted(set(doc) - {"preferred_channel"})
+    if unknown:
+        return error(400, "unknown field (only preferred_channel can be changed)", unknown[0])
+    if "preferred_channel" not in doc:
+        return error(400, "is required", "preferred_channel")
+    channel = doc["preferred_channel"]
+    if channel is not None and not isinstance(channel, str):
+        return error(400, "must be a string or null", "preferred_channel")
+    with session_scope() as session:
+        # A missing contact is a NotFoundError, a bad channel a FieldError
+        # naming preferred_channel: both answered in ingest/errors.py.
+        changed = set_preferred_channel(session, cid, channel, _actor())
+    return jsonify({"id": str(cid), "preferred_channel": channel, "changed": changed})
 
 
 @bp.post("/api/contacts/<contact_id>/merge")

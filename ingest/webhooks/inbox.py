@@ -16,6 +16,10 @@ accepts unauthenticated requests).
 
 Duplicates: Redis `SET NX` on the provider's message id here (fast path), and
 `processed_events` in the task (durable): a repeated delivery changes nothing.
+
+Website-widget visitors (a Chatwoot website inbox, a Rocket.Chat Livechat
+widget) arrive through the same webhooks: their messages are published to
+the `inbound` queue as channel `webchat` (shared/inbox/webchat.py).
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ import redis
 from flask import Blueprint, current_app, jsonify, request
 
 from ingest.errors import error
+from ingest.webhooks.publish import publish_inbound_message
 from shared.core.payloads import parse_json_object
 from shared.core.taskqueue import INBOX_EVENT, idempotency_redis_key
 from shared.inbox.base import InboxEvent
 from shared.inbox.chatwoot import parse_chatwoot_webhook
 from shared.inbox.rocketchat import parse_rocketchat_webhook
+from shared.inbox.webchat import chatwoot_widget_message, rocketchat_visitor_messages
 
 log = logging.getLogger(__name__)
 bp = Blueprint("inbox_webhooks", __name__)
@@ -43,11 +49,20 @@ def _token_ok(given: str | None, expected: str) -> bool:
     return hmac.compare_digest((given or "").encode(), expected.encode())
 
 
-def _enqueue(events: list[InboxEvent]) -> Any:
+def _enqueue(events: list[InboxEvent], visitor_messages: list[dict[str, Any]]) -> Any:
+    """Agent events onto the `inbox` queue; website-widget visitors' messages
+    (channel webchat, shared/inbox/webchat.py) onto `inbound` like any
+    patient's message, deduped on the inbox's message id."""
     settings = current_app.config["SETTINGS"]
     publisher = current_app.config["PUBLISHER"]()
     accepted = duplicates = 0
     try:
+        for payload in visitor_messages:
+            created = publish_inbound_message(
+                payload, f"{payload['provider']}-widget", payload["provider_message_id"]
+            )
+            accepted += created
+            duplicates += not created
         for event in events:
             task_id = str(uuid.uuid4())
             _, created = publisher.publish(
@@ -80,8 +95,10 @@ def chatwoot_webhook() -> Any:
     if not _token_ok(given, expected):
         return error(401, "invalid or missing webhook token", "token")
     # A PayloadError is the 400 naming the field (ingest/errors.py).
-    events = parse_chatwoot_webhook(parse_json_object(request.get_data(cache=False)))
-    return _enqueue(events)
+    doc = parse_json_object(request.get_data(cache=False))
+    events = parse_chatwoot_webhook(doc)
+    widget = chatwoot_widget_message(doc, current_app.config["SETTINGS"].MESSAGE_MAX_CHARS)
+    return _enqueue(events, [widget] if widget else [])
 
 
 @bp.post("/webhooks/rocketchat")
@@ -94,4 +111,4 @@ def rocketchat_webhook() -> Any:
         return error(401, "invalid or missing livechat token", "X-RocketChat-Livechat-Token")
     doc = parse_json_object(request.get_data(cache=False))
     events = parse_rocketchat_webhook(doc, settings.ROCKETCHAT_USER_ID)
-    return _enqueue(events)
+    return _enqueue(events, rocketchat_visitor_messages(doc, settings.MESSAGE_MAX_CHARS))

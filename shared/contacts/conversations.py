@@ -42,3 +42,43 @@ def active_conversation(
         values["last_inbound_at"] = at
     session.execute(update(Conversation).where(Conversation.id == conversation_id).values(**values))
     return conversation_id
+
+
+def is_widget_conversation(
+    session: Session, conversation_id: uuid.UUID, provider: str, remote_conversation: str
+) -> bool:
+    """Whether this inbox conversation is a website-widget one (channel
+    `webchat`, shared/inbox/webchat.py) rather than one the inbox bridge
+    opened for the patient: a visitor's message in it was filed here."""
+    from shared.core.enums import Channel, Direction
+    from shared.core.models import Message
+
+    return (
+        session.scalar(
+            select(Message.id)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.channel == Channel.WEBCHAT.value,
+                Message.direction == Direction.INBOUND.value,
+                Message.provider == provider,
+                Message.metadata_["inbox_conversation_id"].astext == remote_conversation,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def inbox_conversation(
+    session: Session, provider: str, remote_conversation: str
+) -> Conversation | None:
+    """Our conversation linked to this inbox conversation (the newest)."""
+    return session.scalar(
+        select(Conversation)
+        .where(
+            Conversation.inbox_provider == provider,
+            Conversation.inbox_conversation_id == remote_conversation,
+        )
+        .order_by(Conversation.created_at.desc())
+        .limit(1)
+    )

@@ -137,6 +137,9 @@ def find_or_create_contact(session: Session, details: ContactDetails) -> Contact
     if not identities:
         raise ValueError("a contact needs at least one identity")
     lock_identities(session, identities)
+    anchor = next((i for i in identities if i[0] == IdentityKind.WEBCHAT.value), None)
+    if anchor is not None:
+        return _find_or_create_visitor(session, details, anchor, identities)
 
     rows = session.execute(
         select(
@@ -240,6 +243,55 @@ def find_or_create_contact(session: Session, details: ContactDetails) -> Contact
     )
 
 
+def _find_or_create_visitor(
+    session: Session,
+    details: ContactDetails,
+    anchor: tuple[str, str],
+    identities: list[tuple[str, str]],
+) -> ContactMatch:
+    """A website-widget visitor (shared/inbox/webchat.py): the inbox's id for
+    them alone names the contact; the e-mail or phone they typed is a claim.
+    A claim nobody has is kept on the visitor's contact, unverified; one that
+    belongs to another contact stays there and a merge candidate is recorded —
+    the visitor never acts for, nor reads as, that patient. Never verified."""
+    rows = session.execute(
+        select(ContactIdentity.kind, ContactIdentity.value, ContactIdentity.contact_id)
+        .where(tuple_(ContactIdentity.kind, ContactIdentity.value).in_(identities))
+    ).all()
+    owner = {(r.kind, r.value): r.contact_id for r in rows}
+    created = anchor not in owner
+    if created:
+        contact_id = uuid.uuid4()
+        session.add(Contact(id=contact_id, name=details.name, source=details.source,
+                            last_channel=details.channel))
+        session.flush()
+        _insert_identities(session, contact_id, [anchor], {})
+    else:
+        contact_id = _resolve_merged(session, owner[anchor])
+        _fill_blanks(session, contact_id, details)
+    others: list[uuid.UUID] = []
+    unclaimed = [i for i in identities if i != anchor and i not in owner]
+    _insert_identities(session, contact_id, unclaimed, {})
+    for identity in identities:
+        if identity == anchor or identity not in owner:
+            continue
+        other = _resolve_merged(session, owner[identity])
+        if other == contact_id or other in others:
+            continue
+        others.append(other)
+        session.execute(
+            insert(MergeCandidate)
+            .values(
+                contact_id=other,
+                other_contact_id=contact_id,
+                reason="a website-chat visitor typed this contact's "
+                f"{identity[0]}; unverified, kept apart",
+            )
+            .on_conflict_do_nothing(constraint="uq_merge_pair")
+        )
+    return ContactMatch(contact_id=contact_id, created=created, merge_candidates=others)
+
+
 def _insert_identities(
     session: Session,
     contact_id: uuid.UUID,
@@ -297,7 +349,8 @@ def contact_details_from_payload(
         identities.append((IdentityKind.PHONE.value, str(contact["phone"])))
     if isinstance(contact.get("email"), str):
         identities.append((IdentityKind.EMAIL.value, str(contact["email"])))
-    for kind in (IdentityKind.CHATWOOT.value, IdentityKind.ROCKETCHAT.value):
+    for kind in (IdentityKind.CHATWOOT.value, IdentityKind.ROCKETCHAT.value,
+                 IdentityKind.WEBCHAT.value):
         if isinstance(contact.get(kind), str):
             identities.append((kind, str(contact[kind])))
     verified: dict[tuple[str, str], str] = {}

@@ -10,6 +10,9 @@ class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     WEB = "web"
+    # The agent inbox's own website widget (Chatwoot website inbox, Rocket.Chat
+    # Livechat): inbound only, answered by agents in the inbox (shared/inbox/webchat.py).
+    WEBCHAT = "webchat"
 
 
 class Direction(StrEnum):
@@ -59,6 +62,8 @@ class IdentityKind(StrEnum):
     EMAIL = "email"
     CHATWOOT = "chatwoot"
     ROCKETCHAT = "rocketchat"
+    # A website-widget visitor, "<inbox>:<the inbox's visitor id>" (never verified).
+    WEBCHAT = "webchat"
 
 
 class ConversationStatus(StrEnum):

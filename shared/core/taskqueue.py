@@ -107,6 +107,7 @@ INBOX_POST_MESSAGE = "clinicq.inbox.post_message"
 INBOX_LABELS = "clinicq.inbox.labels"
 INBOX_EVENT = "clinicq.inbox.event"
 INBOX_NOTE = "clinicq.inbox.note"
+INBOX_WIDGET_REPLY = "clinicq.inbox.widget_reply"
 
 MAINTENANCE_POLL_IMAP = "clinicq.maintenance.poll_imap"
 

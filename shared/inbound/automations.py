@@ -59,9 +59,14 @@ from unidecode import unidecode
 from shared.contacts.directory import contact_address
 from shared.core.channels import address_kind, is_channel
 from shared.core.config import Settings, get_settings
-from shared.core.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
+from shared.core.enums import Channel, ConversationStatus, Direction, IdentityKind, MessageStatus
 from shared.core.models import AutomationRun, Contact, Conversation, Message, MessageEvent
-from shared.core.taskqueue import INBOX_POST_MESSAGE, send_task
+from shared.core.taskqueue import (
+    INBOX_LABELS,
+    INBOX_POST_MESSAGE,
+    INBOX_WIDGET_REPLY,
+    send_task,
+)
 from shared.inbound.automation_caps import Cap, auto_ack_cap, oncall_page_cap
 from shared.inbound.reactions import ReactionContext
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
@@ -151,13 +156,22 @@ def _run_automations(session: Session, ctx: ReactionContext) -> None:
                 else:
                     _alert_team(session, ctx, inbound, result, settings, now)
 
-    if settings.INBOX_PROVIDER != "none":
+    if settings.INBOX_PROVIDER != "none" and inbound.message.channel == Channel.WEBCHAT.value:
+        # Written in the inbox's own widget: already there, only the triage
+        # labels go to its conversation (shared/inbox/webchat.py).
+        conversation_id = str(inbound.conversation.id)
+        ctx.after_commit.append(lambda: _enqueue_inbox_labels(conversation_id))
+    elif settings.INBOX_PROVIDER != "none":
         message_id = str(inbound.message.id)
         ctx.after_commit.append(lambda: _enqueue_inbox_post(message_id))
 
 
 def _enqueue_inbox_post(message_id: str) -> None:
     send_task(INBOX_POST_MESSAGE, [message_id], argsrepr=f"['{message_id}']")
+
+
+def _enqueue_inbox_labels(conversation_id: str) -> None:
+    send_task(INBOX_LABELS, [conversation_id], argsrepr=f"['{conversation_id}']")
 
 
 def _load_inbound(session: Session, message_id: uuid.UUID) -> _Inbound | None:
@@ -402,6 +416,11 @@ def _safety_reply(
     window: every message of a patient in danger is answered), at any hour."""
     channel = inbound.message.channel
     address = None
+    if channel == Channel.WEBCHAT.value:
+        # The visitor is in the widget now: answered there, never at an
+        # address they typed (unverified).
+        _widget_reply(session, ctx, inbound, template, settings)
+        return
     if channel == "web":  # the website form: by email when we have one, else SMS
         address = contact_address(session, inbound.message.contact_id, IdentityKind.EMAIL.value)
         channel = "email" if address is not None else "sms"
@@ -455,6 +474,65 @@ def _safety_reply(
         mid = created.message_id
         ctx.after_commit.append(lambda: enqueue_send(mid, channel))
     ctx.notes["safety_reply"] = f"{template}: {created.status}"
+
+
+def _widget_reply(
+    session: Session, ctx: ReactionContext, inbound: _Inbound, template: str, settings: Settings
+) -> None:
+    """The safety reply posted into the website-widget conversation the
+    visitor wrote in (task clinicq.inbox.widget_reply), once per message. The
+    text is the SMS template's (plain text, like a chat line)."""
+    conversation = inbound.conversation
+    if not conversation.inbox_provider or not conversation.inbox_conversation_id:
+        ctx.notes["safety_reply"] = "skipped: no widget conversation"
+        return
+    data: dict[str, Any] = {
+        "clinica": settings.CLINIC_NAME,
+        "paciente_nome": _first_name(inbound.contact),
+        "samu": settings.EMERGENCY_PHONE,
+        "cvv": settings.CRISIS_LINE,
+    }
+    rendered = _render("sms", template, data)
+    if rendered is None:
+        ctx.notes["safety_reply"] = "skipped: template does not render"
+        return
+    key = f"safety_reply:{inbound.message.id}"
+    existing = session.execute(
+        select(Message.id, Message.status).where(Message.idempotency_key == key)
+    ).first()
+    if existing is not None:
+        if existing.status == MessageStatus.QUEUED.value:
+            mid = str(existing.id)
+            ctx.after_commit.append(lambda: _enqueue_widget_reply(mid))
+        ctx.notes["safety_reply"] = "already created"
+        return
+    mid = str(uuid.uuid4())
+    session.add(
+        Message(
+            id=uuid.UUID(mid),
+            conversation_id=conversation.id,
+            contact_id=inbound.message.contact_id,
+            channel=Channel.WEBCHAT.value,
+            direction=Direction.OUTBOUND.value,
+            purpose="auto_reply",
+            to_address=conversation.inbox_conversation_id,
+            text=rendered.text,
+            template=template,
+            status=MessageStatus.QUEUED.value,
+            provider=conversation.inbox_provider,
+            idempotency_key=key,
+            metadata_={"automation": template, "in_reply_to": str(inbound.message.id)},
+        )
+    )
+    session.flush()
+    session.add(MessageEvent(message_id=uuid.UUID(mid), event="created",
+                             status_to=MessageStatus.QUEUED.value))
+    ctx.after_commit.append(lambda: _enqueue_widget_reply(mid))
+    ctx.notes["safety_reply"] = f"{template}: queued in the widget"
+
+
+def _enqueue_widget_reply(message_id: str) -> None:
+    send_task(INBOX_WIDGET_REPLY, [message_id], argsrepr=f"['{message_id}']")
 
 
 def team_for(result: TriageResult) -> str:

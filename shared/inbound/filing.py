@@ -16,15 +16,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.contacts.conversations import active_conversation
+from shared.contacts.conversations import (
+    active_conversation,
+    inbox_conversation,
+    is_widget_conversation,
+)
 from shared.contacts.directory import contact_details_from_payload, find_or_create_contact
-from shared.core.enums import Direction, MessageStatus
+from shared.core.enums import Channel, Direction, MessageStatus
 from shared.core.errors import ClinicqError
-from shared.core.models import Message, MessageEvent
+from shared.core.models import Conversation, Message, MessageEvent
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +76,25 @@ def file_inbound_message(
     channel = payload["channel"]
     msg = payload["message"]
     received_at = _parse_ts(payload.get("received_at")) or datetime.now(UTC)
+    widget = _widget_link(payload) if channel == Channel.WEBCHAT.value else None
+    if widget is not None and _bridge_echo(session, *widget):
+        log.info("patient message posted by the inbox bridge came back; not filed again",
+                 extra={"message_id": message_id, "inbox": widget[0]})
+        return None
 
     details = contact_details_from_payload(
         payload["contact"], channel, payload.get("source", ""), payload.get("attested")
     )
     match = find_or_create_contact(session, details)
     conversation_id = active_conversation(session, match.contact_id, channel, received_at)
+    if widget is not None:
+        # The widget conversation is this conversation's place in the inbox:
+        # agents' replies there find it (and are not sent anywhere else).
+        session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(inbox_provider=widget[0], inbox_conversation_id=widget[1])
+        )
 
     inserted = session.scalar(
         insert(Message)
@@ -138,6 +155,25 @@ def file_inbound_message(
         conversation_id=conversation_id,
         created=True,
         contact_created=match.created,
+    )
+
+
+def _widget_link(payload: dict[str, Any]) -> tuple[str, str] | None:
+    """(inbox, widget conversation id) of a `webchat` message."""
+    meta = (payload.get("message") or {}).get("metadata") or {}
+    inbox, remote = meta.get("inbox"), meta.get("inbox_conversation_id")
+    if isinstance(inbox, str) and isinstance(remote, str) and inbox and remote:
+        return inbox, remote
+    return None
+
+
+def _bridge_echo(session: Session, inbox: str, remote: str) -> bool:
+    """A visitor message in a conversation the inbox bridge opened itself is
+    our own post of a patient's message coming back (Rocket.Chat's webhook
+    cannot tell a widget room from one opened through the Livechat API)."""
+    conversation = inbox_conversation(session, inbox, remote)
+    return conversation is not None and not is_widget_conversation(
+        session, conversation.id, inbox, remote
     )
 
 

@@ -36,6 +36,8 @@ Handler = Callable[[Session, ReactionContext], None]
 HANDLER_PATHS: list[str] = [
     # First: a command (confirm / reschedule / opt-out) consumes the message.
     "shared.inbound.replies:handle_reply",
+    # A stated channel preference ("prefiro SMS") is recorded and confirmed.
+    "shared.inbound.channel_preference:handle_channel_preference",
     "shared.inbound.automations:run_automations",
 ]
 

@@ -93,6 +93,9 @@ class InboxEvent:
     text: str = ""
     agent: str = ""
     attachments: int = 0  # files the agent attached (not forwarded to patients)
+    # Written in a website-widget conversation (shared/inbox/webchat.py): the
+    # visitor saw it there, so it is never sent out on another channel.
+    widget: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,3 +171,9 @@ class InboxBridge(ABC):
     @abstractmethod
     def post_note(self, remote_conversation_id: str, text: str) -> None:
         """A note agents see and the patient does not."""
+
+    @abstractmethod
+    def post_widget_message(self, remote_conversation_id: str, text: str) -> str:
+        """Post clinicq's own answer into a website-widget conversation, where
+        the visitor reads it (shared/inbox/webchat.py); returns the inbox's id
+        for the posted message."""

@@ -139,9 +139,15 @@ class ChatwootBridge(InboxBridge):
     def post_note(self, remote_conversation_id: str, text: str) -> None:
         self._post_message(remote_conversation_id, text, "outgoing", private=True)
 
-    def _post_message(self, conversation_id: str, content: str, kind: str, private: bool) -> None:
+    def post_widget_message(self, remote_conversation_id: str, text: str) -> str:
+        doc = self._post_message(remote_conversation_id, text, "outgoing", private=False)
+        if not isinstance(doc, dict) or "id" not in doc:
+            raise InboxUnavailable("chatwoot: message response without id")
+        return str(doc["id"])
+
+    def _post_message(self, conversation_id: str, content: str, kind: str, private: bool) -> Any:
         try:
-            self.request(
+            return self.request(
                 "POST",
                 self._url(f"conversations/{conversation_id}/messages"),
                 json={"content": content, "message_type": kind, "private": private},
@@ -195,6 +201,7 @@ def parse_chatwoot_webhook(doc: dict[str, Any]) -> list[InboxEvent]:
                 text=content,
                 agent=repair_text(agent)[:100] if isinstance(agent, str) else "",
                 attachments=attached,
+                widget=conversation.get("channel") == "Channel::WebWidget",
             )
         ]
     if event == "conversation_status_changed" and doc.get("status") == "resolved":

@@ -116,6 +116,19 @@ class RocketChatBridge(InboxBridge):
             json={"roomId": remote_conversation_id, "text": text},
         )
 
+    def post_widget_message(self, remote_conversation_id: str, text: str) -> str:
+        # Posted by the bot user, whose messages the webhook parser ignores:
+        # never taken for an agent's reply.
+        doc = self.request(
+            "POST",
+            self._url("chat.postMessage"),
+            json={"roomId": remote_conversation_id, "text": text},
+        )
+        message = doc.get("message") if isinstance(doc, dict) else None
+        if not isinstance(message, dict) or "_id" not in message:
+            raise InboxUnavailable("rocketchat: postMessage response without message _id")
+        return str(message["_id"])
+
     def set_labels(self, remote_conversation_id: str, remote_contact_id: str,
                    labels: list[str]) -> None:
         # saveInfo replaces the tags: read them first so agents' tags survive.

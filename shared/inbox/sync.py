@@ -42,11 +42,18 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.contacts.conversations import is_widget_conversation
 from shared.contacts.directory import contact_address
 from shared.core.channels import address_kind
 from shared.core.config import Settings, get_settings
 from shared.core.db import session_scope
-from shared.core.enums import ConversationStatus, Direction, IdentityKind, MessageStatus
+from shared.core.enums import (
+    Channel,
+    ConversationStatus,
+    Direction,
+    IdentityKind,
+    MessageStatus,
+)
 from shared.core.models import Contact, ContactIdentity, Conversation, Message, ProcessedEvent
 from shared.core.taskqueue import INBOX_LABELS, INBOX_NOTE, send_task
 from shared.inbox import bridge_for
@@ -140,6 +147,9 @@ def post_patient_message(message_id: str, settings: Settings | None = None) -> s
             return "no such inbound message"
         if message.conversation_id is None or message.contact_id is None:
             return "message has no conversation"
+        if message.channel == Channel.WEBCHAT.value:
+            # Written in the inbox's own widget: already there (no echo loop).
+            return "webchat: already in the inbox"
         if session.get(ProcessedEvent, (posted_source, message_id)) is not None:
             return "already posted"
         conversation_id, contact_id = message.conversation_id, message.contact_id
@@ -230,7 +240,14 @@ def _remote_conversation(
         _lock(session, lock)
         conversation = session.get(Conversation, conversation_id)
         assert conversation is not None
-        if conversation.inbox_provider == bridge.name and conversation.inbox_conversation_id:
+        if (
+            conversation.inbox_provider == bridge.name
+            and conversation.inbox_conversation_id
+            # A website-widget conversation is the visitor's screen: a message
+            # from another channel goes to a conversation of the bridge's own.
+            and not is_widget_conversation(session, conversation_id, bridge.name,
+                                           conversation.inbox_conversation_id)
+        ):
             return conversation.inbox_conversation_id
         remote = bridge.ensure_conversation(patient, remote_contact, None)
         conversation.inbox_provider = bridge.name
@@ -282,9 +299,10 @@ def sync_labels(conversation_id: str, settings: Settings | None = None) -> str:
             return "no inbox conversation"
         bridge = bridge_for(settings, conversation.inbox_provider)
         remote_conversation = conversation.inbox_conversation_id
+        # A website-widget visitor has no contact the bridge made ("").
         remote_contact = contact_address(session, conversation.contact_id,
-                                         conversation.inbox_provider)
-        if bridge is None or not remote_conversation or not remote_contact:
+                                         conversation.inbox_provider) or ""
+        if bridge is None or not remote_conversation:
             return "no inbox conversation"
         labels = conversation_labels(session, cid)
         if not labels:
@@ -426,6 +444,20 @@ def send_agent_reply(event: InboxEvent, settings: Settings) -> str:
             log.warning("agent reply for an unknown inbox conversation",
                         extra={"inbox": event.provider})
             return "unknown conversation"
+        if event.widget or is_widget_conversation(
+            session, conversation.id, event.provider, event.inbox_conversation_id
+        ):
+            # The visitor read it in the widget: nothing to send, anywhere.
+            if _our_widget_post(session, conversation.id, event.text, now):
+                # The webhook echo of our own post (a safety reply) that beat
+                # the recording of its id: not an agent's answer.
+                return "our own widget post"
+            conversation.assignee = event.agent or conversation.assignee
+            conversation.needs_agent = False
+            conversation.last_message_at = now
+            log.info("agent reply in a website-widget conversation: answered there",
+                     extra={"inbox": event.provider})
+            return "answered in the widget"
         contact = session.get(Contact, conversation.contact_id)
         route = choose_route(session, conversation, settings, now)
         status = "not sent"
@@ -479,6 +511,26 @@ def send_agent_reply(event: InboxEvent, settings: Settings) -> str:
         action()
     log.info("agent reply handled", extra={"inbox": event.provider, "status": status})
     return status
+
+
+def _our_widget_post(
+    session: Session, conversation_id: uuid.UUID, text: str, now: datetime
+) -> bool:
+    """clinicq posted this very text into the conversation's widget lately."""
+    return (
+        session.scalar(
+            select(Message.id)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.channel == Channel.WEBCHAT.value,
+                Message.direction == Direction.OUTBOUND.value,
+                Message.text == text,
+                Message.created_at > now - timedelta(hours=1),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _enqueue_note(provider: str, remote_conversation: str, note: str) -> None:

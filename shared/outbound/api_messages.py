@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.contacts.directory import ContactDetails, contact_address, find_or_create_contact
+from shared.contacts.preference import channel_for_contact
 from shared.core.channels import address_kind, is_channel
 from shared.core.enums import IdentityKind
 from shared.core.errors import FieldError
@@ -24,7 +25,7 @@ from shared.core.identity import InvalidIdentifier, normalize_email, normalize_p
 from shared.core.models import Contact
 from shared.core.templating import render
 from shared.outbound import _sql
-from shared.outbound.create import SEND_TASKS, OutboundRequest
+from shared.outbound.create import OutboundRequest
 
 
 class RecipientError(FieldError):
@@ -113,11 +114,9 @@ def _by_contact_id(session: Session, contact_id: uuid.UUID, channel: str | None)
         contact = session.get(Contact, contact_id)
         assert contact is not None
     if channel is None:
-        # The contact's preferred channel, else the one they last used.
-        for candidate in (contact.preferred_channel, contact.last_channel):
-            if candidate in SEND_TASKS:
-                channel = candidate
-                break
+        # The contact's preferred channel, else the one they last used (each
+        # only where they have an address: shared/contacts/preference.py).
+        channel = channel_for_contact(session, contact)
     if channel is None:
         channel = (
             "email"

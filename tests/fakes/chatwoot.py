@@ -252,3 +252,72 @@ class FakeChatwoot(JsonServer):
             "meta": {"sender": {"type": "contact"}},
             "messages": [],
         }
+
+
+# --- a website inbox (Channel::WebWidget): visitors write in the site's widget ------------
+WIDGET_INBOX_ID = 4
+
+
+def open_widget_conversation(fake: FakeChatwoot, name: str, email: str | None) -> Conversation:
+    """What Chatwoot does when a site visitor starts chatting: a contact made
+    by the widget (not through our API) and a conversation in the website inbox."""
+    with fake.lock:
+        contact_id = next(fake._ids)
+        fake.contacts[contact_id] = {"id": contact_id, "name": name, "email": email,
+                                     "phone_number": None, "identifier": None}
+        source_id = f"widget-{contact_id}-uuid"
+        fake.contact_inboxes[source_id] = (contact_id, WIDGET_INBOX_ID)
+        conv = Conversation(next(fake._ids), contact_id, WIDGET_INBOX_ID, source_id)
+        fake.conversations[conv.id] = conv
+        return conv
+
+
+def widget_message_created(fake: FakeChatwoot, conv: Conversation, content: str, *,
+                           message_type: str = "incoming",
+                           message_id: int | None = None) -> dict[str, Any]:
+    """`message_created` in a website inbox, shaped like Chatwoot's: the
+    visitor (`sender.type` contact, with what they typed in the pre-chat form)
+    or an agent (`outgoing`, `sender.type` user)."""
+    contact = fake.contacts[conv.contact_id]
+    if message_type == "incoming":
+        sender = {"id": contact["id"], "name": contact["name"], "email": contact["email"],
+                  "phone_number": contact["phone_number"], "identifier": None,
+                  "thumbnail": "", "additional_attributes": {}, "custom_attributes": {},
+                  "type": "contact"}
+    else:
+        sender = {"id": 1, "name": "Ana Atendente", "email": "ana@clinica.com.br",
+                  "type": "user"}
+    with fake.lock:
+        mid = message_id if message_id is not None else next(fake._message_ids)
+        conv.messages.append({"id": mid, "content": content,
+                              "message_type": 0 if message_type == "incoming" else 1,
+                              "private": False, "from_widget": True})
+    return {
+        "event": "message_created",
+        "id": mid,
+        "content": content,
+        "content_type": "text",
+        "content_attributes": {},
+        "created_at": "2026-11-23T10:00:00.000Z",
+        "message_type": message_type,
+        "private": False,
+        "source_id": None,
+        "additional_attributes": {},
+        "sender": sender,
+        "account": {"id": fake.ACCOUNT_ID, "name": "Portal Clinic"},
+        "inbox": {"id": WIDGET_INBOX_ID, "name": "Site"},
+        "conversation": {
+            "additional_attributes": {"browser": {"browser_name": "Chrome"},
+                                      "referer": "https://clinica.com.br/"},
+            "can_reply": True,
+            "channel": "Channel::WebWidget",
+            "contact_inbox": {"id": 180, "contact_id": contact["id"], "inbox_id": WIDGET_INBOX_ID,
+                              "source_id": conv.source_id, "hmac_verified": False},
+            "id": conv.id,
+            "display_id": conv.id,
+            "inbox_id": WIDGET_INBOX_ID,
+            "status": conv.status,
+            "labels": conv.labels,
+            "meta": {"sender": sender, "assignee": None},
+        },
+    }

@@ -154,3 +154,46 @@ class FakeRocketChat(JsonServer):
             "closer": "user",
             "messages": [],
         }
+
+
+# --- the Livechat widget: a site visitor's room and their messages ------------------------
+
+
+def open_widget_room(fake: FakeRocketChat, name: str, email: str | None) -> Room:
+    """What the Livechat widget does in the visitor's browser: a visitor with
+    a token the browser made, and a room (no call from clinicq involved)."""
+    with fake.lock:
+        token = f"widget-token-{next(fake._ids)}"
+        fake.visitors[token] = {"_id": f"vis{next(fake._ids)}", "token": token, "name": name,
+                                "username": f"guest-{next(fake._ids)}",
+                                "visitorEmails": [{"address": email}] if email else []}
+        room = Room(id=f"room{next(fake._ids)}", token=token)
+        fake.rooms[room.id] = room
+        return room
+
+
+def visitor_message(fake: FakeRocketChat, room: Room, text: str, message_id: str) -> dict[str, Any]:
+    """An Omnichannel "Message" webhook for a visitor's message (Livechat
+    "visitor message" event), shaped like Rocket.Chat's sendToCRM body."""
+    visitor = fake.visitors[room.token]
+    with fake.lock:
+        room.messages.append({"_id": message_id, "msg": text, "token": room.token, "rid": room.id})
+    emails = visitor.get("visitorEmails") or []
+    return {
+        "_id": room.id,
+        "label": visitor.get("name"),
+        "createdAt": "2026-11-23T10:00:00.000Z",
+        "lastMessageAt": "2026-11-23T10:00:00.000Z",
+        "tags": list(room.tags),
+        "customFields": {},
+        "visitor": {"_id": visitor["_id"], "token": visitor["token"], "name": visitor.get("name"),
+                    "username": visitor.get("username"),
+                    "email": [{"address": e["address"]} for e in emails], "phone": None},
+        "type": "Message",
+        "messages": [
+            {"u": {"_id": visitor["_id"], "username": visitor.get("username"),
+                   "name": visitor.get("name")},
+             "_id": message_id, "username": visitor.get("username"), "msg": text,
+             "ts": "2026-11-23T10:00:00.000Z"},
+        ],
+    }

@@ -400,6 +400,104 @@ class TestRocketChatWebhookContract(WebhookContract):
         return self.request(rocketchat_message("m1", "a" * (self.max_body_bytes + 10)))
 
 
+def chatwoot_widget_message(message_id: int, content: str = "Oi, queria marcar consulta"
+                            ) -> dict[str, Any]:
+    """A site visitor's message in a Chatwoot *website* inbox, as Chatwoot's
+    `message_created` carries it (tests/fakes/chatwoot.py builds the same shape)."""
+    sender = {"id": 77, "name": "Visitante", "email": "visitante@example.com",
+              "phone_number": None, "identifier": None, "type": "contact"}
+    return {
+        "event": "message_created", "id": message_id, "content": content,
+        "content_type": "text", "content_attributes": {},
+        "created_at": "2026-11-23T10:00:00.000Z", "message_type": "incoming",
+        "private": False, "source_id": None, "sender": sender,
+        "account": {"id": 1, "name": "Portal Clinic"},
+        "inbox": {"id": 4, "name": "Site"},
+        "conversation": {"id": 43, "display_id": 43, "inbox_id": 4, "status": "open",
+                         "can_reply": True, "channel": "Channel::WebWidget",
+                         "contact_inbox": {"contact_id": 77, "inbox_id": 4,
+                                           "source_id": "5d1c0b9e-widget", "hmac_verified": False},
+                         "additional_attributes": {"referer": "https://clinica.com.br/"},
+                         "meta": {"sender": sender}},
+    }
+
+
+def rocketchat_visitor_message(message_id: str, text: str = "Oi, queria marcar consulta"
+                               ) -> dict[str, Any]:
+    """A Livechat widget visitor's message as Rocket.Chat Omnichannel's
+    webhook ("visitor message") carries it."""
+    visitor = {"_id": "63db8d4990fe6eda42ad429a", "token": "e36e352c742eee48",
+               "name": "James", "username": "guest-3",
+               "email": [{"address": "james@example.com"}], "phone": None}
+    return {
+        "_id": "widgetRoom1", "type": "Message", "label": "James", "tags": [],
+        "createdAt": "2026-11-23T10:00:00.000Z", "lastMessageAt": "2026-11-23T10:00:00.000Z",
+        "visitor": visitor,
+        "messages": [{"u": {"_id": visitor["_id"], "username": "guest-3", "name": "James"},
+                      "_id": message_id, "username": "guest-3", "msg": text,
+                      "ts": "2026-11-23T10:00:00.000Z"}],
+    }
+
+
+class TestChatwootWidgetContract(TestChatwootWebhookContract):
+    """The same endpoint carrying a website-widget visitor's message: it goes
+    to the `inbound` queue as channel webchat (shared/inbox/webchat.py)."""
+
+    queue = "inbound"
+
+    def valid_request(self, unique: str) -> WebhookRequest:
+        return self.request(chatwoot_widget_message(int(unique[:12], 16)))
+
+    def forged_request(self, unique: str) -> WebhookRequest:
+        return self.request(chatwoot_widget_message(int(unique[:12], 16)), token="not-the-token")
+
+    def oversized_request(self) -> WebhookRequest:
+        return self.request(chatwoot_widget_message(1, "a" * (self.max_body_bytes + 10)))
+
+    def test_widget_message_is_webchat_on_inbound(self, http: Any, redis_client: Any) -> None:
+        assert self.send(http, self.valid_request(uuid.uuid4().hex)).status_code == 200
+        (task,) = self.queued(redis_client)
+        payload = task.args[1]
+        assert payload["channel"] == "webchat" and payload["attested"] == []
+        assert payload["contact"] == {"webchat": "chatwoot:77", "name": "Visitante",
+                                      "email": "visitante@example.com"}
+        assert payload["message"]["metadata"] == {"inbox": "chatwoot",
+                                                  "inbox_conversation_id": "43"}
+
+    def test_wrong_typed_conversation_is_400_naming_it(self, http: Any, redis_client: Any
+                                                        ) -> None:
+        doc = chatwoot_widget_message(5)
+        doc["conversation"] = "Channel::WebWidget"
+        resp = self.send(http, self.request(doc))
+        assert resp.status_code == 400 and resp.get_json()["field"] == "conversation"
+        assert self.queued(redis_client) == []
+
+
+class TestRocketChatWidgetContract(TestRocketChatWebhookContract):
+    """The same endpoint carrying a Livechat widget visitor's message."""
+
+    queue = "inbound"
+
+    def valid_request(self, unique: str) -> WebhookRequest:
+        return self.request(rocketchat_visitor_message(unique))
+
+    def forged_request(self, unique: str) -> WebhookRequest:
+        return self.request(rocketchat_visitor_message(unique), token="not-the-token")
+
+    def oversized_request(self) -> WebhookRequest:
+        return self.request(rocketchat_visitor_message("m1", "a" * (self.max_body_bytes + 10)))
+
+    def test_visitor_message_is_webchat_on_inbound(self, http: Any, redis_client: Any) -> None:
+        assert self.send(http, self.valid_request("visitorMsgA")).status_code == 200
+        (task,) = self.queued(redis_client)
+        payload = task.args[1]
+        assert payload["channel"] == "webchat"
+        # The visitor's _id names them, never the Livechat token (a credential).
+        assert payload["contact"] == {"webchat": "rocketchat:63db8d4990fe6eda42ad429a",
+                                      "name": "James", "email": "james@example.com"}
+        assert "e36e352c742eee48" not in orjson.dumps(payload).decode()
+
+
 # --- every inbound endpoint has a description ---------------------------------
 
 

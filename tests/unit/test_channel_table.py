@@ -295,6 +295,20 @@ def test_address_kinds() -> None:
         address_kind("web")
 
 
+def test_inbound_only_channels_are_not_sendable() -> None:
+    """`web` (the form) and `webchat` (the inbox's website widget) are what
+    inbound payloads may name, not rows: nothing is sent "on" them (the
+    widget is answered in the inbox, shared/inbox/webchat.py)."""
+    from shared.core.channels import is_channel, send_tasks
+    from shared.core.enums import Channel as ChannelEnum
+
+    for name in ("web", "webchat"):
+        assert name in {c.value for c in ChannelEnum}
+        assert not is_channel(name) and name not in send_tasks()
+        with pytest.raises(UnknownChannel):
+            address_kind(name)
+
+
 def test_an_unknown_channel_is_an_error_not_a_default() -> None:
     from shared.outbound.cost import estimated_cost
     from shared.outbound.ratelimit import limits_for

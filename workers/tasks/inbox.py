@@ -9,7 +9,13 @@ import logging
 from typing import Any
 
 from shared.core.config import get_settings
-from shared.core.taskqueue import INBOX_EVENT, INBOX_LABELS, INBOX_NOTE, INBOX_POST_MESSAGE
+from shared.core.taskqueue import (
+    INBOX_EVENT,
+    INBOX_LABELS,
+    INBOX_NOTE,
+    INBOX_POST_MESSAGE,
+    INBOX_WIDGET_REPLY,
+)
 from shared.inbox.base import InboxRejected, InboxUnavailable
 from shared.inbox.sync import (
     handle_inbox_event,
@@ -17,6 +23,7 @@ from shared.inbox.sync import (
     post_private_note,
     sync_labels,
 )
+from shared.inbox.webchat import post_widget_reply
 from workers.app import app
 from workers.durable import DurableTask
 
@@ -58,4 +65,15 @@ def note(provider: str, remote_conversation: str, text: str) -> str:
         return post_private_note(provider, remote_conversation, text)
     except InboxRejected as exc:
         log.error("inbox refused a note", extra={"inbox": provider, "error": str(exc)})
+        return "rejected"
+
+
+@app.task(name=INBOX_WIDGET_REPLY, **_RETRY)
+def widget_reply(message_id: str) -> str:
+    """clinicq's own answer (a safety reply) into a website-widget conversation."""
+    try:
+        return post_widget_reply(message_id)
+    except InboxRejected as exc:
+        log.error("inbox refused a widget reply",
+                  extra={"message_id": message_id, "error": str(exc), "status": exc.status})
         return "rejected"
