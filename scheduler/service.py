@@ -3,6 +3,9 @@
 - the tick (every SCHEDULER_TICK_SECONDS): claim due rows → messages → enqueue
   (scheduler/claim.py). Several scheduler processes may run at once: the
   claim is `FOR UPDATE SKIP LOCKED`, so each row goes to exactly one;
+- failover (every SCHEDULER_TICK_SECONDS): the next channel of a chain for
+  messages that failed permanently or were not delivered in time
+  (scheduler/failover.py), exactly once per row and channel;
 - maintenance (every SCHEDULER_MAINTENANCE_SECONDS): the reconciler for
   messages stuck in queued/sending/unknown, re-driving the reaction of
   inbound messages whose `react` task was lost, closing idle conversations, the
@@ -28,6 +31,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from scheduler.claim import run_tick
+from scheduler.failover import run_failover
 from scheduler.maintenance import close_idle_conversations
 from shared.core.config import Settings
 from shared.core.taskqueue import MAINTENANCE_POLL_IMAP, send_task
@@ -82,6 +86,15 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
         "interval",
         seconds=settings.SCHEDULER_TICK_SECONDS,
         id="tick",
+        next_run_time=now,
+    )
+    # Failover decisions follow sends closely (a permanent failure should
+    # reach the next channel within a tick), so they run at the tick's pace.
+    scheduler.add_job(
+        _logged("failover", lambda: run_failover(settings)),
+        "interval",
+        seconds=settings.SCHEDULER_TICK_SECONDS,
+        id="failover",
         next_run_time=now,
     )
     for name, fn in maintenance_jobs(settings).items():
