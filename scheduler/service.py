@@ -3,7 +3,7 @@
 - the tick (every SCHEDULER_TICK_SECONDS): claim due rows → messages → enqueue
   (scheduler/claim.py). Several scheduler processes may run at once: the
   claim is `FOR UPDATE SKIP LOCKED`, so each row goes to exactly one;
-- failover (every SCHEDULER_TICK_SECONDS): the next channel of a chain for
+- right after each tick, failover: the next channel of a chain for
   messages that failed permanently or were not delivered in time
   (scheduler/failover.py), exactly once per row and channel;
 - maintenance (every SCHEDULER_MAINTENANCE_SECONDS): the reconciler for
@@ -62,6 +62,14 @@ def maintenance_jobs(settings: Settings) -> dict[str, Callable[[], Any]]:
     return jobs
 
 
+def tick_and_failover(settings: Settings) -> None:
+    """The tick, then the failover decisions: a permanent failure reaches the
+    next channel of its chain within a tick (one job, not two at the same
+    pace: the job is the unit SIGTERM waits for)."""
+    run_tick(settings)
+    run_failover(settings)
+
+
 def _logged(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
     def run() -> None:
         try:
@@ -82,19 +90,10 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
     )
     now = datetime.now(UTC)
     scheduler.add_job(
-        _logged("tick", lambda: run_tick(settings)),
+        _logged("tick", lambda: tick_and_failover(settings)),
         "interval",
         seconds=settings.SCHEDULER_TICK_SECONDS,
         id="tick",
-        next_run_time=now,
-    )
-    # Failover decisions follow sends closely (a permanent failure should
-    # reach the next channel within a tick), so they run at the tick's pace.
-    scheduler.add_job(
-        _logged("failover", lambda: run_failover(settings)),
-        "interval",
-        seconds=settings.SCHEDULER_TICK_SECONDS,
-        id="failover",
         next_run_time=now,
     )
     for name, fn in maintenance_jobs(settings).items():

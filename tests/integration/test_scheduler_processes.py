@@ -186,7 +186,6 @@ def test_service_wires_the_periodic_jobs(settings) -> None:
     jobs = {job.id for job in build_scheduler(settings).get_jobs()}
     assert jobs == {
         "tick",
-        "failover",
         "close_idle_conversations",
         "reconcile_stuck_messages",
         "realert_unanswered_urgent",
