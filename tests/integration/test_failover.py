@@ -20,8 +20,12 @@ from ingest.api.auth import generate_api_key, hash_api_key
 from scheduler.claim import run_tick
 from scheduler.failover import run_failover
 from shared.core.db import session_scope
-from shared.core.models import ApiKey, Message, OptOut, ScheduledMessage
-from shared.scheduling.appointments import upsert_appointment, validate_appointment
+from shared.core.models import ApiKey, Conversation, Message, OptOut, ScheduledMessage
+from shared.scheduling.appointments import (
+    get_for_update,
+    upsert_appointment,
+    validate_appointment,
+)
 from tests.fakes import FakeMeta, FakeTwilio
 from tests.helpers import wait_for
 from tests.integration.processes import WorkerProcess
@@ -327,3 +331,74 @@ def test_a_deadline_in_quiet_hours_lasting_past_the_visit_means_no_fallback(
         "fallback_skipped: quiet hours until after the visit (sms)"
     )
     assert twilio.sends() == []
+
+
+def test_a_cancellation_notice_falls_back_to_sms(
+    cfg: Any, worker: WorkerProcess, meta: FakeMeta, twilio: FakeTwilio
+) -> None:
+    from shared.scheduling.appointments import cancel_appointment
+
+    notices = cfg.model_copy(
+        update={
+            "SCHEDULE_PLAN": "reminder_24h=email:lembrete_consulta@start-24h",
+            "CANCELLATION_NOTICE_CHANNELS": ["whatsapp"],
+            "CANCELLATION_NOTICE_FALLBACK": "sms",
+        }
+    )
+    appointment_id = book(notices, datetime.now(UTC) + timedelta(days=2))
+    with session_scope() as s:
+        appt = get_for_update(s, appointment_id)
+        # The patient wrote today: the notice goes as free text (no approved
+        # WhatsApp template is configured for `cancelamento`).
+        s.add(Conversation(contact_id=appt.contact_id, channel="whatsapp",
+                           last_inbound_at=datetime.now(UTC)))
+        cancel_appointment(s, appt, notices)
+    meta.fail(400, NOT_A_WHATSAPP_USER)
+    assert run_tick(notices).created == 1
+    with session_scope() as s:
+        row = s.scalars(
+            select(ScheduledMessage).where(ScheduledMessage.kind == "cancellation_whatsapp")
+        ).one()
+        assert (row.fallback_channels, row.fallback_state) == ("sms", "watching")
+        first_id, row_id = row.message_id, row.id
+    settled(first_id, "failed")
+    assert run_failover(notices).created == 1
+    with session_scope() as s:
+        row = s.get(ScheduledMessage, row_id)
+        assert row is not None and row.fallback_state == "sent"
+        fallback_id = row.fallback_message_id
+    fallback = settled(fallback_id, "sent", "delivered")
+    assert (fallback.channel, fallback.template) == ("sms", "cancelamento")
+    assert fallback.metadata_["phase"] == "cancellation"
+    wait_for(lambda: len(twilio.sends()) >= 1)
+    assert len(twilio.sends()) == 1 and "cancelad" in twilio.sends()[0].form["Body"].lower()
+
+
+def test_a_reschedule_gives_the_new_time_its_own_failover(
+    cfg: Any, worker: WorkerProcess, meta: FakeMeta, twilio: FakeTwilio
+) -> None:
+    """The old version's fallback is spent; the re-armed reminder for the new
+    time is watched again, and its fallback has its own key."""
+    from shared.scheduling.appointments import change_appointment
+
+    meta.fail(400, NOT_A_WHATSAPP_USER, times=2)
+    appointment_id = first_reminder_sent(cfg)
+    settled(row_of(appointment_id).message_id, "failed")
+    assert run_failover(cfg).created == 1
+    wait_for(lambda: len(twilio.sends()) == 1)
+
+    with session_scope() as s:
+        starts_at = get_for_update(s, appointment_id).starts_at
+        change_appointment(s, appointment_id, {"starts_at": starts_at + timedelta(minutes=30)}, cfg)
+    row = row_of(appointment_id)
+    assert (row.status, row.fallback_state, row.fallback_message_id) == (
+        "pending", "watching", None)
+    with session_scope() as s:
+        s.execute(text("UPDATE scheduled_messages SET due_at = now() WHERE id = :r"), {"r": row.id})
+    assert run_tick(cfg).created == 1
+    settled(row_of(appointment_id).message_id, "failed")
+    assert run_failover(cfg).created == 1
+    row = row_of(appointment_id)
+    assert message(row.fallback_message_id).idempotency_key == f"fallback:{row.id}:v2:sms"
+    wait_for(lambda: len(twilio.sends()) == 2)
+    assert len({r.form["StatusCallback"] for r in twilio.sends()}) == 2
