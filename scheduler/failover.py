@@ -29,6 +29,14 @@ second scheduler (or a retried run) cannot make a second one. The send
 worker's pre-send check (planner.reminder_still_valid) runs for it too.
 Sends are enqueued only after the commit; a crash in between leaves the
 message `queued` for the reconciler.
+
+On-call alerts (ONCALL_ALERT_FALLBACK) are not scheduled rows: the alert SMS
+carries its chain in its metadata (`failover_channels`) and
+`run_alert_failover` finds alerts of the last day that failed with a
+failover code or passed the deadline and have no fallback yet; the fallback
+(to ONCALL_PHONE on WhatsApp or ONCALL_EMAIL) has the key
+`fallback:<message id>:<channel>` and carries the rest of the chain. Alerts
+go to staff about an urgent patient: no quiet hours, no patient opt-outs.
 """
 
 from __future__ import annotations
@@ -38,8 +46,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, String, and_, cast, exists, func, or_, select, text
+from sqlalchemy.orm import Session, aliased
 
 from shared.contacts.optouts import is_opted_out
 from shared.core.config import Settings
@@ -289,3 +297,101 @@ def run_failover(settings: Settings, now: datetime | None = None) -> FailoverRes
             },
         )
     return total
+
+
+# --- on-call alerts ---------------------------------------------------------------------
+
+ALERT_WINDOW = timedelta(days=1)  # an older alert is not news to the on-call
+
+
+def alert_failover_query(now: datetime, deadline: timedelta, batch_size: int) -> Select[Message]:
+    """Alerts with a chain whose next channel may be due and was not made."""
+    fallback = aliased(Message)
+    next_channel = Message.metadata_["failover_channels"].op("->>")(0)
+    key = func.concat("fallback:", cast(Message.id, String), ":", next_channel)
+    sent_at = func.coalesce(Message.sent_at, Message.updated_at)
+    return (
+        select(Message)
+        # The literal predicate matches the partial index ix_messages_failover_chain.
+        .where(text("messages.metadata ? 'failover_channels'"))
+        .where(Message.created_at > now - ALERT_WINDOW)
+        .where(
+            or_(
+                and_(
+                    Message.status == MessageStatus.FAILED.value, Message.error_code.is_not(None)
+                ),
+                and_(Message.status == MessageStatus.SENT.value, sent_at <= now - deadline),
+            )
+        )
+        .where(~exists().where(fallback.idempotency_key == key))
+        .order_by(Message.created_at)
+        .limit(batch_size)
+    )
+
+
+def _oncall_address(channel: str, settings: Settings) -> str | None:
+    if channel == "whatsapp":
+        return settings.ONCALL_PHONE or None
+    if channel == "email":
+        return settings.ONCALL_EMAIL or None
+    return None
+
+
+def run_alert_failover(settings: Settings, now: datetime | None = None) -> FailoverResult:
+    """The next channel of on-call alerts that failed or were not delivered."""
+    result = FailoverResult()
+    now = now or datetime.now(UTC)
+    with session_scope() as session:
+        alerts = list(
+            session.scalars(
+                alert_failover_query(now, deadline_of(settings), settings.SCHEDULER_BATCH_SIZE)
+            )
+        )
+        result.examined = len(alerts)
+        for alert in alerts:
+            meta = alert.metadata_ or {}
+            chain = [str(c) for c in meta.get("failover_channels") or []]
+            if alert.status == MessageStatus.FAILED.value:
+                code = alert.error_code or ""
+                if code not in failover_codes(alert.provider):
+                    continue  # another channel is not the cure
+                why = f"{alert.channel} failed permanently ({code})"
+            else:
+                why = (
+                    f"no delivery on {alert.channel} within "
+                    f"{settings.FAILOVER_DELIVERY_DEADLINE_MINUTES:g} min of sending"
+                )
+            channel, rest = chain[0], chain[1:]
+            to_address = _oncall_address(channel, settings)
+            if to_address is None:
+                continue  # start-up refuses a chain without its address
+            created = create_outbound_message(
+                session,
+                OutboundRequest(
+                    channel=channel,
+                    to_address=to_address,
+                    conversation_id=alert.conversation_id,
+                    subject_contact_id=alert.subject_contact_id,
+                    template=alert.template,
+                    template_data=alert.template_data,
+                    purpose=alert.purpose,
+                    # Unique: however many schedulers see this alert, one fallback.
+                    idempotency_key=f"fallback:{alert.id}:{channel}",
+                    metadata={
+                        "automation": meta.get("automation"),
+                        "fallback_of": str(alert.id),
+                        "fallback_reason": why,
+                        **({"failover_channels": rest} if rest else {}),
+                    },
+                    respect_opt_out=False,
+                ),
+            )
+            if created.created:
+                result.created += 1
+            if created.should_enqueue:
+                result.to_enqueue.append((created.message_id, channel))
+    for message_id, channel in result.to_enqueue:
+        enqueue_send(message_id, channel)
+    if result.created:
+        log.info("alert failover run", extra={"fallbacks_created": result.created})
+    return result

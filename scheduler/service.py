@@ -31,7 +31,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from scheduler.claim import run_tick
-from scheduler.failover import run_failover
+from scheduler.failover import run_alert_failover, run_failover
 from scheduler.maintenance import close_idle_conversations
 from shared.core.config import Settings
 from shared.core.taskqueue import MAINTENANCE_POLL_IMAP, send_task
@@ -68,6 +68,7 @@ def tick_and_failover(settings: Settings) -> None:
     pace: the job is the unit SIGTERM waits for)."""
     run_tick(settings)
     run_failover(settings)
+    run_alert_failover(settings)
 
 
 def _logged(name: str, fn: Callable[[], Any]) -> Callable[[], None]:

@@ -1,5 +1,6 @@
 """scheduled_messages failover columns: the chain still to try, its state,
-the fallback message and why it went out or did not
+the fallback message and why it went out or did not; a partial index on
+messages carrying a failover chain (on-call alerts)
 
 Revision ID: 0012
 Revises: 0008
@@ -47,9 +48,16 @@ def upgrade() -> None:
         ["fallback_message_id"],
         postgresql_where=sa.text("fallback_message_id IS NOT NULL"),
     )
+    op.create_index(
+        "ix_messages_failover_chain",
+        "messages",
+        ["created_at"],
+        postgresql_where=sa.text("metadata ? 'failover_channels'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_failover_chain", table_name="messages")
     op.drop_index("ix_scheduled_fallback_message_id", table_name="scheduled_messages")
     op.drop_index("ix_scheduled_fallback_watching", table_name="scheduled_messages")
     op.drop_column("scheduled_messages", "fallback_reason")

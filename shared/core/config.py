@@ -240,6 +240,11 @@ class Settings(BaseSettings):
         return self
 
     ONCALL_PHONE: str = ""
+    # Failover of the on-call alert SMS (and its re-alert): channels tried in
+    # order when it fails permanently or is not delivered in time, to
+    # ONCALL_PHONE (whatsapp) or ONCALL_EMAIL (email), e.g. `email`.
+    ONCALL_ALERT_FALLBACK: str = ""
+    ONCALL_EMAIL: str = ""
 
     # --- email "recebimento" (IMAP polling) -----------------------------------
     IMAP_HOST: str = ""
@@ -341,6 +346,39 @@ class Settings(BaseSettings):
             parse_channel_chain(value, "chain")  # raises ValueError naming the channel
         return value
 
+    @field_validator("ONCALL_ALERT_FALLBACK")
+    @classmethod
+    def _oncall_fallback(cls, value: str) -> str:
+        from shared.scheduling.plan import parse_channel_chain
+
+        value = value.strip()
+        if value:
+            for channel in parse_channel_chain(value, "chain"):
+                if channel not in ("whatsapp", "email"):
+                    raise ValueError(
+                        f"channel {channel!r}: the on-call alert goes by SMS first and "
+                        "falls back to whatsapp (ONCALL_PHONE) or email (ONCALL_EMAIL)"
+                    )
+        return value
+
+    @field_validator("ONCALL_EMAIL")
+    @classmethod
+    def _oncall_email(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError("must be an e-mail address")
+        return value
+
+    @property
+    def oncall_fallback_chain(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.ONCALL_ALERT_FALLBACK.split(">") if c.strip())
+
+    @model_validator(mode="after")
+    def _oncall_fallback_addresses(self) -> Settings:
+        if "email" in self.oncall_fallback_chain and not self.ONCALL_EMAIL:
+            raise ValueError("ONCALL_ALERT_FALLBACK names email: ONCALL_EMAIL must be set")
+        return self
+
     @model_validator(mode="after")
     def _fallback_templates_exist(self) -> Settings:
         """A fallback sends the template of the same name on its channel: a
@@ -365,13 +403,23 @@ class Settings(BaseSettings):
                 ("CANCELLATION_NOTICE_FALLBACK", channel.strip(), CANCELLATION_TEMPLATE)
                 for channel in self.CANCELLATION_NOTICE_FALLBACK.split(">")
             ]
+        wanted += [
+            ("ONCALL_ALERT_FALLBACK", channel, template)
+            for channel in self.oncall_fallback_chain
+            for template in ("alerta_urgente", "realerta_urgente")
+        ]
         for variable, channel, template in wanted:
-            folder = root / channel
-            if not any((folder / f"{template}{ext}").is_file() for ext in (".txt", ".html")):
-                raise ValueError(
-                    f"{variable}: fallback channel {channel} has no template {template!r} "
-                    f"({folder / template}.txt)"
-                )
+            # What shared.core.templating.render reads for the channel.
+            files = (
+                (".subject.txt", ".txt", ".html") if channel == "email" else (".txt",)
+            )
+            for ext in files:
+                path = root / channel / f"{template}{ext}"
+                if not path.is_file():
+                    raise ValueError(
+                        f"{variable}: fallback channel {channel} has no template "
+                        f"{template!r} ({path})"
+                    )
         return self
 
     @field_validator("SURVEY_URL")

@@ -175,6 +175,13 @@ class Message(Base):
             "subject_contact_id",
             postgresql_where=text("subject_contact_id IS NOT NULL"),
         ),
+        # The on-call alert failover scan (scheduler/failover.py): only
+        # messages that carry a failover chain.
+        Index(
+            "ix_messages_failover_chain",
+            "created_at",
+            postgresql_where=text("metadata ? 'failover_channels'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

@@ -26,7 +26,7 @@ from shared.scheduling.appointments import (
     upsert_appointment,
     validate_appointment,
 )
-from tests.fakes import FakeMeta, FakeTwilio
+from tests.fakes import FakeMeta, FakeSMTP, FakeTwilio
 from tests.helpers import wait_for
 from tests.integration.processes import WorkerProcess
 
@@ -34,8 +34,11 @@ PLAN = "reminder_1h=whatsapp>sms:lembrete_consulta@start-1h"
 NOT_A_WHATSAPP_USER = "131026"
 
 
-def worker_env(twilio: FakeTwilio, meta: FakeMeta) -> dict[str, str]:
+def worker_env(
+    twilio: FakeTwilio, meta: FakeMeta, smtp: FakeSMTP | None = None
+) -> dict[str, str]:
     return {
+        **(smtp.env() if smtp else {}),
         **twilio.env(),
         **meta.env(),  # WhatsApp through Meta, SMS through Twilio
         "SCHEDULE_PLAN": PLAN,
@@ -61,18 +64,28 @@ def meta() -> Iterator[FakeMeta]:
         yield fake
 
 
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[FakeSMTP]:
+    fake = FakeSMTP("plain").start()
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture(autouse=True)
-def reset_fakes(meta: FakeMeta, twilio: FakeTwilio) -> None:
+def reset_fakes(meta: FakeMeta, twilio: FakeTwilio, smtp: FakeSMTP) -> None:
     for fake in (meta, twilio):
         with fake.lock:
             fake.requests.clear()
             fake.plan.clear()
+    smtp.received.clear()
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory: Any, twilio: FakeTwilio, meta: FakeMeta) -> Iterator[WorkerProcess]:
+def worker(
+    tmp_path_factory: Any, twilio: FakeTwilio, meta: FakeMeta, smtp: FakeSMTP
+) -> Iterator[WorkerProcess]:
     log = Path(tmp_path_factory.mktemp("w")) / "failover-worker.log"
-    proc = WorkerProcess("sms,whatsapp", 2, log, worker_env(twilio, meta))
+    proc = WorkerProcess("sms,whatsapp,email", 2, log, worker_env(twilio, meta, smtp))
     proc.wait_ready()
     yield proc
     proc.stop()
@@ -402,3 +415,84 @@ def test_a_reschedule_gives_the_new_time_its_own_failover(
     assert message(row.fallback_message_id).idempotency_key == f"fallback:{row.id}:v2:sms"
     wait_for(lambda: len(twilio.sends()) == 2)
     assert len({r.form["StatusCallback"] for r in twilio.sends()}) == 2
+
+
+# --- on-call alerts (ONCALL_ALERT_FALLBACK) -------------------------------------------
+
+ONCALL = "+5511977776666"
+ONCALL_EMAIL = "plantao@clinicateste.com.br"
+
+
+@pytest.fixture
+def oncall(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from shared.core.config import get_settings
+
+    for name, value in {
+        "ONCALL_PHONE": ONCALL,
+        "ONCALL_EMAIL": ONCALL_EMAIL,
+        "ONCALL_ALERT_FALLBACK": "email",
+        "AUTO_ACK_ENABLED": "false",
+        "QUIET_HOURS_CHANNELS": "",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield get_settings()
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def urgent_alert_sent(*statuses: str) -> Message:
+    """A patient writes something urgent; the on-call SMS goes out through
+    the real reaction and the worker; returns it once it settled."""
+    from shared.inbound.reactions import react_to_inbound
+    from tests.integration.test_automations import file_message
+
+    react_to_inbound(str(file_message("Dr to com febre e sangrando muito depois da lipo")))
+    with session_scope() as s:
+        alert = s.scalars(
+            select(Message).where(Message.to_address == ONCALL, Message.channel == "sms")
+        ).one()
+        assert alert.metadata_["failover_channels"] == ["email"]
+    return settled(alert.id, *statuses)
+
+
+def oncall_emails(smtp: FakeSMTP) -> list[Any]:
+    return [r for r in smtp.received if ONCALL_EMAIL in r.rcpt_tos]
+
+
+def test_an_oncall_sms_to_a_landline_falls_back_to_email_once(
+    oncall: Any, worker: WorkerProcess, twilio: FakeTwilio, smtp: FakeSMTP
+) -> None:
+    from scheduler.failover import run_alert_failover
+
+    twilio.fail(400, "30006")  # landline or unreachable carrier
+    alert = urgent_alert_sent("failed")
+    assert alert.error_code == "30006"
+    assert run_alert_failover(oncall).created == 1
+    assert run_alert_failover(oncall).created == 0  # the key exists: never twice
+    with session_scope() as s:
+        fallback = s.scalars(select(Message).where(Message.to_address == ONCALL_EMAIL)).one()
+        assert fallback.idempotency_key == f"fallback:{alert.id}:email"
+        assert fallback.metadata_["fallback_of"] == str(alert.id)
+        assert fallback.purpose == "alert" and fallback.template == "alerta_urgente"
+    wait_for(lambda: len(oncall_emails(smtp)) >= 1)
+    assert len(oncall_emails(smtp)) == 1
+    assert len(twilio.sends()) == 1
+
+
+def test_an_undelivered_oncall_sms_falls_back_at_the_deadline(
+    oncall: Any, worker: WorkerProcess, twilio: FakeTwilio, smtp: FakeSMTP
+) -> None:
+    from scheduler.failover import run_alert_failover
+
+    alert = urgent_alert_sent("sent")
+    assert alert.sent_at is not None
+    deadline = alert.sent_at + timedelta(minutes=oncall.FAILOVER_DELIVERY_DEADLINE_MINUTES)
+    with time_machine.travel(deadline - timedelta(seconds=1), tick=False):
+        assert run_alert_failover(oncall).examined == 0
+    with time_machine.travel(deadline, tick=False):
+        assert run_alert_failover(oncall).created == 1
+    with time_machine.travel(deadline + timedelta(minutes=1), tick=False):
+        assert run_alert_failover(oncall).examined == 0
+    wait_for(lambda: len(oncall_emails(smtp)) >= 1)
+    assert len(oncall_emails(smtp)) == 1

@@ -87,8 +87,10 @@ def test_whatsapp_providers_declare_their_failover_codes() -> None:
     assert {"131026", "131047", "132015", "132016"} <= meta
     assert "130429" not in meta  # throughput: retried, not failed over
     assert {"63003", "63016"} <= failover_codes("twilio_whatsapp")
-    # SMS failing says nothing about another channel; unknown providers declare nothing.
-    assert failover_codes("twilio_sms") == frozenset()
+    # A number that cannot get SMS (landline, unreachable) may still get an e-mail;
+    # an opted-out recipient (21610) or our own mistake is no failover case.
+    assert {"30003", "30006"} <= failover_codes("twilio_sms")
+    assert not {"21610", "20003", "21211"} & failover_codes("twilio_sms")
     assert failover_codes("outbox") == failover_codes(None) == frozenset()
 
 
@@ -98,3 +100,21 @@ def test_failover_codes_are_permanent_codes_of_their_provider() -> None:
     for name in PROVIDERS:
         cls = provider_class(name)
         assert cls.failover_codes <= cls.permanent_codes, name
+
+
+def test_oncall_fallback_settings_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONCALL_ALERT_FALLBACK", "sms")
+    with pytest.raises(ConfigError, match="ONCALL_ALERT_FALLBACK.*goes by SMS first"):
+        load_settings()
+    monkeypatch.setenv("ONCALL_ALERT_FALLBACK", "email")
+    with pytest.raises(ConfigError, match="ONCALL_EMAIL must be set"):
+        load_settings()
+    monkeypatch.setenv("ONCALL_EMAIL", "not-an-address")
+    with pytest.raises(ConfigError, match="ONCALL_EMAIL"):
+        load_settings()
+    monkeypatch.setenv("ONCALL_EMAIL", "plantao@clinica.test")
+    assert load_settings().oncall_fallback_chain == ("email",)
+    # WhatsApp to the on-call phone needs its templates, which do not ship.
+    monkeypatch.setenv("ONCALL_ALERT_FALLBACK", "whatsapp>email")
+    with pytest.raises(ConfigError, match="fallback channel whatsapp has no template 'alerta_urgente'"):
+        load_settings()
