@@ -85,7 +85,8 @@ def worker(
     tmp_path_factory: Any, twilio: FakeTwilio, meta: FakeMeta, smtp: FakeSMTP
 ) -> Iterator[WorkerProcess]:
     log = Path(tmp_path_factory.mktemp("w")) / "failover-worker.log"
-    proc = WorkerProcess("sms,whatsapp,email", 2, log, worker_env(twilio, meta, smtp))
+    # `inbound` too: provider status webhooks are applied by its status task.
+    proc = WorkerProcess("sms,whatsapp,email,inbound", 2, log, worker_env(twilio, meta, smtp))
     proc.wait_ready()
     yield proc
     proc.stop()
@@ -192,6 +193,37 @@ def test_not_a_whatsapp_user_gets_exactly_one_sms(
     assert shown["fallback"]["message_id"] == str(fallback.id)
     assert shown["fallback"]["channel"] == "sms"
     assert shown["fallback"]["message_status"] in ("sent", "delivered")
+
+
+def test_a_failed_status_webhook_from_meta_triggers_the_sms(
+    cfg: Any, worker: WorkerProcess, meta: FakeMeta, twilio: FakeTwilio
+) -> None:
+    """Meta often accepts the send and reports 131026 later, in a `failed`
+    status: the signed webhook, through ingest and the status task, is what
+    makes the row fail over."""
+    from tests.integration.test_meta_webhook import change, envelope, status
+    from tests.integration.test_webhook_contract import make_provider_client, meta_request
+
+    appointment_id = first_reminder_sent(cfg)
+    first = settled(row_of(appointment_id).message_id, "sent")
+    assert run_failover(cfg).examined == 0  # sent, deadline far: nothing yet
+    failed = status(
+        first.provider_message_id,
+        "failed",
+        errors=[{"code": 131026, "title": "Message undeliverable",
+                 "message": "Message undeliverable",
+                 "error_data": {"details": "Message Undeliverable."}}],
+        biz_opaque_callback_data=str(first.id),
+    )
+    body, headers = meta_request(envelope(change({"statuses": [failed]})))
+    client = make_provider_client(cfg)
+    assert client.post("/webhooks/meta", data=body, headers=headers).status_code == 200
+    assert settled(first.id, "failed").error_code == "131026"
+
+    assert run_failover(cfg).created == 1
+    fallback = settled(row_of(appointment_id).fallback_message_id, "sent", "delivered")
+    wait_for(lambda: len(twilio.sends()) >= 1)
+    assert len(twilio.sends()) == 1 and len(twilio.sends_for(str(fallback.id))) == 1
 
 
 def test_no_delivery_before_the_deadline_sends_one_sms_at_the_deadline(
