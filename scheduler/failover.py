@@ -16,7 +16,8 @@ transaction:
   the next channel at that deadline; a deadline in quiet hours waits for
   their end (`fallback_due_at`) if that is still before the visit, else
   there is no fallback and the reason says why;
-- failed otherwise, or skipped → no fallback (`none`, with the reason).
+- skipped because the patient opted out of that channel → the next channel;
+- failed otherwise, or skipped otherwise → no fallback (`none`, with the reason).
 
 Never after the visit started, never for an appointment cancelled or moved
 since (the row's version), never to a channel the patient opted out of
@@ -113,9 +114,7 @@ def _end(row: ScheduledMessage, state: str, reason: str | None, now: datetime) -
     row.fallback_state, row.fallback_reason, row.updated_at = state, reason, now
 
 
-def _trigger(
-    current: Message, settings: Settings, now: datetime
-) -> tuple[str | None, str | None]:
+def _trigger(current: Message, settings: Settings) -> tuple[str | None, str | None]:
     """(why the next channel is due, None) or (None, the state to end in)."""
     status = current.status
     if status in (MessageStatus.DELIVERED.value, MessageStatus.READ.value):
@@ -126,6 +125,10 @@ def _trigger(
             return f"{current.channel} failed permanently ({code})", None
         return None, "none"
     if status == MessageStatus.SKIPPED.value:
+        # Opted out of this channel only: the chain's other channels are the
+        # patient's to keep (an opt-out of all is caught per channel below).
+        if (current.status_reason or "").startswith(f"recipient opted out of {current.channel}"):
+            return f"{current.channel} skipped (patient opted out of it)", None
         return None, "none"
     return (
         f"no delivery on {current.channel} within "
@@ -154,7 +157,7 @@ def _decide(
     now: datetime,
     result: FailoverResult,
 ) -> None:
-    why, end_state = _trigger(current, settings, now)
+    why, end_state = _trigger(current, settings)
     if why is None:
         reason = None
         if end_state == "none":

@@ -290,6 +290,29 @@ def test_patient_opted_out_of_sms_gets_no_sms_and_the_reason_is_recorded(
     assert twilio.sends() == []
 
 
+def test_opted_out_of_whatsapp_only_gets_the_sms(
+    cfg: Any, worker: WorkerProcess, meta: FakeMeta, twilio: FakeTwilio
+) -> None:
+    appointment_id = book(cfg, datetime.now(UTC) + timedelta(hours=2))
+    with session_scope() as s:
+        contact_id = s.execute(
+            text("SELECT contact_id FROM appointments WHERE id = :a"), {"a": appointment_id}
+        ).scalar_one()
+        s.add(OptOut(contact_id=contact_id, channel="whatsapp", keyword="SAIR"))
+        s.execute(
+            text("UPDATE scheduled_messages SET due_at = now() WHERE appointment_id = :a"),
+            {"a": appointment_id},
+        )
+    run_tick(cfg)
+    first = message(row_of(appointment_id).message_id)
+    assert first.status == "skipped" and meta.sends() == []
+    assert run_failover(cfg).created == 1
+    row = row_of(appointment_id)
+    assert row.fallback_reason == "whatsapp skipped (patient opted out of it): sms"
+    wait_for(lambda: len(twilio.sends()) >= 1)
+    assert len(twilio.sends()) == 1
+
+
 def test_no_fallback_once_the_visit_started(
     cfg: Any, worker: WorkerProcess, meta: FakeMeta, twilio: FakeTwilio
 ) -> None:
