@@ -343,6 +343,10 @@ def _oncall_address(channel: str, settings: Settings) -> str | None:
 def run_alert_failover(settings: Settings, now: datetime | None = None) -> FailoverResult:
     """The next channel of on-call alerts that failed or were not delivered."""
     result = FailoverResult()
+    if not settings.ONCALL_ALERT_FALLBACK:
+        # No chain configured: alerts carry none (one made under an older
+        # setting waits for it to come back, within the day's window).
+        return result
     now = now or datetime.now(UTC)
     with session_scope() as session:
         alerts = list(
