@@ -3,6 +3,9 @@
 - the tick (every SCHEDULER_TICK_SECONDS): claim due rows → messages → enqueue
   (scheduler/claim.py). Several scheduler processes may run at once: the
   claim is `FOR UPDATE SKIP LOCKED`, so each row goes to exactly one;
+- right after each tick, failover: the next channel of a chain for
+  messages that failed permanently or were not delivered in time
+  (scheduler/failover.py), exactly once per row and channel;
 - maintenance (every SCHEDULER_MAINTENANCE_SECONDS): the reconciler for
   messages stuck in queued/sending/unknown, re-driving the reaction of
   inbound messages whose `react` task was lost, closing idle conversations, the
@@ -28,6 +31,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from scheduler.claim import run_tick
+from scheduler.failover import run_alert_failover, run_failover
 from scheduler.maintenance import close_idle_conversations
 from shared.core.config import Settings
 from shared.core.taskqueue import MAINTENANCE_POLL_IMAP, send_task
@@ -58,6 +62,15 @@ def maintenance_jobs(settings: Settings) -> dict[str, Callable[[], Any]]:
     return jobs
 
 
+def tick_and_failover(settings: Settings) -> None:
+    """The tick, then the failover decisions: a permanent failure reaches the
+    next channel of its chain within a tick (one job, not two at the same
+    pace: the job is the unit SIGTERM waits for)."""
+    run_tick(settings)
+    run_failover(settings)
+    run_alert_failover(settings)
+
+
 def _logged(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
     def run() -> None:
         try:
@@ -78,7 +91,7 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
     )
     now = datetime.now(UTC)
     scheduler.add_job(
-        _logged("tick", lambda: run_tick(settings)),
+        _logged("tick", lambda: tick_and_failover(settings)),
         "interval",
         seconds=settings.SCHEDULER_TICK_SECONDS,
         id="tick",

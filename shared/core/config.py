@@ -240,6 +240,11 @@ class Settings(BaseSettings):
         return self
 
     ONCALL_PHONE: str = ""
+    # Failover of the on-call alert SMS (and its re-alert): channels tried in
+    # order when it fails permanently or is not delivered in time, to
+    # ONCALL_PHONE (whatsapp) or ONCALL_EMAIL (email), e.g. `email`.
+    ONCALL_ALERT_FALLBACK: str = ""
+    ONCALL_EMAIL: str = ""
 
     # --- email "recebimento" (IMAP polling) -----------------------------------
     IMAP_HOST: str = ""
@@ -280,7 +285,8 @@ class Settings(BaseSettings):
     SCHEDULER_BATCH_SIZE: int = Field(500, ge=1, le=100_000)
     # What is sent for each appointment: `kind=channel:template@anchor±offset`
     # entries separated by `;` (anchor: booking | start | end; offset like
-    # 24h, 90m, 2d). Parsed and checked by shared.scheduling.plan.parse_schedule_plan.
+    # 24h, 90m, 2d). The channel may be a failover chain `whatsapp>sms`.
+    # Parsed and checked by shared.scheduling.plan.parse_schedule_plan.
     SCHEDULE_PLAN: str = (
         "confirmation_email=email:confirmacao_agendamento@booking;"
         "confirmation_sms=sms:confirmacao@booking;"
@@ -299,6 +305,13 @@ class Settings(BaseSettings):
     SELF_SERVICE_LINKS: bool = True
     # Channels that get a cancellation notice (template `cancelamento`); empty = none.
     CANCELLATION_NOTICE_CHANNELS: CsvList = Field(default_factory=list)
+    # Failover of a cancellation notice: channels tried in order (`sms` or
+    # `sms>email`) when a notice fails permanently or is not delivered in
+    # time; channels already in CANCELLATION_NOTICE_CHANNELS are left out.
+    CANCELLATION_NOTICE_FALLBACK: str = ""
+    # A message with a failover chain that is `sent` but not `delivered` this
+    # long after it was sent has its next channel tried (scheduler/failover.py).
+    FAILOVER_DELIVERY_DEADLINE_MINUTES: float = Field(15.0, gt=0, le=1440)
     # An active conversation with no message for this long is closed.
     CONVERSATION_IDLE_HOURS: float = Field(72.0, gt=0)
     # How often the scheduler's maintenance jobs run (reconciler, idle close…).
@@ -326,6 +339,92 @@ class Settings(BaseSettings):
 
         parse_schedule_plan(value)  # raises ValueError naming the bad entry
         return value
+
+    @field_validator("CANCELLATION_NOTICE_FALLBACK")
+    @classmethod
+    def _cancellation_fallback(cls, value: str) -> str:
+        from shared.scheduling.plan import parse_channel_chain
+
+        value = value.strip()
+        if value:
+            parse_channel_chain(value, "chain")  # raises ValueError naming the channel
+        return value
+
+    @field_validator("ONCALL_ALERT_FALLBACK")
+    @classmethod
+    def _oncall_fallback(cls, value: str) -> str:
+        from shared.scheduling.plan import parse_channel_chain
+
+        value = value.strip()
+        if value:
+            for channel in parse_channel_chain(value, "chain"):
+                if channel not in ("whatsapp", "email"):
+                    raise ValueError(
+                        f"channel {channel!r}: the on-call alert goes by SMS first and "
+                        "falls back to whatsapp (ONCALL_PHONE) or email (ONCALL_EMAIL)"
+                    )
+        return value
+
+    @field_validator("ONCALL_EMAIL")
+    @classmethod
+    def _oncall_email(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError("must be an e-mail address")
+        return value
+
+    @property
+    def oncall_fallback_chain(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.ONCALL_ALERT_FALLBACK.split(">") if c.strip())
+
+    @model_validator(mode="after")
+    def _oncall_fallback_addresses(self) -> Settings:
+        if "email" in self.oncall_fallback_chain and not self.ONCALL_EMAIL:
+            raise ValueError("ONCALL_ALERT_FALLBACK names email: ONCALL_EMAIL must be set")
+        return self
+
+    @model_validator(mode="after")
+    def _fallback_templates_exist(self) -> Settings:
+        """A fallback sends the template of the same name on its channel: a
+        template missing there would only fail at the worst moment, so it
+        stops start-up here, naming the file."""
+        from pathlib import Path
+
+        from shared.scheduling.plan import CANCELLATION_TEMPLATE, parse_schedule_plan
+
+        root = (
+            Path(self.TEMPLATES_DIR)
+            if self.TEMPLATES_DIR
+            else Path(__file__).resolve().parents[1] / "templates"
+        )
+        wanted = [
+            ("SCHEDULE_PLAN", channel, entry.template)
+            for entry in parse_schedule_plan(self.SCHEDULE_PLAN)
+            for channel in entry.fallbacks
+        ]
+        if self.CANCELLATION_NOTICE_FALLBACK:
+            wanted += [
+                ("CANCELLATION_NOTICE_FALLBACK", channel.strip(), CANCELLATION_TEMPLATE)
+                for channel in self.CANCELLATION_NOTICE_FALLBACK.split(">")
+            ]
+        wanted += [
+            ("ONCALL_ALERT_FALLBACK", channel, template)
+            for channel in self.oncall_fallback_chain
+            for template in ("alerta_urgente", "realerta_urgente")
+        ]
+        for variable, channel, template in wanted:
+            # What shared.core.templating.render reads for the channel.
+            files = (
+                (".subject.txt", ".txt", ".html") if channel == "email" else (".txt",)
+            )
+            for ext in files:
+                path = root / channel / f"{template}{ext}"
+                if not path.is_file():
+                    raise ValueError(
+                        f"{variable}: fallback channel {channel} has no template "
+                        f"{template!r} ({path})"
+                    )
+        return self
 
     @field_validator("SURVEY_URL")
     @classmethod

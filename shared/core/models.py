@@ -176,6 +176,13 @@ class Message(Base):
             "subject_contact_id",
             postgresql_where=text("subject_contact_id IS NOT NULL"),
         ),
+        # The on-call alert failover scan (scheduler/failover.py): only
+        # messages that carry a failover chain.
+        Index(
+            "ix_messages_failover_chain",
+            "created_at",
+            postgresql_where=text("metadata ? 'failover_channels'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -357,6 +364,17 @@ class ScheduledMessage(Base):
             "message_id",
             postgresql_where=text("message_id IS NOT NULL"),
         ),
+        # The failover scan: rows whose latest message may need a fallback.
+        Index(
+            "ix_scheduled_fallback_watching",
+            "id",
+            postgresql_where=text("fallback_state = 'watching'"),
+        ),
+        Index(
+            "ix_scheduled_fallback_message_id",
+            "fallback_message_id",
+            postgresql_where=text("fallback_message_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -376,6 +394,22 @@ class ScheduledMessage(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(TZ)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    # Failover (scheduler/failover.py): the channels still to try after
+    # `channel`, comma-separated, fixed when the row is planned; NULL = none.
+    fallback_channels: Mapped[str | None] = mapped_column(String(128))
+    # watching (the latest message may still need its next channel) | sent
+    # (the last fallback went out) | delivered | skipped (reason) | none
+    # (failed without a failover code / ended otherwise); NULL = no chain.
+    fallback_state: Mapped[str | None] = mapped_column(String(16))
+    # The latest fallback message; its idempotency key
+    # `fallback:<row>:v<version>:<channel>` is unique, so each exists once.
+    fallback_message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL")
+    )
+    # Not before this instant (a deadline that fell in quiet hours).
+    fallback_due_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Why the fallback went out or did not (e.g. `fallback_skipped: opted_out`).
+    fallback_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class OptOut(Base):

@@ -644,7 +644,11 @@ def _alert_oncall(
         purpose="alert",
         subject_contact_id=inbound.message.contact_id,
         idempotency_key=f"{URGENT_ONCALL}:{inbound.message.id}",
-        metadata={"automation": URGENT_ONCALL, "in_reply_to": str(inbound.message.id)},
+        metadata={
+            "automation": URGENT_ONCALL,
+            "in_reply_to": str(inbound.message.id),
+            **oncall_failover(settings),
+        },
         respect_opt_out=False,
     )
     sender = inbound.message.contact_id or inbound.conversation.id
@@ -655,6 +659,13 @@ def _alert_oncall(
         session, ctx, inbound, higher[0], req, settings, now, blocked_by=higher[1:],
         cap=lambda: oncall_page_cap(settings, sender),
     )
+
+
+def oncall_failover(settings: Settings) -> dict[str, Any]:
+    """The on-call SMS's failover chain (ONCALL_ALERT_FALLBACK), carried in
+    its metadata for scheduler/failover.py; nothing without one."""
+    chain = settings.oncall_fallback_chain
+    return {"failover_channels": list(chain)} if chain else {}
 
 
 def oncall_automation(grade: str) -> str:
@@ -780,7 +791,11 @@ def _realert_one(
             purpose="alert",
             subject_contact_id=patient_message.contact_id if patient_message is not None else None,
             idempotency_key=f"{URGENT_REALERT}:{row.id}",
-            metadata={"automation": URGENT_REALERT, "alert_run": row.id},
+            metadata={
+                "automation": URGENT_REALERT,
+                "alert_run": row.id,
+                **oncall_failover(settings),
+            },
             respect_opt_out=False,
         ),
     )

@@ -103,6 +103,15 @@ def vendor_declarations(vendor: str) -> VendorDeclarations:
     )
 
 
+def failover_codes(name: str | None) -> frozenset[str]:
+    """The error codes for which the named provider's failed message has its
+    next channel tried (its `failover_codes` declaration); none for an
+    unknown provider."""
+    if not name or name not in PROVIDERS:
+        return frozenset()
+    return provider_class(name).failover_codes
+
+
 def live_provider_name(channel: str, settings: Settings) -> str:
     """The provider this channel would use with credentials."""
     return provider_requirement(channel, settings).name

@@ -162,6 +162,10 @@ class Provider:
     retryable_codes: ClassVar[frozenset[str]] = frozenset()
     permanent_codes: ClassVar[frozenset[str]] = frozenset()
     opted_out_codes: ClassVar[frozenset[str]] = frozenset()
+    # Permanent failures that say "this channel cannot reach this recipient
+    # (now)", not "this message is wrong": a message with a failover chain
+    # then has its next channel tried (scheduler/failover.py).
+    failover_codes: ClassVar[frozenset[str]] = frozenset()
     # True when `lookup` can tell whether an uncertain send was accepted.
     can_lookup: ClassVar[bool] = False
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from shared.contacts.directory import contact_details_from_payload, find_or_create_contact
 from shared.core.config import Settings
@@ -401,9 +401,11 @@ def appointment_view(session: Session, appt: Appointment) -> dict[str, Any]:
         tz = zoneinfo.ZoneInfo(appt.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         tz = zoneinfo.ZoneInfo("UTC")
+    fallback = aliased(Message)
     rows = session.execute(
-        select(ScheduledMessage, Message.status)
+        select(ScheduledMessage, Message.status, fallback.channel, fallback.status)
         .outerjoin(Message, Message.id == ScheduledMessage.message_id)
+        .outerjoin(fallback, fallback.id == ScheduledMessage.fallback_message_id)
         .where(ScheduledMessage.appointment_id == appt.id)
         .order_by(ScheduledMessage.due_at, ScheduledMessage.id)
     ).all()
@@ -431,8 +433,24 @@ def appointment_view(session: Session, appt: Appointment) -> dict[str, Any]:
                 "reason": row.reason,
                 "message_id": str(row.message_id) if row.message_id else None,
                 "message_status": message_status,
+                # Failover (scheduler/failover.py): the chain after `channel`,
+                # what became of it, and the fallback message if one went out.
+                "fallback": (
+                    {
+                        "channels": row.fallback_channels.split(","),
+                        "state": row.fallback_state,
+                        "reason": row.fallback_reason,
+                        "message_id": (
+                            str(row.fallback_message_id) if row.fallback_message_id else None
+                        ),
+                        "channel": fallback_channel,
+                        "message_status": fallback_status,
+                    }
+                    if row.fallback_channels
+                    else None
+                ),
             }
-            for row, message_status in rows
+            for row, message_status, fallback_channel, fallback_status in rows
         ],
     }
 

@@ -4,6 +4,12 @@ the channel names come from shared/core/channels.py): configuration
 validates the plan at start-up through it.
 
     kind=channel:template@anchor±offset   e.g.  reminder_24h=sms:lembrete@start-24h
+
+The channel may be a chain, first channel then fallbacks tried in order when
+the one before fails permanently or is not delivered in time
+(scheduler/failover.py), each with the template of the same name:
+
+    reminder_1h=whatsapp>sms:lembrete_consulta@start-1h
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ CANCELLATION_PREFIX = "cancellation_"
 CANCELLATION_TEMPLATE = "cancelamento"
 
 _ENTRY = re.compile(
-    r"^(?P<kind>[a-z][a-z0-9_]{0,31})=(?P<channel>[a-z]+):(?P<template>[a-z0-9_]{1,64})"
+    r"^(?P<kind>[a-z][a-z0-9_]{0,31})=(?P<channel>[a-z]+(?:>[a-z]+)*):(?P<template>[a-z0-9_]{1,64})"
     r"@(?P<anchor>booking|start|end)(?:(?P<sign>[+-])(?P<amount>\d{1,5})(?P<unit>[mhd]))?$"
 )
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -32,6 +38,8 @@ class PlanEntry:
     template: str
     anchor: str  # booking | start | end
     offset: timedelta
+    # Channels tried after `channel`, in order (failover); () = none.
+    fallbacks: tuple[str, ...] = ()
 
     @property
     def phase(self) -> str:
@@ -49,10 +57,10 @@ def parse_schedule_plan(text: str) -> tuple[PlanEntry, ...]:
         if m is None:
             raise ValueError(
                 f"entry {raw!r} must look like kind=channel:template@anchor±offset "
+                "or kind=channel>fallback:template@anchor±offset "
                 "(anchor booking|start|end, offset like 24h, 90m, 2d)"
             )
-        if m["channel"] not in SEND_CHANNELS:
-            raise ValueError(f"entry {raw!r}: channel must be one of {', '.join(SEND_CHANNELS)}")
+        chain = parse_channel_chain(m["channel"], f"entry {raw!r}")
         if m["kind"].startswith(CANCELLATION_PREFIX):
             raise ValueError(f"entry {raw!r}: kinds starting {CANCELLATION_PREFIX!r} are reserved")
         amount = int(m["amount"] or 0)
@@ -65,5 +73,22 @@ def parse_schedule_plan(text: str) -> tuple[PlanEntry, ...]:
             raise ValueError(f"entry {raw!r}: a {m['anchor']} offset must not be negative")
         if any(e.kind == m["kind"] for e in entries):
             raise ValueError(f"kind {m['kind']!r} appears twice")
-        entries.append(PlanEntry(m["kind"], m["channel"], m["template"], m["anchor"], offset))
+        entries.append(
+            PlanEntry(m["kind"], chain[0], m["template"], m["anchor"], offset, chain[1:])
+        )
     return tuple(entries)
+
+
+def parse_channel_chain(text: str, where: str) -> tuple[str, ...]:
+    """`whatsapp>sms` -> ("whatsapp", "sms"): each a channel of the table,
+    none twice. ValueError starts with `where` (the entry or setting)."""
+    chain = tuple(part.strip() for part in text.split(">"))
+    for channel in chain:
+        if channel not in SEND_CHANNELS:
+            raise ValueError(
+                f"{where}: channel {channel!r} must be one of {', '.join(SEND_CHANNELS)}"
+            )
+    repeated = sorted({c for c in chain if chain.count(c) > 1})
+    if repeated:
+        raise ValueError(f"{where}: channel {repeated[0]!r} appears twice in the chain")
+    return chain

@@ -128,6 +128,32 @@ class PlannedRow:
     due_at: datetime
     status: str
     reason: str | None
+    fallbacks: tuple[str, ...] = ()
+
+    def fallback_columns(self) -> dict[str, Any]:
+        """The row's failover columns: a pending row with a chain is watched
+        (scheduler/failover.py); anything else has nothing to fall back from."""
+        return fallback_columns(self.fallbacks, self.status)
+
+
+def fallback_columns(fallbacks: tuple[str, ...] | list[str], status: str) -> dict[str, Any]:
+    watched = bool(fallbacks) and status == ScheduledStatus.PENDING.value
+    return {
+        "fallback_channels": ",".join(fallbacks) if fallbacks else None,
+        "fallback_state": "watching" if watched else None,
+        "fallback_message_id": None,
+        "fallback_due_at": None,
+        "fallback_reason": None,
+    }
+
+
+def cancellation_fallbacks(channel: str, settings: Settings) -> tuple[str, ...]:
+    """CANCELLATION_NOTICE_FALLBACK for a notice on `channel`: the chain
+    without that channel and without channels that get a notice anyway."""
+    chain = [c.strip() for c in settings.CANCELLATION_NOTICE_FALLBACK.split(">") if c.strip()]
+    return tuple(
+        c for c in chain if c != channel and c not in settings.CANCELLATION_NOTICE_CHANNELS
+    )
 
 
 def place(
@@ -153,7 +179,9 @@ def plan_entry(
     due = anchor_instant(entry, appt, booked_at=now)
 
     def skipped(reason: str) -> PlannedRow:
-        return PlannedRow(entry.kind, entry.channel, entry.template, due, "skipped", reason)
+        return PlannedRow(
+            entry.kind, entry.channel, entry.template, due, "skipped", reason, entry.fallbacks
+        )
 
     if entry.channel not in addresses:
         what = ADDRESS_KIND_LABEL[address_kind(entry.channel)]
@@ -166,7 +194,13 @@ def plan_entry(
     if placed.due_at is None:
         return skipped(placed.skip_reason or "not placeable")
     return PlannedRow(
-        entry.kind, entry.channel, entry.template, placed.due_at, "pending", placed.moved_reason
+        entry.kind,
+        entry.channel,
+        entry.template,
+        placed.due_at,
+        "pending",
+        placed.moved_reason,
+        entry.fallbacks,
     )
 
 
@@ -197,6 +231,7 @@ def schedule_booking(
                     "appointment_version": appt.version,
                     "created_at": now,
                     "updated_at": now,
+                    **r.fallback_columns(),
                 }
                 for r in rows
             ]
@@ -253,6 +288,9 @@ def replan_after_change(
         row.message_id = None if rearm else row.message_id
         row.claimed_at = None
         row.updated_at = now
+        # The new version's message gets its own failover (keys carry the version).
+        for column, value in planned.fallback_columns().items():
+            setattr(row, column, value)
 
 
 def cancel_rows(session: Session, appt: Appointment, settings: Settings, now: datetime) -> None:
@@ -261,6 +299,9 @@ def cancel_rows(session: Session, appt: Appointment, settings: Settings, now: da
         if row.status == ScheduledStatus.PENDING.value:
             row.status = ScheduledStatus.CANCELLED.value
             row.reason = "appointment cancelled"
+            row.updated_at = now
+        if row.fallback_state == "watching":
+            row.fallback_state, row.fallback_reason = "skipped", "appointment cancelled"
             row.updated_at = now
         row.appointment_version = appt.version
     if not settings.CANCELLATION_NOTICE_CHANNELS:
@@ -290,6 +331,7 @@ def cancel_rows(session: Session, appt: Appointment, settings: Settings, now: da
                 "appointment_version": appt.version,
                 "created_at": now,
                 "updated_at": now,
+                **fallback_columns(cancellation_fallbacks(channel, settings), status),
             }
         )
     session.execute(

@@ -50,7 +50,13 @@ class MetaWhatsAppProvider(Provider):
     )
     permanent_codes: ClassVar[frozenset[str]] = frozenset(
         {"131047", "131026", "131049", "131051", "131052", "131053", "100", "190", "10", "200"}
-        | {str(code) for code in range(132000, 132016)}
+        | {str(code) for code in range(132000, 132017)}
+    )
+    # Not a WhatsApp user / cannot receive (131026), re-engagement required
+    # (131047), held back (131049), template missing, paused or disabled
+    # (132000-132016): the patient may still be reached on another channel.
+    failover_codes: ClassVar[frozenset[str]] = frozenset(
+        {"131026", "131047", "131049"} | {str(code) for code in range(132000, 132017)}
     )
 
     def __init__(self, settings: Settings):

@@ -90,6 +90,11 @@ class TwilioSmsProvider(Provider):
     )
     # 21610: the recipient replied STOP to this sender (Twilio refuses it).
     opted_out_codes: ClassVar[frozenset[str]] = frozenset({"21610"})
+    # The number cannot get SMS (cannot route, not a mobile, unreachable,
+    # unknown, landline, carrier filtered): a chain's next channel may.
+    failover_codes: ClassVar[frozenset[str]] = frozenset(
+        {"21612", "21614", "30003", "30005", "30006", "30007"}
+    )
 
     def __init__(self, settings: Settings):
         from twilio.rest import Client

@@ -15,6 +15,17 @@ class TwilioWhatsAppProvider(TwilioSmsProvider):
     name: ClassVar[str] = "twilio_whatsapp"
     channel: ClassVar[str] = "whatsapp"
     address_prefix: ClassVar[str] = "whatsapp:"
+    # 63003 the number is not on WhatsApp, 63016 outside the window without a
+    # template, 63024 invalid recipient, 63049 held back by Meta, 63032 the
+    # user's number cannot receive: another channel may still reach them.
+    permanent_codes: ClassVar[frozenset[str]] = TwilioSmsProvider.permanent_codes | {
+        "63003",
+        "63049",
+        "63032",
+    }
+    failover_codes: ClassVar[frozenset[str]] = frozenset(
+        {"63003", "63016", "63024", "63049", "63032"}
+    )
 
     @classmethod
     def configured(cls, settings: Settings) -> bool:
