@@ -147,11 +147,11 @@ def _offer_slot(
         return
     quiet = QuietHours.from_settings(settings)
     if any(quiet.applies_to(c) for c in OFFER_CHANNELS) and quiet.is_quiet(now):
-        placed = quiet.place_before(now, slot.starts_at, now, "sms")
-        if placed.due_at is None:
-            _close(session, slot, now, run)
+        allowed = quiet.next_allowed(now)
+        if allowed is None or slot.starts_at - allowed < settings.WAITLIST_MIN_LEAD:
+            _close(session, slot, now, run)  # no allowed time left to offer it
         else:
-            slot.next_run_at, slot.updated_at = placed.due_at, now
+            slot.next_run_at, slot.updated_at = allowed, now
             run.deferred += 1
         return
     entries = _next_batch(session, slot, settings.WAITLIST_BATCH_SIZE)
