@@ -21,9 +21,9 @@ from shared.inbound.replies import (
     CANCEL_REQUEST,
     CLAIM,
     CONFIRM,
-    RESCHEDULE,
     OPT_OUT,
     OPT_OUT_EVERYTHING,
+    RESCHEDULE,
     classify,
     normalize_reply,
 )
