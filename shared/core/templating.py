@@ -56,6 +56,7 @@ class Rendered:
     # WhatsApp approved-template parameters and quick-reply payloads.
     params: list[str] = field(default_factory=list)
     buttons: list[str] = field(default_factory=list)
+    button_labels: list[str] = field(default_factory=list)  # from a `.buttons` sidecar
 
 
 @dataclass
@@ -235,4 +236,5 @@ def render(channel: str, name: str, data: dict[str, Any]) -> Rendered:
         text=text,
         params=[str(data[p]) for p in spec.params],
         buttons=sidecar if sidecar is not None else [_render_string(b, data) for b in spec.buttons],
+        button_labels=[label for label, _ in template_buttons(channel, name)] if sidecar else [],
     )

@@ -259,6 +259,10 @@ def _offer(
         ),
     )
     run.offers += 1
+    if created.status == "skipped":
+        # Opted out of the channel: this offer cannot be answered; it does
+        # not hold the slot up until its TTL.
+        offer.status = EXPIRED
     if created.should_enqueue:
         run.to_enqueue.append((created.message_id, channel))
 

@@ -8,7 +8,9 @@ may be a variable, so the approved template declares its actions as
 (`CONFIRM_<appointment id>`) as the variable after the body parameters:
 ContentVariables = body params 1..n, then button payloads n+1… (the order of
 the template's `.buttons` sidecar). The tap comes back as `ButtonPayload` in
-the inbound webhook (shared/providers/twilio/inbound.py)."""
+the inbound webhook (shared/providers/twilio/inbound.py). A message with
+buttons goes as its Content template inside the window too (in session a
+quick-reply template needs no approval), so the buttons are never lost."""
 
 from __future__ import annotations
 
@@ -36,7 +38,10 @@ class TwilioWhatsAppProvider(TwilioSmsProvider):
         return self.settings.TWILIO_WHATSAPP_NUMBER.removeprefix("whatsapp:")
 
     def create_params(self, message: OutgoingMessage) -> dict[str, Any]:
-        if message.in_service_window and message.text:
+        with_buttons = bool(message.template_buttons) and bool(
+            message.template and self.settings.twilio_content_sids.get(message.template)
+        )
+        if message.in_service_window and message.text and not with_buttons:
             return {"body": message.text[:1600]}
         if not message.template:
             raise PermanentError(
