@@ -368,3 +368,21 @@ def test_a_slot_too_close_to_the_visit_is_not_offered(api: Any, cfg: Any, worker
     with session_scope() as s:
         slot = s.scalar(select(WaitlistSlot))
         assert slot is not None and slot.status == "unfilled"
+
+
+def test_erasing_a_patient_takes_them_off_the_waitlist(api: Any, cfg: Any) -> None:
+    from shared.contacts.admin import erase_contact
+
+    ids = fill_waitlist(api)
+    book_and_cancel(cfg)
+    offer_freed_slots(cfg)
+    with session_scope() as s:
+        entry = s.get(WaitlistEntry, uuid.UUID(ids[WAITING[0]]))
+        assert entry is not None
+        contact_id = entry.contact_id
+    with session_scope() as s:
+        result = erase_contact(s, contact_id, "test")
+    assert result.counts["waitlist_entries"] == 1
+    with session_scope() as s:
+        assert s.get(WaitlistEntry, uuid.UUID(ids[WAITING[0]])) is None
+        assert s.scalars(select(WaitlistOffer).where(WaitlistOffer.contact_id == contact_id)).all() == []
