@@ -281,6 +281,8 @@ class Settings(BaseSettings):
     # What is sent for each appointment: `kind=channel:template@anchor±offset`
     # entries separated by `;` (anchor: booking | start | end; offset like
     # 24h, 90m, 2d). Parsed and checked by shared.scheduling.plan.parse_schedule_plan.
+    # An entry may end `?confirmed=<template>|skip`: what it sends once the
+    # patient confirmed (default: reminders switch to lembrete_confirmado).
     SCHEDULE_PLAN: str = (
         "confirmation_email=email:confirmacao_agendamento@booking;"
         "confirmation_sms=sms:confirmacao@booking;"
