@@ -47,9 +47,10 @@ def twilio() -> Iterator[FakeTwilio]:
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: Any, twilio: FakeTwilio) -> Iterator[WorkerProcess]:
-    env = {**twilio.env(), "RATE_LIMIT_SMS": "1000/second", "QUIET_HOURS_CHANNELS": ""}
+    env = {**twilio.env(), "RATE_LIMIT_SMS": "1000/second", "RATE_LIMIT_WHATSAPP": "1000/second",
+           "RATE_LIMIT_WHATSAPP_PAIR": "1000/second", "QUIET_HOURS_CHANNELS": ""}
     log = Path(tmp_path_factory.mktemp("w")) / "waitlist-worker.log"
-    proc = WorkerProcess("inbound,sms", 2, log, env)
+    proc = WorkerProcess("inbound,sms,whatsapp", 2, log, env)
     proc.wait_ready()
     yield proc
     proc.stop()
@@ -386,3 +387,37 @@ def test_erasing_a_patient_takes_them_off_the_waitlist(api: Any, cfg: Any) -> No
     with session_scope() as s:
         assert s.get(WaitlistEntry, uuid.UUID(ids[WAITING[0]])) is None
         assert s.scalars(select(WaitlistOffer).where(WaitlistOffer.contact_id == contact_id)).all() == []
+
+
+def tap_claim(client: Any, phone: str, payload: str) -> str:
+    """A WhatsApp quick-reply tap as Twilio delivers it (ButtonPayload)."""
+    sid = "SM" + uuid.uuid4().hex
+    body, headers = twilio_request(
+        {"MessageSid": sid, "AccountSid": "AC" + "0" * 32, "From": f"whatsapp:{phone}",
+         "To": "whatsapp:+14155238886", "Body": "Quero", "ButtonText": "Quero",
+         "ButtonPayload": payload}
+    )
+    assert client.post("/webhooks/twilio", data=body, headers=headers).status_code == 200
+    return sid
+
+
+def test_a_claim_tap_names_its_offer_and_only_its_patient_can_use_it(
+    api: Any, cfg: Any, settings: Any, worker: WorkerProcess, twilio: FakeTwilio
+) -> None:
+    entry_ids = fill_waitlist(api)
+    book_and_cancel(cfg)
+    offer_freed_slots(cfg)
+    by_phone = {phone: o for o in offers() for phone, eid in entry_ids.items()
+                if eid == str(o.entry_id)}
+    client = make_provider_client(settings)
+    # Patient 3 (never offered) taps patient 1's offer: ignored.
+    stolen = tap_claim(client, WAITING[2], f"CLAIM_{by_phone[WAITING[0]].id}")
+    wait_for(lambda: reacted(stolen))
+    assert sorted(o.status for o in offers()) == ["offered", "offered"]
+    # Patient 2 taps their own offer: theirs.
+    mine = tap_claim(client, WAITING[1], f"CLAIM_{by_phone[WAITING[1]].id}")
+    wait_for(lambda: reacted(mine))
+    assert offered_phones(entry_ids, "claimed") == {WAITING[1]}
+    assert offered_phones(entry_ids, "taken") == {WAITING[0]}
+    wait_for(lambda: any("é sua!" in r.form.get("Body", "") for r in twilio.sends()
+                         if r.form.get("To") == f"whatsapp:{WAITING[1]}"))
