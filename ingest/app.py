@@ -14,6 +14,7 @@ from ingest.api import contacts as contacts_api
 from ingest.api import identity_proofs as identity_proofs_api
 from ingest.api import message_status as message_status_api
 from ingest.api import messages as messages_api
+from ingest.api import waitlist as waitlist_api
 from ingest.errors import register_error_handlers
 from ingest.pages import selfservice as selfservice_page
 from ingest.webhooks import inbox as inbox_webhooks
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         identity_proofs_api.bp,
         # the patient's self-service page: an HMAC capability link, no key
         selfservice_page.bp,
+        waitlist_api.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

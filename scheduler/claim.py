@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from shared.core.config import Settings
 from shared.core.db import session_scope
-from shared.core.enums import ScheduledStatus
+from shared.core.enums import AppointmentStatus, ScheduledStatus
 from shared.core.models import Appointment, Contact, ScheduledMessage
 from shared.outbound.create import (
     OutboundCreated,
@@ -39,7 +39,10 @@ from shared.outbound.create import (
     enqueue_send,
 )
 from shared.scheduling.calendar import calendar_flag
+from shared.scheduling.plan import CONFIRMED_SKIP
 from shared.scheduling.planner import (
+    confirmed_skip_reason,
+    confirmed_template,
     contact_addresses,
     phase_of,
     place,
@@ -166,11 +169,20 @@ def _claim_row(
         _skip(row, f"contact has no address for {row.channel}", now)
         result.skipped += 1
         return None
+    template = row.template
+    if appt.status == AppointmentStatus.CONFIRMED.value:
+        # The patient answered already: never ask "confirm?" again. Checked
+        # again at send time (planner.confirmed_variant / reminder_still_valid).
+        template = confirmed_template(row.kind, row.channel, row.template, settings)
+        if template == CONFIRMED_SKIP:
+            _skip(row, confirmed_skip_reason(row.kind), now)
+            result.skipped += 1
+            return None
     return OutboundRequest(
         channel=row.channel,
         to_address=to_address,
         contact_id=appt.contact_id,
-        template=row.template,
+        template=template,
         template_data=template_data(appt, contacts.get(appt.contact_id), settings, phase),
         purpose="reminder",
         idempotency_key=f"sched:{row.id}:v{row.appointment_version}",

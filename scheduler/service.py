@@ -11,7 +11,8 @@
   inbound messages whose `react` task was lost, closing idle conversations, the
   IMAP poll when IMAP_HOST is set (published to a maintenance worker),
   re-alerting unanswered urgent messages, telling agents which of their
-  replies failed.
+  replies failed, offering freed slots to the waitlist (and expiring offers:
+  shared/inbound/waitlist_offers.py).
 
 Nothing is stored in the job store: the schedule is code, the work is rows in
 PostgreSQL (rule 4), so a restart loses nothing. SIGTERM/SIGINT stop the
@@ -37,6 +38,7 @@ from shared.core.config import Settings
 from shared.core.taskqueue import MAINTENANCE_POLL_IMAP, send_task
 from shared.inbound.automations import realert_unanswered_urgent
 from shared.inbound.react_redrive import redrive_unreacted_messages
+from shared.inbound.waitlist_offers import offer_freed_slots
 from shared.inbox.sync import report_failed_agent_replies
 from shared.outbound.reconciler import reconcile_stuck_messages
 
@@ -52,6 +54,7 @@ def maintenance_jobs(settings: Settings) -> dict[str, Callable[[], Any]]:
         "redrive_unreacted_messages": lambda: redrive_unreacted_messages(settings=settings),
         "realert_unanswered_urgent": lambda: realert_unanswered_urgent(settings=settings),
         "report_failed_agent_replies": lambda: report_failed_agent_replies(settings=settings),
+        "offer_waitlist_slots": lambda: offer_freed_slots(settings),
     }
     if settings.IMAP_HOST:
         # The poll is network I/O against the clinic's mailbox: it runs in a

@@ -63,6 +63,11 @@ ENDPOINT_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/api/contacts/<contact_id>/merge"): "admin",
     ("DELETE", "/api/contacts/<contact_id>"): "admin",
     ("POST", "/api/merge-candidates/<int:candidate_id>/dismiss"): "admin",
+    # The waitlist (ingest/api/waitlist.py): written by the booking system.
+    ("POST", "/api/waitlist"): "intake",
+    ("DELETE", "/api/waitlist/<entry_id>"): "intake",
+    ("GET", "/api/waitlist"): "read",
+    ("GET", "/api/waitlist/<entry_id>"): "read",
     # Sends a proof-of-address link to one of the contact's identities.
     ("POST", "/api/contacts/<contact_id>/identity-proofs"): "send",
 }

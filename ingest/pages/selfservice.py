@@ -50,13 +50,7 @@ from shared.core.tokens import (
     page_form_token,
 )
 from shared.core.validation import is_storable
-from shared.inbound.page_actions import (
-    PREFERRED_WINDOW_MAX,
-    PageActionResult,
-    cancel_from_page,
-    confirm_from_page,
-    request_reschedule_from_page,
-)
+from shared.inbound import patient_actions
 from shared.scheduling.appointments import get_for_update
 from shared.scheduling.calendar import appointment_calendar, method_for
 
@@ -72,6 +66,7 @@ bp = Blueprint(
 
 CSRF_COOKIE = "clinicq_page"
 _ACTIONABLE = (AppointmentStatus.SCHEDULED.value, AppointmentStatus.CONFIRMED.value)
+PREFERRED_WINDOW_MAX = 200  # characters of the optional "when suits you" text
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -307,17 +302,27 @@ def _act(token: str, purpose: str) -> Any:
         _checked_form(token, purpose, settings)
         window = _preferred_window() if purpose == "reschedule" else ""
         appt = get_for_update(session, aid)  # row lock: a concurrent change waits
+        # The same actions as a reply or a button (shared/inbound/patient_actions.py):
+        # holding the link sent to the patient's own addresses is the proof.
         if appt.status not in _ACTIONABLE or now >= appt.starts_at:
-            result = PageActionResult("unavailable")
-        elif purpose == "confirm":
-            result = confirm_from_page(session, appt, now)
-        elif purpose == "reschedule":
-            result = request_reschedule_from_page(session, appt, settings, window)
+            outcome, after_commit = "unavailable", []
         else:
-            result = cancel_from_page(session, appt, settings, now)
-    for publish in result.after_commit:
+            if purpose == "confirm":
+                result = patient_actions.confirm(
+                    session, aid, via="page", now=now, settings=settings
+                )
+            elif purpose == "reschedule":
+                result = patient_actions.request_reschedule(
+                    session, aid, via="page", preferred_window=window, now=now, settings=settings
+                )
+            else:
+                result = patient_actions.cancel(
+                    session, aid, via="page", now=now, settings=settings
+                )
+            outcome, after_commit = result.outcome, result.after_commit
+    for publish in after_commit:
         publish()
-    return redirect(f"/a/{token}?feito={result.outcome}", code=303)
+    return redirect(f"/a/{token}?feito={outcome}", code=303)
 
 
 @bp.post("/a/<token>/confirm")

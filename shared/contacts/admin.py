@@ -33,6 +33,7 @@ from shared.core.models import (
     MessageEvent,
     OptOut,
     ScheduledMessage,
+    WaitlistEntry,
 )
 from shared.core.taskqueue import idempotency_redis_key
 
@@ -469,6 +470,10 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
         session, delete(ContactIdentity).where(ContactIdentity.contact_id.in_(ids))
     )
     counts["appointments"] = _scrub_appointments(session, ids, now)
+    # Waiting for a slot is about the person: gone (their offers with it).
+    counts["waitlist_entries"] = _rowcount(
+        session, delete(WaitlistEntry).where(WaitlistEntry.contact_id.in_(ids))
+    )
     session.execute(
         delete(MergeCandidate).where(
             or_(MergeCandidate.contact_id.in_(ids), MergeCandidate.other_contact_id.in_(ids))

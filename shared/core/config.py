@@ -12,7 +12,7 @@ import re
 import sys
 import zoneinfo
 from collections.abc import Iterable
-from datetime import time
+from datetime import time, timedelta
 from typing import Annotated, Literal, get_args
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -287,6 +287,8 @@ class Settings(BaseSettings):
     # entries separated by `;` (anchor: booking | start | end; offset like
     # 24h, 90m, 2d). The channel may be a failover chain `whatsapp>sms`.
     # Parsed and checked by shared.scheduling.plan.parse_schedule_plan.
+    # An entry may end `?confirmed=<template>|skip`: what it sends once the
+    # patient confirmed (default: reminders switch to lembrete_confirmado).
     SCHEDULE_PLAN: str = (
         "confirmation_email=email:confirmacao_agendamento@booking;"
         "confirmation_sms=sms:confirmacao@booking;"
@@ -316,6 +318,37 @@ class Settings(BaseSettings):
     CONVERSATION_IDLE_HOURS: float = Field(72.0, gt=0)
     # How often the scheduler's maintenance jobs run (reconciler, idle close…).
     SCHEDULER_MAINTENANCE_SECONDS: float = Field(60.0, gt=0, le=86400)
+
+    # --- patient answers and the waitlist (shared/inbound/patient_actions.py) --
+    # What a patient's "cancel" (reply 3 / CANCELAR, a CANCEL_<id> tap, the
+    # self-service page) does: `request` = the team is told and decides;
+    # `direct` = the appointment is cancelled at once, its pending messages
+    # cancelled, the slot offered to the waitlist. Both answer the patient.
+    PATIENT_CANCEL_MODE: Literal["request", "direct"] = "request"
+    # A slot freed less than this far ahead is not offered (nobody could come).
+    WAITLIST_MIN_LEAD: timedelta = timedelta(hours=3)
+    # Waiting patients offered one slot at a time, by priority.
+    WAITLIST_BATCH_SIZE: int = Field(3, ge=1, le=100)
+    # An unanswered offer expires after this; the next batch is offered then.
+    WAITLIST_OFFER_TTL: timedelta = timedelta(minutes=30)
+
+    @field_validator("WAITLIST_MIN_LEAD", "WAITLIST_OFFER_TTL", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        # "3h", "90m", "45s", "2d" (or a number of seconds, or ISO 8601).
+        if isinstance(value, str):
+            m = re.fullmatch(r"\s*(\d{1,7})\s*([smhd]?)\s*", value)
+            if m:
+                unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m[2] or "s"]
+                return timedelta(**{unit: int(m[1])})
+        return value
+
+    @field_validator("WAITLIST_OFFER_TTL")
+    @classmethod
+    def _positive_duration(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive (e.g. 30m)")
+        return value
 
     @field_validator("CANCELLATION_NOTICE_CHANNELS", "QUIET_HOURS_CHANNELS", mode="before")
     @classmethod

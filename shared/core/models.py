@@ -505,3 +505,89 @@ class DeadLetter(Base):
     created_at: Mapped[datetime] = _now()
     replayed_at: Mapped[datetime | None] = mapped_column(TZ)
     replay_count: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class WaitlistEntry(Base):
+    """A patient waiting for an earlier slot (POST /api/waitlist): with whom or
+    where, in which window, how urgently (higher `priority` is offered first)."""
+
+    __tablename__ = "waitlist_entries"
+    __table_args__ = (
+        Index(
+            "ix_waitlist_entries_waiting",
+            "priority",
+            "created_at",
+            postgresql_where=text("status = 'waiting'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    professional: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(Text)
+    window_from: Mapped[datetime] = mapped_column(TZ)
+    window_to: Mapped[datetime] = mapped_column(TZ)
+    priority: Mapped[int] = mapped_column(Integer, server_default="0")
+    # waiting | claimed (won a slot) | removed (DELETE)
+    status: Mapped[str] = mapped_column(String(16), server_default="waiting")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class WaitlistSlot(Base):
+    """A slot freed by a cancellation far enough ahead, being offered."""
+
+    __tablename__ = "waitlist_slots"
+    __table_args__ = (
+        Index("ix_waitlist_slots_open", "next_run_at", postgresql_where=text("status = 'open'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The cancelled appointment whose time this is (once: unique).
+    appointment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("appointments.id", ondelete="CASCADE"), unique=True
+    )
+    professional: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(Text)
+    starts_at: Mapped[datetime] = mapped_column(TZ)
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))
+    # open | claimed | unfilled (nobody left, or too close to the visit)
+    status: Mapped[str] = mapped_column(String(16), server_default="open")
+    next_run_at: Mapped[datetime] = mapped_column(TZ)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class WaitlistOffer(Base):
+    """One slot offered to one waiting patient. The partial unique index on
+    (slot_id) WHERE status = 'claimed' makes exactly one claim per slot win,
+    whatever the timing (shared/inbound/waitlist.py)."""
+
+    __tablename__ = "waitlist_offers"
+    __table_args__ = (
+        UniqueConstraint("slot_id", "entry_id", name="uq_waitlist_offer_slot_entry"),
+        Index(
+            "uq_waitlist_offer_one_claim",
+            "slot_id",
+            unique=True,
+            postgresql_where=text("status = 'claimed'"),
+        ),
+        Index("ix_waitlist_offers_contact", "contact_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("waitlist_slots.id", ondelete="CASCADE"))
+    entry_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("waitlist_entries.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    # offered | claimed | taken (someone else won) | expired
+    status: Mapped[str] = mapped_column(String(16), server_default="offered")
+    channel: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime] = mapped_column(TZ)
+    answered_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = _now()

@@ -4,6 +4,12 @@ TEMPLATES_DIR):
     email/<name>.subject.txt, email/<name>.txt, email/<name>.html
     sms/<name>.txt
     whatsapp/<name>.txt + whatsapp/templates.json (approved-template mapping)
+    <channel>/<name>.buttons   quick-reply buttons, one `Label|PAYLOAD_PREFIX` a line
+
+A button's payload is its prefix + the id it acts on: `CONFIRM_`,
+`RESCHEDULE_`, `CANCEL_` take the data's `appointment_id`, `CLAIM_` the
+waitlist offer's `offer_id` (BUTTON_SUBJECT). A `.buttons` sidecar replaces
+the `buttons` of templates.json for that template.
 
 Rendering is strict: a variable the template uses but the data lacks is a
 `TemplateDataError` naming it (the API answers 400), never a blank in a
@@ -50,6 +56,7 @@ class Rendered:
     # WhatsApp approved-template parameters and quick-reply payloads.
     params: list[str] = field(default_factory=list)
     buttons: list[str] = field(default_factory=list)
+    button_labels: list[str] = field(default_factory=list)  # from a `.buttons` sidecar
 
 
 @dataclass
@@ -105,6 +112,57 @@ def whatsapp_template(name: str) -> WhatsAppTemplateSpec:
     if name not in specs:
         raise UnknownTemplate(f"no approved WhatsApp template {name!r}", "template")
     return specs[name]
+
+
+# Which template variable completes each payload prefix (the id acted on).
+BUTTON_SUBJECT = {
+    "CONFIRM_": "appointment_id",
+    "RESCHEDULE_": "appointment_id",
+    "CANCEL_": "appointment_id",
+    "CLAIM_": "offer_id",
+}
+BUTTON_LABEL_MAX = 20  # WhatsApp's limit for a quick-reply title
+
+
+@functools.lru_cache(maxsize=64)
+def _buttons_file(path: str, mtime: float) -> tuple[tuple[str, str], ...]:
+    buttons: list[tuple[str, str]] = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        label, sep, prefix = (part.strip() for part in line.partition("|"))
+        if not sep or not label or not prefix or len(label) > BUTTON_LABEL_MAX:
+            raise TemplateError(f"{path}: a line must be `Label|PAYLOAD_PREFIX`", "template")
+        buttons.append((label, prefix))
+    return tuple(buttons)
+
+
+def template_buttons(channel: str, template: str) -> list[tuple[str, str]]:
+    """The quick-reply buttons template `template` declares for `channel` in
+    its `<template>.buttons` sidecar: [(label, payload_prefix)], [] if none."""
+    if channel not in CHANNELS or not template or "/" in template or template.startswith("."):
+        return []
+    path = templates_dir() / channel / f"{template}.buttons"
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return []
+    return list(_buttons_file(str(path), mtime))
+
+
+def button_payloads(channel: str, template: str, data: dict[str, Any]) -> list[str] | None:
+    """The payloads of the sidecar's buttons for this data (None: no sidecar)."""
+    buttons = template_buttons(channel, template)
+    if not buttons:
+        return None
+    payloads = []
+    for _, prefix in buttons:
+        key = BUTTON_SUBJECT.get(prefix, "appointment_id")
+        if not data.get(key):
+            raise TemplateDataError(f"button {prefix} needs {key}", f"data.{key}")
+        payloads.append(f"{prefix}{data[key]}")
+    return payloads
 
 
 def available_templates(channel: str) -> list[str]:
@@ -180,8 +238,10 @@ def render(channel: str, name: str, data: dict[str, Any]) -> Rendered:
         raise TemplateDataError(
             f"WhatsApp template {name} needs {', '.join(missing)}", f"data.{missing[0]}"
         )
+    sidecar = button_payloads(channel, name, data)
     return Rendered(
         text=text,
         params=[str(data[p]) for p in spec.params],
-        buttons=[_render_string(b, data) for b in spec.buttons],
+        buttons=sidecar if sidecar is not None else [_render_string(b, data) for b in spec.buttons],
+        button_labels=[label for label, _ in template_buttons(channel, name)] if sidecar else [],
     )

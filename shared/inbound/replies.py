@@ -1,22 +1,27 @@
 """Replies that act: a patient's short answer is a command (the first
 reaction handler, before triage/automations).
 
-| reply (any channel)                              | action                                   |
-| ------------------------------------------------ | ---------------------------------------- |
-| 1, SIM, CONFIRMO, CONFIRMAR; payload CONFIRM_<id> | appointment `confirmed`, reply            |
-|                                                  | `confirmacao_presenca`                    |
-| 2, NÃO, REMARCAR                                 | reschedule request: team email            |
-|                                                  | (EMAIL_SUPORTE), conversation needs_agent |
-| CANCELAR                                         | cancellation request for the team — an    |
-|                                                  | appointment word in a clinic, NOT opt-out |
-| SAIR, PARAR, STOP, DESCADASTRAR                  | opt-out of the channel the reply came on  |
-| SAIR DE TUDO, PARAR TUDO, STOP ALL, STOPALL…     | opt-out of every channel (`all`)          |
+| reply (any channel)                                | action (shared/inbound/patient_actions.py) |
+| -------------------------------------------------- | ------------------------------------------ |
+| 1, SIM, CONFIRMO, CONFIRMA(R); payload CONFIRM_<id> | appointment `confirmed`, answered          |
+| 2, NÃO, REMARCA(R); payload RESCHEDULE_<id>        | reschedule request: team e-mail            |
+|                                                    | (EMAIL_SUPORTE), needs_agent; answered     |
+| 3, CANCELA(R); payload CANCEL_<id>                 | PATIENT_CANCEL_MODE: request (team told)   |
+|                                                    | or direct (cancelled); answered — an       |
+|                                                    | appointment word in a clinic, NOT opt-out  |
+| QUERO; payload CLAIM_<offer id>                    | claims a waitlist offer (waitlist_offers)  |
+| SAIR, PARAR, STOP, DESCADASTRAR                    | opt-out of the channel the reply came on   |
+| SAIR DE TUDO, PARAR TUDO, STOP ALL, STOPALL…       | opt-out of every channel (`all`)           |
 
 Matching: the whole message, after removing accents (unidecode), case,
 punctuation and extra whitespace — "Sim!", " sim ", "SIM, confirmo" match;
 "não posso ir amanhã" does not (it is a sentence for a human, left to triage).
-Appointment commands link to the patient's nearest upcoming appointment
-(scheduled or confirmed, not started); without one they are not commands.
+A button payload names its appointment: the tap acts on THAT appointment
+(even when the patient has an earlier one), and only if it is the sender's
+own — a payload naming someone else's appointment is ignored and logged (ids
+only). A typed answer acts on the appointment the latest reminder sent to
+the patient was about (while it is upcoming), else on the nearest upcoming
+one (scheduled or confirmed, not started); without one it is not a command.
 An opt-out is recorded once and confirmed once (a second SAIR changes nothing);
 every later send honours it (outbound creation and the send worker check).
 
@@ -43,7 +48,6 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -53,24 +57,34 @@ from shared.contacts.directory import contact_address, verified_address
 from shared.contacts.optouts import record_opt_out
 from shared.core.channels import CHANNELS, address_kind, channels_addressed_to, is_channel
 from shared.core.config import Settings, get_settings
-from shared.core.enums import OPT_OUT_ALL, AppointmentStatus, Direction, IdentityKind
+from shared.core.enums import (
+    OPT_OUT_ALL,
+    AppointmentStatus,
+    Direction,
+    IdentityKind,
+    MessageStatus,
+)
 from shared.core.models import Appointment, Contact, Conversation, Message, MessageEvent
+from shared.inbound import patient_actions
 from shared.inbound.reactions import ReactionContext
+from shared.inbound.waitlist_offers import claim_offer, find_offer
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 
 log = logging.getLogger(__name__)
 
-CONFIRM, RESCHEDULE, CANCEL_REQUEST, OPT_OUT, OPT_OUT_EVERYTHING = (
+CONFIRM, RESCHEDULE, CANCEL_REQUEST, CLAIM, OPT_OUT, OPT_OUT_EVERYTHING = (
     "confirm",
     "reschedule",
-    "cancel_request",
+    "cancel_request",  # a patient's cancel: a request or direct (PATIENT_CANCEL_MODE)
+    "claim",
     "opt_out",
     "opt_out_all",
 )
 _WORDS: dict[str, frozenset[str]] = {
-    CONFIRM: frozenset({"1", "SIM", "CONFIRMO", "CONFIRMAR"}),
-    RESCHEDULE: frozenset({"2", "NAO", "REMARCAR"}),
-    CANCEL_REQUEST: frozenset({"CANCELAR"}),
+    CONFIRM: frozenset({"1", "SIM", "CONFIRMO", "CONFIRMA", "CONFIRMAR"}),
+    RESCHEDULE: frozenset({"2", "NAO", "REMARCA", "REMARCAR"}),
+    CANCEL_REQUEST: frozenset({"3", "CANCELA", "CANCELAR"}),
+    CLAIM: frozenset({"QUERO"}),
     OPT_OUT: frozenset({"SAIR", "PARAR", "STOP", "DESCADASTRAR"}),
 }
 _OPT_OUT_ALL_PHRASES = frozenset(
@@ -85,7 +99,10 @@ _OPT_OUT_ALL_PHRASES = frozenset(
         "STOPALL",
     }
 )
-_CONFIRM_PAYLOAD = re.compile(r"^CONFIRM_([0-9a-fA-F-]{36})$")
+# Button payloads (shared/templates/<channel>/<template>.buttons).
+_APPOINTMENT_PAYLOAD = re.compile(r"^(CONFIRM|RESCHEDULE|CANCEL)_([0-9a-fA-F-]{36})$")
+_PAYLOAD_KIND = {"CONFIRM": CONFIRM, "RESCHEDULE": RESCHEDULE, "CANCEL": CANCEL_REQUEST}
+_CLAIM_PAYLOAD = re.compile(r"^CLAIM_(\d{1,18})$")
 _NON_WORD = re.compile(r"[^A-Z0-9_]+")
 _MAX_COMMAND_CHARS = 60  # longer messages are sentences, not commands
 _CHANNEL_LABEL = {row.name: row.label for row in CHANNELS}
@@ -100,18 +117,30 @@ def normalize_reply(text: str) -> str:
 class Command:
     kind: str
     keyword: str
-    appointment_id: uuid.UUID | None = None  # from a CONFIRM_<id> payload
+    appointment_id: uuid.UUID | None = None  # from a CONFIRM_/RESCHEDULE_/CANCEL_<id> payload
+    offer_id: int | None = None  # from a CLAIM_<offer id> payload
+
+
+def _from_payload(raw: str) -> Command | None | bool:
+    """A button payload's command; False when it is not a payload at all."""
+    m = _APPOINTMENT_PAYLOAD.match(raw)
+    if m:
+        try:
+            return Command(_PAYLOAD_KIND[m.group(1)], f"{m.group(1)}_", uuid.UUID(m.group(2)))
+        except ValueError:
+            return None
+    m = _CLAIM_PAYLOAD.match(raw)
+    if m:
+        return Command(CLAIM, "CLAIM_", offer_id=int(m.group(1)))
+    return False
 
 
 def classify(text: str | None, button_payload: str | None = None) -> Command | None:
     for raw in (button_payload, text):
         if raw:
-            m = _CONFIRM_PAYLOAD.match(raw.strip())
-            if m:
-                try:
-                    return Command(CONFIRM, "CONFIRM_", uuid.UUID(m.group(1)))
-                except ValueError:
-                    return None
+            found = _from_payload(raw.strip())
+            if found is not False:
+                return found if isinstance(found, Command) else None
     if not text or len(text) > _MAX_COMMAND_CHARS:
         return None
     words = normalize_reply(text)
@@ -148,6 +177,20 @@ def handle_reply(session: Session, ctx: ReactionContext) -> None:
         else:
             _unverified_command(session, ctx, message, command, settings)
         return
+    if command.kind == CLAIM:
+        _claim(session, ctx, message, command, settings, now)
+        return
+    if command.appointment_id is not None and not _owns(
+        session, message.contact_id, command.appointment_id
+    ):
+        # A payload naming an appointment that is not this sender's: ignored.
+        ctx.consumed = True
+        ctx.notes["reply"] = f"{command.kind}: payload names another contact's appointment"
+        log.warning(
+            "button payload for an appointment of another contact ignored",
+            extra={"message_id": str(message.id), "command": command.kind},
+        )
+        return
     appt = _linked_appointment(session, message.contact_id, command.appointment_id, now)
     if appt is None:
         ctx.notes["reply"] = f"{command.kind}: no upcoming appointment; left to triage"
@@ -155,20 +198,34 @@ def handle_reply(session: Session, ctx: ReactionContext) -> None:
     if not message.sender_verified:
         _unverified_command(session, ctx, message, command, settings)
         return
-    if command.kind == CONFIRM:
-        _confirm(session, ctx, message, appt, settings, now)
+    act = {
+        CONFIRM: patient_actions.confirm,
+        CANCEL_REQUEST: patient_actions.cancel,
+    }.get(command.kind)
+    via = "button" if command.appointment_id is not None else "reply"
+    if act is not None:
+        result = act(session, appt.id, via=via, now=now, message=message, settings=settings)
     else:
-        request = "remarcar" if command.kind == RESCHEDULE else "cancelar"
-        _team_request(session, ctx, message, appt, request, settings)
+        result = patient_actions.request_reschedule(
+            session, appt.id, via=via, now=now, message=message, settings=settings
+        )
+    ctx.after_commit.extend(result.after_commit)
+    ctx.notes["reply"] = f"{result.outcome} appointment {appt.id}"
     ctx.consumed = True
+
+
+def _owns(session: Session, contact_id: uuid.UUID, appointment_id: uuid.UUID) -> bool:
+    owner = session.scalar(select(Appointment.contact_id).where(Appointment.id == appointment_id))
+    return owner is None or owner == contact_id  # unknown: "no upcoming appointment" below
 
 
 def _linked_appointment(
     session: Session, contact_id: uuid.UUID, wanted: uuid.UUID | None, now: datetime
 ) -> Appointment | None:
-    """The appointment named by a payload (if it is this patient's), else the
-    nearest upcoming one."""
-    query = (
+    """The appointment named by a payload (if it is this patient's and
+    upcoming), else the one the latest reminder was about (if upcoming), else
+    the nearest upcoming one."""
+    upcoming = (
         select(Appointment)
         .where(
             Appointment.contact_id == contact_id,
@@ -179,11 +236,72 @@ def _linked_appointment(
         )
         .order_by(Appointment.starts_at)
         .limit(1)
-        .with_for_update()
     )
-    if wanted is not None:
-        query = query.where(Appointment.id == wanted)
-    return session.scalars(query).first()
+    if wanted is None:
+        wanted = _latest_reminded(session, contact_id)
+        if wanted is not None:
+            found = session.scalars(upcoming.where(Appointment.id == wanted)).first()
+            if found is not None:
+                return found
+        return session.scalars(upcoming).first()
+    return session.scalars(upcoming.where(Appointment.id == wanted)).first()
+
+
+def _latest_reminded(session: Session, contact_id: uuid.UUID) -> uuid.UUID | None:
+    """The appointment of the latest reminder sent to this contact."""
+    raw = session.scalar(
+        select(Message.metadata_["appointment_id"].astext)
+        .where(
+            Message.contact_id == contact_id,
+            Message.direction == Direction.OUTBOUND.value,
+            Message.purpose == "reminder",
+            Message.status.in_(
+                [
+                    MessageStatus.SENT.value,
+                    MessageStatus.DELIVERED.value,
+                    MessageStatus.READ.value,
+                    MessageStatus.SENDING.value,
+                    MessageStatus.UNKNOWN.value,
+                ]
+            ),
+        )
+        .order_by(Message.created_at.desc())
+        .limit(1)
+    )
+    try:
+        return uuid.UUID(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _claim(
+    session: Session,
+    ctx: ReactionContext,
+    message: Message,
+    command: Command,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """QUERO / CLAIM_<offer id>: the waitlist offer this patient holds."""
+    assert message.contact_id is not None
+    offer = find_offer(session, message.contact_id, command.offer_id)
+    if offer is None:
+        if command.offer_id is not None:
+            ctx.consumed = True  # a tap on someone else's (or no) offer: ignored
+            log.warning(
+                "waitlist claim for an offer of another contact ignored",
+                extra={"message_id": str(message.id)},
+            )
+        else:
+            ctx.notes["reply"] = "claim: no waitlist offer; left to triage"
+        return
+    if not message.sender_verified:
+        _unverified_command(session, ctx, message, command, settings)
+        return
+    result = claim_offer(session, offer, message=message, settings=settings, now=now)
+    ctx.after_commit.extend(result.after_commit)
+    ctx.notes["reply"] = f"waitlist offer {result.offer_id}: {result.outcome}"
+    ctx.consumed = True
 
 
 def _reply_route(session: Session, message: Message, sms_only: bool) -> tuple[str, str] | None:
@@ -207,88 +325,6 @@ def _send(session: Session, ctx: ReactionContext, req: OutboundRequest) -> None:
     if created.should_enqueue:
         message_id, channel = created.message_id, req.channel
         ctx.after_commit.append(lambda: enqueue_send(message_id, channel))
-
-
-def _confirm(
-    session: Session,
-    ctx: ReactionContext,
-    message: Message,
-    appt: Appointment,
-    settings: Settings,
-    now: datetime,
-) -> None:
-    from shared.scheduling.planner import template_data
-
-    if appt.status == AppointmentStatus.SCHEDULED.value:
-        # Not a version bump: the reminders stay valid for a confirmed visit.
-        appt.status = AppointmentStatus.CONFIRMED.value
-        appt.updated_at = now
-    ctx.notes["reply"] = f"confirmed appointment {appt.id}"
-    route = _reply_route(session, message, sms_only=True)
-    if route is None:
-        return
-    channel, to = route
-    contact = session.get(Contact, appt.contact_id)
-    _send(
-        session,
-        ctx,
-        OutboundRequest(
-            channel=channel,
-            to_address=to,
-            contact_id=appt.contact_id,
-            conversation_id=message.conversation_id,
-            template="confirmacao_presenca",
-            template_data=template_data(appt, contact, settings),
-            purpose="auto_reply",
-            idempotency_key=f"reply:{message.id}:confirm",
-            metadata={"appointment_id": str(appt.id), "in_reply_to": str(message.id)},
-        ),
-    )
-
-
-def _team_request(
-    session: Session,
-    ctx: ReactionContext,
-    message: Message,
-    appt: Appointment,
-    request: str,
-    settings: Settings,
-) -> None:
-    from shared.scheduling.planner import template_data
-
-    if message.conversation_id is not None:
-        conversation = session.get(Conversation, message.conversation_id)
-        if conversation is not None:
-            conversation.needs_agent = True
-    ctx.notes["reply"] = f"{request} request for appointment {appt.id}"
-    if not settings.EMAIL_SUPORTE:
-        log.warning(
-            "patient request not emailed: EMAIL_SUPORTE not set", extra={"request": request}
-        )
-        return
-    contact = session.get(Contact, appt.contact_id)
-    data: dict[str, Any] = {
-        **template_data(appt, contact, settings),
-        "pedido": request,
-        "resposta": (message.text or "")[:100],
-        "canal": _CHANNEL_LABEL.get(message.channel, message.channel),
-        "conversation_id": str(message.conversation_id or ""),
-    }
-    _send(
-        session,
-        ctx,
-        OutboundRequest(
-            channel="email",
-            to_address=settings.EMAIL_SUPORTE,
-            template="pedido_paciente",
-            template_data=data,
-            purpose="alert",
-            subject_contact_id=appt.contact_id,
-            idempotency_key=f"reply:{message.id}:{request}",
-            metadata={"appointment_id": str(appt.id), "in_reply_to": str(message.id)},
-            respect_opt_out=False,  # a team address, not the patient
-        ),
-    )
 
 
 def _opt_out(
@@ -338,6 +374,7 @@ def _opt_out(
 
 _REQUEST_LABEL = {
     CONFIRM: "confirmar a consulta",
+    CLAIM: "ficar com a vaga oferecida",
     RESCHEDULE: "remarcar a consulta",
     CANCEL_REQUEST: "cancelar a consulta",
     OPT_OUT_EVERYTHING: "parar de receber todas as mensagens",

@@ -96,6 +96,14 @@ AttachmentBuilder = Callable[[Session, Message, Settings], "list[Attachment]"]
 def _load_attachment_builder(path: str) -> AttachmentBuilder:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
+# Template swaps right before each send, as "module:function" entries: each
+# is `fn(session, message) -> str | None` and returns the template to send
+# instead (recorded on the row with a `template_switched` event), or None.
+# The scheduler's: a reminder of an appointment confirmed since it was
+# claimed goes out as the variant that asks nothing.
+PRE_SEND_TEMPLATE_PATHS: list[str] = [
+    "shared.scheduling.planner:confirmed_variant",
+]
 
 
 @functools.cache
@@ -106,6 +114,27 @@ def _load_check(path: str) -> PreSendCheck:
 
 def pre_send_checks() -> list[PreSendCheck]:
     return [_load_check(path) for path in PRE_SEND_CHECK_PATHS]
+
+
+def _switch_template(session: Session, mid: uuid.UUID, message: Message) -> None:
+    """Apply PRE_SEND_TEMPLATE_PATHS: the row (still queued) and the event
+    say which template really went out."""
+    for path in PRE_SEND_TEMPLATE_PATHS:
+        variant = _load_check(path)(session, message)
+        if not variant or variant == message.template:
+            continue
+        switched = session.execute(
+            update(Message)
+            .where(Message.id == mid, Message.status == MessageStatus.QUEUED.value)
+            .values(template=variant, updated_at=func.now())
+        )
+        if getattr(switched, "rowcount", 0):
+            _event(
+                session, mid, "template_switched", "queued", "queued",
+                f"{message.template} -> {variant}",
+            )
+            session.flush()
+        message.template = variant
 
 
 @dataclass
@@ -257,6 +286,7 @@ def build_outgoing(session: Session, message: Message, settings: Settings) -> Ou
         out.html = rendered.html
         out.template_params = rendered.params
         out.template_buttons = rendered.buttons
+        out.button_labels = rendered.button_labels
     if message.channel == "whatsapp":
         out.in_service_window = in_service_window(session, message, settings)
     if message.channel == "email":
@@ -407,6 +437,8 @@ def _check_before_send(
     if reason:
         _transition(session, mid, "queued", "skipped", "skipped", reason, status_reason=reason)
         return DeliveryOutcome("skipped")
+    if message.template:
+        _switch_template(session, mid, message)
     provider = provider_for(message.channel, settings)
     try:
         refused = provider.refusal()

@@ -105,6 +105,9 @@ class OutgoingMessage:
     template: str | None = None
     template_params: list[str] = field(default_factory=list)
     template_buttons: list[str] = field(default_factory=list)  # quick-reply payloads
+    # Their labels (a template's `.buttons` sidecar), for free-form messages
+    # inside the window that carry the same buttons (Meta interactive).
+    button_labels: list[str] = field(default_factory=list)
     in_service_window: bool = True
     attachments: list[Attachment] = field(default_factory=list)  # e-mail only
 

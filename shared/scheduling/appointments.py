@@ -39,6 +39,7 @@ from shared.scheduling.planner import (
     replan_after_change,
     schedule_booking,
 )
+from shared.scheduling.waitlist import free_slot
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +362,9 @@ def cancel_appointment(
     appt.updated_at = now
     session.flush()
     cancel_rows(session, appt, settings, now)
+    # The freed time goes to the waitlist (if far enough ahead), committed
+    # with the cancellation.
+    free_slot(session, appt, settings, now)
     return AppointmentResult(appt, changed=True)
 
 

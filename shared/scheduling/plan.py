@@ -3,13 +3,21 @@ channel, with which template and when. A pure leaf (no database, no settings;
 the channel names come from shared/core/channels.py): configuration
 validates the plan at start-up through it.
 
-    kind=channel:template@anchor±offset   e.g.  reminder_24h=sms:lembrete@start-24h
+    kind=channel:template@anchor±offset[?confirmed=<template>|skip]
+    e.g.  reminder_24h=sms:lembrete@start-24h
+          reminder_1h=whatsapp:lembrete_consulta@start-1h?confirmed=lembrete_confirmado
 
 The channel may be a chain, first channel then fallbacks tried in order when
 the one before fails permanently or is not delivered in time
 (scheduler/failover.py), each with the template of the same name:
 
     reminder_1h=whatsapp>sms:lembrete_consulta@start-1h
+
+`?confirmed=` says what the entry sends once the patient has confirmed:
+another template (a variant that asks nothing) or `skip`. Without it
+(`if_confirmed` None) the default applies (`confirmed_behaviour`): entries
+anchored at `start` (the reminders, which ask for an answer) switch to
+`lembrete_confirmado`; `booking` and `end` entries are unchanged.
 """
 
 from __future__ import annotations
@@ -26,9 +34,12 @@ CANCELLATION_TEMPLATE = "cancelamento"
 
 _ENTRY = re.compile(
     r"^(?P<kind>[a-z][a-z0-9_]{0,31})=(?P<channel>[a-z]+(?:>[a-z]+)*):(?P<template>[a-z0-9_]{1,64})"
-    r"@(?P<anchor>booking|start|end)(?:(?P<sign>[+-])(?P<amount>\d{1,5})(?P<unit>[mhd]))?$"
+    r"@(?P<anchor>booking|start|end)(?:(?P<sign>[+-])(?P<amount>\d{1,5})(?P<unit>[mhd]))?"
+    r"(?:\?confirmed=(?P<confirmed>[a-z0-9_]{1,64}))?$"
 )
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+CONFIRMED_SKIP = "skip"
+CONFIRMED_TEMPLATE = "lembrete_confirmado"
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,18 @@ class PlanEntry:
     offset: timedelta
     # Channels tried after `channel`, in order (failover); () = none.
     fallbacks: tuple[str, ...] = ()
+    # What to send once the appointment is confirmed: a template, "skip", or
+    # None for the default (confirmed_behaviour).
+    if_confirmed: str | None = None
+
+    @property
+    def confirmed_behaviour(self) -> str | None:
+        """The template to send instead once confirmed, `skip`, or None
+        (unchanged). Default: a reminder (anchored at `start`) becomes
+        `lembrete_confirmado`, which asks nothing."""
+        if self.if_confirmed is not None:
+            return None if self.if_confirmed == self.template else self.if_confirmed
+        return CONFIRMED_TEMPLATE if self.anchor == "start" else None
 
     @property
     def phase(self) -> str:
@@ -56,8 +79,8 @@ def parse_schedule_plan(text: str) -> tuple[PlanEntry, ...]:
         m = _ENTRY.match(raw)
         if m is None:
             raise ValueError(
-                f"entry {raw!r} must look like kind=channel:template@anchor±offset "
-                "or kind=channel>fallback:template@anchor±offset "
+                f"entry {raw!r} must look like kind=channel:template@anchor±offset"
+                "[?confirmed=template|skip] or kind=channel>fallback:template@anchor±offset "
                 "(anchor booking|start|end, offset like 24h, 90m, 2d)"
             )
         chain = parse_channel_chain(m["channel"], f"entry {raw!r}")
@@ -74,7 +97,15 @@ def parse_schedule_plan(text: str) -> tuple[PlanEntry, ...]:
         if any(e.kind == m["kind"] for e in entries):
             raise ValueError(f"kind {m['kind']!r} appears twice")
         entries.append(
-            PlanEntry(m["kind"], chain[0], m["template"], m["anchor"], offset, chain[1:])
+            PlanEntry(
+                m["kind"],
+                chain[0],
+                m["template"],
+                m["anchor"],
+                offset,
+                chain[1:],
+                if_confirmed=m["confirmed"],
+            )
         )
     return tuple(entries)
 

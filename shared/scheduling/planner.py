@@ -52,6 +52,7 @@ from shared.core.tokens import appointment_link_token, appointment_link_url
 from shared.scheduling.plan import (
     CANCELLATION_PREFIX,
     CANCELLATION_TEMPLATE,
+    CONFIRMED_SKIP,
     PlanEntry,
     parse_schedule_plan,
 )
@@ -372,17 +373,67 @@ def reminder_still_valid(session: Session, message: Message) -> str | None:
 
     Messages made by the scheduler carry the appointment id, version and phase
     in their metadata; anything else passes untouched. Returns a skip reason.
+    A reminder whose plan entry says `?confirmed=skip` is skipped once the
+    patient has confirmed (maybe after the scheduler claimed it).
     """
     from datetime import UTC
+
+    from shared.core.config import get_settings
 
     meta = message.metadata_ or {}
     appointment_id = meta.get("appointment_id")
     if not appointment_id or "appointment_version" not in meta:
         return None
     appt = session.get(Appointment, uuid.UUID(str(appointment_id)))
-    return validity_problem(
+    problem = validity_problem(
         appt, str(meta.get("phase", "before")), int(meta["appointment_version"]), datetime.now(UTC)
     )
+    if problem is None and appt is not None and appt.status == AppointmentStatus.CONFIRMED.value:
+        kind = str(meta.get("kind") or "")
+        chosen = confirmed_template(kind, message.channel, message.template or "", get_settings())
+        if chosen == CONFIRMED_SKIP:
+            return confirmed_skip_reason(kind)
+    return problem
+
+
+# --- after the patient confirmed: the no-question variant, or nothing ----------------
+
+
+def confirmed_skip_reason(kind: str) -> str:
+    return f"appointment confirmed: {kind} not sent (?confirmed=skip)"
+
+
+def confirmed_template(kind: str, channel: str, template: str, settings: Settings) -> str:
+    """What plan entry `kind` sends for an appointment the patient confirmed:
+    `template` unchanged, its variant (shared/scheduling/plan.py
+    `PlanEntry.confirmed_behaviour`; only if the channel has that template),
+    or CONFIRMED_SKIP."""
+    from shared.core.templating import available_templates
+
+    entry = next((e for e in schedule_plan(settings) if e.kind == kind), None)
+    behaviour = entry.confirmed_behaviour if entry is not None else None
+    if behaviour is None or behaviour == CONFIRMED_SKIP:
+        return behaviour or template
+    return behaviour if behaviour in available_templates(channel) else template
+
+
+def confirmed_variant(session: Session, message: Message) -> str | None:
+    """Send-time template swap (shared.outbound.delivery.PRE_SEND_TEMPLATE_PATHS):
+    a reminder claimed before the patient confirmed goes out as the variant
+    that asks nothing. Returns the template to send instead, or None."""
+    from shared.core.config import get_settings
+
+    meta = message.metadata_ or {}
+    appointment_id, kind = meta.get("appointment_id"), meta.get("kind")
+    if not appointment_id or not kind or not message.template:
+        return None
+    appt = session.get(Appointment, uuid.UUID(str(appointment_id)))
+    if appt is None or appt.status != AppointmentStatus.CONFIRMED.value:
+        return None
+    chosen = confirmed_template(str(kind), message.channel, message.template, get_settings())
+    if chosen in (CONFIRMED_SKIP, message.template):
+        return None
+    return chosen
 
 
 # --- what the templates get ------------------------------------------------------------

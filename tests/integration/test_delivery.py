@@ -192,21 +192,33 @@ def test_twilio_whatsapp_free_form_inside_window_template_outside(
     twilio: FakeTwilio, twilio_worker: WorkerProcess
 ) -> None:
     data = {"paciente_nome": "Ana", "data": "10/12", "horario": "14:00", "endereco": "Rua A, 1",
-            "confirm_payload": "CONFIRM_appt-1"}
+            "confirm_payload": "CONFIRM_appt-1", "appointment_id": "appt-1"}
+    # confirmacao_presenca has no buttons: free-form inside the window.
     inside = send("whatsapp", text=None, contact_id=new_contact(inbound_minutes_ago=30),
-                  template="lembrete_consulta", template_data=data)
+                  template="confirmacao_presenca", template_data=data)
     outside = send("whatsapp", text=None, contact_id=new_contact(inbound_minutes_ago=25 * 60),
                    template="lembrete_consulta", template_data=data)
+    # A template with quick replies goes as its Content template inside the
+    # window too: the buttons are never lost.
+    buttons_inside = send("whatsapp", text=None, contact_id=new_contact(inbound_minutes_ago=30),
+                          template="lembrete_consulta", template_data=data)
     settled(inside, "sent")
     settled(outside, "sent")
+    settled(buttons_inside, "sent")
     [a] = twilio.sends_for(str(inside))
     [b] = twilio.sends_for(str(outside))
+    [c] = twilio.sends_for(str(buttons_inside))
     assert a.form["To"] == f"whatsapp:{PATIENT}" and a.form["From"] == "whatsapp:+14155238886"
-    assert a.form["Body"].startswith("Olá Ana! Lembrete") and "ContentSid" not in a.form
+    assert a.form["Body"].startswith("Sua presença foi confirmada!") and "ContentSid" not in a.form
+    assert c.form["ContentSid"] == b.form["ContentSid"] and "Body" not in c.form
+    assert c.form["ContentVariables"] == b.form["ContentVariables"]
     assert b.form["ContentSid"] == "HX1234567890abcdef1234567890abcdef" and "Body" not in b.form
     import json
 
-    assert json.loads(b.form["ContentVariables"]) == {"1": "Ana", "2": "10/12", "3": "14:00", "4": "Rua A, 1"}
+    assert json.loads(b.form["ContentVariables"]) == {
+        "1": "Ana", "2": "10/12", "3": "14:00", "4": "Rua A, 1",
+        # the quick replies' payloads follow the body parameters
+        "5": "CONFIRM_appt-1", "6": "RESCHEDULE_appt-1", "7": "CANCEL_appt-1"}
 
 
 def test_twilio_whatsapp_free_text_outside_window_fails_without_calling(

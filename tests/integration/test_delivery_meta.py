@@ -41,7 +41,7 @@ def meta_worker(tmp_path_factory: Any, meta: FakeMeta) -> Iterator[WorkerProcess
 
 def test_meta_text_and_template_payloads(meta: FakeMeta, meta_worker: WorkerProcess) -> None:
     data = {"paciente_nome": "Ana", "data": "10/12", "horario": "14:00", "endereco": "Rua A, 1",
-            "confirm_payload": "CONFIRM_appt-1"}
+            "confirm_payload": "CONFIRM_appt-1", "appointment_id": "appt-1"}
     inside = send("whatsapp", text="Oi Ana", contact_id=new_contact(inbound_minutes_ago=1))
     outside = send("whatsapp", text=None, contact_id=new_contact(inbound_minutes_ago=None),
                    template="lembrete_consulta", template_data=data)
@@ -57,7 +57,31 @@ def test_meta_text_and_template_payloads(meta: FakeMeta, meta_worker: WorkerProc
     assert b.json["template"]["language"] == {"code": "pt_BR"}
     assert [p["text"] for p in b.json["template"]["components"][0]["parameters"]] == [
         "Ana", "10/12", "14:00", "Rua A, 1"]
-    # The approved reminder carries the confirm quick-reply (PROVIDERS.md).
-    assert b.json["template"]["components"][1] == {
-        "type": "button", "sub_type": "quick_reply", "index": "0",
-        "parameters": [{"type": "payload", "payload": "CONFIRM_appt-1"}]}
+    # The approved reminder carries three quick replies (PROVIDERS.md), in
+    # the order of whatsapp/lembrete_consulta.buttons.
+    assert b.json["template"]["components"][1:] == [
+        {"type": "button", "sub_type": "quick_reply", "index": str(i),
+         "parameters": [{"type": "payload", "payload": f"{prefix}appt-1"}]}
+        for i, prefix in enumerate(("CONFIRM_", "RESCHEDULE_", "CANCEL_"))]
+
+
+def test_meta_reminder_inside_the_window_keeps_its_buttons(
+    meta: FakeMeta, meta_worker: WorkerProcess
+) -> None:
+    """Inside the 24-hour window the reminder is free-form text, with the same
+    three quick replies as an interactive message (taps come back as
+    `button_reply` with our id)."""
+    data = {"paciente_nome": "Ana", "data": "10/12", "horario": "14:00", "endereco": "Rua A, 1",
+            "appointment_id": "appt-2"}
+    mid = send("whatsapp", text=None, contact_id=new_contact(inbound_minutes_ago=5),
+               template="lembrete_consulta", template_data=data)
+    settled(mid, "sent")
+    [req] = meta.sends_for(str(mid))
+    assert req.json["type"] == "interactive"
+    interactive = req.json["interactive"]
+    assert interactive["type"] == "button"
+    assert interactive["body"]["text"].startswith("Olá Ana! Lembrete")
+    assert interactive["action"]["buttons"] == [
+        {"type": "reply", "reply": {"id": f"{prefix}appt-2", "title": label}}
+        for label, prefix in (("Confirmar", "CONFIRM_"), ("Remarcar", "RESCHEDULE_"),
+                              ("Cancelar", "CANCEL_"))]

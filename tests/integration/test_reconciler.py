@@ -85,7 +85,7 @@ def test_a_whatsapp_content_template_is_never_guessed_but_goes_to_an_operator(
     # Outside the 24-hour window the message goes as a Content template:
     # Twilio renders its text, so there is no body of ours to match exactly.
     data = {"paciente_nome": "Ana", "data": "10/12", "horario": "14:00", "endereco": "Rua A, 1",
-            "confirm_payload": "CONFIRM_appt-1"}
+            "confirm_payload": "CONFIRM_appt-1", "appointment_id": "appt-1"}
     twilio.hang(3.0, accept=True)
     mid = send("whatsapp", text=None, contact_id=new_contact(inbound_minutes_ago=None),
                template="lembrete_consulta", template_data=data)

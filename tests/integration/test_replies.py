@@ -19,6 +19,7 @@ from shared.core.db import session_scope
 from shared.core.models import Appointment, Conversation, Message, OptOut, ScheduledMessage
 from shared.inbound.replies import (
     CANCEL_REQUEST,
+    CLAIM,
     CONFIRM,
     OPT_OUT,
     OPT_OUT_EVERYTHING,
@@ -56,6 +57,10 @@ SUPORTE = "suporte@portalclinic.com.br"
         ("REMARCAR", RESCHEDULE),
         ("remarcar!", RESCHEDULE),
         ("Cancelar", CANCEL_REQUEST),
+        ("3", CANCEL_REQUEST),
+        ("cancela", CANCEL_REQUEST),
+        ("Quero", CLAIM),
+        ("QUERO!", CLAIM),
         ("SAIR", OPT_OUT),
         ("parar", OPT_OUT),
         ("Stop", OPT_OUT),
@@ -80,6 +85,19 @@ def test_confirm_payload_names_the_appointment() -> None:
     command = classify("Confirmar presença", f"CONFIRM_{aid}")
     assert command is not None and command.kind == CONFIRM and command.appointment_id == aid
     assert classify(None, "CONFIRM_not-a-uuid") is None
+
+
+@pytest.mark.parametrize(("prefix", "kind"), [("RESCHEDULE", RESCHEDULE), ("CANCEL", CANCEL_REQUEST)])
+def test_every_appointment_payload_names_its_appointment(prefix: str, kind: str) -> None:
+    aid = uuid.uuid4()
+    command = classify("Cancelar", f"{prefix}_{aid}")
+    assert command is not None and (command.kind, command.appointment_id) == (kind, aid)
+
+
+def test_claim_payload_names_the_offer() -> None:
+    command = classify("Quero", "CLAIM_42")
+    assert command is not None and (command.kind, command.offer_id) == (CLAIM, 42)
+    assert classify("Quero", "CLAIM_x") is not None  # not a payload: the text decides
 
 
 def test_normalize_reply() -> None:
@@ -248,16 +266,37 @@ def test_nao_is_a_reschedule_request_for_the_team(client, worker, smtp, cfg) -> 
         conv = s.scalar(select(Conversation))
         assert conv.needs_agent is True
     assert appointment(aid).status == "scheduled"
-    assert [m.purpose for m in outbound()] == ["alert"]
+    # The team's e-mail, and the patient is told it was received.
+    assert [(m.purpose, m.template) for m in outbound()] == [
+        ("alert", "pedido_paciente"), ("auto_reply", "remarcacao_recebida")]
 
 
-def test_cancelar_is_a_request_not_an_opt_out(client, worker, smtp, cfg) -> None:
-    book(cfg)
+def test_cancelar_is_a_request_not_an_opt_out(client, worker, smtp, twilio, cfg) -> None:
+    """PATIENT_CANCEL_MODE=request (the default): the team is told, the
+    appointment stays, the patient hears the request was received (direct
+    mode: tests/integration/test_answers.py)."""
+    aid = book(cfg)
     reply(client, "CANCELAR")
     wait_for(lambda: smtp.received)
     assert "cancelar" in smtp.received[0].message["Subject"]
     with session_scope() as s:
         assert s.scalar(select(OptOut)) is None
+    wait_for(lambda: len(twilio.sends()) == 1)
+    to, body = twilio_bodies(twilio)[0]
+    assert to == PHONE and body.startswith("Recebemos seu pedido de cancelamento da consulta")
+    assert appointment(aid).status == "scheduled"
+    with session_scope() as s:
+        pending = s.scalars(select(ScheduledMessage.status).where(
+            ScheduledMessage.appointment_id == aid, ScheduledMessage.kind == "reminder_1h")).one()
+    assert pending == "pending"
+
+
+def test_three_is_a_cancel_request_too(client, worker, smtp, cfg) -> None:
+    aid = book(cfg)
+    reply(client, "3")
+    wait_for(lambda: smtp.received)
+    assert "cancelar" in smtp.received[0].message["Subject"]
+    assert appointment(aid).status == "scheduled"
 
 
 def test_opt_out_is_confirmed_once_and_skips_later_reminders(client, worker, twilio, cfg) -> None:

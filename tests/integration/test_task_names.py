@@ -78,6 +78,7 @@ def test_the_scheduler_asks_a_maintenance_worker_for_the_imap_poll(
         "redrive_unreacted_messages",
         "realert_unanswered_urgent",
         "report_failed_agent_replies",
+        "offer_waitlist_slots",
     }
 
     jobs = maintenance_jobs(settings.model_copy(update={"IMAP_HOST": "imap.example.com"}))

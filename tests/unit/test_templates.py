@@ -30,12 +30,13 @@ def test_seed_sms_texts() -> None:
         "Portal Clinic: Sua consulta com Dr. Silva foi agendada para 10/12 às 14:00. "
         "Responda SIM para confirmar.")
     assert render("sms", "lembrete", FULL).text == (
-        "Lembrete: sua consulta no Portal Clinic é em 10/12 às 14:00. Local: Rua A, 1 "
-        "Confirme ou remarque: https://c.test/x")
+        "Lembrete: sua consulta no Portal Clinic é em 10/12 às 14:00. Local: Rua A, 1. "
+        "Responda 1 confirma, 2 remarca, 3 cancela ou: https://c.test/x")
     # An API caller may leave the self-service link out (OPTIONAL_VARIABLES).
     without_link = {k: v for k, v in FULL.items() if k != "link"}
     assert render("sms", "lembrete", without_link).text == (
-        "Lembrete: sua consulta no Portal Clinic é em 10/12 às 14:00. Local: Rua A, 1")
+        "Lembrete: sua consulta no Portal Clinic é em 10/12 às 14:00. Local: Rua A, 1. "
+        "Responda 1 confirma, 2 remarca, 3 cancela")
     assert render("sms", "confirmacao_presenca", FULL).text == (
         "Sua presença foi confirmada! Consulta 10/12 às 14:00. Até lá!")
 
@@ -61,9 +62,9 @@ def test_subject_cannot_carry_line_breaks() -> None:
 
 
 def test_whatsapp_template_params_in_configured_order() -> None:
-    r = render("whatsapp", "lembrete_consulta", {**FULL, "confirm_payload": "CONFIRM_a1"})
+    r = render("whatsapp", "lembrete_consulta", {**FULL, "appointment_id": "a1"})
     assert r.params == ["Ana", "10/12", "14:00", "Rua A, 1"]
-    assert r.buttons == ["CONFIRM_a1"]
+    assert r.buttons == ["CONFIRM_a1", "RESCHEDULE_a1", "CANCEL_a1"]
     assert r.text.startswith("Olá Ana! Lembrete")
 
 

@@ -29,6 +29,19 @@ from shared.providers.base import (
 )
 from shared.providers.meta import VENDOR
 
+INTERACTIVE_BODY_MAX = 1024
+INTERACTIVE_BUTTONS_MAX = 3  # reply buttons of one interactive message
+
+
+def _reply_buttons(message: OutgoingMessage) -> list[dict[str, Any]]:
+    pairs = list(zip(message.button_labels, message.template_buttons, strict=False))
+    if not pairs or len(pairs) > INTERACTIVE_BUTTONS_MAX:
+        return []
+    return [
+        {"type": "reply", "reply": {"id": payload[:256], "title": label[:20]}}
+        for label, payload in pairs
+    ]
+
 
 class MetaWhatsAppProvider(Provider):
     name: ClassVar[str] = "meta_whatsapp"
@@ -78,6 +91,16 @@ class MetaWhatsAppProvider(Provider):
             "to": whatsapp_wa_id(message.to),
             "biz_opaque_callback_data": message.message_id,
         }
+        if message.in_service_window and message.text and _reply_buttons(message):
+            # Inside the window the same quick replies ride on an interactive
+            # message (their taps come back as `button_reply` with our id).
+            base["type"] = "interactive"
+            base["interactive"] = {
+                "type": "button",
+                "body": {"text": message.text[:INTERACTIVE_BODY_MAX]},
+                "action": {"buttons": _reply_buttons(message)},
+            }
+            return base
         if message.in_service_window and message.text:
             base["type"] = "text"
             base["text"] = {"body": message.text[:4096], "preview_url": False}

@@ -1,6 +1,16 @@
 """WhatsApp through Twilio: free-form inside the 24-hour customer-service
 window, an approved Content template (ContentSid + ContentVariables) outside it
-(else Twilio answers 63016)."""
+(else Twilio answers 63016).
+
+Quick replies (`twilio/quick-reply` Content templates): a button's `id`
+may be a variable, so the approved template declares its actions as
+`{"title": "Confirmar", "id": "{{5}}"}` … and we send each tap's payload
+(`CONFIRM_<appointment id>`) as the variable after the body parameters:
+ContentVariables = body params 1..n, then button payloads n+1… (the order of
+the template's `.buttons` sidecar). The tap comes back as `ButtonPayload` in
+the inbound webhook (shared/providers/twilio/inbound.py). A message with
+buttons goes as its Content template inside the window too (in session a
+quick-reply template needs no approval), so the buttons are never lost."""
 
 from __future__ import annotations
 
@@ -39,7 +49,10 @@ class TwilioWhatsAppProvider(TwilioSmsProvider):
         return self.settings.TWILIO_WHATSAPP_NUMBER.removeprefix("whatsapp:")
 
     def create_params(self, message: OutgoingMessage) -> dict[str, Any]:
-        if message.in_service_window and message.text:
+        with_buttons = bool(message.template_buttons) and bool(
+            message.template and self.settings.twilio_content_sids.get(message.template)
+        )
+        if message.in_service_window and message.text and not with_buttons:
             return {"body": message.text[:1600]}
         if not message.template:
             raise PermanentError(
@@ -52,4 +65,6 @@ class TwilioWhatsAppProvider(TwilioSmsProvider):
                 "(TWILIO_CONTENT_SIDS)",
                 "no_content_sid",
             )
-        return {"content_sid": sid, "content_variables": content_variables(message.template_params)}
+        return {"content_sid": sid, "content_variables": content_variables(
+            [*message.template_params, *message.template_buttons]
+        )}
