@@ -10,6 +10,8 @@ class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     WEB = "web"
+    MESSENGER = "messenger"  # Facebook Messenger (a Page's inbox)
+    INSTAGRAM = "instagram"  # Instagram Direct
 
 
 class Direction(StrEnum):
@@ -59,6 +61,8 @@ class IdentityKind(StrEnum):
     EMAIL = "email"
     CHATWOOT = "chatwoot"
     ROCKETCHAT = "rocketchat"
+    PSID = "psid"  # Messenger page-scoped id of a person
+    IGSID = "igsid"  # Instagram-scoped id of a person
 
 
 class ConversationStatus(StrEnum):

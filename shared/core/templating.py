@@ -178,3 +178,31 @@ def render(channel: str, name: str, data: dict[str, Any]) -> Rendered:
         params=[str(data[p]) for p in spec.params],
         buttons=[_render_string(b, data) for b in spec.buttons],
     )
+
+
+def template_buttons(channel: str, template: str) -> list[tuple[str, str]]:
+    """The buttons a template declares for `channel`: its sidecar file
+    `<channel>/<template>.buttons`, one `LABEL|PAYLOAD_PREFIX` a line (e.g.
+    `Confirmar|CONFIRM_`; the sender appends what the prefix names, the
+    appointment id). No sidecar: no buttons. Blank lines and `#` comments are
+    skipped; a line without both parts is a TemplateError naming the file."""
+    if channel not in CHANNELS or not template or "/" in template or "\\" in template:
+        return []
+    if template.startswith("."):
+        return []
+    path = templates_dir() / channel / f"{template}.buttons"
+    if not path.is_file():
+        return []
+    buttons: list[tuple[str, str]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        label, sep, prefix = (part.strip() for part in line.partition("|"))
+        if not sep or not label or not prefix:
+            raise TemplateError(
+                f"{channel}/{template}.buttons line {number}: expected LABEL|PAYLOAD_PREFIX",
+                "template",
+            )
+        buttons.append((label, prefix))
+    return buttons

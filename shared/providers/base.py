@@ -96,6 +96,10 @@ class OutgoingMessage:
     template_params: list[str] = field(default_factory=list)
     template_buttons: list[str] = field(default_factory=list)  # quick-reply payloads
     in_service_window: bool = True
+    # Messenger / Instagram: outside the standard window, the message tag Meta
+    # allows it under (HUMAN_AGENT), and quick replies as (title, payload).
+    message_tag: str | None = None
+    quick_replies: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
