@@ -1,7 +1,7 @@
 """The `email`, `sms`, `whatsapp`, `messenger` and `instagram` queues: send one
 message (thin; the state machine is shared/outbound/delivery.py). A wait —
-rate-limit slot, backoff, Retry-After — comes back as a countdown and the task re-queues itself; it never sleeps while
-holding a worker process."""
+rate-limit slot, backoff, Retry-After — comes back as a countdown and the task
+re-queues itself; it never sleeps while holding a worker process."""
 
 from __future__ import annotations
 

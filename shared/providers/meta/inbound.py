@@ -1,7 +1,8 @@
 """Meta WhatsApp Cloud API webhook bodies → inbound task payloads and status
 events (Messenger's and Instagram's `page` / `instagram` objects are
 parsed by shared/providers/meta/messaging.py). Pure: no database, no
-network. A status event carries Meta's status word as sent; what it means to us is `MetaWhatsAppProvider.status_map`.
+network. A status event carries Meta's status word as sent; what it means
+to us is `MetaWhatsAppProvider.status_map`.
 
 One request may batch several entries, each with several changes, each with
 messages and/or statuses (PROVIDERS.md). A body whose structure is wrong is a
