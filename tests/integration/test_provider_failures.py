@@ -32,7 +32,6 @@ from shared.core.models import OptOut
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 from tests.fakes import FakeMeta, FakeSMTP, FakeTwilio
 from tests.integration.processes import WorkerProcess
-from tests.integration.test_messenger_instagram_e2e import wrote_on
 from tests.integration.test_delivery import (  # noqa: F401 - reconcile is a fixture
     MAX_ATTEMPTS,
     PATIENT,
@@ -43,6 +42,7 @@ from tests.integration.test_delivery import (  # noqa: F401 - reconcile is a fix
     settled,
     worker_env,
 )
+from tests.integration.test_messenger_instagram_e2e import wrote_on
 
 META_DM = ("messenger", "instagram")
 BUSY = "busy@example.com"  # the fake SMTP server answers 451 for it
