@@ -149,3 +149,18 @@ def test_template_buttons_of_the_dm_reminders() -> None:
             ("Confirmar", "CONFIRM_"), ("Remarcar", "RESCHEDULE_")]
         assert template_buttons(channel, "menu_opcoes") == []
         assert template_buttons(channel, "../whatsapp/x") == []
+
+
+def test_clinicq_channels_and_the_banner_show_messenger_and_instagram() -> None:
+    from shared.providers import channel_states, describe_channels
+
+    dev = Settings(CLINICQ_DEV_MODE=True, MESSENGER_PAGE_ID="1091", MESSENGER_PAGE_TOKEN="tok")
+    lines = describe_channels(dev)
+    assert "messenger: live via meta_messenger" in lines
+    assert ("instagram: OUTBOX (dev mode, not sent anywhere; set INSTAGRAM_ACCOUNT_ID "
+            "for meta_instagram)") in lines
+    prod = Settings(CLINICQ_DEV_MODE=False)
+    assert channel_states(prod)["messenger"] == {
+        "state": "unconfigured", "missing": ["MESSENGER_PAGE_ID", "MESSENGER_PAGE_TOKEN"]}
+    linked = dev.model_copy(update={"INSTAGRAM_ACCOUNT_ID": "1784"})
+    assert channel_states(linked)["instagram"] == {"state": "live", "provider": "meta_instagram"}
