@@ -85,8 +85,9 @@ def _iso_from_ms(value: Any) -> str | None:
 
 def _attachments(message: dict[str, Any]) -> list[dict[str, Any]]:
     """References only (type and URL, or what a share/fallback names)."""
-    refs = []
-    for item in message.get("attachments") or []:
+    refs: list[dict[str, Any]] = []
+    items = message.get("attachments")
+    for item in items if isinstance(items, list) else []:
         if not isinstance(item, dict):
             continue
         payload = _dict(item.get("payload"))
@@ -256,7 +257,7 @@ def _status_events(
 
 
 def is_messaging_object(obj: Any) -> bool:
-    return obj in OBJECTS
+    return isinstance(obj, str) and obj in OBJECTS
 
 
 def parse_messaging_entries(
