@@ -39,6 +39,9 @@ from tests.helpers import wait_for
 from tests.integration.test_webhook_contract import META_APP_SECRET, meta_request
 
 
+ONCALL = "+5511977776666"
+
+
 def new_person_id() -> str:
     """A PSID / IGSID: Meta's are decimal strings of 16-17 digits."""
     return str(uuid.uuid4().int)[:17]
@@ -128,6 +131,7 @@ def stack(monkeypatch, redis_client, celery_worker) -> Iterator[dict[str, Any]]:
         "EMAIL_SUPORTE": "suporte@clinicateste.com.br",
         "EMAIL_MEDICO": "medico@clinicateste.com.br",
         "EMAIL_FINANCEIRO": "financeiro@clinicateste.com.br",
+        "ONCALL_PHONE": ONCALL,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -359,3 +363,22 @@ def test_reminder_quick_reply_tap_confirms_the_appointment(stack) -> None:
     assert tap.metadata_["button_payload"] == f"CONFIRM_{appt_id}"
     # Answered on Messenger.
     wait_for(lambda: any("confirmada" in t for t in texts_to(fake, person)), timeout=60)
+
+
+def test_urgent_message_on_messenger_alerts_the_team_once(stack) -> None:
+    client, chatwoot = stack["client"], stack["chatwoot"]
+    person = new_person_id()
+    post(client, dm_envelope("page", dm_message(
+        person, "to com febre e sangrando muito depois da cirurgia")))
+    wait_for(lambda: len(messages(to_address=ONCALL)) == 1, timeout=90)
+    post(client, dm_envelope("page", dm_message(person, "por favor me responde, ta sangrando")))
+    wait_for(lambda: len(posted(chatwoot)) == 2, timeout=90)
+    wait_for(lambda: all(m.triage for m in messages(direction="inbound")), timeout=30)
+    (oncall,) = messages(to_address=ONCALL)
+    assert oncall.channel == "sms" and "febre" in oncall.text and "messenger" in oncall.text
+
+    def labels() -> list[str]:
+        with chatwoot.lock:
+            return list(chatwoot.only_conversation().labels)
+
+    wait_for(lambda: {"urgente", "canal-messenger"} <= set(labels()), timeout=30)
