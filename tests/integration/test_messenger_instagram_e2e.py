@@ -38,7 +38,6 @@ from tests.fakes.meta import INSTAGRAM_ACCOUNT_ID, PAGE_ID, FakeMeta
 from tests.helpers import wait_for
 from tests.integration.test_webhook_contract import META_APP_SECRET, meta_request
 
-
 ONCALL = "+5511977776666"
 
 
