@@ -1,9 +1,11 @@
-"""`GET|POST /webhooks/meta`: the WhatsApp Cloud API webhook.
+"""`GET|POST /webhooks/meta`: the WhatsApp Cloud API webhook, and Messenger's
+and Instagram Direct's (objects `page` and `instagram`) on the same app.
 
 GET is Meta's subscription handshake. POST verifies `X-Hub-Signature-256`
 over the raw bytes, parses the batch (shared/providers/meta/inbound.py) and
-enqueues one task per inbound message (deduplicated on the wamid) and one
-`clinicq.inbound.status_update` per status (deduplicated on wamid + status),
+enqueues one task per inbound message (deduplicated on the wamid / mid) and
+one `clinicq.inbound.status_update` per status (deduplicated on the id +
+status, or for Messenger's watermarks on person + status + watermark),
 then answers 200 at once: Meta retries anything else for days.
 """
 

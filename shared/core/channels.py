@@ -171,6 +171,35 @@ CHANNELS: tuple[Channel, ...] = (
     ),
 )
 
+# Messenger and Instagram Direct: Meta's Send API, to the id Meta gave the
+# person on the Page / the Instagram account (shared/providers/meta/messenger.py).
+CHANNELS += (
+    Channel(
+        name="messenger",
+        label="Messenger",
+        address_kind=IdentityKind.PSID.value,
+        rate_limits=(RateLimit.named("messenger"),),
+        cost_setting="COST_ESTIMATE_MESSENGER",
+        providers=MappingProxyType(
+            {"": ProviderRequirement(
+                "meta_messenger", ("MESSENGER_PAGE_ID", "MESSENGER_PAGE_TOKEN")
+            )}
+        ),
+    ),
+    Channel(
+        name="instagram",
+        label="Instagram",
+        address_kind=IdentityKind.IGSID.value,
+        rate_limits=(RateLimit.named("instagram"),),
+        cost_setting="COST_ESTIMATE_INSTAGRAM",
+        # Its token is INSTAGRAM_TOKEN or, unset, the Page's (MESSENGER_PAGE_TOKEN):
+        # Settings checks that one of them is set with the account id.
+        providers=MappingProxyType(
+            {"": ProviderRequirement("meta_instagram", ("INSTAGRAM_ACCOUNT_ID",))}
+        ),
+    ),
+)
+
 CHANNEL_NAMES: tuple[str, ...] = tuple(channel.name for channel in CHANNELS)
 _BY_NAME: Mapping[str, Channel] = MappingProxyType({c.name: c for c in CHANNELS})
 
@@ -240,7 +269,12 @@ def channels_addressed_to(kind: str) -> tuple[str, ...]:
 
 
 ADDRESS_KIND_LABEL: Mapping[str, str] = MappingProxyType(
-    {IdentityKind.EMAIL.value: "email address", IdentityKind.PHONE.value: "phone number"}
+    {
+        IdentityKind.EMAIL.value: "email address",
+        IdentityKind.PHONE.value: "phone number",
+        IdentityKind.PSID.value: "Messenger id (PSID)",
+        IdentityKind.IGSID.value: "Instagram id (IGSID)",
+    }
 )
 
 

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     META_APP_SECRET: str = ""
     META_VERIFY_TOKEN: str = ""
     META_GRAPH_BASE_URL: str = "https://graph.facebook.com/v21.0"
+    # Messenger and Instagram Direct (Meta's Send API; webhooks on /webhooks/meta,
+    # signed with META_APP_SECRET). The Page's id and access token; the Instagram
+    # professional account's id and, when it uses Instagram Login, its own token
+    # (unset: the Page token of the Page it is linked to).
+    MESSENGER_PAGE_ID: str = ""
+    MESSENGER_PAGE_TOKEN: str = ""
+    INSTAGRAM_ACCOUNT_ID: str = ""
+    INSTAGRAM_TOKEN: str = ""
 
     # --- agent inbox ----------------------------------------------------------
     INBOX_PROVIDER: Literal["none", "chatwoot", "rocketchat"] = "none"
@@ -524,6 +532,12 @@ class Settings(BaseSettings):
     RATE_LIMIT_SMS_BURST: int = Field(1, ge=1, le=10_000)
     RATE_LIMIT_WHATSAPP_BURST: int = Field(1, ge=1, le=10_000)
     RATE_LIMIT_WHATSAPP_PAIR_BURST: int = Field(1, ge=1, le=100)
+    # Meta's Send API: about 300 text messages per second per Page, 100 per
+    # Instagram account.
+    RATE_LIMIT_MESSENGER: str = "300/second"
+    RATE_LIMIT_MESSENGER_BURST: int = Field(1, ge=1, le=10_000)
+    RATE_LIMIT_INSTAGRAM: str = "100/second"
+    RATE_LIMIT_INSTAGRAM_BURST: int = Field(1, ge=1, le=10_000)
     # Fraction of each configured rate we actually use: providers count
     # requests as they arrive, and network/CPU jitter between our admission
     # and their clock can bunch a few; the headroom absorbs it.
@@ -537,6 +551,9 @@ class Settings(BaseSettings):
     COST_ESTIMATE_SMS: float = Field(0.20, ge=0)
     COST_ESTIMATE_WHATSAPP: float = Field(0.05, ge=0)
     COST_ESTIMATE_EMAIL: float = Field(0.0, ge=0)
+    # Meta charges nothing for Messenger / Instagram Direct messages.
+    COST_ESTIMATE_MESSENGER: float = Field(0.0, ge=0)
+    COST_ESTIMATE_INSTAGRAM: float = Field(0.0, ge=0)
     # Editable template files (pt-BR). Default: shared/templates/.
     TEMPLATES_DIR: str = ""
     # WhatsApp template -> Twilio Content SID, "name=HX...,name2=HX..." (the
@@ -545,6 +562,10 @@ class Settings(BaseSettings):
     # WhatsApp free-form messages are allowed this long after the patient's
     # last inbound message (Meta/Twilio customer-service window).
     WHATSAPP_SERVICE_WINDOW_HOURS: float = Field(24.0, gt=0, le=24)
+    # Messenger / Instagram: the standard messaging window after the person's
+    # last message, and the human-agent tag's window (an agent's reply only).
+    META_DM_WINDOW_HOURS: float = Field(24.0, gt=0, le=24)
+    META_DM_HUMAN_AGENT_DAYS: float = Field(7.0, ge=0, le=7)
     # Hard time limit of a send task (the worker kills it then; a soft limit
     # at 80 % lets it record `unknown` first). Must exceed the provider
     # connect + read timeouts.
@@ -657,6 +678,22 @@ class Settings(BaseSettings):
         problems = half_configured(self)
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _instagram_has_a_token(self) -> Settings:
+        """Instagram sends with INSTAGRAM_TOKEN, else the Page token: an account
+        id with neither, or a token without the account id, is half configured."""
+        if self.INSTAGRAM_ACCOUNT_ID and not (self.INSTAGRAM_TOKEN or self.MESSENGER_PAGE_TOKEN):
+            raise ValueError(
+                "INSTAGRAM_TOKEN (or MESSENGER_PAGE_TOKEN) must be set: INSTAGRAM_ACCOUNT_ID "
+                "is set, so instagram via meta_instagram is half configured"
+            )
+        if self.INSTAGRAM_TOKEN and not self.INSTAGRAM_ACCOUNT_ID:
+            raise ValueError(
+                "INSTAGRAM_ACCOUNT_ID must be set: INSTAGRAM_TOKEN is set, so instagram via "
+                "meta_instagram is half configured"
+            )
         return self
 
     @model_validator(mode="after")

@@ -13,6 +13,8 @@ class Channel(StrEnum):
     # The agent inbox's own website widget (Chatwoot website inbox, Rocket.Chat
     # Livechat): inbound only, answered by agents in the inbox (shared/inbox/webchat.py).
     WEBCHAT = "webchat"
+    MESSENGER = "messenger"  # Facebook Messenger (a Page's inbox)
+    INSTAGRAM = "instagram"  # Instagram Direct
 
 
 class Direction(StrEnum):
@@ -64,6 +66,8 @@ class IdentityKind(StrEnum):
     ROCKETCHAT = "rocketchat"
     # A website-widget visitor, "<inbox>:<the inbox's visitor id>" (never verified).
     WEBCHAT = "webchat"
+    PSID = "psid"  # Messenger page-scoped id of a person
+    IGSID = "igsid"  # Instagram-scoped id of a person
 
 
 class ConversationStatus(StrEnum):

@@ -87,6 +87,24 @@ def _validated(as_written: str, parsed: phonenumbers.PhoneNumber) -> str:
     return e164
 
 
+# Meta's page-scoped (Messenger PSID) and Instagram-scoped (IGSID) ids: opaque
+# decimal strings today (15-20 digits). Digits only, so nothing else can be
+# stored or sent as one; 64 is room for Meta to lengthen them.
+_META_SCOPED_ID = re.compile(r"[0-9]{1,64}", re.ASCII)
+
+
+def normalize_meta_scoped_id(raw: str | int) -> str:
+    """A PSID or IGSID as Meta writes it (the digits), or InvalidIdentifier."""
+    value = str(raw).strip()
+    if not _META_SCOPED_ID.fullmatch(value):
+        raise InvalidIdentifier("not a Meta page- or Instagram-scoped id (digits)")
+    return value
+
+
+normalize_psid = normalize_meta_scoped_id
+normalize_igsid = normalize_meta_scoped_id
+
+
 def whatsapp_wa_id(e164: str) -> str:
     """The digits WhatsApp uses as an address (no '+')."""
     return e164.lstrip("+")
@@ -155,6 +173,9 @@ __all__ = [
     "mask_cpf",
     "normalize_cpf",
     "normalize_email",
+    "normalize_igsid",
+    "normalize_meta_scoped_id",
     "normalize_phone",
+    "normalize_psid",
     "whatsapp_wa_id",
 ]

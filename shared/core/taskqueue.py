@@ -97,6 +97,8 @@ class TaskPublisher:
 SEND_EMAIL = "clinicq.send.email"
 SEND_SMS = "clinicq.send.sms"
 SEND_WHATSAPP = "clinicq.send.whatsapp"
+SEND_MESSENGER = "clinicq.send.messenger"
+SEND_INSTAGRAM = "clinicq.send.instagram"
 
 INBOUND_PROCESS = "clinicq.inbound.process"
 INBOUND_REACT = "clinicq.inbound.react"

@@ -79,7 +79,13 @@ HISTORY_SIZE = 10
 EXCERPT_CHARS = 90  # the on-call SMS stays within two segments
 ALERT_TEXT_CHARS = 2000
 
-ACK_TEMPLATES = {"email": "recebimento", "sms": "acompanhamento", "whatsapp": "menu_opcoes"}
+ACK_TEMPLATES = {
+    "email": "recebimento",
+    "sms": "acompanhamento",
+    "whatsapp": "menu_opcoes",
+    "messenger": "menu_opcoes",
+    "instagram": "menu_opcoes",
+}
 EMERGENCY_REPLY = "resposta_emergencia"
 CRISIS_REPLY = "resposta_crise"
 SELF_HARM = "self_harm"

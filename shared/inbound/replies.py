@@ -305,9 +305,17 @@ def _claim(
 
 
 def _reply_route(session: Session, message: Message, sms_only: bool) -> tuple[str, str] | None:
-    """Answer on the channel the patient used (WhatsApp: inside the service
-    window they just opened), else SMS; email only where a template exists."""
+    """Answer on the channel the patient used (WhatsApp, Messenger, Instagram:
+    inside the service window they just opened), else SMS; email only where a
+    template exists. A channel with an address kind of its own (a PSID, an
+    IGSID) is answered on itself, to the id that wrote."""
     assert message.contact_id is not None
+    if is_channel(message.channel) and address_kind(message.channel) not in (
+        IdentityKind.PHONE.value, IdentityKind.EMAIL.value
+    ):
+        own = contact_address(session, message.contact_id, address_kind(message.channel))
+        if own:
+            return message.channel, own
     phone = contact_address(session, message.contact_id, IdentityKind.PHONE.value)
     if message.channel in channels_addressed_to(IdentityKind.PHONE.value) and phone:
         return message.channel, phone

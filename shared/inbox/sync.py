@@ -66,6 +66,8 @@ from shared.inbox.base import (
     RemoteGone,
 )
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
+from shared.outbound.messaging_window import META_DM_CHANNELS, last_inbound_at
+from shared.outbound.messaging_window import decide as decide_window
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +377,8 @@ def choose_route(
     session: Session, conversation: Conversation, settings: Settings, now: datetime
 ) -> _Route:
     """Where an agent's reply goes, and what the agent should be told."""
+    if conversation.channel in META_DM_CHANNELS:
+        return _meta_dm_route(session, conversation, settings, now)
     addresses = {
         kind: contact_address(session, conversation.contact_id, kind)
         for kind in (IdentityKind.PHONE.value, IdentityKind.EMAIL.value)
@@ -409,6 +413,38 @@ def choose_route(
     if address_on("sms") is None:
         return _Route(None, None, note="Resposta NÃO enviada: paciente sem telefone ou email.")
     return _Route("sms", address_on("sms"))
+
+
+def _meta_dm_route(
+    session: Session, conversation: Conversation, settings: Settings, now: datetime
+) -> _Route:
+    """Messenger / Instagram: back to the id that wrote, within Meta's windows
+    (24 h standard; an agent's reply up to 7 days with the HUMAN_AGENT tag,
+    the same rule delivery applies: shared/outbound/messaging_window.py);
+    after that by SMS, else e-mail, and the agent is told which."""
+    channel = conversation.channel
+    label = "Messenger" if channel == "messenger" else "Instagram"
+    own = contact_address(session, conversation.contact_id, address_kind(channel))
+    if own:
+        decision = decide_window(
+            channel, last_inbound_at(session, conversation.contact_id, channel),
+            AGENT_REPLY_PURPOSE, settings, now,
+        )
+        if decision.allowed:
+            note = None if decision.tag is None else (
+                f"Fora da janela de 24 h do {label}: a resposta foi enviada como mensagem "
+                "de atendente (HUMAN_AGENT, até 7 dias após a última mensagem do paciente)."
+            )
+            return _Route(channel, own, note=note)
+    why = (f"Fora da janela de mensagens do {label}" if own
+           else f"Paciente sem identificador do {label}")
+    phone = contact_address(session, conversation.contact_id, IdentityKind.PHONE.value)
+    if phone:
+        return _Route("sms", phone, note=f"{why}: a resposta foi enviada por SMS.")
+    email = contact_address(session, conversation.contact_id, IdentityKind.EMAIL.value)
+    if email:
+        return _Route("email", email, note=f"{why}: a resposta foi enviada por email.")
+    return _Route(None, None, note=f"Resposta NÃO enviada: {why} e sem telefone ou email.")
 
 
 def handle_inbox_event(doc: dict[str, Any], settings: Settings | None = None) -> str:

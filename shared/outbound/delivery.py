@@ -56,6 +56,7 @@ from shared.core.models import Conversation, Message, MessageEvent
 from shared.core.pii import redact
 from shared.outbound import _sql
 from shared.outbound.cost import estimated_cost
+from shared.outbound.messaging_window import META_DM_CHANNELS, OUTSIDE_WINDOW_CODE, window_for
 from shared.outbound.ratelimit import RateLimiter, limits_for
 from shared.providers import provider_for
 from shared.providers.base import (
@@ -292,7 +293,31 @@ def build_outgoing(session: Session, message: Message, settings: Settings) -> Ou
     if message.channel == "email":
         for path in ATTACHMENT_PATHS:
             out.attachments.extend(_load_attachment_builder(path)(session, message, settings))
+    if message.channel in META_DM_CHANNELS:
+        _meta_dm_window(session, message, settings, out)
     return out
+
+
+def _meta_dm_window(
+    session: Session, message: Message, settings: Settings, out: OutgoingMessage
+) -> None:
+    """Messenger / Instagram: Meta's messaging window decides whether the
+    message may go (a refusal fails it here, before any claim or provider
+    call) and under which tag; a template's buttons become quick replies."""
+    from shared.core.templating import template_buttons
+
+    decision = window_for(session, message, settings)
+    if not decision.allowed:
+        raise PermanentError(decision.reason or "outside the messaging window",
+                             OUTSIDE_WINDOW_CODE)
+    out.in_service_window = decision.tag is None
+    out.message_tag = decision.tag
+    appointment_id = (message.template_data or {}).get("appointment_id")
+    if message.template and appointment_id:
+        out.quick_replies = [
+            (label, f"{prefix}{appointment_id}")
+            for label, prefix in template_buttons(message.channel, message.template)
+        ]
 
 
 def backoff_seconds(settings: Settings, attempt: int, retry_after: float | None) -> float:

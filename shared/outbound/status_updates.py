@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from shared.contacts.optouts import record_opt_out
 from shared.core.config import get_settings
 from shared.core.enums import STATUS_RANK, MessageStatus
-from shared.core.models import Message, MessageEvent, ProcessedEvent
+from shared.core.models import ContactIdentity, Message, MessageEvent, ProcessedEvent
 from shared.outbound.cost import reported_cost
 from shared.providers import VendorDeclarations, vendor_declarations
 
@@ -103,6 +103,8 @@ def apply_status_update(session: Session, update_: dict[str, Any]) -> bool:
         return False
     raw_status = str(update_.get("status") or "").lower()
     new_status = vendor.status_map.get(raw_status)
+    if update_.get("watermark") and not update_.get("provider_message_id"):
+        return _apply_watermark(session, update_, vendor, raw_status, new_status)
 
     message = _find_message(session, update_, vendor)
     if message is None:
@@ -175,3 +177,76 @@ def apply_status_update(session: Session, update_: dict[str, Any]) -> bool:
     if code in vendor.opted_out_codes and message.contact_id is not None:
         record_opt_out(session, message.contact_id, message.channel, None, f"{provider}:{code}")
     return moved
+
+
+# Our `sent_at` is taken just after the provider accepted a message, the
+# provider's watermark on its own clock: a message delivered within this
+# long of being accepted still counts as before the watermark.
+WATERMARK_SLACK = timedelta(seconds=2)
+
+
+def _apply_watermark(
+    session: Session,
+    update_: dict[str, Any],
+    vendor: VendorDeclarations,
+    raw_status: str,
+    new_status: MessageStatus | None,
+) -> bool:
+    """Messenger's `delivery` / `read` watermark: every message we sent to
+    this person on this channel up to the watermark has that status. The
+    person is found by their identity (`recipient` = a PSID / IGSID of the
+    channel's address kind), their messages by contact (indexed). Each
+    message moved gets its own event; statuses only move forward."""
+    from shared.core.channels import address_kind, is_channel
+
+    channel = str(update_.get("channel") or "")
+    recipient = str(update_.get("recipient") or "")
+    if new_status is None or not is_channel(channel) or not recipient:
+        return False
+    event_id = str(update_.get("event_id") or "")[:255]
+    fresh = session.scalar(
+        insert(ProcessedEvent)
+        .values(source=f"{update_.get('provider')}-status", event_id=event_id)
+        .on_conflict_do_nothing()
+        .returning(ProcessedEvent.event_id)
+    )
+    if fresh is None or not event_id:
+        return False
+    contact_ids = select(ContactIdentity.contact_id).where(
+        ContactIdentity.kind == address_kind(channel), ContactIdentity.value == recipient
+    )
+    watermark = _parse_ts(update_.get("watermark"))
+    # Sent and on their way (not failed, not yet at this status).
+    earlier = [status.value for status, rank in STATUS_RANK.items()
+               if STATUS_RANK[MessageStatus.SENT] <= rank < STATUS_RANK[new_status]]
+    rows = session.scalars(
+        select(Message)
+        .where(
+            Message.contact_id.in_(contact_ids),
+            Message.channel == channel,
+            Message.to_address == recipient,
+            Message.provider.in_(vendor.providers),
+            Message.status.in_(earlier),
+            Message.sent_at <= watermark + WATERMARK_SLACK,
+        )
+        .order_by(Message.sent_at)
+        .limit(500)
+        .with_for_update()
+    ).all()
+    column = _TIMESTAMP_COLUMN.get(new_status)
+    for message in rows:
+        values: dict[str, Any] = {"status": new_status.value, "updated_at": datetime.now(UTC)}
+        if column and getattr(message, column) is None:
+            values[column] = watermark
+        session.execute(update(Message).where(Message.id == message.id).values(**values))
+        session.add(
+            MessageEvent(
+                message_id=message.id,
+                event=f"{update_.get('provider')}_status",
+                status_from=message.status,
+                status_to=new_status.value,
+                detail=f"{raw_status} (watermark)",
+                payload=update_.get("raw") or {},
+            )
+        )
+    return bool(rows)

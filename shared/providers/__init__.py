@@ -40,6 +40,8 @@ PROVIDERS: dict[str, str] = {
     "twilio_sms": "shared.providers.twilio.sms:TwilioSmsProvider",
     "twilio_whatsapp": "shared.providers.twilio.whatsapp:TwilioWhatsAppProvider",
     "meta_whatsapp": "shared.providers.meta.whatsapp:MetaWhatsAppProvider",
+    "meta_messenger": "shared.providers.meta.messenger:MetaMessengerProvider",
+    "meta_instagram": "shared.providers.meta.instagram:MetaInstagramProvider",
     "outbox": "shared.providers.outbox:OutboxProvider",
     "unconfigured": "shared.providers.unconfigured:UnconfiguredProvider",
 }

@@ -110,6 +110,10 @@ class OutgoingMessage:
     button_labels: list[str] = field(default_factory=list)
     in_service_window: bool = True
     attachments: list[Attachment] = field(default_factory=list)  # e-mail only
+    # Messenger / Instagram: outside the standard window, the message tag Meta
+    # allows it under (HUMAN_AGENT), and quick replies as (title, payload).
+    message_tag: str | None = None
+    quick_replies: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -42,7 +42,9 @@ from tests.integration.test_delivery import (  # noqa: F401 - reconcile is a fix
     settled,
     worker_env,
 )
+from tests.integration.test_messenger_instagram_e2e import wrote_on
 
+META_DM = ("messenger", "instagram")
 BUSY = "busy@example.com"  # the fake SMTP server answers 451 for it
 GONE = "gone@example.com"  # ... and 550 for this one
 
@@ -91,6 +93,19 @@ PROVIDERS = (
         permanent_codes=("131047", "131026", "132001"),
         throttle_code="130429", transient_code="131000", after_timeout="operator",
     ),
+    # Messenger / Instagram Direct (Meta's Send API): 10/2018278 outside the
+    # window, 551 person unavailable, 100 bad parameter, 190 token; 613 rate
+    # limit; 2 temporary. Meta has no lookup: a timeout goes to an operator.
+    SendProvider(
+        "meta_messenger", "messenger", "messenger", lambda: FakeMeta().start(),
+        permanent_codes=("10/2018278", "551", "100", "190"),
+        throttle_code="613", transient_code="2", after_timeout="operator",
+    ),
+    SendProvider(
+        "meta_instagram", "instagram", "instagram", lambda: FakeMeta().start(),
+        permanent_codes=("10/2018278", "551", "190"),
+        throttle_code="613", transient_code="2", after_timeout="operator",
+    ),
     SendProvider(
         "smtp", "email", "email", _smtp, permanent_codes=("smtp_550",),
         transient_code="smtp_451", env={"RATE_LIMIT_EMAIL": "1000/second"},
@@ -113,6 +128,10 @@ class Running:
         email = self.provider.channel == "email"
         # A WhatsApp free-form text needs the patient's 24-hour window open.
         contact_id = new_contact(inbound_minutes_ago=1 if self.provider.channel == "whatsapp" else None)
+        if self.provider.channel in META_DM:
+            # Messenger / Instagram: a person of their own who wrote a minute ago.
+            to = to or str(uuid.uuid4().int)[:17]
+            wrote_on(contact_id, self.provider.channel, minutes_ago=1)
         with session_scope() as s:
             created = create_outbound_message(s, OutboundRequest(
                 channel=self.provider.channel, to_address=to or (BUSY if email else PATIENT),
@@ -123,6 +142,8 @@ class Running:
         return created.message_id
 
     def sends(self, mid: uuid.UUID) -> list[Any]:
+        if self.provider.channel == "instagram":  # its API carries no id of ours
+            return self.fake.sends_to(message(mid).to_address)
         return self.fake.sends_for(str(mid))
 
 

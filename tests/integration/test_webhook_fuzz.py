@@ -578,3 +578,44 @@ def test_webhook_202_is_filed_by_the_worker_function(
     check_any(response, (202,))
     new = response.status_code == 202 and not orjson.loads(response.data).get("duplicate")
     assert drain_and_run_tasks(redis_client) == (1 if new else 0)
+
+
+META_DM_PATHS = [
+    ("object",), ("entry",), ("entry", 0), ("entry", 0, "id"), ("entry", 0, "messaging"),
+    ("entry", 0, "messaging", 0), ("entry", 0, "messaging", 0, "sender"),
+    ("entry", 0, "messaging", 0, "sender", "id"), ("entry", 0, "messaging", 0, "timestamp"),
+    ("entry", 0, "messaging", 0, "message"), ("entry", 0, "messaging", 0, "message", "mid"),
+    ("entry", 0, "messaging", 0, "message", "text"),
+    ("entry", 0, "messaging", 0, "message", "quick_reply"),
+    ("entry", 0, "messaging", 0, "message", "attachments"),
+    ("entry", 0, "messaging", 0, "message", "attachments", 0, "payload"),
+    ("entry", 0, "messaging", 0, "message", "is_echo"),
+    ("entry", 0, "messaging", 1, "postback"), ("entry", 0, "messaging", 1, "postback", "mid"),
+    ("entry", 0, "messaging", 2, "delivery"), ("entry", 0, "messaging", 2, "delivery", "mids"),
+    ("entry", 0, "messaging", 2, "delivery", "watermark"),
+    ("entry", 0, "messaging", 3, "read"), ("entry", 0, "messaging", 3, "read", "watermark"),
+]
+
+
+@settings(FUZZ, max_examples=80)
+@given(data=st.data(), obj=st.sampled_from(["page", "instagram"]))
+def test_meta_dm_webhook_signed_never_5xx_and_files_what_it_accepts(
+    every_client, redis_client, data: st.DataObject, obj: str
+) -> None:
+    """Messenger / Instagram bodies (objects `page`, `instagram`), mutated."""
+    from tests.integration.test_messenger_instagram_e2e import dm_envelope, dm_message
+    from tests.integration.test_webhook_contract import meta_request
+
+    person = "24012345678901234"
+    message = dm_message(person, "Oi", obj=obj, attachments=[
+        {"type": "image", "payload": {"url": "https://cdn.example/a.jpg"}}])
+    postback = {"sender": {"id": person}, "recipient": {"id": "1"}, "timestamp": 1700000000000,
+                "postback": {"title": "Confirmar", "payload": "CONFIRM_x", "mid": "m_pb"}}
+    delivery = {"sender": {"id": person}, "recipient": {"id": "1"},
+                "delivery": {"mids": ["m_1"], "watermark": 1700000000000}}
+    read = {"sender": {"id": person}, "recipient": {"id": "1"}, "timestamp": 1700000000000,
+            "read": {"watermark": 1700000000000, "mid": "m_1"}}
+    doc = data.draw(mutated(dm_envelope(obj, message, postback, delivery, read), META_DM_PATHS))
+    body, headers = meta_request(_dumps(doc))
+    check_any(every_client.post("/webhooks/meta", data=body, headers=headers), (200,))
+    drain_and_run_tasks(redis_client)

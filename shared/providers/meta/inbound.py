@@ -1,6 +1,8 @@
 """Meta WhatsApp Cloud API webhook bodies → inbound task payloads and status
-events. Pure: no database, no network. A status event carries Meta's status
-word as sent; what it means to us is `MetaWhatsAppProvider.status_map`.
+events (Messenger's and Instagram's `page` / `instagram` objects are
+parsed by shared/providers/meta/messaging.py). Pure: no database, no
+network. A status event carries Meta's status word as sent; what it means
+to us is `MetaWhatsAppProvider.status_map`.
 
 One request may batch several entries, each with several changes, each with
 messages and/or statuses (PROVIDERS.md). A body whose structure is wrong is a
@@ -32,6 +34,7 @@ from shared.core.identity import InvalidIdentifier, normalize_phone
 from shared.core.payloads import NAME_MAX, PayloadError, parse_json_object
 from shared.core.validation import is_storable, repair_inbound_payload, repair_status_event
 from shared.providers.meta import VENDOR
+from shared.providers.meta.messaging import is_messaging_object, parse_messaging_entries
 
 WAMID_MAX = 128  # messages.provider_message_id
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
@@ -239,8 +242,11 @@ def parse_meta_webhook(
 ) -> MetaBatch:
     """Parse one (already signature-verified) webhook body."""
     doc = parse_json_object(raw_body)
+    if is_messaging_object(doc.get("object")):
+        # Messenger (`page`) and Instagram Direct (`instagram`): entry[].messaging[].
+        messages, statuses, skipped = parse_messaging_entries(doc, settings, now)
+        return MetaBatch(messages, statuses, skipped)
     if doc.get("object") != "whatsapp_business_account":
-        # Instagram/Messenger share the endpoint shape but are not wired yet.
         return MetaBatch(skipped=[f"object {str(doc.get('object'))[:32]!r} ignored"])
     entries = doc.get("entry")
     if not isinstance(entries, list):
