@@ -39,7 +39,12 @@ from shared.contacts.admin import (
 )
 from shared.core.db import session_scope
 from shared.core.errors import FieldError
-from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
+from shared.core.identity import (
+    InvalidIdentifier,
+    normalize_email,
+    normalize_phone,
+    normalize_telegram_id,
+)
 from shared.core.models import MergeCandidate
 
 bp = Blueprint("contacts_api", __name__)
@@ -153,9 +158,14 @@ def _candidate_json(c: MergeCandidate) -> dict[str, Any]:
 @bp.get("/api/contacts")
 @require_api_key
 def lookup_contacts() -> Any:
-    """`?phone=` and/or `?email=` (any format; normalized like inbound)."""
+    """`?phone=`, `?email=` and/or `?telegram=` (a chat id; any format,
+    normalized like inbound)."""
     identities = []
-    for kind, normalize in (("phone", normalize_phone), ("email", normalize_email)):
+    for kind, normalize in (
+        ("phone", normalize_phone),
+        ("email", normalize_email),
+        ("telegram", normalize_telegram_id),
+    ):
         raw = request.args.get(kind)
         if raw:
             try:
@@ -163,7 +173,7 @@ def lookup_contacts() -> Any:
             except InvalidIdentifier as exc:  # the normalizer cannot know the field
                 raise FieldError(str(exc), kind) from None
     if not identities:
-        return error(400, "give phone or email", "phone")
+        return error(400, "give phone, email or telegram", "phone")
     with session_scope() as session:
         ids = find_contacts(session, identities)
         # Which patient an identity belongs to is itself patient data.

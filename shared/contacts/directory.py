@@ -37,6 +37,7 @@ _PRECEDENCE = {
     IdentityKind.EMAIL.value: 1,
     IdentityKind.CHATWOOT.value: 2,
     IdentityKind.ROCKETCHAT.value: 3,
+    IdentityKind.TELEGRAM.value: 4,
 }
 
 
@@ -297,7 +298,11 @@ def contact_details_from_payload(
         identities.append((IdentityKind.PHONE.value, str(contact["phone"])))
     if isinstance(contact.get("email"), str):
         identities.append((IdentityKind.EMAIL.value, str(contact["email"])))
-    for kind in (IdentityKind.CHATWOOT.value, IdentityKind.ROCKETCHAT.value):
+    for kind in (
+        IdentityKind.CHATWOOT.value,
+        IdentityKind.ROCKETCHAT.value,
+        IdentityKind.TELEGRAM.value,
+    ):
         if isinstance(contact.get(kind), str):
             identities.append((kind, str(contact[kind])))
     verified: dict[tuple[str, str], str] = {}

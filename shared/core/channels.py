@@ -169,6 +169,21 @@ CHANNELS: tuple[Channel, ...] = (
             }
         ),
     ),
+    Channel(
+        name="telegram",
+        label="Telegram",
+        address_kind=IdentityKind.TELEGRAM.value,
+        rate_limits=(
+            # Bot API: about 30 messages per second per bot, and no more than
+            # one message per second to one chat.
+            RateLimit.named("telegram"),
+            RateLimit.named("telegram-chat", per_recipient=True),
+        ),
+        cost_setting="COST_ESTIMATE_TELEGRAM",
+        providers=MappingProxyType(
+            {"": ProviderRequirement("telegram_bot", ("TELEGRAM_BOT_TOKEN",))}
+        ),
+    ),
 )
 
 CHANNEL_NAMES: tuple[str, ...] = tuple(channel.name for channel in CHANNELS)
@@ -240,7 +255,11 @@ def channels_addressed_to(kind: str) -> tuple[str, ...]:
 
 
 ADDRESS_KIND_LABEL: Mapping[str, str] = MappingProxyType(
-    {IdentityKind.EMAIL.value: "email address", IdentityKind.PHONE.value: "phone number"}
+    {
+        IdentityKind.EMAIL.value: "email address",
+        IdentityKind.PHONE.value: "phone number",
+        IdentityKind.TELEGRAM.value: "Telegram chat id",
+    }
 )
 
 

@@ -10,6 +10,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     WEB = "web"
+    TELEGRAM = "telegram"
 
 
 class Direction(StrEnum):
@@ -59,6 +60,7 @@ class IdentityKind(StrEnum):
     EMAIL = "email"
     CHATWOOT = "chatwoot"
     ROCKETCHAT = "rocketchat"
+    TELEGRAM = "telegram"  # a Telegram private chat id (= the user id), decimal
 
 
 class ConversationStatus(StrEnum):

@@ -97,6 +97,7 @@ class TaskPublisher:
 SEND_EMAIL = "clinicq.send.email"
 SEND_SMS = "clinicq.send.sms"
 SEND_WHATSAPP = "clinicq.send.whatsapp"
+SEND_TELEGRAM = "clinicq.send.telegram"
 
 INBOUND_PROCESS = "clinicq.inbound.process"
 INBOUND_REACT = "clinicq.inbound.react"

@@ -4,6 +4,10 @@ TEMPLATES_DIR):
     email/<name>.subject.txt, email/<name>.txt, email/<name>.html
     sms/<name>.txt
     whatsapp/<name>.txt + whatsapp/templates.json (approved-template mapping)
+    telegram/<name>.txt
+    <channel>/<name>.buttons (optional): the template's buttons, one a line,
+        `LABEL|PAYLOAD_PREFIX` (e.g. `Confirmar|CONFIRM_`); the payload is the
+        prefix + the appointment id of the message's data
 
 Rendering is strict: a variable the template uses but the data lacks is a
 `TemplateDataError` naming it (the API answers 400), never a blank in a
@@ -50,6 +54,9 @@ class Rendered:
     # WhatsApp approved-template parameters and quick-reply payloads.
     params: list[str] = field(default_factory=list)
     buttons: list[str] = field(default_factory=list)
+    # Buttons with their labels (label, payload), for channels that show our
+    # own keyboard (Telegram's inline keyboard) rather than an approved one.
+    keyboard: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -107,6 +114,43 @@ def whatsapp_template(name: str) -> WhatsAppTemplateSpec:
     return specs[name]
 
 
+def template_buttons(channel: str, template: str) -> list[tuple[str, str]]:
+    """The buttons template `template` of `channel` declares in its sidecar
+    `<channel>/<template>.buttons`: (label, payload prefix) per line
+    `LABEL|PAYLOAD_PREFIX`; blank lines and `#` comments skipped. No file: []."""
+    if "/" in template or "\\" in template or template.startswith("."):
+        return []
+    return list(_buttons_file(str(templates_dir() / channel / f"{template}.buttons")))
+
+
+@functools.lru_cache(maxsize=64)
+def _buttons_file(path: str) -> tuple[tuple[str, str], ...]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return ()
+    buttons = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        label, sep, prefix = line.partition("|")
+        if not sep or not label.strip() or not prefix.strip():
+            raise TemplateError(f"{path}: a button line is `LABEL|PAYLOAD_PREFIX`", "template")
+        buttons.append((label.strip(), prefix.strip()))
+    return tuple(buttons)
+
+
+def _keyboard(channel: str, name: str, data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The template's buttons with their payloads: each acts on the message's
+    appointment (`data.appointment_id`), so a template sent about no
+    appointment shows none."""
+    appointment = data.get("appointment_id")
+    if not appointment:
+        return []
+    return [(label, f"{prefix}{appointment}") for label, prefix in template_buttons(channel, name)]
+
+
 def available_templates(channel: str) -> list[str]:
     root = templates_dir() / channel
     if not root.is_dir():
@@ -162,6 +206,8 @@ def render(channel: str, name: str, data: dict[str, Any]) -> Rendered:
         raise UnknownTemplate(
             f"unknown {channel} template {name!r} (known: {known})", "template"
         ) from None
+    if channel == "telegram":
+        return Rendered(text=text, keyboard=_keyboard(channel, name, data))
     if channel != "whatsapp":
         return Rendered(text=text)
     try:

@@ -74,7 +74,12 @@ HISTORY_SIZE = 10
 EXCERPT_CHARS = 90  # the on-call SMS stays within two segments
 ALERT_TEXT_CHARS = 2000
 
-ACK_TEMPLATES = {"email": "recebimento", "sms": "acompanhamento", "whatsapp": "menu_opcoes"}
+ACK_TEMPLATES = {
+    "email": "recebimento",
+    "sms": "acompanhamento",
+    "whatsapp": "menu_opcoes",
+    "telegram": "recebimento",
+}
 EMERGENCY_REPLY = "resposta_emergencia"
 CRISIS_REPLY = "resposta_crise"
 SELF_HARM = "self_harm"

@@ -188,8 +188,14 @@ def _linked_appointment(
 
 def _reply_route(session: Session, message: Message, sms_only: bool) -> tuple[str, str] | None:
     """Answer on the channel the patient used (WhatsApp: inside the service
-    window they just opened), else SMS; email only where a template exists."""
+    window they just opened; a channel with an address of its own, like a
+    Telegram chat: on that chat), else SMS; email only where a template exists."""
     assert message.contact_id is not None
+    own_kind = address_kind(message.channel) if is_channel(message.channel) else None
+    if own_kind not in (None, IdentityKind.PHONE.value, IdentityKind.EMAIL.value):
+        own = contact_address(session, message.contact_id, str(own_kind))
+        if own:
+            return message.channel, own
     phone = contact_address(session, message.contact_id, IdentityKind.PHONE.value)
     if message.channel in channels_addressed_to(IdentityKind.PHONE.value) and phone:
         return message.channel, phone

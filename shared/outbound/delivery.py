@@ -241,6 +241,7 @@ def build_outgoing(session: Session, message: Message, settings: Settings) -> Ou
         out.html = rendered.html
         out.template_params = rendered.params
         out.template_buttons = rendered.buttons
+        out.keyboard = rendered.keyboard
     if message.channel == "whatsapp":
         out.in_service_window = in_service_window(session, message, settings)
     return out

@@ -95,6 +95,8 @@ class OutgoingMessage:
     template: str | None = None
     template_params: list[str] = field(default_factory=list)
     template_buttons: list[str] = field(default_factory=list)  # quick-reply payloads
+    # (label, payload) of the buttons a channel draws itself (Telegram).
+    keyboard: list[tuple[str, str]] = field(default_factory=list)
     in_service_window: bool = True
 
 

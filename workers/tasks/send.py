@@ -1,4 +1,4 @@
-"""The `email`, `sms` and `whatsapp` queues: send one message (thin; the state
+"""The `email`, `sms`, `whatsapp` and `telegram` queues: send one message (thin; the state
 machine is shared/outbound/delivery.py). A wait — rate-limit slot, backoff, Retry-After —
 comes back as a countdown and the task re-queues itself; it never sleeps while
 holding a worker process."""
@@ -10,7 +10,7 @@ from typing import Any
 from celery import Task
 
 from shared.core.config import get_settings
-from shared.core.taskqueue import SEND_EMAIL, SEND_SMS, SEND_WHATSAPP
+from shared.core.taskqueue import SEND_EMAIL, SEND_SMS, SEND_TELEGRAM, SEND_WHATSAPP
 from shared.outbound.delivery import deliver, note_pending
 from workers.app import app
 from workers.durable import DurableTask
@@ -62,3 +62,8 @@ def send_sms(self: Task, message_id: str, **kwargs: Any) -> str:
 @app.task(name=SEND_WHATSAPP, **_OPTIONS)
 def send_whatsapp(self: Task, message_id: str, **kwargs: Any) -> str:
     return _run(self, "whatsapp", message_id, **kwargs)
+
+
+@app.task(name=SEND_TELEGRAM, **_OPTIONS)
+def send_telegram(self: Task, message_id: str, **kwargs: Any) -> str:
+    return _run(self, "telegram", message_id, **kwargs)
