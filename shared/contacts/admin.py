@@ -285,13 +285,14 @@ def merge_attested_duplicates(
         return []
     merged = []
     for other in others:
-        held = set(
-            session.execute(
+        held = {
+            (kind, value)
+            for kind, value in session.execute(
                 select(ContactIdentity.kind, ContactIdentity.value).where(
                     ContactIdentity.contact_id == other
                 )
-            ).tuples()
-        )
+            )
+        }
         if held and held <= set(attested):
             try:
                 merge_contacts(session, contact_id, other, actor=f"attested:{next(iter(vias))}")
