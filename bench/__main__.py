@@ -11,6 +11,7 @@ BENCHES: dict[str, str] = {
     "ingest": "bench.ingest",
     "provider_webhooks": "bench.provider_webhooks",
     "delivery": "bench.delivery",
+    "telegram": "bench.telegram_limits",  # the Bot API's per-bot and per-chat caps
     "triage": "bench.triage_accuracy",
     "scheduler": "bench.scheduler",  # slowest: loads 1M appointments
     "durability": "bench.durability",  # REDIS_DURABILITY modes against everysec

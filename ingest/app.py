@@ -20,6 +20,7 @@ from ingest.pages import selfservice as selfservice_page
 from ingest.webhooks import inbox as inbox_webhooks
 from ingest.webhooks import intake as intake_webhook
 from ingest.webhooks import meta as meta_webhook
+from ingest.webhooks import telegram as telegram_webhook
 from ingest.webhooks import twilio as twilio_webhook
 from ingest.webhooks import twilio_status as twilio_status_webhook
 from ingest.webhooks.intake_auth import WebhookAuthenticator
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         twilio_webhook.bp,
         twilio_status_webhook.bp,
         meta_webhook.bp,
+        telegram_webhook.bp,
         inbox_webhooks.bp,
         # the clinic's API: API keys with scopes (ingest/api/auth.py)
         message_status_api.bp,

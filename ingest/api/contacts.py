@@ -46,6 +46,7 @@ from shared.core.identity import (
     normalize_igsid,
     normalize_phone,
     normalize_psid,
+    normalize_telegram_id,
 )
 from shared.core.models import MergeCandidate
 
@@ -160,14 +161,15 @@ def _candidate_json(c: MergeCandidate) -> dict[str, Any]:
 @bp.get("/api/contacts")
 @require_api_key
 def lookup_contacts() -> Any:
-    """`?phone=`, `?email=`, `?psid=` (Messenger) and/or `?igsid=` (Instagram)
-    (any format; normalized like inbound)."""
+    """`?phone=`, `?email=`, `?psid=` (Messenger), `?igsid=` (Instagram) and/or
+    `?telegram=` (a chat id) (any format; normalized like inbound)."""
     identities = []
     for kind, normalize in (
         ("phone", normalize_phone),
         ("email", normalize_email),
         ("psid", normalize_psid),
         ("igsid", normalize_igsid),
+        ("telegram", normalize_telegram_id),
     ):
         raw = request.args.get(kind)
         if raw:
@@ -176,7 +178,7 @@ def lookup_contacts() -> Any:
             except InvalidIdentifier as exc:  # the normalizer cannot know the field
                 raise FieldError(str(exc), kind) from None
     if not identities:
-        return error(400, "give phone, email, psid or igsid", "phone")
+        return error(400, "give phone, email, psid, igsid or telegram", "phone")
     with session_scope() as session:
         ids = find_contacts(session, identities)
         # Which patient an identity belongs to is itself patient data.

@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 
 from shared.contacts.directory import lock_identities
 from shared.core.dead_letters import erase_for_contact
-from shared.core.enums import ConversationStatus, Direction, MessageStatus, ScheduledStatus
+from shared.core.enums import (
+    ConversationStatus,
+    Direction,
+    IdentityKind,
+    MessageStatus,
+    ScheduledStatus,
+)
 from shared.core.errors import FieldError, NotFoundError
 from shared.core.models import (
     Appointment,
@@ -260,6 +266,43 @@ def merge_contacts(
     return MergeResult(keep_id, other_id, already_merged=False, moved=moved)
 
 
+def merge_attested_duplicates(
+    session: Session,
+    contact_id: uuid.UUID,
+    others: list[uuid.UUID],
+    attested: dict[tuple[str, str], str],
+) -> list[uuid.UUID]:
+    """The verified path that joins a patient's chat to their record: the
+    provider attests, in one message, that *all* these identities are the
+    sender's (a Telegram update from a chat sharing the account's own phone).
+    Another contact matched by the message that holds nothing but some of
+    these identities (the chat's contact, made by its first messages) is this
+    same person, so it is merged into `contact_id` — identities, messages,
+    conversations move; the audit row names the provider. A contact holding
+    anything else stays apart, a merge candidate for the team (never merged
+    silently). Returns the contacts merged."""
+    vias = set(attested.values())
+    if len(attested) < 2 or len(vias) != 1:
+        return []
+    merged = []
+    for other in others:
+        held = {
+            (kind, value)
+            for kind, value in session.execute(
+                select(ContactIdentity.kind, ContactIdentity.value).where(
+                    ContactIdentity.contact_id == other
+                )
+            )
+        }
+        if held and held <= set(attested):
+            try:
+                merge_contacts(session, contact_id, other, actor=f"attested:{next(iter(vias))}")
+            except MergeRefused:  # erased, or merged elsewhere already: the team's call
+                continue
+            merged.append(other)
+    return merged
+
+
 def _refuse_unmergeable(keep: Contact, other: Contact) -> None:
     if keep.merged_into_id is not None:
         raise MergeRefused("this contact was merged into another; merge into that one", "id")
@@ -413,6 +456,7 @@ class EraseResult:
     message_ids: list[str] = field(default_factory=list)
     idempotency_keys: list[str] = field(default_factory=list)
     phones: list[str] = field(default_factory=list)
+    telegram_chats: list[str] = field(default_factory=list)
 
 
 def _hashed(column: Any) -> Any:
@@ -502,6 +546,7 @@ def erase_contact(session: Session, contact_id: uuid.UUID, actor: str) -> EraseR
         message_ids=[str(row.id) for row in affected],
         idempotency_keys=[row.idempotency_key for row in affected if row.idempotency_key],
         phones=[value for _, value in identities if value.startswith("+")],
+        telegram_chats=[value for kind, value in identities if kind == IdentityKind.TELEGRAM.value],
     )
 
 
@@ -644,7 +689,8 @@ def forget_in_redis(client: Any, result: EraseResult) -> int:
     Idempotency keys live there under the sender's own key
     (`clinicq:idem:webhook:<webhook-id>`, `clinicq:idem:imap:<Message-ID>`)
     for IDEMPOTENCY_TTL_SECONDS, valued with the message id; the WhatsApp
-    pair rate limit names the recipient's number. Deleting a dedupe key means
+    pair rate limit names the recipient's number, Telegram's per-chat limit
+    the chat id. Deleting a dedupe key means
     a replay after the erasure is filed as a new message — the sender sent
     the data again. Best effort: a Redis outage leaves these to expire."""
     if not result.message_ids:
@@ -665,4 +711,6 @@ def forget_in_redis(client: Any, result: EraseResult) -> int:
                       if v is not None and v.decode() in ours)
     for phone in result.phones:
         doomed.update(client.scan_iter(match=f"clinicq:rl:whatsapp-pair:*:{phone}", count=1000))
+    for chat in result.telegram_chats:  # the per-chat limit names the chat
+        doomed.update(client.scan_iter(match=f"clinicq:rl:telegram-chat:*:{chat}", count=1000))
     return int(client.delete(*doomed)) if doomed else 0

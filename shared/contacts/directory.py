@@ -39,6 +39,7 @@ _PRECEDENCE = {
     IdentityKind.ROCKETCHAT.value: 3,
     IdentityKind.PSID.value: 4,
     IdentityKind.IGSID.value: 5,
+    IdentityKind.TELEGRAM.value: 6,
 }
 
 
@@ -357,6 +358,7 @@ def contact_details_from_payload(
         IdentityKind.WEBCHAT.value,
         IdentityKind.PSID.value,
         IdentityKind.IGSID.value,
+        IdentityKind.TELEGRAM.value,
     ):
         if isinstance(contact.get(kind), str):
             identities.append((kind, str(contact[kind])))

@@ -169,6 +169,21 @@ CHANNELS: tuple[Channel, ...] = (
             }
         ),
     ),
+    Channel(
+        name="telegram",
+        label="Telegram",
+        address_kind=IdentityKind.TELEGRAM.value,
+        rate_limits=(
+            # Bot API: about 30 messages per second per bot, and no more than
+            # one message per second to one chat.
+            RateLimit.named("telegram"),
+            RateLimit.named("telegram-chat", per_recipient=True),
+        ),
+        cost_setting="COST_ESTIMATE_TELEGRAM",
+        providers=MappingProxyType(
+            {"": ProviderRequirement("telegram_bot", ("TELEGRAM_BOT_TOKEN",))}
+        ),
+    ),
 )
 
 # Messenger and Instagram Direct: Meta's Send API, to the id Meta gave the
@@ -274,6 +289,7 @@ ADDRESS_KIND_LABEL: Mapping[str, str] = MappingProxyType(
         IdentityKind.PHONE.value: "phone number",
         IdentityKind.PSID.value: "Messenger id (PSID)",
         IdentityKind.IGSID.value: "Instagram id (IGSID)",
+        IdentityKind.TELEGRAM.value: "Telegram chat id",
     }
 )
 

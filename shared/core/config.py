@@ -51,6 +51,7 @@ SECRET_MIN_CHARS = {
     "ROCKETCHAT_LIVECHAT_TOKEN": 16,
     "META_VERIFY_TOKEN": 16,
     "META_APP_SECRET": 16,
+    "TELEGRAM_WEBHOOK_SECRET": 16,
 }
 # Standard Webhooks: a signing secret is 24-64 random bytes.
 SIGNING_SECRET_MIN_BYTES = 24
@@ -145,6 +146,17 @@ class Settings(BaseSettings):
     MESSENGER_PAGE_TOKEN: str = ""
     INSTAGRAM_ACCOUNT_ID: str = ""
     INSTAGRAM_TOKEN: str = ""
+
+    # --- Telegram (Bot API) ---------------------------------------------------
+    # The bot's token from @BotFather ("123456:ABC-…"): it is the whole
+    # credential, and it sits in every API URL, so URLs are never logged.
+    TELEGRAM_BOT_TOKEN: str = ""
+    # Our secret for `setWebhook`'s secret_token: Telegram sends it back in
+    # X-Telegram-Bot-Api-Secret-Token on every update (1-256 of A-Z a-z 0-9 _ -).
+    TELEGRAM_WEBHOOK_SECRET: str = Field("", max_length=256, pattern=r"^[A-Za-z0-9_-]*$")
+    TELEGRAM_API_BASE_URL: str = "https://api.telegram.org"
+    # An update is one message: 64 KiB is far above any text, contact or tap.
+    TELEGRAM_WEBHOOK_MAX_BODY_BYTES: int = Field(64 * 1024, ge=4 * 1024, le=1024 * 1024)
 
     # --- agent inbox ----------------------------------------------------------
     INBOX_PROVIDER: Literal["none", "chatwoot", "rocketchat"] = "none"
@@ -538,6 +550,11 @@ class Settings(BaseSettings):
     RATE_LIMIT_MESSENGER_BURST: int = Field(1, ge=1, le=10_000)
     RATE_LIMIT_INSTAGRAM: str = "100/second"
     RATE_LIMIT_INSTAGRAM_BURST: int = Field(1, ge=1, le=10_000)
+    # Telegram Bot API: ~30 messages/s per bot, 1/s per chat.
+    RATE_LIMIT_TELEGRAM: str = "30/second"
+    RATE_LIMIT_TELEGRAM_BURST: int = Field(1, ge=1, le=10_000)
+    RATE_LIMIT_TELEGRAM_CHAT: str = "1/second"
+    RATE_LIMIT_TELEGRAM_CHAT_BURST: int = Field(1, ge=1, le=100)
     # Fraction of each configured rate we actually use: providers count
     # requests as they arrive, and network/CPU jitter between our admission
     # and their clock can bunch a few; the headroom absorbs it.
@@ -554,6 +571,8 @@ class Settings(BaseSettings):
     # Meta charges nothing for Messenger / Instagram Direct messages.
     COST_ESTIMATE_MESSENGER: float = Field(0.0, ge=0)
     COST_ESTIMATE_INSTAGRAM: float = Field(0.0, ge=0)
+    # The Bot API charges nothing per message.
+    COST_ESTIMATE_TELEGRAM: float = Field(0.0, ge=0)
     # Editable template files (pt-BR). Default: shared/templates/.
     TEMPLATES_DIR: str = ""
     # WhatsApp template -> Twilio Content SID, "name=HX...,name2=HX..." (the

@@ -15,6 +15,7 @@ class Channel(StrEnum):
     WEBCHAT = "webchat"
     MESSENGER = "messenger"  # Facebook Messenger (a Page's inbox)
     INSTAGRAM = "instagram"  # Instagram Direct
+    TELEGRAM = "telegram"
 
 
 class Direction(StrEnum):
@@ -68,6 +69,7 @@ class IdentityKind(StrEnum):
     WEBCHAT = "webchat"
     PSID = "psid"  # Messenger page-scoped id of a person
     IGSID = "igsid"  # Instagram-scoped id of a person
+    TELEGRAM = "telegram"  # a Telegram private chat id (= the user id), decimal
 
 
 class ConversationStatus(StrEnum):

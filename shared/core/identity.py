@@ -105,6 +105,20 @@ normalize_psid = normalize_meta_scoped_id
 normalize_igsid = normalize_meta_scoped_id
 
 
+# A Telegram user id (= its private chat id with the bot): a positive integer
+# of at most 52 significant bits (Bot API), so at most 16 decimal digits.
+_TELEGRAM_ID = re.compile(r"[1-9][0-9]{0,15}", re.ASCII)
+
+
+def normalize_telegram_id(raw: str | int) -> str:
+    """A Telegram private chat id in its canonical decimal form. Group and
+    channel chats (negative ids) are not a patient's address."""
+    value = str(raw).strip() if isinstance(raw, str | int) and not isinstance(raw, bool) else ""
+    if not _TELEGRAM_ID.fullmatch(value) or int(value) >= 2**52:
+        raise InvalidIdentifier("not a Telegram private chat id")
+    return value
+
+
 def whatsapp_wa_id(e164: str) -> str:
     """The digits WhatsApp uses as an address (no '+')."""
     return e164.lstrip("+")

@@ -99,6 +99,7 @@ SEND_SMS = "clinicq.send.sms"
 SEND_WHATSAPP = "clinicq.send.whatsapp"
 SEND_MESSENGER = "clinicq.send.messenger"
 SEND_INSTAGRAM = "clinicq.send.instagram"
+SEND_TELEGRAM = "clinicq.send.telegram"
 
 INBOUND_PROCESS = "clinicq.inbound.process"
 INBOUND_REACT = "clinicq.inbound.react"

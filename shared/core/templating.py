@@ -11,6 +11,9 @@ A button's payload is its prefix + the id it acts on: `CONFIRM_`,
 waitlist offer's `offer_id` (BUTTON_SUBJECT). A `.buttons` sidecar replaces
 the `buttons` of templates.json for that template.
 
+    telegram/<name>.txt (Telegram shows the sidecar's buttons as its own
+        inline keyboard: Rendered.keyboard)
+
 Rendering is strict: a variable the template uses but the data lacks is a
 `TemplateDataError` naming it (the API answers 400), never a blank in a
 patient's message. HTML is autoescaped (a bare jinja2.Environment is not); the
@@ -57,6 +60,9 @@ class Rendered:
     params: list[str] = field(default_factory=list)
     buttons: list[str] = field(default_factory=list)
     button_labels: list[str] = field(default_factory=list)  # from a `.buttons` sidecar
+    # Buttons with their labels (label, payload), for channels that show our
+    # own keyboard (Telegram's inline keyboard) rather than an approved one.
+    keyboard: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -165,6 +171,16 @@ def button_payloads(channel: str, template: str, data: dict[str, Any]) -> list[s
     return payloads
 
 
+def _keyboard(channel: str, name: str, data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The template's buttons with their payloads: each acts on the message's
+    appointment (`data.appointment_id`), so a template sent about no
+    appointment shows none."""
+    appointment = data.get("appointment_id")
+    if not appointment:
+        return []
+    return [(label, f"{prefix}{appointment}") for label, prefix in template_buttons(channel, name)]
+
+
 def available_templates(channel: str) -> list[str]:
     root = templates_dir() / channel
     if not root.is_dir():
@@ -227,6 +243,8 @@ def render(channel: str, name: str, data: dict[str, Any]) -> Rendered:
         raise UnknownTemplate(
             f"unknown {channel} template {name!r} (known: {known})", "template"
         ) from None
+    if channel == "telegram":
+        return Rendered(text=text, keyboard=_keyboard(channel, name, data))
     if channel != "whatsapp":
         return Rendered(text=text)
     try:

@@ -85,6 +85,7 @@ ACK_TEMPLATES = {
     "whatsapp": "menu_opcoes",
     "messenger": "menu_opcoes",
     "instagram": "menu_opcoes",
+    "telegram": "recebimento",
 }
 EMERGENCY_REPLY = "resposta_emergencia"
 CRISIS_REPLY = "resposta_crise"

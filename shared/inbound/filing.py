@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.contacts.admin import merge_attested_duplicates
 from shared.contacts.conversations import (
     active_conversation,
     inbox_conversation,
@@ -86,6 +87,16 @@ def file_inbound_message(
         payload["contact"], channel, payload.get("source", ""), payload.get("attested")
     )
     match = find_or_create_contact(session, details)
+    if match.merge_candidates:
+        # A provider that vouched for every identity of the message (a
+        # Telegram chat sharing its own phone) joins the chat to the patient.
+        merged = merge_attested_duplicates(
+            session,
+            match.contact_id,
+            [c for c in match.merge_candidates if c != match.held_apart],
+            details.verified if set(details.verified) == set(details.identities) else {},
+        )
+        match.merge_candidates = [c for c in match.merge_candidates if c not in merged]
     conversation_id = active_conversation(session, match.contact_id, channel, received_at)
     if widget is not None:
         # The widget conversation is this conversation's place in the inbox:

@@ -306,14 +306,13 @@ def _claim(
 
 def _reply_route(session: Session, message: Message, sms_only: bool) -> tuple[str, str] | None:
     """Answer on the channel the patient used (WhatsApp, Messenger, Instagram:
-    inside the service window they just opened), else SMS; email only where a
-    template exists. A channel with an address kind of its own (a PSID, an
-    IGSID) is answered on itself, to the id that wrote."""
+    inside the service window they just opened; a channel with an address of
+    its own — a Telegram chat, a PSID, an IGSID — on itself, to the id that
+    wrote), else SMS; email only where a template exists."""
     assert message.contact_id is not None
-    if is_channel(message.channel) and address_kind(message.channel) not in (
-        IdentityKind.PHONE.value, IdentityKind.EMAIL.value
-    ):
-        own = contact_address(session, message.contact_id, address_kind(message.channel))
+    own_kind = address_kind(message.channel) if is_channel(message.channel) else None
+    if own_kind not in (None, IdentityKind.PHONE.value, IdentityKind.EMAIL.value):
+        own = contact_address(session, message.contact_id, str(own_kind))
         if own:
             return message.channel, own
     phone = contact_address(session, message.contact_id, IdentityKind.PHONE.value)

@@ -388,6 +388,12 @@ def choose_route(
         return addresses[address_kind(channel)]
 
     channel = conversation.channel
+    if channel == "telegram":
+        # The patient's chat with the bot: no service window, no template.
+        chat = contact_address(session, conversation.contact_id, IdentityKind.TELEGRAM.value)
+        if chat is not None:
+            return _Route("telegram", chat)
+        channel = "sms"
     if channel == "web":
         channel = "email" if address_on("email") else "sms"
     if channel == "email":

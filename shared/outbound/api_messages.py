@@ -21,7 +21,12 @@ from shared.contacts.preference import channel_for_contact
 from shared.core.channels import address_kind, is_channel
 from shared.core.enums import IdentityKind
 from shared.core.errors import FieldError
-from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
+from shared.core.identity import (
+    InvalidIdentifier,
+    normalize_email,
+    normalize_phone,
+    normalize_telegram_id,
+)
 from shared.core.models import Contact
 from shared.core.templating import render
 from shared.outbound import _sql
@@ -139,7 +144,12 @@ def _by_address(
     """A phone or e-mail: its contact, or a new one (None with
     `create_contact=False` when no contact has it)."""
     try:
-        if "@" in to:
+        if channel is not None and is_channel(channel) and (
+            address_kind(channel) == IdentityKind.TELEGRAM.value
+        ):
+            # A Telegram chat id: digits, like a phone, so the channel decides.
+            address, kind = normalize_telegram_id(to), IdentityKind.TELEGRAM.value
+        elif "@" in to:
             address, kind = normalize_email(to), IdentityKind.EMAIL.value
             channel = channel or "email"
         else:

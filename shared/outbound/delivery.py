@@ -288,6 +288,7 @@ def build_outgoing(session: Session, message: Message, settings: Settings) -> Ou
         out.template_params = rendered.params
         out.template_buttons = rendered.buttons
         out.button_labels = rendered.button_labels
+        out.keyboard = rendered.keyboard
     if message.channel == "whatsapp":
         out.in_service_window = in_service_window(session, message, settings)
     if message.channel == "email":

@@ -42,6 +42,7 @@ PROVIDERS: dict[str, str] = {
     "meta_whatsapp": "shared.providers.meta.whatsapp:MetaWhatsAppProvider",
     "meta_messenger": "shared.providers.meta.messenger:MetaMessengerProvider",
     "meta_instagram": "shared.providers.meta.instagram:MetaInstagramProvider",
+    "telegram_bot": "shared.providers.telegram.bot:TelegramBotProvider",
     "outbox": "shared.providers.outbox:OutboxProvider",
     "unconfigured": "shared.providers.unconfigured:UnconfiguredProvider",
 }
@@ -206,6 +207,15 @@ def describe_channels(settings: Settings) -> list[str]:
             lines.append(
                 f"{channel}: live via smtp ({settings.SMTP_HOST}:{settings.SMTP_PORT}, {mode})"
             )
+        elif name == "telegram_bot":
+            # Sending needs only the token; receiving needs the webhook secret
+            # and `clinicq telegram set-webhook` once.
+            inbound = (
+                "inbound on /webhooks/telegram (register it: clinicq telegram set-webhook)"
+                if settings.TELEGRAM_WEBHOOK_SECRET
+                else "send only: set TELEGRAM_WEBHOOK_SECRET to receive"
+            )
+            lines.append(f"{channel}: live via {name} ({inbound})")
         else:
             lines.append(f"{channel}: live via {name}")
     return lines

@@ -108,6 +108,8 @@ class OutgoingMessage:
     # Their labels (a template's `.buttons` sidecar), for free-form messages
     # inside the window that carry the same buttons (Meta interactive).
     button_labels: list[str] = field(default_factory=list)
+    # (label, payload) of the buttons a channel draws itself (Telegram).
+    keyboard: list[tuple[str, str]] = field(default_factory=list)
     in_service_window: bool = True
     attachments: list[Attachment] = field(default_factory=list)  # e-mail only
     # Messenger / Instagram: outside the standard window, the message tag Meta

@@ -9,6 +9,7 @@ clinicq erase-contact ID --yes  LGPD erasure of a contact's personal data
 clinicq dead-letters list       tasks that gave up (no patient data shown)
 clinicq dead-letters replay ID|--all   re-publish them
 clinicq dead-letters drop ID --yes     delete them unreplayed
+clinicq telegram set-webhook    register /webhooks/telegram (and its secret) with the bot
 
 With DATABASE_URL / REDIS_URL unset, the commands use the servers a running
 `make run` recorded in var/run.env (shared/runtime/runfile.py).
@@ -253,6 +254,36 @@ def _add_dead_letter_commands(sub: argparse._SubParsersAction) -> None:
     gone.set_defaults(func=_dead_letters_drop, needs_db=True)
 
 
+# --- Telegram (shared/providers/telegram/setup.py) ---------------------------------
+
+
+def _telegram_set_webhook(args: argparse.Namespace) -> int:
+    from shared.providers.base import ProviderError
+    from shared.providers.telegram.setup import set_webhook, webhook_url
+
+    settings = get_settings()
+    try:
+        description = set_webhook(settings)
+    except ConfigError as exc:
+        print(f"clinicq telegram set-webhook: {exc}", file=sys.stderr)
+        return 2
+    except ProviderError as exc:
+        print(f"clinicq telegram set-webhook: Telegram refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"Telegram webhook set to {webhook_url(settings)} ({description})")
+    return 0
+
+
+def _add_telegram_commands(sub: argparse._SubParsersAction) -> None:
+    telegram = sub.add_parser("telegram", help="the Telegram bot")
+    tsub = telegram.add_subparsers(dest="telegram_command", required=True)
+    hook = tsub.add_parser(
+        "set-webhook",
+        help="register PUBLIC_BASE_URL/webhooks/telegram with TELEGRAM_WEBHOOK_SECRET",
+    )
+    hook.set_defaults(func=_telegram_set_webhook, needs_db=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clinicq", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -278,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.set_defaults(func=_reconcile, needs_db=True)
     _add_contact_commands(sub)
     _add_dead_letter_commands(sub)
+    _add_telegram_commands(sub)
     return parser
 
 

@@ -37,7 +37,7 @@ def test_metrics_sum_requests_across_gunicorn_workers(gunicorn_two_workers) -> N
         # A new connection each time: gunicorn's sync workers take turns.
         r = requests.post(f"{base}/api/webhook", data=body, headers=sign_headers(body), timeout=10)
         assert r.status_code == 202
-    bad = dumps(seed_payload(channel="telegram"))
+    bad = dumps(seed_payload(channel="fax"))
     assert requests.post(
         f"{base}/api/webhook", data=bad, headers=sign_headers(bad), timeout=10
     ).status_code == 400

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from shared.core.db import session_scope
 from shared.core.models import OptOut
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
-from tests.fakes import FakeMeta, FakeSMTP, FakeTwilio
+from tests.fakes import FakeMeta, FakeSMTP, FakeTelegram, FakeTwilio
 from tests.integration.processes import WorkerProcess
 from tests.integration.test_delivery import (  # noqa: F401 - reconcile is a fixture
     MAX_ATTEMPTS,
@@ -64,6 +64,9 @@ class SendProvider:
     # for a person), None (the transport has no such window to test).
     after_timeout: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # A provider whose request carries none of our ids (Telegram's
+    # sendMessage) is told apart by a fresh recipient per message.
+    fresh_recipient: Callable[[], str] | None = None
 
     def __str__(self) -> str:
         return self.name
@@ -107,6 +110,13 @@ PROVIDERS = (
         throttle_code="613", transient_code="2", after_timeout="operator",
     ),
     SendProvider(
+        "telegram_bot", "telegram", "telegram", lambda: FakeTelegram().start(),
+        permanent_codes=("bot_blocked", "user_deactivated", "400"),
+        opt_out_codes=("bot_blocked",), throttle_code="429", transient_code="503",
+        after_timeout="operator",
+        fresh_recipient=lambda: str(100_000_000 + uuid.uuid4().int % 800_000_000),
+    ),
+    SendProvider(
         "smtp", "email", "email", _smtp, permanent_codes=("smtp_550",),
         transient_code="smtp_451", env={"RATE_LIMIT_EMAIL": "1000/second"},
     ),
@@ -123,9 +133,12 @@ class Running:
 
     provider: SendProvider
     fake: Any
+    recipients: dict[uuid.UUID, str] = field(default_factory=dict)
 
     def send(self, to: str | None = None, text: str = "Oi, lembrete da consulta") -> uuid.UUID:
         email = self.provider.channel == "email"
+        if to is None and self.provider.fresh_recipient is not None:
+            to = self.provider.fresh_recipient()
         # A WhatsApp free-form text needs the patient's 24-hour window open.
         contact_id = new_contact(inbound_minutes_ago=1 if self.provider.channel == "whatsapp" else None)
         if self.provider.channel in META_DM:
@@ -138,13 +151,17 @@ class Running:
                 contact_id=contact_id, text=text, subject="Lembrete" if email else None,
             ))
         assert created.should_enqueue
+        if self.provider.fresh_recipient is not None:
+            self.recipients[created.message_id] = str(to)
         enqueue_send(created.message_id, self.provider.channel)
         return created.message_id
 
     def sends(self, mid: uuid.UUID) -> list[Any]:
+        if mid in self.recipients:
+            return list(self.fake.sends_to(self.recipients[mid]))
         if self.provider.channel == "instagram":  # its API carries no id of ours
-            return self.fake.sends_to(message(mid).to_address)
-        return self.fake.sends_for(str(mid))
+            return list(self.fake.sends_to(message(mid).to_address))
+        return list(self.fake.sends_for(str(mid)))
 
 
 @pytest.fixture(scope="module")

@@ -506,6 +506,7 @@ def _descriptions() -> list[type[WebhookContract]]:
     # registers those (imported inside the test so pytest does not collect
     # them twice from this module).
     import tests.integration.test_meta_webhook
+    import tests.integration.test_telegram_webhook
     import tests.integration.test_twilio_inbound  # noqa: F401
 
     found, todo = [], list(WebhookContract.__subclasses__())

@@ -122,7 +122,7 @@ def test_quiet_window_inside_the_day() -> None:
         ({"SCHEDULE_PLAN": "x=pigeon:lembrete@start-1h"}, "SCHEDULE_PLAN"),
         ({"SCHEDULE_PLAN": "nonsense"}, "SCHEDULE_PLAN"),
         ({"SURVEY_URL": "ftp://x"}, "SURVEY_URL"),
-        ({"CANCELLATION_NOTICE_CHANNELS": "sms,telegram"}, "CANCELLATION_NOTICE_CHANNELS"),
+        ({"CANCELLATION_NOTICE_CHANNELS": "sms,fax"}, "CANCELLATION_NOTICE_CHANNELS"),
     ],
 )
 def test_bad_scheduling_settings_name_the_variable(monkeypatch, env, name) -> None:

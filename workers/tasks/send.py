@@ -1,7 +1,8 @@
-"""The `email`, `sms`, `whatsapp`, `messenger` and `instagram` queues: send one
-message (thin; the state machine is shared/outbound/delivery.py). A wait —
-rate-limit slot, backoff, Retry-After — comes back as a countdown and the task
-re-queues itself; it never sleeps while holding a worker process."""
+"""The send queues (`email`, `sms`, `whatsapp`, `telegram`, `messenger`,
+`instagram`): send one message (thin; the state machine is
+shared/outbound/delivery.py). A wait — rate-limit slot, backoff, Retry-After —
+comes back as a countdown and the task re-queues itself; it never sleeps while
+holding a worker process."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from shared.core.taskqueue import (
     SEND_INSTAGRAM,
     SEND_MESSENGER,
     SEND_SMS,
+    SEND_TELEGRAM,
     SEND_WHATSAPP,
 )
 from shared.outbound.delivery import deliver, note_pending
@@ -78,3 +80,8 @@ def send_messenger(self: Task, message_id: str, **kwargs: Any) -> str:
 @app.task(name=SEND_INSTAGRAM, **_OPTIONS)
 def send_instagram(self: Task, message_id: str, **kwargs: Any) -> str:
     return _run(self, "instagram", message_id, **kwargs)
+
+
+@app.task(name=SEND_TELEGRAM, **_OPTIONS)
+def send_telegram(self: Task, message_id: str, **kwargs: Any) -> str:
+    return _run(self, "telegram", message_id, **kwargs)
