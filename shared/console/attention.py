@@ -36,7 +36,7 @@ SELECT m.id, m.channel, m.status, m.status_reason, m.error_code, m.provider, m.p
   FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id
  WHERE m.direction = 'outbound' AND m.status IN ('failed', 'unknown')
    AND m.created_at >= :since
-   AND NOT (m.metadata ? 'console_retried')
+   AND NOT coalesce(m.metadata ? 'console_retried', false)
  ORDER BY m.created_at DESC LIMIT :limit
 """)
 
@@ -105,6 +105,8 @@ def retry_failed_message(
         raise NotFoundError(str(message_id), field="message_id")
     if original.direction != "outbound" or original.status != MessageStatus.FAILED.value:
         raise RetryRefused("only a failed outbound message can be retried", field="message_id")
+    if "console_retried" in (original.metadata_ or {}):
+        raise RetryRefused("already retried", field="message_id")
     if not original.to_address:
         raise RetryRefused("the message has no recipient (erased?)", field="message_id")
     created = create_outbound_message(
