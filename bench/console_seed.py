@@ -98,7 +98,7 @@ def seed(conn: Any, messages: int, appointments: int, days: float, now: datetime
                     THEN at + interval '2 seconds' END,
                CASE WHEN st IN ('delivered', 'read') THEN at + interval '5 seconds' END,
                CASE WHEN st = 'read' THEN at + interval '60 seconds' END
-          FROM (SELECT g, (g * 7919) % :c AS ci, g % 10 < 3 AS inbound,
+          FROM (SELECT g, ((g / 7) * 7919) % :c AS ci, g % 10 < 3 AS inbound,
                        :now - (g::float8 / :m) * :days * interval '1 day' AS at,
                        CASE WHEN g % 10 < 3 THEN 'received'
                             WHEN g % 20 = 5 THEN 'failed' WHEN g % 20 IN (6, 7, 8) THEN 'sent'

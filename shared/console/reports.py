@@ -66,8 +66,8 @@ FIRST_RESPONSE_SQL = text("""
 SELECT date_trunc(:unit, m.created_at AT TIME ZONE :tz)::date AS period,
        count(r.created_at) AS answered,
        percentile_cont(0.5) WITHIN GROUP (
-         ORDER BY extract(epoch FROM r.created_at - m.created_at)) AS median_seconds,
-       avg(extract(epoch FROM r.created_at - m.created_at)) AS avg_seconds
+         ORDER BY extract(epoch FROM r.created_at - m.created_at)::float8) AS median_seconds,
+       avg(extract(epoch FROM r.created_at - m.created_at)::float8) AS avg_seconds
   FROM messages m
   JOIN LATERAL (
        SELECT o.created_at FROM messages o
