@@ -173,6 +173,18 @@ class Report:
         out["no_show"] = sum(r.no_show for r in self.appointments)
         return out
 
+    def by_channel_template(self) -> list[dict[str, Any]]:
+        """The window's outbound figures per channel and template (all periods)."""
+        keys = ("total", "sent", "delivered", "read", "failed", "cost", "cost_estimated")
+        acc: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in self.outbound:
+            entry = acc.setdefault((row.channel, row.template),
+                                   {"channel": row.channel, "template": row.template,
+                                    **{k: 0 for k in keys}})
+            for k in keys:
+                entry[k] += getattr(row, k)
+        return [acc[k] for k in sorted(acc)]
+
     def cost_by_channel(self) -> dict[str, Decimal]:
         out: dict[str, Decimal] = {}
         for row in self.outbound:
@@ -250,7 +262,7 @@ class Bar:
     kind: str
 
 
-def bar_chart(series: list[tuple[date, int, int]], width: int = 640, height: int = 200) -> dict:
+def bar_chart(series: list[tuple[date, int, int]], width: int = 360, height: int = 180) -> dict:
     """Geometry of a stacked bar chart (sent ok / failed per period) for the
     server-rendered SVG in console/templates/reports.html."""
     top = max((s + f for _, s, f in series), default=0) or 1
