@@ -10,7 +10,8 @@
   printed by bench/console.py): messages by created_at (reports, windowed),
   messages by the appointment their metadata names (board answer states),
   appointments by starts_at (board), conversations by last_message_at
-  (conversation list), audit_events by created_at (audit page).
+  (conversation list), audit_events by created_at (audit page), and a
+  trigram index on contacts.name (search by part of a name) when pg_trgm exists.
 
 Revision ID: 0016
 Revises: 0008
@@ -68,9 +69,20 @@ def upgrade() -> None:
     op.create_index("ix_conversations_last_message", "conversations",
                     [sa.text("last_message_at DESC NULLS LAST")])
     op.create_index("ix_audit_events_created", "audit_events", ["created_at"])
+    # The console's search by part of a name: a trigram index, where the
+    # server has the pg_trgm extension (contrib; the postgres image has it).
+    # Without it the search still works, by a scan of contacts.
+    bind = op.get_bind()
+    has_trgm = bind.execute(
+        sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'")
+    ).scalar()
+    if has_trgm:
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        op.execute("CREATE INDEX ix_contacts_name_trgm ON contacts USING gin (name gin_trgm_ops)")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_contacts_name_trgm")
     op.drop_index("ix_audit_events_created", "audit_events")
     op.drop_index("ix_conversations_last_message", "conversations")
     op.drop_index("ix_appointments_starts_at", "appointments")

@@ -35,18 +35,19 @@ ANSWER_STATES = (
 )
 BOARD_LIMIT = 500
 
-# One row per appointment of the window; the two laterals read by the
-# appointment's own indexes (ix_messages_appointment, uq_scheduled_appointment_kind).
+# One row per appointment of the window (ix_appointments_starts_at); the
+# patient's name and phone and the two laterals are per-row index lookups
+# (a join on contacts would let the planner hash the whole table).
 BOARD_SQL = text("""
 SELECT a.id, a.starts_at, a.professional, a.location, a.status, a.notes,
-       c.id AS contact_id, c.name,
+       a.contact_id,
+       (SELECT c.name FROM contacts c WHERE c.id = a.contact_id) AS name,
        (SELECT ci.value FROM contact_identities ci
          WHERE ci.contact_id = a.contact_id AND ci.kind = 'phone'
          ORDER BY ci.verified_at IS NULL, ci.id DESC LIMIT 1) AS phone,
        req.pedido,
        rem.sent_count, rem.failed_count
   FROM appointments a
-  JOIN contacts c ON c.id = a.contact_id
   LEFT JOIN LATERAL (
        SELECT m.template_data->>'pedido' AS pedido FROM messages m
         WHERE m.metadata ? 'appointment_id'
