@@ -438,7 +438,7 @@ def run() -> int:
         if not settings.WEBHOOK_SIGNING_SECRETS:
             print("clinicq: WEBHOOK_SIGNING_SECRETS is empty", file=sys.stderr, flush=True)
             return 2
-        for name in ("INGEST_PORT", "FLOWER_PORT"):
+        for name in ("INGEST_PORT", "FLOWER_PORT", "CONSOLE_PORT"):
             port = getattr(settings, name)
             if not _port_free(port):
                 print(
