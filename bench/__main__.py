@@ -15,6 +15,7 @@ BENCHES: dict[str, str] = {
     "triage": "bench.triage_accuracy",
     "scheduler": "bench.scheduler",  # slowest: loads 1M appointments
     "durability": "bench.durability",  # REDIS_DURABILITY modes against everysec
+    "console": "bench.console",  # console pages over 10k vs 1M messages
     "chaos": "bench.chaos",  # fault suite; by hand (`--short` is the CI form)
 }
 # Not part of a plain `make bench`: the full fault suite runs for ~25 minutes.

@@ -93,6 +93,17 @@ class Settings(BaseSettings):
     FLOWER_BASIC_AUTH: str = ""
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- the staff console (console/) ------------------------------------------
+    CONSOLE_PORT: int = Field(8080, ge=1, le=65535)
+    # A session ends this long after sign-in, or after this long idle.
+    CONSOLE_SESSION_HOURS: float = Field(12.0, gt=0, le=720)
+    CONSOLE_IDLE_MINUTES: float = Field(60.0, gt=0, le=1440)
+    # An account is locked for CONSOLE_LOCK_MINUTES after this many wrong passwords in a row.
+    CONSOLE_LOCK_AFTER_FAILURES: int = Field(10, ge=1, le=100)
+    CONSOLE_LOCK_MINUTES: float = Field(15.0, gt=0, le=1440)
+    # Sign-in attempts per client address per minute (Redis counter).
+    CONSOLE_LOGIN_ATTEMPTS_PER_MINUTE: int = Field(30, ge=1, le=10_000)
+
     # --- our own webhook ------------------------------------------------------
     WEBHOOK_SIGNING_SECRETS: CsvList = Field(default_factory=list)
     WEBHOOK_SECRET: str = ""

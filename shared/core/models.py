@@ -128,6 +128,7 @@ class MergeCandidate(Base):
 class Conversation(Base):
     __tablename__ = "conversations"
     __table_args__ = (
+        Index("ix_conversations_last_message", text("last_message_at DESC NULLS LAST")),
         Index(
             "uq_one_active_conversation",
             "contact_id",
@@ -170,6 +171,14 @@ class Message(Base):
             "ix_messages_unreacted",
             "created_at",
             postgresql_where=text("direction = 'inbound' AND reacted_at IS NULL"),
+        ),
+        # Console reports window on created_at; the board finds the messages
+        # about an appointment (requests, confirmations) by its metadata.
+        Index("ix_messages_created_at", "created_at"),
+        Index(
+            "ix_messages_appointment",
+            text("(metadata->>'appointment_id')"),
+            postgresql_where=text("metadata ? 'appointment_id'"),
         ),
         Index(
             "ix_messages_subject_contact_id",
@@ -218,6 +227,8 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     cost: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
     cost_currency: Mapped[str | None] = mapped_column(String(3))
+    # True: `cost` is our per-channel estimate; False: the provider's price.
+    cost_estimated: Mapped[bool | None] = mapped_column(Boolean)
     sent_at_provider: Mapped[datetime | None] = mapped_column(TZ)  # patient's timestamp
     # Inbound only: the channel vouched that the sender is this contact (a
     # Twilio/Meta number, an e-mail with DMARC/aligned DKIM pass). Only such
@@ -320,6 +331,7 @@ class ApiKey(Base):
 
 class Appointment(Base):
     __tablename__ = "appointments"
+    __table_args__ = (Index("ix_appointments_starts_at", "starts_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     external_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -468,6 +480,7 @@ class AuditEvent(Base):
     """Who did what (LGPD). Subjects are referenced pseudonymously."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_created", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     actor: Mapped[str] = mapped_column(String(64))
@@ -591,3 +604,42 @@ class WaitlistOffer(Base):
     expires_at: Mapped[datetime] = mapped_column(TZ)
     answered_at: Mapped[datetime | None] = mapped_column(TZ)
     created_at: Mapped[datetime] = _now()
+
+
+class ConsoleUser(Base):
+    """A member of staff who signs in to the console (console/)."""
+
+    __tablename__ = "console_users"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('admin', 'frontdesk', 'clinical')", name="ck_console_users_role"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id
+    role: Mapped[str] = mapped_column(String(16))
+    failed_logins: Mapped[int] = mapped_column(Integer, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(TZ)
+    # Bumped by "log out everywhere": sessions of an older epoch are dead.
+    session_epoch: Mapped[int] = mapped_column(Integer, server_default="0")
+    disabled_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = _now()
+
+
+class ConsoleSession(Base):
+    """A server-side console session; the cookie holds a random id whose
+    SHA-256 is the key here (a database leak gives no usable cookie)."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("console_users.id", ondelete="CASCADE"), index=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    last_seen_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(TZ)

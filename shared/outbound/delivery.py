@@ -600,6 +600,8 @@ def record_sent(
         "error_code": None,
         "cost": cost,
         "cost_currency": currency if cost is not None else None,
+        # Until a status callback reports the provider's price (console reports mark it).
+        "cost_estimated": cost is not None,
     }
     if status == "delivered":
         values["delivered_at"] = now

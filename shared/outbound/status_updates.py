@@ -159,6 +159,8 @@ def apply_status_update(session: Session, update_: dict[str, Any]) -> bool:
     )
     if cost is not None:
         values["cost"], values["cost_currency"] = cost
+        # Meta reports only billable/not: an amount then is still our estimate.
+        values["cost_estimated"] = update_.get("price") in (None, "") and cost[0] != 0
 
     if values:
         values["updated_at"] = datetime.now(UTC)

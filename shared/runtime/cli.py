@@ -10,6 +10,8 @@ clinicq dead-letters list       tasks that gave up (no patient data shown)
 clinicq dead-letters replay ID|--all   re-publish them
 clinicq dead-letters drop ID --yes     delete them unreplayed
 clinicq telegram set-webhook    register /webhooks/telegram (and its secret) with the bot
+clinicq create-user EMAIL --role admin|frontdesk|clinical   a console account
+                                (password prompted; --password-stdin for scripts)
 
 With DATABASE_URL / REDIS_URL unset, the commands use the servers a running
 `make run` recorded in var/run.env (shared/runtime/runfile.py).
@@ -238,6 +240,40 @@ def _dead_letters_drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _create_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from shared.console.accounts import AccountError, create_user
+    from shared.core.db import session_scope
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat the password: ") != password:
+            print("clinicq: the passwords differ; nothing created", file=sys.stderr)
+            return 2
+    try:
+        with session_scope() as session:
+            user_id = create_user(session, args.email, password, args.role)
+    except AccountError as exc:
+        print(f"clinicq: {exc.field}: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"console user {user_id} created with role {args.role}")
+    return 0
+
+
+def _add_console_commands(sub: argparse._SubParsersAction) -> None:
+    from shared.console.accounts import ROLES
+
+    create = sub.add_parser("create-user", help="create a console (staff) account")
+    create.add_argument("email")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of stdin (scripts)")
+    create.set_defaults(func=_create_user, needs_db=True)
+
+
 def _add_dead_letter_commands(sub: argparse._SubParsersAction) -> None:
     dead = sub.add_parser("dead-letters", help="tasks that gave up: list, replay, drop")
     dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
@@ -310,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_contact_commands(sub)
     _add_dead_letter_commands(sub)
     _add_telegram_commands(sub)
+    _add_console_commands(sub)
     return parser
 
 

@@ -248,6 +248,16 @@ def build_children(settings: Settings, python: str = sys.executable) -> list[Chi
             ],
         ),
     ]
+    # The staff console: its own gunicorn, so the ingest stays minimal.
+    children.append(
+        Child(
+            "console (gunicorn)",
+            [
+                python, "-m", "gunicorn", "-c", str(ROOT / "console" / "gunicorn_conf.py"),
+                "--bind", f"127.0.0.1:{settings.CONSOLE_PORT}", "console.app:wsgi()",
+            ],
+        )
+    )
     if (ROOT / "scheduler" / "__main__.py").exists():
         children.append(Child("scheduler", [python, "-m", "scheduler"]))
     else:
@@ -371,6 +381,8 @@ def banner(settings: Settings, embedded: bool, scheduler: bool) -> str:
         f"http://127.0.0.1:{settings.INGEST_PORT}/readyz",
         f"  flower      http://127.0.0.1:{settings.FLOWER_PORT}/  "
         f"(basic auth user {flower_user!r}, {password_at})",
+        f"  console     http://127.0.0.1:{settings.CONSOLE_PORT}/  "
+        "(staff accounts: clinicq create-user EMAIL --role admin)",
         f"  scheduler   {'running' if scheduler else 'absent (scheduler/__main__.py missing)'}",
         f"  webhook signing secret  {settings.WEBHOOK_SIGNING_SECRETS[0]}",
     ]
@@ -426,7 +438,7 @@ def run() -> int:
         if not settings.WEBHOOK_SIGNING_SECRETS:
             print("clinicq: WEBHOOK_SIGNING_SECRETS is empty", file=sys.stderr, flush=True)
             return 2
-        for name in ("INGEST_PORT", "FLOWER_PORT"):
+        for name in ("INGEST_PORT", "FLOWER_PORT", "CONSOLE_PORT"):
             port = getattr(settings, name)
             if not _port_free(port):
                 print(

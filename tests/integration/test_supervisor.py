@@ -32,6 +32,7 @@ class Supervisor:
     def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
         self.ingest_port = free_port()
         self.flower_port = free_port()
+        self.console_port = free_port()
         self.var_dir = tmp_path / "var"
         self.out_path = tmp_path / "supervisor.out"
         self.err_path = tmp_path / "supervisor.err"
@@ -41,6 +42,7 @@ class Supervisor:
             **env,
             "INGEST_PORT": str(self.ingest_port),
             "FLOWER_PORT": str(self.flower_port),
+            "CONSOLE_PORT": str(self.console_port),
             "CLINICQ_VAR_DIR": str(self.var_dir),
             "INGEST_WORKERS": "1",
             "PYTHONUNBUFFERED": "1",
@@ -186,6 +188,15 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly_on_sigterm(superviso
     out = sup.stdout()
     assert f"http://127.0.0.1:{sup.ingest_port}/api/webhook" in out
     assert f"http://127.0.0.1:{sup.flower_port}/" in out
+    assert f"console     http://127.0.0.1:{sup.console_port}/" in out
+    # the console's own gunicorn answers
+    def console_health() -> dict | None:
+        try:
+            return requests.get(f"http://127.0.0.1:{sup.console_port}/healthz", timeout=5).json()
+        except requests.RequestException:
+            return None
+
+    assert wait_for(console_health, timeout=60) == {"status": "ok"}
     assert os.environ["WEBHOOK_SIGNING_SECRETS"].split(",")[0] in out
     # Which channels are live and which go to the outbox (shared.providers).
     assert "  channels:" in out
@@ -355,6 +366,7 @@ def test_unreachable_database_fails_startup_cleanly(tmp_path: Path) -> None:
         "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/x",
         "INGEST_PORT": str(free_port()),
         "FLOWER_PORT": str(free_port()),
+        "CONSOLE_PORT": str(free_port()),
         "CLINICQ_VAR_DIR": str(tmp_path),
     }
     out = subprocess.run(

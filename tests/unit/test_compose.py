@@ -72,7 +72,7 @@ def _env_names(service: dict) -> set[str]:
 
 def test_compose_has_the_production_shape(compose: dict) -> None:
     services = compose["services"]
-    expected = {"postgres", "redis", "migrate", "ingest", "scheduler", "flower"}
+    expected = {"postgres", "redis", "migrate", "ingest", "scheduler", "flower", "console"}
     expected |= {f"worker-{q}" for q in QUEUES}
     assert set(services) == expected
 
@@ -87,6 +87,7 @@ def test_compose_has_the_production_shape(compose: dict) -> None:
     assert "--maxmemory-policy noeviction" in redis_cmd
 
     assert "gunicorn_conf.py" in " ".join(services["ingest"]["command"])
+    assert "console/gunicorn_conf.py" in " ".join(services["console"]["command"])
     assert services["migrate"]["command"] == ["python", "-m", "shared.runtime.migrate"]
     assert services["scheduler"]["command"] == ["python", "-m", "scheduler"]
 

@@ -1,0 +1,299 @@
+"""The console's conversations: the filtered list (and its CSV), search by
+name / phone / e-mail, a conversation's timeline with delivery states and
+costs, and a reply from the console through the normal send path.
+
+Clinical content (shown to admin and clinical roles only): the triage's
+discriminator and urgency reasons of a message, and an appointment's notes.
+The front desk sees the message text (it answers the patient), the intent and
+the urgency grade (it must know to escalate), not the clinical why.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from shared.console.audit import audit
+from shared.core.config import Settings
+from shared.core.enums import MessageStatus
+from shared.core.errors import FieldError, NotFoundError
+from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
+from shared.core.models import Contact, Conversation, Message, MessageEvent
+from shared.inbox.sync import choose_route
+from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
+
+PAGE_SIZE = 50
+EXPORT_LIMIT = 10_000
+TIMELINE_LIMIT = 200
+MAX_REPLY_CHARS = 4000
+CONSOLE_REPLY_PURPOSE = "agent_reply"  # automations treat it as a staff answer
+_PHONE_LIKE = re.compile(r"^[\d\s()+.\-]{8,}$")
+
+
+@dataclass
+class ConversationFilters:
+    channel: str | None = None
+    status: str | None = None
+    needs_agent: bool = False
+    unread: bool = False
+    intent: str | None = None
+    urgency: str | None = None
+    q: str | None = None
+
+
+# The conversations newest first (ix_conversations_last_message), each with its
+# last message (is the patient waiting?) and its last inbound message's triage,
+# both read through ix_messages_conversation_created.
+LIST_SQL = """
+SELECT cv.id, cv.channel, cv.status, cv.needs_agent, cv.last_message_at,
+       ct.id AS contact_id, ct.name,
+       last.direction AS last_direction,
+       tri.triage->>'intent' AS intent, tri.triage->>'urgency' AS urgency
+  FROM conversations cv
+  JOIN contacts ct ON ct.id = cv.contact_id
+  LEFT JOIN LATERAL (
+       SELECT m.direction FROM messages m WHERE m.conversation_id = cv.id
+        ORDER BY m.created_at DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (
+       SELECT m.triage FROM messages m
+        WHERE m.conversation_id = cv.id AND m.direction = 'inbound'
+        ORDER BY m.created_at DESC LIMIT 1) tri ON true
+ WHERE {where}
+ ORDER BY cv.last_message_at DESC NULLS LAST, cv.id
+ LIMIT :limit OFFSET :offset
+"""
+
+
+@dataclass
+class ConversationRow:
+    id: uuid.UUID
+    channel: str
+    status: str
+    needs_agent: bool
+    last_message_at: datetime | None
+    contact_id: uuid.UUID
+    name: str | None
+    unread: bool
+    intent: str | None
+    urgency: str | None
+
+
+def search_contacts_clause(q: str) -> tuple[str, dict[str, Any]]:
+    """SQL condition on `ct` for a search box entry: an e-mail or a phone (any
+    format, normalised as stored) match an identity exactly; anything else is
+    a part of the name."""
+    q = q.strip()[:100]
+    if "@" in q:
+        try:
+            value = normalize_email(q)
+        except InvalidIdentifier:
+            value = q.lower()
+        return ("ct.id IN (SELECT contact_id FROM contact_identities "
+                "WHERE kind = 'email' AND value = :q_identity)"), {"q_identity": value}
+    if _PHONE_LIKE.match(q):
+        try:
+            value = normalize_phone(q)
+        except InvalidIdentifier:
+            value = q
+        return ("ct.id IN (SELECT contact_id FROM contact_identities "
+                "WHERE kind = 'phone' AND value = :q_identity)"), {"q_identity": value}
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "ct.name ILIKE :q_name", {"q_name": f"%{escaped}%"}
+
+
+def _where(filters: ConversationFilters) -> tuple[str, dict[str, Any]]:
+    clauses, params = ["ct.erased_at IS NULL"], {}
+    if filters.channel:
+        clauses.append("cv.channel = :channel")
+        params["channel"] = filters.channel
+    if filters.status:
+        clauses.append("cv.status = :status")
+        params["status"] = filters.status
+    if filters.needs_agent:
+        clauses.append("cv.needs_agent")
+    if filters.unread:
+        clauses.append("last.direction = 'inbound'")
+    if filters.intent:
+        clauses.append("tri.triage->>'intent' = :intent")
+        params["intent"] = filters.intent
+    if filters.urgency:
+        clauses.append("tri.triage->>'urgency' = :urgency")
+        params["urgency"] = filters.urgency
+    if filters.q and filters.q.strip():
+        clause, extra = search_contacts_clause(filters.q)
+        clauses.append(clause)
+        params.update(extra)
+    return " AND ".join(clauses), params
+
+
+def list_conversations(
+    session: Session, filters: ConversationFilters, page: int = 0, limit: int = PAGE_SIZE
+) -> list[ConversationRow]:
+    where, params = _where(filters)
+    rows = session.execute(
+        text(LIST_SQL.format(where=where)),
+        {**params, "limit": limit, "offset": max(0, page) * limit},
+    ).all()
+    return [
+        ConversationRow(r.id, r.channel, r.status, r.needs_agent, r.last_message_at,
+                        r.contact_id, r.name, r.last_direction == "inbound", r.intent, r.urgency)
+        for r in rows
+    ]
+
+
+def export_csv(session: Session, filters: ConversationFilters) -> str:
+    rows = list_conversations(session, filters, 0, EXPORT_LIMIT)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["conversa", "paciente", "canal", "estado", "precisa_atendente",
+                     "nao_lida", "intencao", "urgencia", "ultima_mensagem"])
+    for r in rows:
+        writer.writerow([
+            r.id, _csv_safe(r.name or ""), r.channel, r.status, int(r.needs_agent),
+            int(r.unread), r.intent or "", r.urgency or "",
+            r.last_message_at.isoformat() if r.last_message_at else "",
+        ])
+    return out.getvalue()
+
+
+def _csv_safe(value: str) -> str:
+    """No spreadsheet formula injection through a patient's name."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@dataclass
+class TimelineEntry:
+    id: uuid.UUID
+    direction: str
+    channel: str
+    purpose: str
+    text: str | None
+    template: str | None
+    status: str
+    status_reason: str | None
+    error_code: str | None
+    provider: str | None
+    cost: Any
+    cost_currency: str | None
+    cost_estimated: bool | None
+    created_at: datetime
+    intent: str | None
+    urgency: str | None
+    clinical: dict[str, Any] | None  # discriminator/reasons: None when hidden
+    events: list[tuple[datetime, str | None, str]] = field(default_factory=list)
+
+
+@dataclass
+class ConversationView:
+    conversation: Conversation
+    contact: Contact | None
+    entries: list[TimelineEntry]
+
+
+def conversation_view(
+    session: Session, conversation_id: uuid.UUID, actor: str, sees_clinical: bool
+) -> ConversationView:
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise NotFoundError(str(conversation_id), field="conversation_id")
+    contact = session.get(Contact, conversation.contact_id)
+    messages: Sequence[Message] = session.scalars(
+        select(Message).where(Message.conversation_id == conversation_id)
+        .order_by(Message.created_at.desc()).limit(TIMELINE_LIMIT)
+    ).all()
+    events: dict[uuid.UUID, list[tuple[datetime, str | None, str]]] = {}
+    if messages:
+        for ev in session.scalars(
+            select(MessageEvent).where(MessageEvent.message_id.in_([m.id for m in messages]))
+            .order_by(MessageEvent.id)
+        ):
+            events.setdefault(ev.message_id, []).append((ev.created_at, ev.status_to, ev.event))
+    entries = []
+    for m in reversed(messages):
+        triage = m.triage or {}
+        clinical = None
+        if sees_clinical and (triage.get("discriminator") or triage.get("urgency_reasons")):
+            clinical = {"discriminator": triage.get("discriminator"),
+                        "reasons": triage.get("urgency_reasons") or []}
+        entries.append(TimelineEntry(
+            m.id, m.direction, m.channel, m.purpose, m.text, m.template, m.status,
+            m.status_reason, m.error_code, m.provider, m.cost, m.cost_currency,
+            m.cost_estimated, m.created_at, triage.get("intent"), triage.get("urgency"),
+            clinical, events.get(m.id, []),
+        ))
+    audit(session, actor, "conversation.view", f"contact:{conversation.contact_id}",
+          {"conversation_id": str(conversation_id), "clinical": sees_clinical})
+    return ConversationView(conversation, contact, entries)
+
+
+class ReplyRefused(FieldError):
+    status = 409
+
+
+@dataclass
+class ReplyOutcome:
+    status: str  # queued | skipped
+    note: str | None
+    after_commit: Callable[[], None]
+
+
+def reply(
+    session: Session, conversation_id: uuid.UUID, body: str, actor: str, settings: Settings
+) -> ReplyOutcome:
+    """A staff reply from the console on the patient's channel, routed as an
+    inbox agent's reply is (shared/inbox/sync.py choose_route: the WhatsApp
+    24 h window, an approved template outside it, SMS as the fallback)."""
+    body = (body or "").strip()
+    if not body:
+        raise FieldError("the reply is empty", field="text")
+    if len(body) > MAX_REPLY_CHARS:
+        raise FieldError(f"at most {MAX_REPLY_CHARS} characters", field="text")
+    conversation = session.get(Conversation, conversation_id, with_for_update=True)
+    if conversation is None:
+        raise NotFoundError(str(conversation_id), field="conversation_id")
+    now = datetime.now(UTC)
+    route = choose_route(session, conversation, settings, now)
+    if route.channel is None or route.to_address is None:
+        raise ReplyRefused(route.note or "no route to the patient", field="text")
+    contact = session.get(Contact, conversation.contact_id)
+    req = OutboundRequest(
+        channel=route.channel,
+        to_address=route.to_address,
+        contact_id=conversation.contact_id,
+        conversation_id=conversation.id,
+        text=body,
+        purpose=CONSOLE_REPLY_PURPOSE,
+        idempotency_key=f"console:reply:{uuid.uuid4()}",
+        metadata={"console_user": actor[:64]},
+    )
+    if route.channel == "email":
+        req.subject = f"{settings.CLINIC_NAME}: resposta à sua mensagem"
+    if route.template:
+        req.template = route.template
+        req.template_data = {
+            "paciente_nome": ((contact.name if contact else None) or "").split(" ")[0]
+            or "paciente",
+            "resposta": body,
+        }
+    created = create_outbound_message(session, req)
+    conversation.needs_agent = False
+    conversation.last_message_at = now
+    audit(session, actor, "conversation.reply", f"contact:{conversation.contact_id}",
+          {"message_id": str(created.message_id), "channel": route.channel,
+           "status": created.status})
+    note = route.note
+    if created.status == MessageStatus.SKIPPED.value:
+        note = f"Resposta NÃO enviada: o paciente pediu para não receber por {route.channel}."
+    if created.should_enqueue:
+        mid, channel = created.message_id, route.channel
+        return ReplyOutcome(created.status, note, lambda: enqueue_send(mid, channel))
+    return ReplyOutcome(created.status, note, lambda: None)
