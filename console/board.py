@@ -74,7 +74,11 @@ def _back() -> Any:
 @login_required
 def confirm(appointment_id: str) -> Any:
     with db() as session:
-        mark_confirmed_by_phone(session, uuid_arg(appointment_id), staff().actor, now())
+        after_commit = mark_confirmed_by_phone(
+            session, uuid_arg(appointment_id), staff().actor, now()
+        )
+    for publish in after_commit:
+        publish()
     return _back()
 
 

@@ -15,6 +15,7 @@ Answer state of an appointment, first match wins:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from shared.core.config import Settings
 from shared.core.enums import AppointmentStatus
 from shared.core.errors import FieldError, NotFoundError
 from shared.core.models import Appointment, Contact, ScheduledMessage
+from shared.inbound import patient_actions
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 
 ANSWER_STATES = (
@@ -161,21 +163,20 @@ def _appointment_for_update(session: Session, appointment_id: uuid.UUID) -> Appo
 
 def mark_confirmed_by_phone(
     session: Session, appointment_id: uuid.UUID, actor: str, now: datetime
-) -> bool:
-    """The front desk phoned the patient, who confirmed. The console's one
-    patient action: at merge it routes through shared/inbound/patient_actions.py
-    (the booking system's webhook included). Returns whether anything changed.
-    Like a confirming reply (replies.py) it is not a version bump: the
-    reminders stay valid for a confirmed visit."""
+) -> list[Callable[[], None]]:
+    """The front desk phoned the patient, who confirmed: the same action as a
+    confirming reply or a button tap (shared/inbound/patient_actions.py — the
+    patient is answered, later reminders ask nothing, the booking system is
+    told), by `via="console"`. Returns what to run after the commit (the
+    answer's enqueue); [] when it was confirmed already."""
     appt = _appointment_for_update(session, appointment_id)
     if appt.status == AppointmentStatus.CONFIRMED.value:
-        return False
+        return []
     if appt.status != AppointmentStatus.SCHEDULED.value:
         raise BoardActionRefused(f"appointment is {appt.status}", field="appointment_id")
-    appt.status = AppointmentStatus.CONFIRMED.value
-    appt.updated_at = now
+    result = patient_actions.confirm(session, appt.id, via="console", now=now)
     audit(session, actor, "appointment.confirm_by_phone", f"appointment:{appt.id}")
-    return True
+    return result.after_commit
 
 
 def mark_attendance(
