@@ -39,6 +39,12 @@ RETRIES = Counter(
     "Sends scheduled for a retry, by provider and reason (the provider's error code)",
     ["provider", "reason"],
 )
+PROVIDER_ERRORS = Counter(
+    "clinicq_provider_errors_total",
+    "Provider errors by code and kind (permanent, retryable, unknown outcome); "
+    "credential and certificate codes are alerted on",
+    ["provider", "code", "kind"],
+)
 RATELIMIT_WAITS = Counter(
     "clinicq_ratelimit_waits_total",
     "Sends that came back later because their sender or recipient was at its rate limit",

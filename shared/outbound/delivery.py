@@ -458,6 +458,10 @@ def _send_and_record(
     return outcome
 
 
+def _count_error(provider: Provider, code: str | None, kind: str) -> None:
+    metrics.PROVIDER_ERRORS.labels(provider.name, metrics.code_label(code), kind).inc()
+
+
 def _call_and_record(
     provider: Provider,
     outgoing: OutgoingMessage,
@@ -472,6 +476,7 @@ def _call_and_record(
         finally:
             metrics.PROVIDER_LATENCY.labels(provider.name).observe(time.perf_counter() - started)
     except PermanentError as exc:
+        _count_error(provider, exc.code, "permanent")
         with session_scope() as session:
             _transition(
                 session,
@@ -495,8 +500,10 @@ def _call_and_record(
         )
         return DeliveryOutcome("failed")
     except RetryableError as exc:
+        _count_error(provider, exc.code, "retryable")
         return _retry_or_fail(exc, mid, attempts, settings, provider.name)
     except RequestMayHaveLeft as exc:
+        _count_error(provider, exc.code, "unknown")
         with session_scope() as session:
             _transition(
                 session,
