@@ -146,9 +146,9 @@ DASHBOARD_SCHEMA = {
 def exported_metric_names() -> set[str]:
     """Every series name our processes can export (the objects' own names,
     histogram suffixes included, and the scrape-time collector's)."""
-    import ingest.metrics  # noqa: F401 - registers the HTTP metrics
     from prometheus_client import REGISTRY
 
+    import ingest.metrics  # noqa: F401 - registers the HTTP metrics
     import shared.core.metrics  # noqa: F401
 
     names: set[str] = set()
