@@ -5,7 +5,9 @@ Generated, not written: each operation below names the pydantic models of
 its request and responses — the validators' own models where the domain
 validates with pydantic (appointments: shared/scheduling/appointments.py;
 the webhook envelope: shared/core/payloads.py), and ingest/openapi_models.py
-for the rest (the message endpoints validate with those first). Their JSON
+for the rest (the message, merge and identity-proof endpoints validate with
+those first; the provider webhooks are documented as their providers' payloads,
+checked by each provider package's parser). Their JSON
 schemas become `components.schemas`.
 
 Every route of the app must have an entry here: tests/integration/

@@ -6,11 +6,25 @@ validate with the request models here first (ingest/api/messages.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.core.errors import FieldError
+from shared.core.payloads import first_validation_error
 
 MESSAGE_MAX = 65536
+
+
+def validate_body(model: type[BaseModel], doc: dict[str, Any]) -> None:
+    """The request's first check: the model the OpenAPI document shows for
+    it. A wrong type, a missing or over-long field is a 400 naming the
+    field; the domain's own rules run after."""
+    try:
+        model.model_validate(doc)
+    except ValidationError as exc:
+        problem = first_validation_error(exc)
+        raise FieldError(f"{problem.field} {problem.message}", problem.field) from None
 
 
 class ErrorBody(BaseModel):
@@ -88,7 +102,7 @@ class MergeIn(BaseModel):
 class IdentityProofIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    kind: str = Field(description="phone | email")
+    kind: Literal["phone", "email"]
     value: str = Field(max_length=320)
 
 
