@@ -8,7 +8,7 @@ import logging
 import redis
 from flask import Flask
 
-from ingest import health, metrics
+from ingest import health, metrics, openapi
 from ingest.api import appointments as appointments_api
 from ingest.api import contacts as contacts_api
 from ingest.api import identity_proofs as identity_proofs_api
@@ -91,6 +91,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         # the patient's self-service page: an HMAC capability link, no key
         selfservice_page.bp,
         waitlist_api.bp,
+        # GET /api/openapi.json and /api/docs, generated from the routes' models
+        openapi.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

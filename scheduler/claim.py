@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from shared.core import metrics
 from shared.core.config import Settings
 from shared.core.db import session_scope
 from shared.core.enums import AppointmentStatus, ScheduledStatus
@@ -102,6 +103,8 @@ def claim_batch(
     result.claimed = len(rows)
     if not rows:
         return result
+    for row in rows:
+        metrics.SCHEDULER_LAG.observe(max(0.0, (now - row.due_at).total_seconds()))
     # A fresh statement (READ COMMITTED): sees any change committed before our
     # row locks were granted.
     appts = {
@@ -251,6 +254,8 @@ def run_tick(
                 break
         tick.enqueued = sum(f.result() for f in pending)
     tick.seconds = time.monotonic() - started
+    metrics.SCHEDULER_CLAIMED.inc(tick.claimed)
+    metrics.SCHEDULER_CLAIMED_PER_TICK.observe(tick.claimed)
     if tick.claimed:
         log.info(
             "scheduler tick",

@@ -34,6 +34,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from scheduler.claim import run_tick
 from scheduler.failover import run_alert_failover, run_failover
 from scheduler.maintenance import close_idle_conversations
+from shared.core import metrics
 from shared.core.config import Settings
 from shared.core.taskqueue import MAINTENANCE_POLL_IMAP, send_task
 from shared.inbound.automations import realert_unanswered_urgent
@@ -41,6 +42,7 @@ from shared.inbound.react_redrive import redrive_unreacted_messages
 from shared.inbound.waitlist_offers import offer_freed_slots
 from shared.inbox.sync import report_failed_agent_replies
 from shared.outbound.reconciler import reconcile_stuck_messages
+from shared.runtime.metrics_collector import BacklogCollector
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,9 @@ def _logged(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
             fn()
         except Exception:  # noqa: BLE001 - one failing run must not stop the schedule
             log.exception("periodic job failed", extra={"job": name})
+            metrics.JOB_RUNS.labels(name, "error").inc()
+        else:
+            metrics.JOB_RUNS.labels(name, "ok").inc()
 
     run.__name__ = name
     return run
@@ -113,6 +118,9 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
 
 def run(settings: Settings) -> None:
     scheduler = build_scheduler(settings)
+    # /metrics: the tick's and jobs' counters, and the backlog gauges (queue
+    # depth and age, dead letters, stuck messages) computed at each scrape.
+    metrics.serve_metrics(settings.SCHEDULER_METRICS_PORT, "scheduler", BacklogCollector())
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("scheduler stopping", extra={"signal": signal.Signals(signum).name})

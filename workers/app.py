@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery.signals import (
@@ -12,6 +13,7 @@ from celery.signals import (
     celeryd_init,
     setup_logging,
     worker_process_init,
+    worker_process_shutdown,
 )
 
 from shared.core.config import ConfigError, fail_startup, get_settings
@@ -68,6 +70,25 @@ def _inbound_worker_options(
             "this worker consumes `inbound` with other queues: a killed worker's inbound "
             "tasks come back only after CELERY_VISIBILITY_TIMEOUT; run `-Q inbound` alone"
         )
+
+
+@celeryd_init.connect
+def _serve_metrics(**_: object) -> None:
+    """/metrics of this worker, from the parent process: it reads the files
+    every pool process writes (multiprocess mode), so one scrape sees the
+    whole worker. Started before the pool forks; children keep only the
+    listening socket, not the server thread."""
+    from shared.core.metrics import serve_metrics
+
+    serve_metrics(get_settings().WORKER_METRICS_PORT, "worker")
+
+
+@worker_process_shutdown.connect
+def _pool_process_gone(pid: int | None = None, **_: object) -> None:
+    from prometheus_client import multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid or os.getpid())
 
 
 def _build_intent_model() -> None:

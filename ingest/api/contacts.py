@@ -26,6 +26,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ingest.api.auth import api_actor, audit_read, require_api_key
 from ingest.errors import error
+from ingest.openapi_models import MergeIn, validate_body
 from shared.contacts.admin import (
     CANDIDATE_STATUSES,
     ContactOverview,
@@ -241,7 +242,8 @@ def merge_contact(contact_id: str) -> Any:
         return error(400, "is not valid JSON", "body")
     if not isinstance(doc, dict):
         return error(400, "must be a JSON object", "body")
-    other = _uuid(doc.get("other_contact_id"))  # type: ignore[arg-type]
+    validate_body(MergeIn, doc)
+    other = _uuid(doc["other_contact_id"])
     if other is None:
         return error(400, "must be a contact id (UUID)", "other_contact_id")
     with session_scope() as session:

@@ -22,6 +22,7 @@ from flask import Blueprint, Response, current_app, g, render_template_string, r
 
 from ingest.api.auth import require_api_key
 from ingest.errors import error
+from ingest.openapi_models import IdentityProofIn, validate_body
 from shared.core.db import session_scope
 from shared.core.errors import FieldError
 from shared.core.identity import InvalidIdentifier, normalize_email, normalize_phone
@@ -67,11 +68,8 @@ def create_identity_proof(contact_id: str) -> Any:
         return error(400, "is not valid JSON", "body")
     if not isinstance(doc, dict):
         return error(400, "must be a JSON object", "body")
-    kind, raw = doc.get("kind"), doc.get("value")
-    if kind not in _NORMALIZE:
-        return error(400, "must be phone or email", "kind")
-    if not isinstance(raw, str):
-        return error(400, "must be a string", "value")
+    validate_body(IdentityProofIn, doc)
+    kind, raw = doc["kind"], doc["value"]
     try:
         value = _NORMALIZE[kind](raw)
     except InvalidIdentifier as exc:  # the normalizer cannot know the field

@@ -18,8 +18,10 @@ from typing import Any
 
 import redis
 from flask import Blueprint, current_app, jsonify, request
+from pydantic import BaseModel
 
 from ingest.api.auth import require_api_key
+from ingest.openapi_models import ApiMessageIn, SendEmailIn, SendMessageIn, validate_body
 from shared.core.db import autocommit_session, session_scope
 from shared.core.errors import FieldError
 from shared.core.models import Message
@@ -71,7 +73,13 @@ def _checked(check: Any, value: Any, field: str, *args: Any) -> Any:
         raise FieldError(f"{exc.field} {exc.message}", exc.field) from None
 
 
-def _parse(doc: dict[str, Any], channel: str | None = None, text_field: str = "text") -> ApiMessage:
+def _parse(
+    doc: dict[str, Any],
+    channel: str | None = None,
+    text_field: str = "text",
+    model: type[BaseModel] = ApiMessageIn,
+) -> ApiMessage:
+    validate_body(model, doc)
     channel = channel or _str(doc, "channel")
     if channel is not None and channel not in SEND_TASKS:
         raise FieldError(f"channel must be one of {', '.join(SEND_TASKS)}", "channel")
@@ -166,7 +174,7 @@ def post_message() -> Any:
 @require_api_key
 def send_email() -> Any:
     """The seed's shape: {to, template, data} (or {to, subject, text})."""
-    return _submit(lambda doc: _parse(doc, channel="email"))
+    return _submit(lambda doc: _parse(doc, channel="email", model=SendEmailIn))
 
 
 @bp.post("/api/send-message")
@@ -176,6 +184,8 @@ def send_message() -> Any:
 
     def parse(doc: dict[str, Any]) -> ApiMessage:
         _str(doc, "channel", required=True)
-        return _parse(doc, text_field="message" if "message" in doc else "text")
+        return _parse(
+            doc, text_field="message" if "message" in doc else "text", model=SendMessageIn
+        )
 
     return _submit(parse)

@@ -25,13 +25,14 @@ import base64
 import os
 import socket
 import threading
+import time
 import uuid
 from typing import Any
 
 import orjson
 import redis
 
-from shared.core.task_repr import redacted_argsrepr
+from shared.core.task_repr import PUBLISHED_AT_HEADER, redacted_argsrepr
 
 _ORIGIN = f"ingest@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -86,6 +87,9 @@ def build_envelope(
             "replaced_task_nesting": 0,
             "stamped_headers": None,
             "stamps": {},
+            # When it entered the queue: the age of the oldest waiting task
+            # (shared/runtime/metrics_collector.py) is read from it.
+            PUBLISHED_AT_HEADER: time.time(),
         },
         "properties": {
             "correlation_id": task_id,

@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     CLINIC_TIMEZONE: str = "America/Sao_Paulo"
     INGEST_PORT: int = Field(8000, ge=1, le=65535)
     FLOWER_PORT: int = Field(5555, ge=1, le=65535)
+    # Prometheus /metrics of a Celery worker (summed over its pool processes)
+    # and of the scheduler; 0 = not served. `make run` gives each process its
+    # own port from METRICS_PORT_BASE (+1 inbound worker, +2 worker, +3
+    # scheduler); docker compose serves 9100 in each container.
+    WORKER_METRICS_PORT: int = Field(0, ge=0, le=65535)
+    SCHEDULER_METRICS_PORT: int = Field(0, ge=0, le=65535)
+    METRICS_PORT_BASE: int = Field(9100, ge=0, le=65530)
     FLOWER_BASIC_AUTH: str = ""
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

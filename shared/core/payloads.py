@@ -77,7 +77,7 @@ class _Envelope(BaseModel):
     message: dict[str, Any]
 
 
-def _first_error(exc: ValidationError, prefix: str = "") -> PayloadError:
+def first_validation_error(exc: ValidationError, prefix: str = "") -> PayloadError:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     path = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "body"
@@ -230,7 +230,7 @@ def validate_message_webhook(
     try:
         env = _Envelope.model_validate(doc)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise first_validation_error(exc) from None
 
     warnings: list[str] = []
     contact = validate_contact(env.contact, settings, warnings)
@@ -238,7 +238,7 @@ def validate_message_webhook(
     try:
         msg = _MessageIn.model_validate(env.message)
     except ValidationError as exc:
-        raise _first_error(exc, "message.") from None
+        raise first_validation_error(exc, "message.") from None
     text = _repaired(msg.text, "message.text", warnings).strip()
     if not text:
         raise PayloadError("message.text", "must not be empty")

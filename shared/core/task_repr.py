@@ -18,6 +18,7 @@ Every other value shows as its type, never its content.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,12 +46,19 @@ def redacted_kwargsrepr(kwargs: Mapping[str, Any] | None) -> str:
     return "{" + ", ".join(f"{k!r}: {_one(v)}" for k, v in (kwargs or {}).items()) + "}"
 
 
+# Header every published task carries: epoch seconds when it was published
+# (the queue-age metric reads the oldest waiting task's).
+PUBLISHED_AT_HEADER = "clinicq_published_at"
+
+
 def redact_task_headers(headers: dict[str, Any] | None, body: Any, **_: Any) -> None:
     """`before_task_publish` receiver: overwrite the message's argsrepr and
     kwargsrepr (protocol 2 keeps them in the headers; the body is
-    `(args, kwargs, embed)`) with the redacted form."""
+    `(args, kwargs, embed)`) with the redacted form, and stamp the publish
+    time."""
     if not headers or "argsrepr" not in headers:
         return
+    headers[PUBLISHED_AT_HEADER] = time.time()
     args: Any = ()
     kwargs: Any = {}
     if isinstance(body, list | tuple) and len(body) >= 2:

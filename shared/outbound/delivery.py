@@ -48,6 +48,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared.contacts.optouts import is_opted_out, record_opt_out
+from shared.core import metrics
 from shared.core.channels import CHANNELS
 from shared.core.config import Settings, get_settings
 from shared.core.db import get_engine, session_scope
@@ -344,8 +345,10 @@ def _longest_countdown(settings: Settings) -> float:
     return min(settings.rate_limit_hop_seconds, float(settings.MAX_RETRY_BACKOFF_SECONDS))
 
 
-def _come_back(settings: Settings, delay: float) -> DeliveryOutcome:
+def _come_back(settings: Settings, delay: float, channel: str) -> DeliveryOutcome:
     """Re-run at a reserved slot `delay` seconds away (in short hops)."""
+    metrics.RATELIMIT_WAITS.labels(channel).inc()
+    metrics.RATELIMIT_WAIT_SECONDS.labels(channel).observe(delay)
     return DeliveryOutcome(
         "queued",
         min(delay, _longest_countdown(settings)),
@@ -435,7 +438,7 @@ def _reserve_sender_slot(settings: Settings, channel: str, slot: _Slot) -> Deliv
         _DUE,
     )
     if delay > _DUE:
-        return _come_back(settings, delay)
+        return _come_back(settings, delay, channel)
     slot.reserved = True
     return None
 
@@ -462,6 +465,7 @@ def _check_before_send(
     reason = skip_reason(session, message, opted_out)
     if reason:
         _transition(session, mid, "queued", "skipped", "skipped", reason, status_reason=reason)
+        metrics.SENDS.labels(message.channel, "none", "skipped").inc()
         return DeliveryOutcome("skipped")
     if message.template:
         _switch_template(session, mid, message)
@@ -483,6 +487,7 @@ def _check_before_send(
             status_reason=str(exc)[:1000],
             provider=provider.name,
         )
+        metrics.SENDS.labels(message.channel, provider.name, "failed").inc()
         return DeliveryOutcome("failed")
     return provider, outgoing
 
@@ -508,7 +513,7 @@ def _admit(
         # admission with it); come back then.
         delay, admitted, _ = limiter.schedule_and_admit(limits, _DUE)
         if delay > _DUE:
-            return _come_back(settings, delay)
+            return _come_back(settings, delay, channel)
     # Admission (unless the slot was taken just now): the provider counts
     # requests as they arrive, so the slower steps (reads, checks) come
     # first. A late countdown that would exceed the cap asks again as
@@ -516,16 +521,39 @@ def _admit(
     if not admitted:
         admitted, wait = limiter.admit(limits)
         if not admitted:
-            return _come_back(settings, max(wait, _DUE))
+            return _come_back(settings, max(wait, _DUE), channel)
     return None
 
 
 def _send_and_record(
     provider: Provider, outgoing: OutgoingMessage, mid: uuid.UUID, attempts: int, settings: Settings
 ) -> DeliveryOutcome:
+    outcome = _call_and_record(provider, outgoing, mid, attempts, settings, time.perf_counter())
+    # A retryable failure comes back `queued` (with its countdown): a retry.
+    label = "retry" if outcome.status == "queued" else outcome.status
+    metrics.SENDS.labels(outgoing.channel, provider.name, label).inc()
+    return outcome
+
+
+def _count_error(provider: Provider, code: str | None, kind: str) -> None:
+    metrics.PROVIDER_ERRORS.labels(provider.name, metrics.code_label(code), kind).inc()
+
+
+def _call_and_record(
+    provider: Provider,
+    outgoing: OutgoingMessage,
+    mid: uuid.UUID,
+    attempts: int,
+    settings: Settings,
+    started: float,
+) -> DeliveryOutcome:
     try:
-        result = provider.send(outgoing)
+        try:
+            result = provider.send(outgoing)
+        finally:
+            metrics.PROVIDER_LATENCY.labels(provider.name).observe(time.perf_counter() - started)
     except PermanentError as exc:
+        _count_error(provider, exc.code, "permanent")
         with session_scope() as session:
             _transition(
                 session,
@@ -549,8 +577,10 @@ def _send_and_record(
         )
         return DeliveryOutcome("failed")
     except RetryableError as exc:
+        _count_error(provider, exc.code, "retryable")
         return _retry_or_fail(exc, mid, attempts, settings, provider.name)
     except RequestMayHaveLeft as exc:
+        _count_error(provider, exc.code, "unknown")
         with session_scope() as session:
             _transition(
                 session,
@@ -655,6 +685,7 @@ def _retry_or_fail(
             )
             return DeliveryOutcome("failed")
         delay = backoff_seconds(settings, attempts, exc.retry_after)
+        metrics.RETRIES.labels(provider_name, metrics.code_label(exc.code)).inc()
         _transition(
             session,
             mid,

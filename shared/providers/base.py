@@ -271,7 +271,11 @@ def classify_transport(call: Any) -> Any:
     """Run an HTTP call, mapping requests' transport exceptions onto our classes."""
     try:
         return call()
-    except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
+    except requests.exceptions.SSLError as exc:
+        # Its own code: a bad certificate is an operator's problem (alerted
+        # on: deploy/prometheus/alerts.yml), not a network blip.
+        raise RetryableError(f"could not connect: {type(exc).__name__}", "tls") from None
+    except requests.ConnectTimeout as exc:
         raise RetryableError(f"could not connect: {type(exc).__name__}", "connect") from None
     except requests.ReadTimeout:
         raise RequestMayHaveLeft("no answer before the read timeout", "timeout") from None

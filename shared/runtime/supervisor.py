@@ -196,12 +196,14 @@ class Child:
     name: str
     argv: list[str]
     proc: subprocess.Popen[bytes] | None = None
+    # Settings of this child only (its metrics port), over the common env.
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
             self.argv,
             cwd=ROOT,
-            env=env,
+            env={**env, **self.extra_env},
             # Children log to our stderr; our stdout carries only the banner.
             stdout=sys.stderr.fileno(),
             stderr=sys.stderr.fileno(),
@@ -222,6 +224,24 @@ class Child:
             return False
 
 
+def _metrics_port(name: str, settings: Settings, offset: int) -> dict[str, str]:
+    """The child's /metrics port: METRICS_PORT_BASE + offset (0 base: none)."""
+    if not settings.METRICS_PORT_BASE:
+        return {}
+    return {name: str(settings.METRICS_PORT_BASE + offset)}
+
+
+def metrics_lines(settings: Settings) -> list[str]:
+    base = settings.METRICS_PORT_BASE
+    if not base:
+        return []
+    return [
+        f"  metrics     http://127.0.0.1:{settings.INGEST_PORT}/metrics (ingest)  "
+        f"http://127.0.0.1:{base + 1}/ (inbound worker)  http://127.0.0.1:{base + 2}/ (worker)  "
+        f"http://127.0.0.1:{base + 3}/ (scheduler)"
+    ]
+
+
 def build_children(settings: Settings, python: str = sys.executable) -> list[Child]:
     children = [
         Child(
@@ -239,6 +259,7 @@ def build_children(settings: Settings, python: str = sys.executable) -> list[Chi
                 python, "-m", "celery", "-A", "workers.app", "worker", "-Q", INBOUND_QUEUE.name,
                 "-n", "inbound@%h", "--loglevel", settings.LOG_LEVEL,
             ],
+            extra_env=_metrics_port("WORKER_METRICS_PORT", settings, 1),
         ),
         Child(
             "worker (celery)",
@@ -246,6 +267,7 @@ def build_children(settings: Settings, python: str = sys.executable) -> list[Chi
                 python, "-m", "celery", "-A", "workers.app", "worker", "-Q", OTHER_QUEUES,
                 "-n", "clinicq@%h", "--loglevel", settings.LOG_LEVEL,
             ],
+            extra_env=_metrics_port("WORKER_METRICS_PORT", settings, 2),
         ),
     ]
     # The staff console: its own gunicorn, so the ingest stays minimal.
@@ -259,7 +281,13 @@ def build_children(settings: Settings, python: str = sys.executable) -> list[Chi
         )
     )
     if (ROOT / "scheduler" / "__main__.py").exists():
-        children.append(Child("scheduler", [python, "-m", "scheduler"]))
+        children.append(
+            Child(
+                "scheduler",
+                [python, "-m", "scheduler"],
+                extra_env=_metrics_port("SCHEDULER_METRICS_PORT", settings, 3),
+            )
+        )
     else:
         say("scheduler/__main__.py is absent: the scheduler process is not started")
     children.append(
@@ -384,6 +412,7 @@ def banner(settings: Settings, embedded: bool, scheduler: bool) -> str:
         f"  console     http://127.0.0.1:{settings.CONSOLE_PORT}/  "
         "(staff accounts: clinicq create-user EMAIL --role admin)",
         f"  scheduler   {'running' if scheduler else 'absent (scheduler/__main__.py missing)'}",
+        *metrics_lines(settings),
         f"  webhook signing secret  {settings.WEBHOOK_SIGNING_SECRETS[0]}",
     ]
     if settings.WEBHOOK_SECRET:

@@ -30,7 +30,7 @@ from shared.core.config import Settings
 from shared.core.enums import AppointmentStatus
 from shared.core.errors import FieldError, NotFoundError
 from shared.core.models import Appointment, Message, ScheduledMessage
-from shared.core.payloads import PayloadError, _first_error, validate_contact
+from shared.core.payloads import PayloadError, first_validation_error, validate_contact
 from shared.core.taskqueue import INBOUND_APPOINTMENT_EVENT
 from shared.core.validation import is_storable
 from shared.scheduling.planner import (
@@ -172,7 +172,7 @@ def validate_appointment(
     try:
         data = _AppointmentIn.model_validate(doc)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise first_validation_error(exc) from None
     warnings: list[str] = []
     contact = validate_contact(data.contact, settings, warnings)
     return (
@@ -197,7 +197,7 @@ def validate_changes(doc: dict[str, Any], now: datetime | None = None) -> dict[s
     try:
         data = _ChangesIn.model_validate(doc)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise first_validation_error(exc) from None
     changes: dict[str, Any] = {}
     for name in data.model_fields_set:
         value = getattr(data, name)

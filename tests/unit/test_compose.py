@@ -74,7 +74,10 @@ def test_compose_has_the_production_shape(compose: dict) -> None:
     services = compose["services"]
     expected = {"postgres", "redis", "migrate", "ingest", "scheduler", "flower", "console"}
     expected |= {f"worker-{q}" for q in QUEUES}
-    assert set(services) == expected
+    # The optional `observability` profile (deploy/): not started by default.
+    optional = {"prometheus", "grafana"}
+    assert set(services) == expected | optional
+    assert all(services[name]["profiles"] == ["observability"] for name in optional)
 
     for queue in QUEUES:
         command = services[f"worker-{queue}"]["command"]
@@ -94,7 +97,9 @@ def test_compose_has_the_production_shape(compose: dict) -> None:
 
 def test_every_clinicq_process_gets_the_same_variables(compose: dict) -> None:
     services = compose["services"]
-    clinicq = [name for name in services if name not in {"postgres", "redis"}]
+    clinicq = [
+        name for name in services if name not in {"postgres", "redis", "prometheus", "grafana"}
+    ]
     first = _env_names(services[clinicq[0]])
     for name in clinicq:
         assert _env_names(services[name]) == first, name

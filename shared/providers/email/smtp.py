@@ -104,6 +104,10 @@ class SmtpProvider(Provider):
             ) from None
         except smtplib.SMTPResponseException as exc:
             raise _classify_reply(exc.smtp_code, "connect") from None
+        except ssl.SSLError as exc:
+            # A certificate the server cannot prove: the operator's problem
+            # (alerted on, deploy/prometheus/alerts.yml), retried meanwhile.
+            raise RetryableError(f"SMTP TLS failed: {type(exc).__name__}", "tls") from None
         except (OSError, smtplib.SMTPException) as exc:
             raise RetryableError(f"SMTP connect failed: {type(exc).__name__}", "connect") from None
 

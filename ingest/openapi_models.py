@@ -1,0 +1,125 @@
+"""Pydantic models of the HTTP surface that have no validator of their own
+to borrow: response bodies, and the request bodies of the endpoints whose
+validation is the domain's (shared/). The OpenAPI document (ingest/openapi.py)
+is generated from these and from the validators' own models; the views
+validate with the request models here first (ingest/api/messages.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.core.errors import FieldError
+from shared.core.payloads import first_validation_error
+
+MESSAGE_MAX = 65536
+
+
+def validate_body(model: type[BaseModel], doc: dict[str, Any]) -> None:
+    """The request's first check: the model the OpenAPI document shows for
+    it. A wrong type, a missing or over-long field is a 400 naming the
+    field; the domain's own rules run after."""
+    try:
+        model.model_validate(doc)
+    except ValidationError as exc:
+        problem = first_validation_error(exc)
+        raise FieldError(f"{problem.field} {problem.message}", problem.field) from None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx (and a 503 while a dependency is down): what is wrong and,
+    when it is one field or header, its name."""
+
+    error: str
+    field: str | None = None
+
+
+class Accepted(BaseModel):
+    """202: the message exists (or will, for webhooks) and can be followed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message_id: str
+    status_url: str | None = None
+
+
+class MessageAccepted(Accepted):
+    status: str
+    channel: str
+    duplicate: bool
+    reason: str | None = None
+
+
+class ApiMessageIn(BaseModel):
+    """POST /api/messages: `to` is a contact id, an E.164 phone or an e-mail;
+    either `text` or `template` (+ `data`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    to: str = Field(max_length=320)
+    channel: str | None = Field(default=None, max_length=16)
+    text: str | None = Field(default=None, max_length=MESSAGE_MAX)
+    subject: str | None = Field(default=None, max_length=998)
+    template: str | None = Field(default=None, max_length=64)
+    data: dict[str, Any] | None = None
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+class SendEmailIn(BaseModel):
+    """The first seed's POST /api/send-email: {to, template, data} or {to, subject, text}."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    to: str = Field(max_length=320)
+    text: str | None = Field(default=None, max_length=MESSAGE_MAX)
+    subject: str | None = Field(default=None, max_length=998)
+    template: str | None = Field(default=None, max_length=64)
+    data: dict[str, Any] | None = None
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+class SendMessageIn(BaseModel):
+    """The second seed's POST /api/send-message: {channel, to, message | template + data}."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    channel: str = Field(max_length=16)
+    to: str = Field(max_length=320)
+    message: str | None = Field(default=None, max_length=MESSAGE_MAX)
+    text: str | None = Field(default=None, max_length=MESSAGE_MAX)
+    template: str | None = Field(default=None, max_length=64)
+    data: dict[str, Any] | None = None
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    other_contact_id: str = Field(description="id (UUID) of the contact merged into this one")
+
+
+class IdentityProofIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    kind: Literal["phone", "email"]
+    value: str = Field(max_length=320)
+
+
+class Resource(BaseModel):
+    """A JSON object answered by the API (its fields: README)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ResourceList(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ProviderPayload(BaseModel):
+    """A provider's own webhook payload (Twilio form, Meta JSON, Chatwoot,
+    Rocket.Chat): its shape is the provider's, documented in PROVIDERS.md;
+    what clinicq requires of it is checked by the provider package's parser
+    (shared/providers/<vendor>/inbound.py), which names a bad field in a 400."""
+
+    model_config = ConfigDict(extra="allow")
