@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from shared.contacts.directory import contact_details_from_payload, find_or_create_contact
 from shared.core.config import Settings
 from shared.core.models import Appointment, WaitlistEntry, WaitlistSlot
-from shared.core.payloads import PayloadError, _first_error, validate_contact
+from shared.core.payloads import PayloadError, first_validation_error, validate_contact
 from shared.core.validation import is_storable
 
 ENTRY_WAITING, ENTRY_CLAIMED, ENTRY_REMOVED = "waiting", "claimed", "removed"
@@ -78,7 +78,7 @@ def validate_entry(
     try:
         data = _EntryIn.model_validate(doc)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise first_validation_error(exc) from None
     if data.professional is None and data.location is None:
         raise PayloadError("professional", "professional or location is required")
     if data.window_to <= data.window_from:
