@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from ingest import openapi_models as m
 from shared.core.payloads import _Envelope
 from shared.scheduling.appointments import _AppointmentIn, _ChangesIn
+from shared.scheduling.waitlist import _EntryIn
 
 bp = Blueprint("openapi", __name__, template_folder="templates")
 
@@ -68,6 +69,18 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "in": "header",
         "name": "X-RocketChat-Livechat-Token",
         "description": "Rocket.Chat's webhook secret token.",
+    },
+    "telegramSecret": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Telegram-Bot-Api-Secret-Token",
+        "description": "The secret_token given to setWebhook (TELEGRAM_WEBHOOK_SECRET).",
+    },
+    "pageLink": {
+        "type": "apiKey",
+        "in": "path",
+        "name": "token",
+        "description": "The self-service link's HMAC capability token (expires at the visit).",
     },
     "statusToken": {
         "type": "apiKey",
@@ -150,6 +163,59 @@ OPERATIONS: dict[str, Operation] = {
         "A contact: identities, opt-outs, conversations",
         "contacts", _API, responses={200: _R},
     ),
+    "contacts_api.patch_contact": Operation(
+        "Set the contact's preferred channel (admin)",
+        "contacts", _API, body=m.ContactPatchIn, responses={200: _R},
+    ),
+    "appointments.revoke_link": Operation(
+        "Revoke the appointment's self-service link; answers the new one (admin)",
+        "appointments", _API, responses={200: _R},
+    ),
+    "waitlist_api.create_entry": Operation(
+        "Put a patient on the waitlist (idempotent by external_id)",
+        "waitlist", _API, body=_EntryIn, responses={201: _R, 200: _R},
+    ),
+    "waitlist_api.list_entries": Operation(
+        "Waitlist entries", "waitlist", _API, responses={200: m.ResourceList},
+        query=(("status", "waiting | claimed | removed"), ("limit", "page size")),
+    ),
+    "waitlist_api.read_entry": Operation(
+        "A waitlist entry with its offers", "waitlist", _API, responses={200: _R},
+    ),
+    "waitlist_api.delete_entry": Operation(
+        "Take a patient off the waitlist", "waitlist", _API, responses={200: _R, 204: None},
+    ),
+    "selfservice.show": Operation(
+        "The patient's self-service page of one appointment", "pages", ("pageLink",),
+        responses={200: None}, media="text/html", errors=(404, 410), error_media="text/html",
+    ),
+    "selfservice.calendar": Operation(
+        "The appointment as a calendar file (.ics)", "pages", ("pageLink",),
+        responses={200: None}, media="text/calendar", errors=(404, 410),
+        error_media="text/html",
+    ),
+    "selfservice.confirm": Operation(
+        "Confirm from the page (303 back to it)", "pages", ("pageLink",),
+        body=m.PageFormIn, body_media="application/x-www-form-urlencoded",
+        responses={303: None}, media="text/html", errors=(400, 403, 404, 410),
+        error_media="text/html",
+    ),
+    "selfservice.reschedule": Operation(
+        "Ask to reschedule from the page (303 back to it)", "pages", ("pageLink",),
+        body=m.PageFormIn, body_media="application/x-www-form-urlencoded",
+        responses={303: None}, media="text/html", errors=(400, 403, 404, 410),
+        error_media="text/html",
+    ),
+    "selfservice.cancel": Operation(
+        "Cancel (or ask to) from the page (303 back to it)", "pages", ("pageLink",),
+        body=m.PageFormIn, body_media="application/x-www-form-urlencoded",
+        responses={303: None}, media="text/html", errors=(400, 403, 404, 410),
+        error_media="text/html",
+    ),
+    "telegram_webhook.receive_telegram": Operation(
+        "Telegram: a bot update (message, command, contact share, button tap)",
+        "webhooks", ("telegramSecret",), body=m.ProviderPayload, responses={200: _R},
+    ),
     "contacts_api.merge_contact": Operation(
         "Merge another contact into this one (admin)",
         "contacts", _API, body=m.MergeIn, responses={200: _R},
@@ -227,8 +293,8 @@ OPERATIONS: dict[str, Operation] = {
     ),
 }
 
-# Not part of the contract: Flask's own static route.
-UNDOCUMENTED = frozenset({"static"})
+# Not part of the contract: static files (Flask's, the page's stylesheet).
+UNDOCUMENTED = frozenset({"static", "selfservice.static"})
 
 _PARAM = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>[a-zA-Z_]+)>")
 

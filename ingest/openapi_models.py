@@ -93,6 +93,24 @@ class SendMessageIn(BaseModel):
     idempotency_key: str | None = Field(default=None, max_length=200)
 
 
+class ContactPatchIn(BaseModel):
+    """PATCH /api/contacts/{id}: the channel sends without an explicit one take
+    (null clears it). The only field that can be changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preferred_channel: str | None = Field(max_length=16)
+
+
+class PageFormIn(BaseModel):
+    """A self-service page's form (application/x-www-form-urlencoded): the
+    form token (CSRF, bound to the link and the page's cookie) and, for a
+    reschedule request, the patient's preferred window."""
+
+    csrf: str = Field(max_length=200)
+    janela: str | None = Field(default=None, max_length=200)
+
+
 class MergeIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

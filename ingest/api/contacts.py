@@ -26,7 +26,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ingest.api.auth import api_actor, audit_read, require_api_key
 from ingest.errors import error
-from ingest.openapi_models import MergeIn, validate_body
+from ingest.openapi_models import ContactPatchIn, MergeIn, validate_body
 from shared.contacts.admin import (
     CANDIDATE_STATUSES,
     ContactOverview,
@@ -218,11 +218,8 @@ def patch_contact(contact_id: str) -> Any:
     unknown = sorted(set(doc) - {"preferred_channel"})
     if unknown:
         return error(400, "unknown field (only preferred_channel can be changed)", unknown[0])
-    if "preferred_channel" not in doc:
-        return error(400, "is required", "preferred_channel")
+    validate_body(ContactPatchIn, doc)
     channel = doc["preferred_channel"]
-    if channel is not None and not isinstance(channel, str):
-        return error(400, "must be a string or null", "preferred_channel")
     with session_scope() as session:
         # A missing contact is a NotFoundError, a bad channel a FieldError
         # naming preferred_channel: both answered in ingest/errors.py.
