@@ -14,6 +14,7 @@ from ingest.api import contacts as contacts_api
 from ingest.api import identity_proofs as identity_proofs_api
 from ingest.api import message_status as message_status_api
 from ingest.api import messages as messages_api
+from ingest.api import webhook_endpoints as webhook_endpoints_api
 from ingest.errors import register_error_handlers
 from ingest.webhooks import inbox as inbox_webhooks
 from ingest.webhooks import intake as intake_webhook
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         messages_api.bp,
         contacts_api.bp,
         identity_proofs_api.bp,
+        webhook_endpoints_api.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -110,6 +110,8 @@ INBOX_NOTE = "clinicq.inbox.note"
 
 MAINTENANCE_POLL_IMAP = "clinicq.maintenance.poll_imap"
 
+WEBHOOK_DELIVER = "clinicq.webhooks.deliver"
+
 
 @functools.cache
 def celery_app() -> Celery:

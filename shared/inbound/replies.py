@@ -49,12 +49,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from unidecode import unidecode
 
+from shared.contacts.conversations import flag_needs_agent
 from shared.contacts.directory import contact_address, verified_address
 from shared.contacts.optouts import record_opt_out
 from shared.core.channels import CHANNELS, address_kind, channels_addressed_to, is_channel
 from shared.core.config import Settings, get_settings
 from shared.core.enums import OPT_OUT_ALL, AppointmentStatus, Direction, IdentityKind
 from shared.core.models import Appointment, Contact, Conversation, Message, MessageEvent
+from shared.core.webhook_events import appointment_data, appointment_key, record_event
 from shared.inbound.reactions import ReactionContext
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 
@@ -223,6 +225,12 @@ def _confirm(
         # Not a version bump: the reminders stay valid for a confirmed visit.
         appt.status = AppointmentStatus.CONFIRMED.value
         appt.updated_at = now
+        record_event(
+            session,
+            "appointment.confirmed",
+            appointment_data(appt, channel=message.channel, via="reply"),
+            ordering_key=appointment_key(appt.id),
+        )
     ctx.notes["reply"] = f"confirmed appointment {appt.id}"
     route = _reply_route(session, message, sms_only=True)
     if route is None:
@@ -246,6 +254,13 @@ def _confirm(
     )
 
 
+# The booking system's event for a patient's request (shared/core/webhook_events.py).
+_REQUEST_EVENT = {
+    "remarcar": "appointment.reschedule_requested",
+    "cancelar": "appointment.cancel_requested",
+}
+
+
 def _team_request(
     session: Session,
     ctx: ReactionContext,
@@ -259,7 +274,15 @@ def _team_request(
     if message.conversation_id is not None:
         conversation = session.get(Conversation, message.conversation_id)
         if conversation is not None:
-            conversation.needs_agent = True
+            flag_needs_agent(session, conversation, f"{request}_request")
+    record_event(
+        session,
+        _REQUEST_EVENT[request],
+        appointment_data(appt, channel=message.channel, via="reply"),
+        ordering_key=appointment_key(appt.id),
+        # The reaction may run twice: one event per patient message.
+        idempotency_key=f"reply:{message.id}:{request}",
+    )
     ctx.notes["reply"] = f"{request} request for appointment {appt.id}"
     if not settings.EMAIL_SUPORTE:
         log.warning(
@@ -366,7 +389,7 @@ def _unverified_command(
     if message.conversation_id is not None:
         conversation = session.get(Conversation, message.conversation_id)
         if conversation is not None:
-            conversation.needs_agent = True
+            flag_needs_agent(session, conversation, "unverified_command")
     opt_out = command.kind in (OPT_OUT, OPT_OUT_EVERYTHING)
     scope = _opt_out_scope(message, command) if opt_out else None
     confirmation = _ask_to_confirm_opt_out(session, ctx, message, scope) if scope else None
