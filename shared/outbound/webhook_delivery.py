@@ -275,6 +275,10 @@ def _record(
         delay = backoff_seconds(settings, attempts, response.retry_after)
         if gone or now + timedelta(seconds=delay) > retry_until:
             delivery.status = "failed"
+            delivery.last_error = (
+                f"{delivery.last_error}; "
+                + ("endpoint gone, not retried" if gone else "retry period over")
+            )[:500]
             outcome = DeliveryOutcome("failed")
         else:
             delivery.next_attempt_at = now + timedelta(seconds=delay)

@@ -528,3 +528,40 @@ def test_a_cancellation_clinicq_makes_is_told_one_the_booking_system_sent_is_not
     assert data["appointment"]["external_id"] == "ext-b"
     assert data["appointment"]["status"] == "cancelled" and data["appointment"]["version"] == 2
     assert data["cancelled_by"] == "patient"
+
+
+def test_patient_replies_reach_the_booking_system_end_to_end(
+    admin: Any, receiver: FakeWebhookReceiver, celery_worker: Any, settings: Any, app: Any
+) -> None:
+    """A verified SMS "Sim" then "Remarcar", through the Twilio webhook and
+    real inbound, send and webhook workers: the booking system receives
+    appointment.confirmed, then conversation.needs_agent and
+    appointment.reschedule_requested — ids only, no message text."""
+    from tests.fakes import FakeTwilio
+    from tests.integration.test_replies import book, reply
+    from tests.integration.test_webhook_contract import make_provider_client
+
+    register(app.test_client(), admin, receiver)
+    cfg = settings.model_copy(update={"QUIET_HOURS_CHANNELS": []})
+    with FakeTwilio() as twilio:
+        celery_worker("inbound,sms,email,webhooks", concurrency=2, env={
+            **FAST, **twilio.env(), "RATE_LIMIT_SMS": "1000/second"})
+        aid = book(cfg, "ext-77")
+        provider_client = make_provider_client(settings)
+        reply(provider_client, "Sim")
+        wait_for(lambda: [d.payload["type"] for d in receiver.accepted()] == ["appointment.confirmed"],
+                 timeout=120)
+        reply(provider_client, "Remarcar")
+        wait_for(lambda: len(receiver.accepted()) >= 3, timeout=120)
+    types = [d.payload["type"] for d in receiver.accepted()]
+    assert types[0] == "appointment.confirmed"
+    assert sorted(types[1:]) == ["appointment.reschedule_requested", "conversation.needs_agent"]
+    by_type = {d.payload["type"]: d.payload for d in receiver.accepted()}
+    confirmed = by_type["appointment.confirmed"]["data"]
+    assert confirmed["appointment"]["id"] == str(aid)
+    assert confirmed["appointment"]["external_id"] == "ext-77"
+    assert confirmed["appointment"]["status"] == "confirmed"
+    assert confirmed["channel"] == "sms" and confirmed["via"] == "reply"
+    assert by_type["conversation.needs_agent"]["data"]["reason"] == "remarcar_request"
+    text = str([d.payload for d in receiver.accepted()])
+    assert "Sim" not in text and "Remarcar" not in text and "+55" not in text
