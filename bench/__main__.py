@@ -13,6 +13,7 @@ BENCHES: dict[str, str] = {
     "delivery": "bench.delivery",
     "triage": "bench.triage_accuracy",
     "scheduler": "bench.scheduler",  # slowest: loads 1M appointments
+    "webhooks": "bench.webhooks",  # outbound webhooks: commit -> receiver, outage
     "durability": "bench.durability",  # REDIS_DURABILITY modes against everysec
     "chaos": "bench.chaos",  # fault suite; by hand (`--short` is the CI form)
 }

@@ -12,7 +12,7 @@ lost publish left behind (shared/outbound/webhook_delivery.py).
 The catalogue (`EVENT_TYPES`) is the contract: each type has a `version`
 that changes only when its `data` changes incompatibly. Payloads carry ids
 (clinicq's and the booking system's external ids) and channels — never
-message text, names, phones or e-mails (docs/webhook-events.md).
+message text, names, phones or e-mails (README, "Outbound webhooks").
 """
 
 from __future__ import annotations
