@@ -383,6 +383,9 @@ class Settings(BaseSettings):
     # The scheduler's safety net: deliveries due this long and not yet taken
     # (a lost publish, a retry, a dead worker's lease) are enqueued again.
     WEBHOOK_SWEEP_SECONDS: float = Field(5.0, gt=0, le=3600)
+    # …due for this long: below it a delivery is the fast path's or a
+    # countdown's (re-enqueueing a backlog would only flood the queue).
+    WEBHOOK_SWEEP_GRACE_SECONDS: float = Field(30.0, ge=0, le=3600)
     # After a rotation the old secret still signs (a second signature in the
     # header) for this long, so receivers can switch without losing events.
     WEBHOOK_ROTATION_OVERLAP_SECONDS: int = Field(24 * 3600, ge=0, le=30 * 24 * 3600)

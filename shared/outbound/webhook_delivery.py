@@ -30,6 +30,8 @@ took (a lost publish, a retry too far for a countdown, a dead worker's lease).
 from __future__ import annotations
 
 import email.utils
+import functools
+import http.cookiejar
 import logging
 import random
 import time
@@ -40,7 +42,7 @@ from typing import Any
 
 import orjson
 import requests
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from standardwebhooks import Webhook
 
 from shared.core.config import Settings
@@ -133,6 +135,15 @@ def sign(secrets: list[str], event_id: str, timestamp: datetime, body: bytes) ->
     return " ".join(Webhook(s).sign(event_id, timestamp, payload) for s in secrets)
 
 
+@functools.cache
+def _http() -> requests.Session:
+    """One connection pool per process (keep-alive to the receivers), with
+    cookies refused: nothing one receiver sets travels anywhere."""
+    session = requests.Session()
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return session
+
+
 def _post(
     url: str, event_id: str, body: bytes, secrets: list[str], settings: Settings
 ) -> _Response:
@@ -146,7 +157,7 @@ def _post(
     }
     started = time.monotonic()
     try:
-        with requests.post(
+        with _http().post(
             url,
             data=body,
             headers=headers,
@@ -245,8 +256,7 @@ def _record(
             )
         )
         delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
-        endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
-        if delivery is None or endpoint is None:  # deleted meanwhile
+        if delivery is None:  # its endpoint was deleted meanwhile
             return DeliveryOutcome("failed")
         delivery.last_status_code = response.status_code
         delivery.last_error = None if ok else _failure_text(response)
@@ -254,10 +264,21 @@ def _record(
         delivery.updated_at = now
         if ok:
             delivery.status, delivery.delivered_at = "delivered", now
-            endpoint.failing_since = None
+            # Ends a failure run; matches (and locks) the endpoint row only
+            # then, so concurrent successes do not queue on it.
+            session.execute(
+                update(WebhookEndpoint)
+                .where(
+                    WebhookEndpoint.id == endpoint_id,
+                    WebhookEndpoint.failing_since.is_not(None),
+                )
+                .values(failing_since=None)
+            )
             session.flush()
-            outcome = DeliveryOutcome("delivered", publish=_next_in_order(session, delivery))
-            return outcome
+            return DeliveryOutcome("delivered", publish=_next_in_order(session, delivery))
+        endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+        if endpoint is None:
+            return DeliveryOutcome("failed")
         endpoint.failing_since = endpoint.failing_since or now
         reason = None
         if gone:
@@ -279,7 +300,9 @@ def _record(
                 f"{delivery.last_error}; "
                 + ("endpoint gone, not retried" if gone else "retry period over")
             )[:500]
-            outcome = DeliveryOutcome("failed")
+            session.flush()
+            # Later events of the same key waited for this one: they go on.
+            outcome = DeliveryOutcome("failed", publish=_next_in_order(session, delivery))
         else:
             delivery.next_attempt_at = now + timedelta(seconds=delay)
             outcome = DeliveryOutcome("retry", retry_in=delay)
@@ -376,9 +399,9 @@ class SweepReport:
 def sweep(settings: Settings) -> SweepReport:
     """Fail what is past its retry period; enqueue what is due and untaken.
 
-    "Due" means due for WEBHOOK_SWEEP_SECONDS already: a delivery just
-    recorded or just scheduled is the fast path's or the countdown's; the
-    sweep bumps `next_attempt_at` of what it enqueues, so it does not
+    "Due" means due for WEBHOOK_SWEEP_GRACE_SECONDS already: a delivery
+    just recorded or just scheduled is the fast path's or the countdown's;
+    the sweep bumps `next_attempt_at` of what it enqueues, so it does not
     enqueue the same row again at every pass while a backlog drains."""
     with session_scope() as session:
         expired = session.execute(
@@ -413,7 +436,7 @@ def sweep(settings: Settings) -> SweepReport:
                     RETURNING id
                     """  # noqa: S608 - constant SQL fragments, values bound
                 ),
-                {"grace": settings.WEBHOOK_SWEEP_SECONDS, "batch": SWEEP_BATCH},
+                {"grace": settings.WEBHOOK_SWEEP_GRACE_SECONDS, "batch": SWEEP_BATCH},
             )
         )
     if enqueued:
