@@ -76,16 +76,22 @@ def decrypt_secret(settings: Settings, stored: str) -> str:
         ) from None
 
 
-def signing_secrets(settings: Settings, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
-    """The secrets a delivery is signed with: the current one, and the one a
-    rotation replaced while its overlap lasts."""
-    found = [decrypt_secret(settings, endpoint.secret_encrypted)]
+def signing_secrets(
+    settings: Settings,
+    secret_encrypted: str,
+    previous_secret_encrypted: str | None,
+    previous_secret_expires_at: datetime | None,
+    now: datetime,
+) -> list[str]:
+    """The secrets a delivery is signed with: the endpoint's current one, and
+    the one a rotation replaced while its overlap lasts."""
+    found = [decrypt_secret(settings, secret_encrypted)]
     if (
-        endpoint.previous_secret_encrypted
-        and endpoint.previous_secret_expires_at is not None
-        and endpoint.previous_secret_expires_at > now
+        previous_secret_encrypted
+        and previous_secret_expires_at is not None
+        and previous_secret_expires_at > now
     ):
-        found.append(decrypt_secret(settings, endpoint.previous_secret_encrypted))
+        found.append(decrypt_secret(settings, previous_secret_encrypted))
     return found
 
 

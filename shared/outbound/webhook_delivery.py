@@ -46,7 +46,7 @@ from sqlalchemy import select, text, update
 from standardwebhooks import Webhook
 
 from shared.core.config import Settings
-from shared.core.db import session_scope
+from shared.core.db import autocommit_session, session_scope
 from shared.core.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from shared.core.webhook_endpoints import disable_endpoint, signing_secrets
 from shared.core.webhook_events import publish_deliveries
@@ -97,25 +97,30 @@ _CLAIM = text(
       AND d.next_attempt_at <= now()
       AND (d.locked_until IS NULL OR d.locked_until < now())
       AND NOT ({_EARLIER_PENDING})
-    RETURNING d.attempts, d.retry_until, d.endpoint_id, ev.id AS event_id, ev.payload
+    RETURNING d.attempts, d.retry_until, d.endpoint_id, ev.id AS event_id, ev.payload,
+              e.url, e.secret_encrypted, e.previous_secret_encrypted,
+              e.previous_secret_expires_at
     """  # noqa: S608 - constant SQL fragments, values bound
 )
 
 
 def deliver(delivery_id: int, settings: Settings) -> DeliveryOutcome:
-    with session_scope() as session:
+    # One statement, atomic on its own: no transaction around it.
+    with autocommit_session() as session:
         claimed = session.execute(
             _CLAIM, {"id": delivery_id, "lease": lease_seconds(settings)}
         ).first()
-        if claimed is None:
-            return DeliveryOutcome("not_claimed")
-        endpoint = session.get(WebhookEndpoint, claimed.endpoint_id)
-        assert endpoint is not None
-        now = datetime.now(UTC)
-        secrets = signing_secrets(settings, endpoint, now)
-        url = endpoint.url
+    if claimed is None:
+        return DeliveryOutcome("not_claimed")
+    secrets = signing_secrets(
+        settings,
+        claimed.secret_encrypted,
+        claimed.previous_secret_encrypted,
+        claimed.previous_secret_expires_at,
+        datetime.now(UTC),
+    )
     body = orjson.dumps(claimed.payload)
-    response = _post(url, claimed.event_id, body, secrets, settings)
+    response = _post(claimed.url, claimed.event_id, body, secrets, settings)
     return _record(delivery_id, claimed.endpoint_id, claimed.attempts, claimed.retry_until,
                    response, settings)
 
