@@ -156,7 +156,14 @@ def _publish_after_commit(session: Session) -> None:
     """The fast path: the deliveries a transaction recorded are published the
     moment it commits. A failure here loses nothing (the rows are committed
     and the sweep enqueues them), so it is logged, never raised into the
-    caller, whose change has already committed."""
+    caller, whose change has already committed.
+
+    SQLAlchemy fires this event when a SAVEPOINT is released too (the
+    automations run in one): only the outermost commit makes rows visible.
+    Ids recorded in a savepoint that was rolled back stay in the list; their
+    tasks find no row and do nothing."""
+    if session.in_nested_transaction():
+        return
     delivery_ids = session.info.pop(_PENDING_PUBLISH, None)
     if delivery_ids:
         publish_deliveries(delivery_ids)

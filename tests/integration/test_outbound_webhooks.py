@@ -553,7 +553,14 @@ def test_patient_replies_reach_the_booking_system_end_to_end(
         wait_for(lambda: [d.payload["type"] for d in receiver.accepted()] == ["appointment.confirmed"],
                  timeout=120)
         reply(provider_client, "Remarcar")
-        wait_for(lambda: len(receiver.accepted()) >= 3, timeout=120)
+        try:
+            wait_for(lambda: len(receiver.accepted()) >= 3, timeout=120)
+        except AssertionError:
+            with session_scope() as s:  # what was recorded and where it stands
+                print([(e.type, e.ordering_key) for e in s.scalars(select(WebhookEvent))])
+                print([(d.event_id, d.status, d.attempts, d.last_error) for d in deliveries()])
+                print([(m.direction, m.text, m.status) for m in s.scalars(select(Message))])
+            raise
     types = [d.payload["type"] for d in receiver.accepted()]
     assert types[0] == "appointment.confirmed"
     assert sorted(types[1:]) == ["appointment.reschedule_requested", "conversation.needs_agent"]

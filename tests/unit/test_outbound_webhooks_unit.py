@@ -83,3 +83,30 @@ def test_event_ids_are_unique_and_sort_by_time() -> None:
     ids = [new_event_id() for _ in range(1000)]
     assert len(set(ids)) == 1000 and all(i.startswith("evt_") and len(i) <= 40 for i in ids)
     assert ids[0][:16] <= ids[-1][:16]
+
+
+def test_deliveries_are_published_at_the_outermost_commit_not_at_a_savepoint() -> None:
+    """A savepoint's release fires SQLAlchemy's after_commit too; publishing
+    then would hand a worker a row it cannot see yet. (The publish itself
+    meets no broker here — unit tests have none — and is only logged: the
+    sweep is the safety net.)"""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    from shared.core import webhook_events
+
+    def pending(session: Session) -> list[int] | None:
+        return session.info.get(webhook_events._PENDING_PUBLISH)
+
+    session = Session(create_engine("sqlite://"))
+    session.execute(text("select 1"))
+    webhook_events.publish_after_commit(session, [1])
+    with session.begin_nested():
+        webhook_events.publish_after_commit(session, [2])
+    assert pending(session) == [1, 2]  # still waiting for the real commit
+    session.commit()
+    assert pending(session) is None  # published (attempted) at the commit
+    session.execute(text("select 1"))
+    webhook_events.publish_after_commit(session, [3])
+    session.rollback()
+    assert pending(session) is None  # a rollback forgets them
