@@ -14,6 +14,7 @@ BENCHES: dict[str, str] = {
     "telegram": "bench.telegram_limits",  # the Bot API's per-bot and per-chat caps
     "triage": "bench.triage_accuracy",
     "scheduler": "bench.scheduler",  # slowest: loads 1M appointments
+    "webhooks": "bench.webhooks",  # outbound webhooks: commit -> receiver, outage
     "durability": "bench.durability",  # REDIS_DURABILITY modes against everysec
     "console": "bench.console",  # console pages over 10k vs 1M messages
     "chaos": "bench.chaos",  # fault suite; by hand (`--short` is the CI form)

@@ -15,6 +15,7 @@ from ingest.api import identity_proofs as identity_proofs_api
 from ingest.api import message_status as message_status_api
 from ingest.api import messages as messages_api
 from ingest.api import waitlist as waitlist_api
+from ingest.api import webhook_endpoints as webhook_endpoints_api
 from ingest.errors import register_error_handlers
 from ingest.pages import selfservice as selfservice_page
 from ingest.webhooks import inbox as inbox_webhooks
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         waitlist_api.bp,
         # GET /api/openapi.json and /api/docs, generated from the routes' models
         openapi.bp,
+        webhook_endpoints_api.bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

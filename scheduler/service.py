@@ -12,7 +12,9 @@
   IMAP poll when IMAP_HOST is set (published to a maintenance worker),
   re-alerting unanswered urgent messages, telling agents which of their
   replies failed, offering freed slots to the waitlist (and expiring offers:
-  shared/inbound/waitlist_offers.py).
+  shared/inbound/waitlist_offers.py);
+- the webhook sweep (every WEBHOOK_SWEEP_SECONDS): outbound webhook
+  deliveries due and untaken are enqueued, expired ones failed.
 
 Nothing is stored in the job store: the schedule is code, the work is rows in
 PostgreSQL (rule 4), so a restart loses nothing. SIGTERM/SIGINT stop the
@@ -42,6 +44,7 @@ from shared.inbound.react_redrive import redrive_unreacted_messages
 from shared.inbound.waitlist_offers import offer_freed_slots
 from shared.inbox.sync import report_failed_agent_replies
 from shared.outbound.reconciler import reconcile_stuck_messages
+from shared.outbound.webhook_delivery import sweep as sweep_webhook_deliveries
 from shared.runtime.metrics_collector import BacklogCollector
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,15 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
         "interval",
         seconds=settings.SCHEDULER_TICK_SECONDS,
         id="tick",
+        next_run_time=now,
+    )
+    # Outbound webhooks' safety net, on its own (shorter) interval: deliveries
+    # whose publish was lost, retries, dead workers' leases.
+    scheduler.add_job(
+        _logged("sweep_webhook_deliveries", lambda: sweep_webhook_deliveries(settings)),
+        "interval",
+        seconds=settings.WEBHOOK_SWEEP_SECONDS,
+        id="sweep_webhook_deliveries",
         next_run_time=now,
     )
     for name, fn in maintenance_jobs(settings).items():

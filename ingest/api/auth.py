@@ -70,6 +70,16 @@ ENDPOINT_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/api/waitlist/<entry_id>"): "read",
     # Sends a proof-of-address link to one of the contact's identities.
     ("POST", "/api/contacts/<contact_id>/identity-proofs"): "send",
+    # Outbound webhooks: where clinicq sends events and their secrets.
+    ("POST", "/api/webhook-endpoints"): "admin",
+    ("GET", "/api/webhook-endpoints"): "admin",
+    ("GET", "/api/webhook-endpoints/<endpoint_id>"): "admin",
+    ("PATCH", "/api/webhook-endpoints/<endpoint_id>"): "admin",
+    ("DELETE", "/api/webhook-endpoints/<endpoint_id>"): "admin",
+    ("POST", "/api/webhook-endpoints/<endpoint_id>/rotate"): "admin",
+    ("GET", "/api/webhook-events"): "admin",
+    ("POST", "/api/webhook-events/replay"): "admin",
+    ("POST", "/api/webhook-events/<event_id>/replay"): "admin",
 }
 
 # Revocation takes effect within this many seconds (see the module docstring).

@@ -12,6 +12,7 @@ from sqlalchemy.sql import text
 
 from shared.core.enums import ConversationStatus
 from shared.core.models import Conversation
+from shared.core.webhook_events import contact_key, record_event
 
 
 def active_conversation(
@@ -82,3 +83,23 @@ def inbox_conversation(
         .order_by(Conversation.created_at.desc())
         .limit(1)
     )
+
+
+def flag_needs_agent(session: Session, conversation: Conversation, reason: str) -> bool:
+    """Mark the conversation as waiting for a human; the first time (it was
+    not already waiting) the booking system is told (`conversation.needs_agent`,
+    in this transaction). Returns True if it was newly flagged."""
+    if conversation.needs_agent:
+        return False
+    conversation.needs_agent = True
+    record_event(
+        session,
+        "conversation.needs_agent",
+        {
+            "conversation": {"id": str(conversation.id), "channel": conversation.channel},
+            "contact": {"id": str(conversation.contact_id)},
+            "reason": reason,
+        },
+        ordering_key=contact_key(conversation.contact_id),
+    )
+    return True

@@ -235,6 +235,7 @@ INBOUND_QUEUE = TaskQueue(
 OTHER_QUEUES: tuple[TaskQueue, ...] = (
     TaskQueue("inbox", "clinicq.inbox.*", "the agent inbox bridge (Chatwoot, Rocket.Chat)"),
     TaskQueue("maintenance", "clinicq.maintenance.*", "IMAP poll and other periodic jobs"),
+    TaskQueue("webhooks", "clinicq.webhooks.*", "outbound webhooks to the booking system"),
 )
 
 # Every Celery queue, in the order workers and compose list them.

@@ -543,6 +543,27 @@ class Settings(BaseSettings):
     REDIS_DURABILITY: Literal["everysec", "always", "waitaof"] = "everysec"
     REDIS_WAITAOF_TIMEOUT_MS: int = Field(1000, ge=1, le=60_000)
 
+    # --- outbound webhooks (shared/outbound/webhook_delivery.py) ---------------------------
+    # A delivery is retried (exponential backoff with jitter, Retry-After a
+    # floor) for this long after its event, then `failed` (replayable).
+    WEBHOOK_DELIVERY_MAX_AGE_SECONDS: int = Field(24 * 3600, ge=60, le=30 * 24 * 3600)
+    WEBHOOK_RETRY_BASE_SECONDS: float = Field(2.0, gt=0, le=600)
+    WEBHOOK_RETRY_MAX_SECONDS: float = Field(3600.0, gt=0, le=24 * 3600)
+    # An endpoint whose every attempt failed for this long is disabled and the
+    # team told (EMAIL_SUPORTE); a 410 Gone disables it at once.
+    WEBHOOK_ENDPOINT_DISABLE_AFTER_SECONDS: int = Field(6 * 3600, ge=1, le=30 * 24 * 3600)
+    WEBHOOK_CONNECT_TIMEOUT_SECONDS: float = Field(3.0, gt=0, le=60)
+    WEBHOOK_READ_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=120)
+    # The scheduler's safety net: deliveries due this long and not yet taken
+    # (a lost publish, a retry, a dead worker's lease) are enqueued again.
+    WEBHOOK_SWEEP_SECONDS: float = Field(5.0, gt=0, le=3600)
+    # …due for this long: below it a delivery is the fast path's or a
+    # countdown's (re-enqueueing a backlog would only flood the queue).
+    WEBHOOK_SWEEP_GRACE_SECONDS: float = Field(30.0, ge=0, le=3600)
+    # After a rotation the old secret still signs (a second signature in the
+    # header) for this long, so receivers can switch without losing events.
+    WEBHOOK_ROTATION_OVERLAP_SECONDS: int = Field(24 * 3600, ge=0, le=30 * 24 * 3600)
+
     # --- outbound delivery (shared/outbound/delivery.py, shared/providers/) -------------
     # HTTP timeouts for provider calls: (connect, read). A connect timeout means
     # the request never left (retry); a read timeout after it left -> `unknown`.

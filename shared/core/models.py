@@ -24,6 +24,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     Numeric,
@@ -643,3 +644,123 @@ class ConsoleSession(Base):
     created_at: Mapped[datetime] = _now()
     last_seen_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime] = mapped_column(TZ)
+# --- outbound webhooks (the booking system told of changes) ----------------------------
+#
+# shared/core/webhook_events.py writes an event and its deliveries in the
+# transaction of the change that caused it (the outbox);
+# shared/outbound/webhook_delivery.py delivers them. One delivery row per
+# (event, endpoint): its own attempts, schedule and outcome.
+
+
+class WebhookEndpoint(Base):
+    """A receiver the clinic registered (`/api/webhook-endpoints`).
+
+    The signing secret must be usable to sign, so it cannot be stored hashed:
+    it is stored encrypted (Fernet, key derived from SECRET_KEY —
+    shared/core/webhook_endpoints.py). `previous_secret_encrypted` keeps the
+    secret a rotation replaced valid (deliveries carry both signatures) until
+    `previous_secret_expires_at`."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str | None] = mapped_column(String(200))
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(TZ)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    disabled_at: Mapped[datetime | None] = mapped_column(TZ)
+    # Start of the current run of failed attempts (NULL after a success):
+    # WEBHOOK_ENDPOINT_DISABLE_AFTER of it disables the endpoint.
+    failing_since: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    rotated_at: Mapped[datetime | None] = mapped_column(TZ)
+
+
+class WebhookEvent(Base):
+    """One thing that happened, as the receiver sees it. `id` is the
+    `webhook-id` header on every delivery and retry of it (`evt_…`)."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_created_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # Commit-independent order of recording (per ordering key, what the
+    # delivery respects).
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    ordering_key: Mapped[str | None] = mapped_column(String(128))
+    # The caller's dedupe key: a handler that runs twice records one event.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class WebhookDelivery(Base):
+    """An event owed to one endpoint: pending → delivered | failed."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_delivery_event_endpoint"),
+        # The sweep's scan: pending rows only.
+        Index(
+            "ix_webhook_deliveries_pending_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # The ordering check: an earlier pending delivery of the same key.
+        Index(
+            "ix_webhook_deliveries_pending_order",
+            "endpoint_id",
+            "ordering_key",
+            "event_seq",
+            postgresql_where=text("status = 'pending' AND ordering_key IS NOT NULL"),
+        ),
+        Index("ix_webhook_deliveries_status_updated", "status", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    # Copied from the event so the ordering check needs no join.
+    event_seq: Mapped[int] = mapped_column(BigInteger)
+    ordering_key: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = _now()
+    # A worker holds the delivery until then (its request in flight); past
+    # it, a worker that died is presumed dead and the delivery is due again.
+    locked_until: Mapped[datetime | None] = mapped_column(TZ)
+    # Retries stop after this (WEBHOOK_DELIVERY_MAX_AGE from creation or replay).
+    retry_until: Mapped[datetime] = mapped_column(TZ)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class WebhookAttempt(Base):
+    """One HTTP request of a delivery: what came back, how long it took."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[datetime] = _now()
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    # At most 1 KB of the receiver's answer (or of the error).
+    response_body: Mapped[str | None] = mapped_column(String(1024))
+    error: Mapped[str | None] = mapped_column(String(500))

@@ -114,6 +114,8 @@ INBOX_WIDGET_REPLY = "clinicq.inbox.widget_reply"
 
 MAINTENANCE_POLL_IMAP = "clinicq.maintenance.poll_imap"
 
+WEBHOOK_DELIVER = "clinicq.webhooks.deliver"
+
 
 @functools.cache
 def celery_app() -> Celery:

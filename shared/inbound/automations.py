@@ -56,6 +56,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 from unidecode import unidecode
 
+from shared.contacts.conversations import flag_needs_agent
 from shared.contacts.directory import contact_address
 from shared.core.channels import address_kind, is_channel
 from shared.core.config import Settings, get_settings
@@ -135,7 +136,7 @@ def _run_automations(session: Session, ctx: ReactionContext) -> None:
     if settings.AUTOMATIONS_ENABLED:
         _lock_conversation(session, inbound.conversation.id)
         if result.urgent:
-            inbound.conversation.needs_agent = True
+            flag_needs_agent(session, inbound.conversation, "urgent")
             _alert_oncall(session, ctx, inbound, result, settings, now)
         quiet = _quiet_hours(settings)
         safety_template = safety_reply_template(result) if settings.SAFETY_REPLIES_ENABLED else None

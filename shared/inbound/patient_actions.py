@@ -40,11 +40,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shared.contacts.conversations import flag_needs_agent
 from shared.contacts.directory import contact_address
 from shared.core.channels import CHANNELS, channels_addressed_to
 from shared.core.config import Settings, get_settings
 from shared.core.enums import AppointmentStatus, IdentityKind
 from shared.core.models import Appointment, Contact, Conversation, Message
+from shared.core.webhook_events import appointment_data, appointment_key, record_event
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 from shared.scheduling.appointments import cancel_appointment, get_for_update
 from shared.scheduling.planner import template_data
@@ -169,6 +171,7 @@ def confirm(
     if appt.status == AppointmentStatus.SCHEDULED.value:
         appt.status = AppointmentStatus.CONFIRMED.value
         appt.updated_at = now
+        _tell_booking_system(session, "appointment.confirmed", appt, message, via)
     result = ActionResult(appt.id, CONFIRMED)
     _answer(
         session, result, appt, "confirmacao_presenca", {},
@@ -223,7 +226,9 @@ def cancel(
     if settings.PATIENT_CANCEL_MODE == "direct":
         # Pending reminders cancelled and the slot freed (waitlist) in this
         # same transaction, by the function the booking system's cancel uses.
-        cancel_appointment(session, appt, settings, now)
+        # `cancelled_by` other than the booking system: it is told
+        # (appointment.cancelled), unlike a cancellation it sent itself.
+        cancel_appointment(session, appt, settings, now, cancelled_by="patient")
         result = ActionResult(appt.id, CANCELLED)
         _answer(
             session, result, appt, "cancelamento", {},
@@ -240,6 +245,34 @@ def cancel(
     return result
 
 
+# The booking system's event for a patient's request (shared/core/webhook_events.py).
+_REQUEST_EVENT = {
+    "remarcar": "appointment.reschedule_requested",
+    "cancelar": "appointment.cancel_requested",
+}
+
+
+def _tell_booking_system(
+    session: Session, event_type: str, appt: Appointment, message: Message | None, via: str
+) -> None:
+    """The outbound webhook of a patient's action, in the caller's transaction
+    (the outbox): one event per patient message, or per appointment version
+    and path when there is none (a page or console action may be repeated)."""
+    extra: dict[str, Any] = {"via": via}
+    if message is not None:
+        extra["channel"] = message.channel
+        key = f"{via}:{message.id}:{event_type}"
+    else:
+        key = f"{via}:{appt.id}:v{appt.version}:{event_type}"
+    record_event(
+        session,
+        event_type,
+        appointment_data(appt, **extra),
+        ordering_key=appointment_key(appt.id),
+        idempotency_key=key,
+    )
+
+
 def _tell_team(
     session: Session,
     result: ActionResult,
@@ -251,12 +284,14 @@ def _tell_team(
     via: str,
     settings: Settings,
 ) -> None:
-    """A request for people: the conversation needs an agent, EMAIL_SUPORTE
-    gets `pedido_paciente`."""
+    """A request for people: the conversation needs an agent, the booking
+    system is told (appointment.reschedule_requested / cancel_requested),
+    EMAIL_SUPORTE gets `pedido_paciente`."""
     if message is not None and message.conversation_id is not None:
         conversation = session.get(Conversation, message.conversation_id)
         if conversation is not None:
-            conversation.needs_agent = True
+            flag_needs_agent(session, conversation, f"{request}_request")
+    _tell_booking_system(session, _REQUEST_EVENT[request], appt, message, via)
     if not settings.EMAIL_SUPORTE:
         log.warning(
             "patient request not emailed: EMAIL_SUPORTE not set", extra={"request": request}

@@ -53,6 +53,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from unidecode import unidecode
 
+from shared.contacts.conversations import flag_needs_agent
 from shared.contacts.directory import contact_address, verified_address
 from shared.contacts.optouts import record_opt_out
 from shared.core.channels import CHANNELS, address_kind, channels_addressed_to, is_channel
@@ -410,7 +411,7 @@ def _unverified_command(
     if message.conversation_id is not None:
         conversation = session.get(Conversation, message.conversation_id)
         if conversation is not None:
-            conversation.needs_agent = True
+            flag_needs_agent(session, conversation, "unverified_command")
     opt_out = command.kind in (OPT_OUT, OPT_OUT_EVERYTHING)
     scope = _opt_out_scope(message, command) if opt_out else None
     confirmation = _ask_to_confirm_opt_out(session, ctx, message, scope) if scope else None

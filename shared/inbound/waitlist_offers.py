@@ -54,6 +54,7 @@ from shared.core.models import (
     WaitlistOffer,
     WaitlistSlot,
 )
+from shared.core.webhook_events import contact_key, record_event
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 from shared.scheduling.quiet_hours import QuietHours
 from shared.scheduling.waitlist import (
@@ -408,14 +409,28 @@ def _tell(
 
 
 def _slot_claimed(session: Session, offer: WaitlistOffer) -> None:
-    """The slot went to `offer`'s patient: the booking system must receive
+    """The slot went to `offer`'s patient: the booking system receives
     `waitlist.slot_claimed` (it owns the calendar and books the visit; the
     new appointment then arrives like any other). Called in the claiming
-    transaction, so an event recorded here commits with the claim.
-
-    The outbound-webhook outbox (shared/core/webhook_events.py, another
-    branch) is wired in here at merge; until then the claim is visible in
-    the database (waitlist_offers.status = 'claimed') and logged (ids only)."""
+    transaction, so the event commits with the claim or not at all."""
+    slot = session.get(WaitlistSlot, offer.slot_id)
+    record_event(
+        session,
+        "waitlist.slot_claimed",
+        {
+            "offer": {"id": offer.id, "entry_id": str(offer.entry_id)},
+            "appointment": {
+                # The cancelled appointment whose time this is.
+                "id": str(slot.appointment_id) if slot else None,
+                "starts_at": slot.starts_at.isoformat() if slot else None,
+                "professional": slot.professional if slot else None,
+                "location": slot.location if slot else None,
+            },
+            "contact": {"id": str(offer.contact_id)},
+        },
+        ordering_key=contact_key(offer.contact_id),
+        idempotency_key=f"waitlist-claim:{offer.slot_id}",
+    )
     log.info(
         "waitlist slot claimed",
         extra={"waitlist_offer_id": offer.id, "waitlist_slot_id": offer.slot_id},

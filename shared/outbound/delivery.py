@@ -55,6 +55,7 @@ from shared.core.db import get_engine, session_scope
 from shared.core.enums import ConversationStatus, MessageStatus
 from shared.core.models import Conversation, Message, MessageEvent
 from shared.core.pii import redact
+from shared.core.webhook_events import record_message_event
 from shared.outbound import _sql
 from shared.outbound.cost import estimated_cost
 from shared.outbound.messaging_window import META_DM_CHANNELS, OUTSIDE_WINDOW_CODE, window_for
@@ -208,7 +209,9 @@ def _transition(
     payload: dict[str, Any] | None = None,
     **values: Any,
 ) -> bool:
-    """Conditional status change + event; False if the row was not in `from_status`."""
+    """Conditional status change + event; False if the row was not in `from_status`.
+    A move to failed or delivered is told to the booking system (outbound
+    webhooks) in the same transaction."""
     if isinstance(from_status, tuple):
         # Several possible origins: lock the row to know which one (the event
         # records it).
@@ -218,7 +221,7 @@ def _transition(
         if current not in from_status:
             return False
         from_status = str(current)
-    return (
+    moved = (
         _sql.update_with_event(
             session,
             update(Message)
@@ -232,6 +235,12 @@ def _transition(
         )
         is not None
     )
+    if moved and to_status in _TOLD_TO_BOOKING_SYSTEM:
+        record_message_event(session, message_id, _TOLD_TO_BOOKING_SYSTEM[to_status])
+    return moved
+
+
+_TOLD_TO_BOOKING_SYSTEM = {"failed": "message.failed", "delivered": "message.delivered"}
 
 
 def skip_reason(session: Session, message: Message, opted_out: bool | None = None) -> str | None:
@@ -638,25 +647,27 @@ def record_sent(
     detail, raw = f"via {provider_name}", result.raw or None
     # The common case, `sending` -> sent, is one statement (row + event):
     # atomic on its own, so it runs in autocommit, sparing BEGIN and COMMIT.
-    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        columns = {"updated_at": datetime.now(UTC), **values}
-        updated = conn.scalar(
-            _sql.sent_statement(status, tuple(columns)),
-            {
-                "p_id": mid,
-                "p_detail": detail,
-                "p_payload": raw,
-                **{f"p_{c}": v for c, v in columns.items()},
-            },
-        )
-    if updated is not None:
-        return DeliveryOutcome(status)
+    # Delivered at once (the outbox provider) goes through a transaction:
+    # the booking system's message.delivered event commits with it.
+    if status == "sent":
+        with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            columns = {"updated_at": datetime.now(UTC), **values}
+            updated = conn.scalar(
+                _sql.sent_statement(status, tuple(columns)),
+                {
+                    "p_id": mid,
+                    "p_detail": detail,
+                    "p_payload": raw,
+                    **{f"p_{c}": v for c, v in columns.items()},
+                },
+            )
+        if updated is not None:
+            return DeliveryOutcome(status)
     with session_scope() as session:
         # The provider's answer is authoritative: also over a reconciler that
         # judged this send abandoned meanwhile (`unknown`, or `queued` again).
-        if not _transition(
-            session, mid, ("unknown", "queued"), status, status, detail, raw, **values
-        ):
+        origins = ("unknown", "queued") if status == "sent" else ("sending", "unknown", "queued")
+        if not _transition(session, mid, origins, status, status, detail, raw, **values):
             # A status callback got here first and moved it forward: keep its
             # status, fill in what only we know.
             session.execute(

@@ -35,6 +35,7 @@ from shared.contacts.optouts import record_opt_out
 from shared.core.config import get_settings
 from shared.core.enums import STATUS_RANK, MessageStatus
 from shared.core.models import ContactIdentity, Message, MessageEvent, ProcessedEvent
+from shared.core.webhook_events import record_message_event
 from shared.outbound.cost import reported_cost
 from shared.providers import VendorDeclarations, vendor_declarations
 
@@ -165,6 +166,12 @@ def apply_status_update(session: Session, update_: dict[str, Any]) -> bool:
     if values:
         values["updated_at"] = datetime.now(UTC)
         session.execute(update(Message).where(Message.id == message.id).values(**values))
+    if moved and new_status is MessageStatus.FAILED:
+        record_message_event(session, message.id, "message.failed")
+    elif moved and new_status in (MessageStatus.DELIVERED, MessageStatus.READ):
+        # Read implies delivered (a `delivered` callback may never come);
+        # one event per message whichever arrives first.
+        record_message_event(session, message.id, "message.delivered")
     session.add(
         MessageEvent(
             message_id=message.id,

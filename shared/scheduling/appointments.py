@@ -33,6 +33,7 @@ from shared.core.models import Appointment, Message, ScheduledMessage
 from shared.core.payloads import PayloadError, first_validation_error, validate_contact
 from shared.core.taskqueue import INBOUND_APPOINTMENT_EVENT
 from shared.core.validation import is_storable
+from shared.core.webhook_events import appointment_data, appointment_key, record_event
 from shared.scheduling.planner import (
     cancel_rows,
     lock_scheduled_rows,
@@ -350,10 +351,23 @@ def change_appointment(
     return _apply(session, appt, changes, settings, now or datetime.now(UTC))
 
 
+BOOKING_SYSTEM = "booking_system"
+
+
 def cancel_appointment(
-    session: Session, appt: Appointment, settings: Settings, now: datetime | None = None
+    session: Session,
+    appt: Appointment,
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    cancelled_by: str = BOOKING_SYSTEM,
 ) -> AppointmentResult:
-    """Cancel (idempotent): pending rows cancelled, notices added if configured."""
+    """Cancel (idempotent): pending rows cancelled, notices added if configured.
+
+    A cancellation clinicq itself makes (`cancelled_by` the patient, an
+    operator…) is told to the booking system (`appointment.cancelled`, in this
+    transaction); one the booking system sent (API, webhook) is not echoed
+    back to it."""
     now = now or datetime.now(UTC)
     if appt.status == AppointmentStatus.CANCELLED.value:
         return AppointmentResult(appt)
@@ -365,6 +379,13 @@ def cancel_appointment(
     # The freed time goes to the waitlist (if far enough ahead), committed
     # with the cancellation.
     free_slot(session, appt, settings, now)
+    if cancelled_by != BOOKING_SYSTEM:
+        record_event(
+            session,
+            "appointment.cancelled",
+            appointment_data(appt, cancelled_by=cancelled_by),
+            ordering_key=appointment_key(appt.id),
+        )
     return AppointmentResult(appt, changed=True)
 
 

@@ -56,6 +56,8 @@ def url_for(rule: str, contact_id: uuid.UUID) -> str:
         .replace("<appointment_id>", str(uuid.uuid4()))
         .replace("<message_id>", str(uuid.uuid4()))
         .replace("<int:candidate_id>", "1")
+        .replace("<endpoint_id>", str(uuid.uuid4()))
+        .replace("<event_id>", "evt_0")
         + ("?phone=%2B5511987650001" if rule == "/api/contacts" else "")
     )
 

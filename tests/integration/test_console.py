@@ -24,6 +24,7 @@ from shared.core.models import (
     DeadLetter,
     Message,
     OptOut,
+    WebhookEvent,
 )
 from tests.helpers import wait_for
 from tests.integration.console_helpers import (
@@ -247,6 +248,16 @@ def test_mark_confirmed_by_phone_and_attendance(desk: Any) -> None:
         assert s.scalar(select(AuditEvent.id).where(
             AuditEvent.action == "appointment.confirm_by_phone",
             AuditEvent.subject == f"appointment:{maria}")) is not None
+        # The booking system is told, from the outbox written with the change.
+        (event,) = s.scalars(
+            select(WebhookEvent).where(WebhookEvent.type == "appointment.confirmed")
+        ).all()
+        assert event.payload["data"]["appointment"]["id"] == str(maria)
+        assert event.payload["data"]["via"] == "console"
+    # Confirming again changes nothing and tells nobody twice.
+    assert desk.post(f"/board/{maria}/confirm", data={"csrf_token": token}).status_code == 303
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(WebhookEvent)) == 1
     # a visit that has not started cannot be marked attended
     assert desk.post(f"/board/{maria}/no-show", data={"csrf_token": token}).status_code == 409
     with session_scope() as s:

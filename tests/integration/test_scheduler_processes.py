@@ -192,6 +192,7 @@ def test_service_wires_the_periodic_jobs(settings) -> None:
         "report_failed_agent_replies",
         "redrive_unreacted_messages",
         "offer_waitlist_slots",
+        "sweep_webhook_deliveries",
     }
     with_imap = build_scheduler(settings.model_copy(update={"IMAP_HOST": "127.0.0.1"}))
     assert "poll_mailbox" in {job.id for job in with_imap.get_jobs()}
