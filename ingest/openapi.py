@@ -216,6 +216,42 @@ OPERATIONS: dict[str, Operation] = {
         "Telegram: a bot update (message, command, contact share, button tap)",
         "webhooks", ("telegramSecret",), body=m.ProviderPayload, responses={200: _R},
     ),
+    "webhook_endpoints_api.create_endpoint": Operation(
+        "Register an outbound webhook endpoint; the answer shows its whsec_ secret once (admin)",
+        "outbound webhooks", _API, body=m.WebhookEndpointIn, responses={201: _R},
+    ),
+    "webhook_endpoints_api.list_endpoints": Operation(
+        "Outbound webhook endpoints and the event catalogue", "outbound webhooks", _API,
+        responses={200: m.ResourceList},
+    ),
+    "webhook_endpoints_api.get_endpoint": Operation(
+        "One endpoint (never its secret)", "outbound webhooks", _API, responses={200: _R},
+    ),
+    "webhook_endpoints_api.update_endpoint": Operation(
+        "Change an endpoint; enable or disable it", "outbound webhooks", _API,
+        body=m.WebhookEndpointPatch, responses={200: _R},
+    ),
+    "webhook_endpoints_api.rotate_secret": Operation(
+        "Rotate the endpoint's secret (the old one stays valid for the overlap)",
+        "outbound webhooks", _API, responses={200: _R},
+    ),
+    "webhook_endpoints_api.delete_endpoint": Operation(
+        "Delete an endpoint", "outbound webhooks", _API, responses={200: _R, 204: None},
+    ),
+    "webhook_endpoints_api.list_events": Operation(
+        "Outbound events and their delivery attempts", "outbound webhooks", _API,
+        responses={200: m.ResourceList},
+        query=(("status", "pending | delivered | failed"), ("limit", "page size"),
+               ("endpoint_id", "one endpoint")),
+    ),
+    "webhook_endpoints_api.replay_event": Operation(
+        "Deliver one event again (same webhook-id)", "outbound webhooks", _API,
+        body=m.ReplayIn, responses={202: _R},
+    ),
+    "webhook_endpoints_api.replay_range": Operation(
+        "Deliver again the events of a time range", "outbound webhooks", _API,
+        body=m.ReplayRangeIn, responses={202: _R},
+    ),
     "contacts_api.merge_contact": Operation(
         "Merge another contact into this one (admin)",
         "contacts", _API, body=m.MergeIn, responses={200: _R},

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from shared.core.errors import FieldError
 from shared.core.payloads import first_validation_error
+from shared.core.webhook_endpoints import MAX_DESCRIPTION_CHARS, MAX_URL_CHARS
+from shared.core.webhook_events import ALL_TYPES, EVENT_TYPES
 
 MESSAGE_MAX = 65536
 
@@ -109,6 +111,47 @@ class PageFormIn(BaseModel):
 
     csrf: str = Field(max_length=200)
     janela: str | None = Field(default=None, max_length=200)
+
+
+_EVENT_TYPE = Literal[tuple(sorted(EVENT_TYPES)) + (ALL_TYPES,)]  # type: ignore[valid-type]
+
+
+class WebhookEndpointIn(BaseModel):
+    """POST /api/webhook-endpoints: where to deliver which events. The answer
+    carries the endpoint's `whsec_` secret, the only time it is shown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=MAX_URL_CHARS, description="https (outside dev mode)")
+    event_types: list[_EVENT_TYPE] = Field(min_length=1)  # type: ignore[valid-type]
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    enabled: StrictBool = True
+
+
+class WebhookEndpointPatch(BaseModel):
+    """PATCH /api/webhook-endpoints/{id}: any of the fields; `enabled: true`
+    re-enables a disabled endpoint (its pending deliveries go out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, max_length=MAX_URL_CHARS)
+    event_types: list[_EVENT_TYPE] | None = Field(default=None, min_length=1)  # type: ignore[valid-type]
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    enabled: StrictBool | None = None
+
+
+class ReplayIn(BaseModel):
+    """POST /api/webhook-events/{id}/replay: to every subscribed endpoint, or one."""
+
+    endpoint_id: str | None = None
+
+
+class ReplayRangeIn(BaseModel):
+    """POST /api/webhook-events/replay: the events created in [since, until)."""
+
+    since: str = Field(description="ISO 8601 with a UTC offset")
+    until: str = Field(description="ISO 8601 with a UTC offset")
+    endpoint_id: str | None = None
 
 
 class MergeIn(BaseModel):

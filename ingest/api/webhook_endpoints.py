@@ -24,8 +24,16 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from pydantic import BaseModel
 
 from ingest.api.auth import require_api_key
+from ingest.openapi_models import (
+    ReplayIn,
+    ReplayRangeIn,
+    WebhookEndpointIn,
+    WebhookEndpointPatch,
+    validate_body,
+)
 from shared.core import webhook_endpoints as endpoints
 from shared.core.db import session_scope
 from shared.core.errors import FieldError, NotFoundError
@@ -44,6 +52,16 @@ def _body() -> Any:
     doc = request.get_json(silent=True)
     if doc is None:
         raise FieldError("is not valid JSON", "body")
+    return doc
+
+
+def _validated(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON object body, checked first by the model the OpenAPI document
+    shows for the route (ingest/openapi_models.py); the domain checks the rest."""
+    doc = _body()
+    if not isinstance(doc, dict):
+        raise FieldError("must be a JSON object", "body")
+    validate_body(model, doc)
     return doc
 
 
@@ -86,7 +104,9 @@ def _timestamp(value: Any, field: str) -> datetime:
 @require_api_key
 def create_endpoint() -> Any:
     with session_scope() as session:
-        endpoint, secret = endpoints.create_endpoint(session, _body(), _settings())
+        endpoint, secret = endpoints.create_endpoint(
+            session, _validated(WebhookEndpointIn), _settings()
+        )
         view = endpoints.endpoint_view(endpoint)
     return jsonify({**view, "secret": secret}), 201
 
@@ -114,7 +134,7 @@ def get_endpoint(endpoint_id: str) -> Any:
 def update_endpoint(endpoint_id: str) -> Any:
     with session_scope() as session:
         endpoint = endpoints.update_endpoint(
-            session, _path_endpoint_id(endpoint_id), _body(), _settings()
+            session, _path_endpoint_id(endpoint_id), _validated(WebhookEndpointPatch), _settings()
         )
         view = endpoints.endpoint_view(endpoint)
     return jsonify(view)
@@ -166,6 +186,7 @@ def list_events() -> Any:
 @require_api_key
 def replay_event(event_id: str) -> Any:
     doc = _optional_body()
+    validate_body(ReplayIn, doc)
     if len(event_id) > 40:
         raise NotFoundError("no such webhook event", "event_id")
     endpoint_id = doc.get("endpoint_id")
@@ -182,9 +203,7 @@ def replay_event(event_id: str) -> Any:
 @bp.post("/api/webhook-events/replay")
 @require_api_key
 def replay_range() -> Any:
-    doc = _body()
-    if not isinstance(doc, dict):
-        raise FieldError("must be a JSON object", "body")
+    doc = _validated(ReplayRangeIn)
     since = _timestamp(doc.get("since"), "since")
     until = _timestamp(doc.get("until"), "until")
     if since >= until:
