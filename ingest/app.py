@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    openapi.refuse_unknown_query(app)
 
     if auth.insecure:
         log.warning(

@@ -157,7 +157,9 @@ OPERATIONS: dict[str, Operation] = {
     "contacts_api.lookup_contacts": Operation(
         "Find contacts by phone or e-mail",
         "contacts", _API, responses={200: m.ResourceList},
-        query=(("phone", "any format; normalised"), ("email", "an e-mail address")),
+        query=(("phone", "any format; normalised"), ("email", "an e-mail address"),
+               ("psid", "a Messenger page-scoped id"), ("igsid", "an Instagram-scoped id"),
+               ("telegram", "a Telegram chat id")),
     ),
     "contacts_api.get_contact": Operation(
         "A contact: identities, opt-outs, conversations",
@@ -242,7 +244,7 @@ OPERATIONS: dict[str, Operation] = {
         "Outbound events and their delivery attempts", "outbound webhooks", _API,
         responses={200: m.ResourceList},
         query=(("status", "pending | delivered | failed"), ("limit", "page size"),
-               ("endpoint_id", "one endpoint")),
+               ("endpoint_id", "one endpoint"), ("since", "ISO 8601 with a UTC offset")),
     ),
     "webhook_endpoints_api.replay_event": Operation(
         "Deliver one event again (same webhook-id)", "outbound webhooks", _API,
@@ -333,6 +335,36 @@ OPERATIONS: dict[str, Operation] = {
 UNDOCUMENTED = frozenset({"static", "selfservice.static"})
 
 _PARAM = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>[a-zA-Z_]+)>")
+
+
+def _query_names(op: Operation) -> frozenset[str]:
+    """The query parameters an operation takes: its own, and those of its
+    query-string auth schemes (a status URL's `token`)."""
+    names = {name for name, _ in op.query}
+    names |= {
+        SECURITY_SCHEMES[scheme]["name"]
+        for scheme in op.security
+        if SECURITY_SCHEMES[scheme].get("in") == "query"
+    }
+    return frozenset(names)
+
+
+def refuse_unknown_query(app: Flask) -> None:
+    """The REST API holds callers to the contract: a query parameter the
+    document does not list for the route is a 400 naming it (a typo such as
+    `?stauts=` would otherwise be silently ignored and the default answered)."""
+    allowed = {endpoint: _query_names(op) for endpoint, op in OPERATIONS.items()}
+
+    @app.before_request
+    def _check_query() -> Any:
+        from flask import request
+
+        if not request.path.startswith("/api/") or request.endpoint not in allowed:
+            return None
+        for name in request.args:
+            if name not in allowed[request.endpoint]:
+                return jsonify({"error": "unknown query parameter", "field": name[:64]}), 400
+        return None
 
 
 def _path(rule: str) -> tuple[str, list[dict[str, Any]]]:

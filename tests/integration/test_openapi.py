@@ -121,3 +121,10 @@ def test_api_contract_every_operation(app: Any, admin_auth: dict[str, str], mode
         except Exception as exc:  # noqa: BLE001 - collected and reported together
             failures[operation.label] = str(exc)[:2000]
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
+
+
+def test_unknown_query_parameter_is_refused_naming_it(client: Any, admin_auth: dict[str, str]) -> None:
+    resp = client.get("/api/waitlist?stauts=waiting", headers=admin_auth)
+    assert resp.status_code == 400
+    assert resp.get_json() == {"error": "unknown query parameter", "field": "stauts"}
+    assert client.get("/api/waitlist?status=waiting", headers=admin_auth).status_code == 200
