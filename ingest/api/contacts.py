@@ -39,7 +39,7 @@ from shared.contacts.admin import (
     merge_contacts,
 )
 from shared.contacts.preference import set_preferred_channel
-from shared.core.db import session_scope
+from shared.core.db import retrying_deadlocks, session_scope
 from shared.core.errors import FieldError
 from shared.core.identity import (
     InvalidIdentifier,
@@ -243,8 +243,10 @@ def merge_contact(contact_id: str) -> Any:
     other = _uuid(doc["other_contact_id"])
     if other is None:
         return error(400, "must be a contact id (UUID)", "other_contact_id")
-    with session_scope() as session:
-        result = merge_contacts(session, cid, other, _actor())
+    # A worker filing a message of either patient may hold the same rows:
+    # PostgreSQL aborts one side of such a deadlock, and the merge is retried.
+    actor = _actor()
+    result = retrying_deadlocks(lambda session: merge_contacts(session, cid, other, actor))
     return jsonify(
         {
             "contact_id": str(result.contact_id),
@@ -261,8 +263,8 @@ def delete_contact(contact_id: str) -> Any:
     cid = _uuid(contact_id)
     if cid is None:
         return error(404, "not found", "id")
-    with session_scope() as session:
-        result = erase_contact(session, cid, _actor())
+    actor = _actor()
+    result = retrying_deadlocks(lambda session: erase_contact(session, cid, actor))
     try:
         forget_in_redis(current_app.config["REDIS"](), result)
     except redis.RedisError:  # the keys expire with IDEMPOTENCY_TTL_SECONDS

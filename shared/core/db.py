@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import select
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.core.config import get_settings, to_sqlalchemy_url
@@ -147,3 +148,25 @@ def dispose_engines() -> None:
     _engine.cache_clear()
     _session_factory.cache_clear()
     _autocommit_factory.cache_clear()
+
+
+_DEADLOCK_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
+T = TypeVar("T")
+
+
+def retrying_deadlocks(work: Callable[[Session], T], attempts: int = 3) -> T:
+    """Run `work` in a transaction (session_scope), again from the start when
+    PostgreSQL aborted it to break a deadlock or a serialization conflict —
+    the documented answer to both: the other transaction went through, ours
+    can now. For short, whole-transaction operations (an admin merge or
+    erasure racing a worker that files a message of the same patient)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope() as session:
+                return work(session)
+        except OperationalError as exc:
+            state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+            if state not in _DEADLOCK_SQLSTATES or attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover

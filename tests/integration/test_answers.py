@@ -362,7 +362,10 @@ def test_numbered_sms_answers_act_on_the_appointment_the_latest_reminder_was_abo
     run_tick(cfg)
     (reminder,) = wait_for(lambda: sent("lembrete"))
     assert reminder.metadata_["appointment_id"] == str(later)
-    assert twilio.sends()[0].form["Body"].endswith("Responda 1 confirma, 2 remarca, 3 cancela")
+    # The question, then the self-service link of that appointment.
+    body = twilio.sends()[0].form["Body"]
+    assert "Responda 1 confirma, 2 remarca, 3 cancela ou: https://" in body
+    assert body.rstrip().rpartition("/a/")[2]
 
     two = sms(client, "2")  # reschedule the LATER one (the reminder's)
     (alert,) = wait_for(lambda: sent("pedido_paciente"))

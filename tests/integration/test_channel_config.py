@@ -57,7 +57,9 @@ def test_readyz_reports_unconfigured_channels_outside_dev_mode(production: dict[
 
     client = create_app(load_settings()).test_client()
     doc = client.get("/readyz").get_json()
-    assert doc["unconfigured_channels"] == ["email", "sms", "whatsapp", "telegram"]
+    assert doc["unconfigured_channels"] == [
+        "email", "sms", "whatsapp", "telegram", "messenger", "instagram"
+    ]
     assert doc["channels"]["sms"] == {
         "state": "unconfigured",
         "missing": ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER"],
