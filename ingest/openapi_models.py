@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+)
 
 from shared.core.errors import FieldError
 from shared.core.payloads import first_validation_error
@@ -26,7 +33,10 @@ def validate_body(model: type[BaseModel], doc: dict[str, Any]) -> None:
         model.model_validate(doc)
     except ValidationError as exc:
         problem = first_validation_error(exc)
-        raise FieldError(f"{problem.field} {problem.message}", problem.field) from None
+        # `event_types.0` -> `event_types`: the field the caller wrote, as the
+        # domain's own checks name it.
+        field = ".".join(p for p in problem.field.split(".") if not p.isdigit())
+        raise FieldError(f"{field} {problem.message}", field) from None
 
 
 class ErrorBody(BaseModel):
@@ -149,8 +159,8 @@ class ReplayIn(BaseModel):
 class ReplayRangeIn(BaseModel):
     """POST /api/webhook-events/replay: the events created in [since, until)."""
 
-    since: str = Field(description="ISO 8601 with a UTC offset")
-    until: str = Field(description="ISO 8601 with a UTC offset")
+    since: AwareDatetime = Field(description="ISO 8601 with a UTC offset")
+    until: AwareDatetime = Field(description="ISO 8601 with a UTC offset")
     endpoint_id: str | None = None
 
 

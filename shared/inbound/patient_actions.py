@@ -310,6 +310,9 @@ def _tell_team(
         "resposta": said,
         "canal": where,
         "conversation_id": str(message.conversation_id or "") if message is not None else "",
+        # The patient's self-service link is a capability: the team's e-mail
+        # must not carry it (whoever holds it acts for the patient).
+        "link": "",
     }
     metadata: dict[str, Any] = {"appointment_id": str(appt.id), "via": via}
     if message is not None:

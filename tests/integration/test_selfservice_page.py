@@ -116,7 +116,7 @@ def status_of(aid: uuid.UUID) -> str:
 def test_reminder_link_opens_the_appointment_and_nothing_else(cfg: Any, web: Any) -> None:
     aid = book(cfg)
     text = reminder_text(cfg, aid)
-    assert "Confirme ou remarque: https://clinicq.test/a/" in text
+    assert "3 cancela ou: https://clinicq.test/a/" in text
     token = LINK.search(text).group(1)  # type: ignore[union-attr]
 
     resp = web.get(f"/a/{token}")
@@ -284,7 +284,7 @@ def test_reschedule_request_reaches_the_team_with_the_preferred_window(cfg: Any,
     web.post(f"/a/{token}/reschedule", data={"csrf": csrf, "janela": "terças à tarde"})
     (request,) = _team_requests()
     data = request.template_data or {}
-    assert data["pedido"] == "remarcar" and data["resposta"] == "terças à tarde"
+    assert data["pedido"] == "remarcar" and data["janela"] == "terças à tarde"
     assert data["link"] == ""  # the patient's capability stays the patient's
     assert request.subject_contact_id is not None and request.contact_id is None
     assert status_of(aid) == "scheduled"
