@@ -174,12 +174,19 @@ def _forget_after_rollback(session: Session) -> None:
     session.info.pop(_PENDING_PUBLISH, None)
 
 
+# Delivery ids per published task: one task delivers them in turn, sparing a
+# task's overhead per delivery (a transaction's deliveries, a sweep's
+# backlog); several tasks still share a backlog among the workers.
+PUBLISH_BATCH = 25
+
+
 def publish_deliveries(delivery_ids: list[int]) -> None:
     from shared.core.taskqueue import WEBHOOK_DELIVER, send_task
 
     try:
-        for delivery_id in delivery_ids:
-            send_task(WEBHOOK_DELIVER, args=[int(delivery_id)])
+        for start in range(0, len(delivery_ids), PUBLISH_BATCH):
+            batch = [int(i) for i in delivery_ids[start:start + PUBLISH_BATCH]]
+            send_task(WEBHOOK_DELIVER, args=[batch])
     except Exception as exc:  # noqa: BLE001 - the sweep is the safety net
         log.warning(
             "webhook deliveries not published; the sweep will enqueue them",

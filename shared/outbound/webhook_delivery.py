@@ -1,7 +1,7 @@
 """Delivering outbound webhook events to the booking system's endpoints.
 
-One call of `deliver(delivery_id)` (the `clinicq.webhooks.deliver` task) is
-one HTTP attempt:
+One call of `deliver(delivery_id)` is one HTTP attempt (the
+`clinicq.webhooks.deliver` task makes one per delivery of its batch):
 
 1. claim: one conditional UPDATE takes the delivery if it is pending, due,
    not held by another worker, its endpoint enabled, and no earlier event of
@@ -14,7 +14,8 @@ one HTTP attempt:
    valid secret — two during a rotation's overlap) and POST, redirects not
    followed, timeouts bounded, at most 1 KB of the answer read;
 3. record: the attempt (status, latency, truncated answer) and the outcome.
-   2xx → delivered (and the next pending event of the same key is published);
+   2xx → delivered, recorded in one statement (`_RECORD_DELIVERED`), and
+   the next pending event of the same key is published;
    410 Gone → the endpoint is disabled; anything else → retried with
    exponential backoff and jitter (Retry-After a floor) until the delivery's
    `retry_until` (WEBHOOK_DELIVERY_MAX_AGE_SECONDS), then `failed`. An
@@ -42,7 +43,7 @@ from typing import Any
 
 import orjson
 import requests
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from standardwebhooks import Webhook
 
 from shared.core.config import Settings
@@ -246,6 +247,8 @@ def _record(
     settings: Settings,
 ) -> DeliveryOutcome:
     ok = response.status_code is not None and 200 <= response.status_code < 300
+    if ok:
+        return _record_delivered(delivery_id, response)
     gone = response.status_code == 410
     after_commit: list[Any] = []
     with session_scope() as session:
@@ -264,23 +267,9 @@ def _record(
         if delivery is None:  # its endpoint was deleted meanwhile
             return DeliveryOutcome("failed")
         delivery.last_status_code = response.status_code
-        delivery.last_error = None if ok else _failure_text(response)
+        delivery.last_error = _failure_text(response)
         delivery.locked_until = None
         delivery.updated_at = now
-        if ok:
-            delivery.status, delivery.delivered_at = "delivered", now
-            # Ends a failure run; matches (and locks) the endpoint row only
-            # then, so concurrent successes do not queue on it.
-            session.execute(
-                update(WebhookEndpoint)
-                .where(
-                    WebhookEndpoint.id == endpoint_id,
-                    WebhookEndpoint.failing_since.is_not(None),
-                )
-                .values(failing_since=None)
-            )
-            session.flush()
-            return DeliveryOutcome("delivered", publish=_next_in_order(session, delivery))
         endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
         if endpoint is None:
             return DeliveryOutcome("failed")
@@ -320,6 +309,60 @@ def _record(
                "outcome": outcome.status, "retry_in": outcome.retry_in},
     )
     return outcome
+
+
+# The common case, a 2xx, recorded in ONE statement (one round trip, atomic
+# on its own): the delivery marked delivered, its attempt inserted, the
+# endpoint's failure run ended (the UPDATE matches, and locks, the endpoint
+# row only when a run was open, so concurrent successes do not queue on it),
+# and the next pending event of the same ordering key to this endpoint read
+# (it waited for this one). The final SELECT sees the snapshot from before
+# the CTEs' changes, which only matters for this row, excluded by `>`.
+_RECORD_DELIVERED = text(
+    """
+    WITH d AS (
+        UPDATE webhook_deliveries
+        SET status = 'delivered', delivered_at = :now, last_status_code = :status_code,
+            last_error = NULL, locked_until = NULL, updated_at = :now
+        WHERE id = :id
+        RETURNING id, endpoint_id, ordering_key, event_seq
+    ), attempt AS (
+        INSERT INTO webhook_attempts
+            (delivery_id, attempted_at, status_code, latency_ms, response_body, error)
+        SELECT d.id, :now, :status_code, :latency_ms, :response_body, NULL FROM d
+        RETURNING delivery_id
+    ), run_ended AS (
+        UPDATE webhook_endpoints e SET failing_since = NULL
+        FROM d WHERE e.id = d.endpoint_id AND e.failing_since IS NOT NULL
+        RETURNING e.id
+    )
+    SELECT (SELECT count(*) FROM attempt) AS recorded,
+           (SELECT n.id FROM webhook_deliveries n, d
+            WHERE d.ordering_key IS NOT NULL AND n.endpoint_id = d.endpoint_id
+              AND n.ordering_key = d.ordering_key AND n.status = 'pending'
+              AND n.event_seq > d.event_seq
+            ORDER BY n.event_seq LIMIT 1) AS next_id
+    """
+)
+
+
+def _record_delivered(delivery_id: int, response: _Response) -> DeliveryOutcome:
+    with autocommit_session() as session:
+        row = session.execute(
+            _RECORD_DELIVERED,
+            {
+                "id": delivery_id,
+                "now": datetime.now(UTC),
+                "status_code": response.status_code,
+                "latency_ms": response.latency_ms,
+                "response_body": response.body,
+            },
+        ).one()
+    if not row.recorded:  # its endpoint was deleted meanwhile
+        return DeliveryOutcome("failed")
+    return DeliveryOutcome(
+        "delivered", publish=[int(row.next_id)] if row.next_id is not None else []
+    )
 
 
 def _failure_text(response: _Response) -> str:

@@ -219,6 +219,50 @@ def test_500_then_200_is_redelivered_with_the_same_webhook_id(
     assert codes == [500, 500, 200]
 
 
+def test_a_batch_with_a_failing_endpoint_delivers_the_rest_in_order_per_key(
+    client: Any, admin: Any, receiver: FakeWebhookReceiver, celery_worker: Any
+) -> None:
+    """One transaction's deliveries go to the worker as ONE task (a batch):
+    an endpoint answering 500 in it costs the others nothing, and the order
+    of each ordering key holds inside the batch, for both endpoints."""
+    register(client, admin, receiver)
+    broken = FakeWebhookReceiver()
+    broken.start()
+    try:
+        broken.fail(500, times=1000)
+        register(client, admin, broken)
+        start_worker(celery_worker, WEBHOOK_RETRY_BASE_SECONDS="30",
+                     WEBHOOK_RETRY_MAX_SECONDS="60")
+        keys = ["appointment:a", "appointment:b", "appointment:a", "appointment:c",
+                "appointment:b", "appointment:a"]
+        with session_scope() as s:
+            for n, key in enumerate(keys):
+                record_event(s, "appointment.confirmed", {"n": n}, ordering_key=key)
+        with session_scope() as s:
+            events = list(s.execute(select(WebhookEvent.id, WebhookEvent.ordering_key)
+                                    .order_by(WebhookEvent.seq)))
+        all_ids = [e.id for e in events]
+        wait_for(lambda: sorted(receiver.accepted_ids()) == sorted(all_ids), timeout=30)
+        got = receiver.accepted_ids()
+        for key in set(keys):
+            in_order = [e.id for e in events if e.ordering_key == key]
+            assert [i for i in got if i in in_order] == in_order
+        # The broken endpoint got the first event of each key only: the later
+        # ones wait (pending, never attempted) until the earlier is delivered.
+        firsts = {next(e.id for e in events if e.ordering_key == key) for key in set(keys)}
+        wait_for(lambda: set(broken.ids_seen()) == firsts, timeout=30)
+        with session_scope() as s:
+            stuck = list(s.execute(
+                select(WebhookDelivery.event_id, WebhookDelivery.status,
+                       WebhookDelivery.attempts)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                .where(WebhookEndpoint.url == broken.url + "/hooks/clinicq")))
+        assert {r.status for r in stuck} == {"pending"}
+        assert {r.event_id for r in stuck if r.attempts} == firsts
+    finally:
+        broken.stop()
+
+
 def test_retry_after_is_a_floor_for_the_next_attempt(
     client: Any, admin: Any, receiver: FakeWebhookReceiver, celery_worker: Any
 ) -> None:
