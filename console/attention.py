@@ -36,7 +36,7 @@ def page() -> Any:
     with db() as session:
         data = needs_a_human(session, now())
         audit_view(session, staff().actor, "attention.view", "attention",
-              {"problems": len(data.problems), "urgent": len(data.urgent)})
+                   {"problems": len(data.problems), "urgent": len(data.urgent)})
     return render_template("attention.html", data=data, note=request.args.get("note"))
 
 

@@ -54,7 +54,7 @@ def board_page() -> Any:
         calls = call_list(session, current)
         professionals, locations = facets(session, start, end)
         audit_view(session, staff().actor, "board.view", f"board:{day.isoformat()}",
-              {"appointments": len(rows), "call_list": len(calls)})
+                   {"appointments": len(rows), "call_list": len(calls)})
     return render_template(
         "board.html", rows=rows, calls=calls, day=day, today=today,
         tomorrow=today + timedelta(days=1), professional=professional or "",

@@ -44,7 +44,7 @@ def list_page() -> Any:
     with db() as session:
         rows = list_conversations(session, filters, page)
         audit_view(session, staff().actor, "conversations.list", "conversations",
-              {"rows": len(rows), "searched": bool(filters.q)})
+                   {"rows": len(rows), "searched": bool(filters.q)})
     query = request.args.to_dict()
     query.pop("page", None)
     return render_template("conversations.html", rows=rows, f=filters, page=page,

@@ -231,7 +231,7 @@ def conversation_view(
             clinical, events.get(m.id, []),
         ))
     audit_view(session, actor, "conversation.view", f"contact:{conversation.contact_id}",
-          {"conversation_id": str(conversation_id), "clinical": sees_clinical})
+               {"conversation_id": str(conversation_id), "clinical": sees_clinical})
     return ConversationView(conversation, contact, entries)
 
 
