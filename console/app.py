@@ -105,9 +105,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(module.bp)
     app.jinja_env.globals.update(labels=LABELS)
 
+    clinic_tz = settings.timezone  # once: the property builds a ZoneInfo per call
+
     @app.template_filter("local")
     def local_time(value: Any, fmt: str = "%d/%m/%Y %H:%M") -> str:
-        return value.astimezone(settings.timezone).strftime(fmt) if value else ""
+        return value.astimezone(clinic_tz).strftime(fmt) if value else ""
 
     @app.template_filter("money")
     def money(value: Any) -> str:

@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from console.web import admin_required, db, login_required, now, staff, uuid_arg
 from shared.console.attention import needs_a_human, retry_failed_message, revoke_opt_out
-from shared.console.audit import audit
+from shared.console.audit import audit, audit_view
 from shared.contacts.admin import (
     dismiss_merge_candidate,
     erase_contact,
@@ -35,8 +35,8 @@ def _back(note: str = "") -> Any:
 def page() -> Any:
     with db() as session:
         data = needs_a_human(session, now())
-        audit(session, staff().actor, "attention.view", "attention",
-              {"problems": len(data.problems), "urgent": len(data.urgent)})
+        audit_view(session, staff().actor, "attention.view", "attention",
+                   {"problems": len(data.problems), "urgent": len(data.urgent)})
     return render_template("attention.html", data=data, note=request.args.get("note"))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from console.web import db, login_required, now, settings, staff, uuid_arg
-from shared.console.audit import audit
+from shared.console.audit import audit_view
 from shared.console.board import (
     board,
     call_list,
@@ -53,8 +53,8 @@ def board_page() -> Any:
         rows = board(session, start, end, professional, location)
         calls = call_list(session, current)
         professionals, locations = facets(session, start, end)
-        audit(session, staff().actor, "board.view", f"board:{day.isoformat()}",
-              {"appointments": len(rows), "call_list": len(calls)})
+        audit_view(session, staff().actor, "board.view", f"board:{day.isoformat()}",
+                   {"appointments": len(rows), "call_list": len(calls)})
     return render_template(
         "board.html", rows=rows, calls=calls, day=day, today=today,
         tomorrow=today + timedelta(days=1), professional=professional or "",

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from console.web import db, login_required, settings, staff, uuid_arg
-from shared.console.audit import audit
+from shared.console.audit import audit, audit_view
 from shared.console.conversations import (
     ConversationFilters,
     conversation_view,
@@ -43,8 +43,8 @@ def list_page() -> Any:
         page = 0
     with db() as session:
         rows = list_conversations(session, filters, page)
-        audit(session, staff().actor, "conversations.list", "conversations",
-              {"rows": len(rows), "searched": bool(filters.q)})
+        audit_view(session, staff().actor, "conversations.list", "conversations",
+                   {"rows": len(rows), "searched": bool(filters.q)})
     query = request.args.to_dict()
     query.pop("page", None)
     return render_template("conversations.html", rows=rows, f=filters, page=page,

@@ -24,7 +24,8 @@ from shared.core.errors import FieldError, NotFoundError
 from shared.core.models import Message, OptOut
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 
-LIST_LIMIT = 100
+# Rows per list on the page: its cost follows what it shows, not the backlog.
+LIST_LIMIT = 50
 URGENT_GRADES = ("emergency", "very_urgent", "urgent")
 URGENT_LOOKBACK = timedelta(days=7)
 
@@ -83,7 +84,7 @@ def needs_a_human(session: Session, now: datetime) -> Attention:
     since = now - URGENT_LOOKBACK
     return Attention(
         problems=list(session.execute(PROBLEM_SQL, {"since": since, "limit": LIST_LIMIT}).all()),
-        dead_letters=list_dead_letters(session)[:LIST_LIMIT],
+        dead_letters=list_dead_letters(session, limit=LIST_LIMIT),
         urgent=list(session.execute(URGENT_SQL, {"since": since, "limit": LIST_LIMIT}).all()),
         merges=list(session.execute(MERGE_SQL, {"limit": LIST_LIMIT}).all()),
         opt_outs=list(session.execute(OPT_OUT_SQL, {"limit": LIST_LIMIT}).all()),

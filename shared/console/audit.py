@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from shared.core.models import AuditEvent
@@ -33,3 +33,16 @@ def audit_page(
     if actor:
         query = query.where(AuditEvent.actor == actor)
     return session.scalars(query).all()
+
+
+def audit_view(
+    session: Session, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None
+) -> None:
+    """A page view's audit row, committed without waiting for the WAL flush:
+    a page view is a read, and making every view wait for an fsync held a
+    console worker for most of a cheap page's time under load. PostgreSQL
+    keeps the row consistent; a database crash could lose at most the last
+    moments of view records (wal_writer_delay), never an action's — actions
+    keep `audit()` and a synchronous commit."""
+    session.execute(text("SET LOCAL synchronous_commit = off"))
+    audit(session, actor, action, subject, detail)

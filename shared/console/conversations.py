@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from shared.console.audit import audit
+from shared.console.audit import audit, audit_view
 from shared.core.config import Settings
 from shared.core.enums import MessageStatus
 from shared.core.errors import FieldError, NotFoundError
@@ -230,8 +230,8 @@ def conversation_view(
             m.cost_estimated, m.created_at, triage.get("intent"), triage.get("urgency"),
             clinical, events.get(m.id, []),
         ))
-    audit(session, actor, "conversation.view", f"contact:{conversation.contact_id}",
-          {"conversation_id": str(conversation_id), "clinical": sees_clinical})
+    audit_view(session, actor, "conversation.view", f"contact:{conversation.contact_id}",
+               {"conversation_id": str(conversation_id), "clinical": sees_clinical})
     return ConversationView(conversation, contact, entries)
 
 

@@ -132,10 +132,15 @@ class DeadLetterView:
     replay_count: int
 
 
-def list_dead_letters(session: Session, include_replayed: bool = False) -> list[DeadLetterView]:
+def list_dead_letters(
+    session: Session, include_replayed: bool = False, limit: int | None = None
+) -> list[DeadLetterView]:
+    """Oldest first; `limit` bounds a screen's read (the CLI lists them all)."""
     query = select(DeadLetter).order_by(DeadLetter.id)
     if not include_replayed:
         query = query.where(DeadLetter.replayed_at.is_(None))
+    if limit is not None:
+        query = query.limit(limit)
     return [
         DeadLetterView(
             id=row.id,
