@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from shared.contacts.conversations import flag_needs_agent
 from shared.contacts.directory import contact_address
-from shared.core.channels import CHANNELS, channels_addressed_to
+from shared.core.channels import CHANNELS, address_kind, channels_addressed_to, is_channel
 from shared.core.config import Settings, get_settings
 from shared.core.enums import AppointmentStatus, IdentityKind
 from shared.core.models import Appointment, Contact, Conversation, Message
@@ -83,8 +83,16 @@ def _actionable(appt: Appointment, now: datetime) -> bool:
 def _answer_route(
     session: Session, contact_id: uuid.UUID, message: Message | None
 ) -> tuple[str, str] | None:
-    """Answer on the channel the patient used (WhatsApp: inside the service
-    window they just opened), else SMS to their phone."""
+    """Answer on the channel the patient used (WhatsApp, Messenger, Instagram:
+    inside the service window they just opened; a channel with an address of
+    its own — a Telegram chat, a PSID, an IGSID — to the id that wrote), else
+    SMS to their phone."""
+    if message is not None and is_channel(message.channel):
+        own_kind = address_kind(message.channel)
+        if own_kind not in (IdentityKind.PHONE.value, IdentityKind.EMAIL.value):
+            own = contact_address(session, contact_id, own_kind)
+            if own:
+                return message.channel, own
     phone = contact_address(session, contact_id, IdentityKind.PHONE.value)
     if phone is None:
         return None
