@@ -102,7 +102,7 @@ def test_reschedule_request_with_a_preferred_window(server: Any, page: Any) -> N
             return s.scalar(select(Message).where(Message.template == "pedido_paciente"))
 
     request = wait_for(team_request)
-    assert (request.template_data or {})["resposta"] == "terças à tarde"
+    assert (request.template_data or {})["janela"] == "terças à tarde"
 
 
 def test_expired_link_is_410(server: Any, page: Any) -> None:
