@@ -266,6 +266,9 @@ def merge_contacts(
     return MergeResult(keep_id, other_id, already_merged=False, moved=moved)
 
 
+_INBOX_BOOKKEEPING_KINDS = frozenset({IdentityKind.CHATWOOT.value, IdentityKind.ROCKETCHAT.value})
+
+
 def merge_attested_duplicates(
     session: Session,
     contact_id: uuid.UUID,
@@ -286,6 +289,9 @@ def merge_attested_duplicates(
         return []
     merged = []
     for other in others:
+        # The agent inbox's ids are the bridge's own bookkeeping for the
+        # contact (made when its first message was posted there), not a claim
+        # by anyone: they do not make the chat's contact someone else.
         held = {
             (kind, value)
             for kind, value in session.execute(
@@ -293,6 +299,7 @@ def merge_attested_duplicates(
                     ContactIdentity.contact_id == other
                 )
             )
+            if kind not in _INBOX_BOOKKEEPING_KINDS
         }
         if held and held <= set(attested):
             try:
