@@ -24,6 +24,27 @@ if TYPE_CHECKING:
 
 ACCEPTED_MARKER_TTL = 7 * 24 * 3600
 
+# A send's FIRST run is published at a lower priority than everything else.
+# kombu's Redis transport keeps one list per priority step (0 is the plain
+# queue name and the highest; 3 is `<queue>\x06\x163`) and a worker's BRPOP
+# asks the lists in priority order. A send that comes back at its reserved
+# rate-limit slot (or after a backoff) is published at the default 0: when
+# its time comes it is fetched ahead of a backlog of first runs, instead of
+# behind all of them — which left the sender's slots unused while the
+# backlog's first pass ran (bench/telegram_limits.py: the sustained rate
+# under a backlog). A first run is cheap and never sends before its slot,
+# so nothing that is due waits for it.
+FIRST_RUN_PRIORITY = 3
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)  # kombu.transport.redis.PRIORITY_STEPS
+KOMBU_PRIORITY_SEP = "\x06\x16"
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists holding `queue`'s waiting tasks, highest priority
+    first (what a queue-depth reading must add up)."""
+    return [queue if step == 0 else f"{queue}{KOMBU_PRIORITY_SEP}{step}"
+            for step in KOMBU_PRIORITY_STEPS]
+
 
 def accepted_key(message_id: str) -> str:
     return f"clinicq:accepted:{message_id}"

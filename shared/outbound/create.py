@@ -185,7 +185,10 @@ def create_outbound_messages_bulk(
 
 
 def enqueue_send(message_id: uuid.UUID | str, channel: str) -> None:
-    """Publish the send task. Call only after the creating transaction committed."""
-    from shared.core.taskqueue import send_task
+    """Publish the send task's first run. Call only after the creating
+    transaction committed. Its come-backs (rate-limit slot, backoff) go
+    ahead of first runs: shared/core/taskqueue.py FIRST_RUN_PRIORITY."""
+    from shared.core.taskqueue import FIRST_RUN_PRIORITY, send_task
 
-    send_task(SEND_TASKS[channel], [str(message_id)], argsrepr=f"['{message_id}']")
+    send_task(SEND_TASKS[channel], [str(message_id)], argsrepr=f"['{message_id}']",
+              priority=FIRST_RUN_PRIORITY)

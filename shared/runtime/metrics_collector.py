@@ -26,6 +26,7 @@ from shared.core.channels import QUEUES
 from shared.core.config import get_settings
 from shared.core.db import get_engine
 from shared.core.task_repr import PUBLISHED_AT_HEADER
+from shared.core.taskqueue import queue_lists
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +83,19 @@ class BacklogCollector(Collector):
         )
         try:
             now = time.time()
+            # A queue is one Redis list per priority step (first runs of
+            # sends wait at a lower one: shared/core/taskqueue.py).
             pipe = self._redis.pipeline(transaction=False)
             for queue in QUEUES:
-                pipe.llen(queue)
-            lengths = pipe.execute()
-            for queue, length in zip(QUEUES, lengths, strict=True):
-                depth.add_metric([queue], float(length))
-                age.add_metric([queue], _oldest_age(self._redis, queue, now) if length else 0.0)
+                for key in queue_lists(queue):
+                    pipe.llen(key)
+            lengths = iter(pipe.execute())
+            for queue in QUEUES:
+                keys = [(key, next(lengths)) for key in queue_lists(queue)]
+                depth.add_metric([queue], float(sum(length for _, length in keys)))
+                age.add_metric([queue], max(
+                    (_oldest_age(self._redis, key, now) for key, length in keys if length),
+                    default=0.0))
         except redis.RedisError:
             log.warning("queue metrics unavailable: Redis unreachable")
             up.add_metric(["redis"], 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -45,6 +46,8 @@ class FakeHTTPServer:
         # benchmarks: widen the window in which a worker can die mid-send).
         self.default_delay = 0.0
         self.lock = threading.Lock()
+        # Open client connections (keep-alive): an outage drops them too.
+        self.connections: set[socket.socket] = set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,6 +58,16 @@ class FakeHTTPServer:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with fake.lock:
+                    fake.connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake.lock:
+                    fake.connections.discard(self.connection)
+                super().finish()
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -106,6 +119,17 @@ class FakeHTTPServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def drop_connections(self) -> None:
+        """Cut every open client connection, as a crashed server would: a
+        client's kept-alive connection fails instead of being served."""
+        with self.lock:
+            open_now = list(self.connections)
+        for conn in open_now:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> FakeHTTPServer:
         return self.start()

@@ -88,12 +88,15 @@ class FakeWebhookReceiver(FakeHTTPServer):
 
     # --- outages ----------------------------------------------------------------
     def go_down(self) -> None:
-        """Close the listening socket: connections are refused until come_up()."""
+        """Close the listening socket and cut the open (keep-alive)
+        connections: new connections are refused until come_up(), and a
+        client's pooled connection fails instead of being served."""
         self._port = self.server.server_address[1]
         self._handler = self.server.RequestHandlerClass
         self.server.shutdown()
         self.server.server_close()
         self._down = True
+        self.drop_connections()
 
     def come_up(self) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler)

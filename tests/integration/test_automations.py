@@ -84,7 +84,9 @@ def outbound(**where) -> list[Message]:
 
 
 def queue_len(redis_client, queue: str) -> int:
-    return redis_client.llen(queue)
+    from shared.core.taskqueue import queue_lists
+
+    return sum(redis_client.llen(key) for key in queue_lists(queue))
 
 
 def test_price_question_is_triaged_acknowledged_and_routed_to_finance(configure, redis_client) -> None:

@@ -189,3 +189,51 @@ def test_schedule_and_admit_is_schedule_then_admit_in_one_call(redis_client: red
                 mine = float(redis_client.get(lim.key + suffix) or 0)
                 theirs = float(redis_client.get(ref.key + suffix) or 0)
                 assert abs(mine - theirs) < 0.05, (lim.key, suffix)
+
+
+def test_a_come_back_is_fetched_ahead_of_a_backlog_of_first_runs(
+    tmp_path: Path, redis_client: redis_lib.Redis
+) -> None:
+    """A send coming back at its reserved slot must not wait behind every
+    first run queued after it (its slot would pass unused): first runs wait
+    in the queue's lower-priority list, come-backs in the plain one."""
+    from shared.core.db import session_scope
+    from shared.core.taskqueue import FIRST_RUN_PRIORITY, queue_lists, send_task
+    from shared.outbound.create import (
+        SEND_TASKS,
+        OutboundRequest,
+        create_outbound_message,
+        enqueue_send,
+    )
+    from tests.integration.test_delivery import message, new_contact
+
+    with FakeTwilio() as fake:
+        contact = new_contact()
+        with session_scope() as s:
+            backlog = [create_outbound_message(s, OutboundRequest(
+                channel="sms", to_address="+5511987654321", contact_id=contact,
+                text=f"first run {i}")).message_id for i in range(30)]
+            late = create_outbound_message(s, OutboundRequest(
+                channel="sms", to_address="+5511987654321", contact_id=contact,
+                text="come-back")).message_id
+        for mid in backlog:
+            enqueue_send(mid, "sms")
+        # Published as a come-back is (workers/tasks/send.py): after the
+        # backlog, at the default priority, its slot already reserved.
+        send_task(SEND_TASKS["sms"], [str(late)],
+                  kwargs={"not_before": time.time(), "reserved": True})
+        plain, first_runs = queue_lists("sms")[0], queue_lists("sms")[1]
+        assert FIRST_RUN_PRIORITY == 3
+        assert (redis_client.llen(plain), redis_client.llen(first_runs)) == (1, 30)
+
+        worker = WorkerProcess("sms", 1, tmp_path / "w.log",
+                               {**fake.env(), "RATE_LIMIT_SMS": "1000/second"})
+        try:
+            worker.wait_ready()
+            wait_for(lambda: all(message(m).status == "sent" for m in [*backlog, late]),
+                     timeout=60)
+        finally:
+            worker.stop()
+        bodies = [r.form["Body"] for r in sorted(fake.sends(), key=lambda r: r.at)]
+    assert len(bodies) == 31
+    assert bodies[0] == "come-back", bodies[:3]

@@ -106,7 +106,10 @@ def sends_settled(worker: WorkerProcess, redis_client: Any) -> Iterator[None]:
     yield
 
     def settled() -> bool:
-        if any(redis_client.llen(q) for q in ("inbound", "email", "sms", "whatsapp")):
+        from shared.core.taskqueue import queue_lists
+
+        if any(redis_client.llen(key) for q in ("inbound", "email", "sms", "whatsapp")
+               for key in queue_lists(q)):
             return False
         with session_scope() as s:
             return s.scalar(select(Message.id).where(Message.status == "sending")) is None
