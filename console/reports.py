@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request
 
 from console.web import db, login_required, now, settings
-from shared.console.reports import bar_chart, build_report, rate, report_csv, window
+from shared.console.reports import (
+    Report,
+    ReportCache,
+    ReportWindow,
+    bar_chart,
+    build_report,
+    rate,
+    report_csv,
+    window,
+)
 
 bp = Blueprint("reports", __name__)
 
@@ -20,24 +29,36 @@ def _date(name: str) -> date | None:
         return None
 
 
-def _report() -> Any:
+def _window() -> ReportWindow:
     today = now().astimezone(settings().timezone).date()
-    win = window(_date("start"), _date("end"), request.args.get("unit"), today)
+    return window(_date("start"), _date("end"), request.args.get("unit"), today)
+
+
+def _report(win: ReportWindow) -> Report:
     with db() as session:
         return build_report(session, win, settings())
+
+
+def _cache() -> ReportCache:
+    cache = current_app.extensions.get("clinicq_report_cache")
+    if cache is None:
+        cache = ReportCache(settings().CONSOLE_REPORT_CACHE_SECONDS)
+        current_app.extensions["clinicq_report_cache"] = cache
+    return cache
 
 
 @bp.get("/reports")
 @login_required
 def page() -> Any:
-    report = _report()
+    win = _window()
+    report, computed_at = _cache().get(win, lambda: _report(win), now())
     return render_template("reports.html", r=report, totals=report.totals(),
                            chart=bar_chart(report.sent_by_period()), rate=rate,
-                           currency=settings().COST_CURRENCY)
+                           currency=settings().COST_CURRENCY, computed_at=computed_at)
 
 
 @bp.get("/reports.csv")
 @login_required
 def export() -> Any:
-    return Response(report_csv(_report()), mimetype="text/csv; charset=utf-8",
+    return Response(report_csv(_report(_window())), mimetype="text/csv; charset=utf-8",
                     headers={"Content-Disposition": "attachment; filename=relatorio.csv"})

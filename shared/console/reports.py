@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import text
@@ -213,6 +216,42 @@ def build_report(session: Session, win: ReportWindow, settings: Settings) -> Rep
         name: list(session.execute(sql, params).all()) for name, sql in REPORT_QUERIES.items()
     }
     return Report(win, **results)
+
+
+class ReportCache:
+    """A window's figures, reused for `ttl` seconds (one per console process).
+
+    Several staff on the reports page, or one refreshing it, ask for the
+    same window over and over; its figures move by a few messages a minute.
+    The page says when they were computed, and the CSV export (a deliberate
+    download) is always computed afresh."""
+
+    MAX_ENTRIES = 64
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[tuple[date, date, str], tuple[float, datetime, Report]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, win: ReportWindow, compute: Callable[[], Report],
+            now: datetime) -> tuple[Report, datetime]:
+        """The window's report and when it was computed."""
+        if self.ttl <= 0:
+            return compute(), now
+        key = (win.start, win.end, win.unit)
+        clock = monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and hit[0] > clock:
+            return hit[2], hit[1]
+        report = compute()
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > clock}
+                if len(self._entries) >= self.MAX_ENTRIES:
+                    self._entries.clear()
+            self._entries[key] = (clock + self.ttl, now, report)
+        return report, now
 
 
 def rate(no_show: int, settled: int) -> float | None:

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     CONSOLE_LOCK_MINUTES: float = Field(15.0, gt=0, le=1440)
     # Sign-in attempts per client address per minute (Redis counter).
     CONSOLE_LOGIN_ATTEMPTS_PER_MINUTE: int = Field(30, ge=1, le=10_000)
+    # The reports page reuses a window's figures for this long (each console
+    # process; the page says when they were computed). 0 = always recompute.
+    CONSOLE_REPORT_CACHE_SECONDS: float = Field(60.0, ge=0, le=3600)
 
     # --- our own webhook ------------------------------------------------------
     WEBHOOK_SIGNING_SECRETS: CsvList = Field(default_factory=list)

@@ -180,3 +180,50 @@ def test_reports_page_and_csv(history: datetime, settings: Any) -> None:
     csv_body = client.get(f"/reports.csv?{query}").get_data(True)
     assert csv_body == expected_csv
     assert csv_body.startswith("periodo,canal,modelo,criadas,enviadas")
+
+
+def _one_more_failed_sms(at: datetime) -> None:
+    with get_engine().begin() as conn:
+        conn.execute(text(
+            "INSERT INTO messages (id, channel, direction, purpose, to_address, status, "
+            "created_at, updated_at) VALUES (gen_random_uuid(), 'sms', 'outbound', "
+            "'reminder', '+5511900000000', 'failed', :at, :at)"), {"at": at})
+
+
+def test_reports_page_reuses_a_windows_figures_for_the_cache_period(
+    history: datetime, settings: Any
+) -> None:
+    """Within CONSOLE_REPORT_CACHE_SECONDS the page shows the figures it
+    computed (and says when); the CSV is computed afresh; with 0 the page
+    is too."""
+    from console.app import create_app
+
+    make_user("gestora@clinica.com.br", "admin")
+    tz = settings.timezone
+    win = _window(history, tz, "day")
+    query = f"start={win.start.isoformat()}&end={win.end.isoformat()}&unit=day"
+
+    def failed(html: str) -> int:
+        return int(html.split('data-kpi="failed">', 1)[1].split("<", 1)[0])
+
+    cached = settings.model_copy(update={"CONSOLE_REPORT_CACHE_SECONDS": 600.0})
+    client = create_app(cached).test_client()
+    login(client, "gestora@clinica.com.br")
+    first = client.get(f"/reports?{query}").get_data(True)
+    assert "Números calculados às" in first and "a cada 600 s" in first
+    _one_more_failed_sms(history - timedelta(hours=1))
+    again = client.get(f"/reports?{query}").get_data(True)
+    assert failed(again) == failed(first)  # the cached figures, as the page says
+    stamp = first.split('data-computed-at="', 1)[1].split('"', 1)[0]
+    assert f'data-computed-at="{stamp}"' in again
+    with session_scope() as s:
+        fresh = report_csv(build_report(s, win, settings))
+    assert client.get(f"/reports.csv?{query}").get_data(True) == fresh  # never cached
+
+    uncached = settings.model_copy(update={"CONSOLE_REPORT_CACHE_SECONDS": 0.0})
+    client = create_app(uncached).test_client()
+    login(client, "gestora@clinica.com.br")
+    now_html = client.get(f"/reports?{query}").get_data(True)
+    assert failed(now_html) == failed(first) + 1
+    _one_more_failed_sms(history - timedelta(hours=1))
+    assert failed(client.get(f"/reports?{query}").get_data(True)) == failed(first) + 2
