@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import text
 
+from shared.contacts.conversations import refresh_all_last_inbound_triage
+
 INTENTS = ("agendamento", "preco", "informacao_procedimento", "cancelamento", "outro")
 PROFESSIONALS = ("Dra. Ana Souza", "Dr. Bruno Lima", "Dra. Carla Reis", "Dr. Diego Alves",
                  "Dra. Elisa Rocha")
@@ -154,4 +156,7 @@ def seed(conn: Any, messages: int, appointments: int, days: float, now: datetime
     conn.execute(text("SET LOCAL statement_timeout = 0"))
     for statement in statements:
         conn.execute(text(statement), params)
+    # The conversations' copy of their last inbound triage, as the pipeline
+    # keeps it (shared/contacts/conversations.py).
+    refresh_all_last_inbound_triage(conn)
     return {"contacts": contacts, "messages": messages, "appointments": appointments}

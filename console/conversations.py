@@ -9,10 +9,12 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from console.web import db, login_required, settings, staff, uuid_arg
 from shared.console.audit import audit, audit_view
 from shared.console.conversations import (
+    NAME_MATCH_LIMIT,
     ConversationFilters,
     conversation_view,
     export_csv,
     list_conversations,
+    name_matches_over_limit,
     reply,
 )
 from shared.triage import GRADES, INTENTS
@@ -43,12 +45,14 @@ def list_page() -> Any:
         page = 0
     with db() as session:
         rows = list_conversations(session, filters, page)
+        too_many_names = name_matches_over_limit(session, filters.q)
         audit_view(session, staff().actor, "conversations.list", "conversations",
                    {"rows": len(rows), "searched": bool(filters.q)})
     query = request.args.to_dict()
     query.pop("page", None)
     return render_template("conversations.html", rows=rows, f=filters, page=page,
-                           intents=sorted(INTENTS), grades=GRADES, query=query)
+                           intents=sorted(INTENTS), grades=GRADES, query=query,
+                           too_many_names=too_many_names, name_limit=NAME_MATCH_LIMIT)
 
 
 @bp.get("/conversations.csv")

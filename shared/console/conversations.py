@@ -32,6 +32,8 @@ from shared.inbox.sync import choose_route
 from shared.outbound.create import OutboundRequest, create_outbound_message, enqueue_send
 
 PAGE_SIZE = 50
+# A name search lists the conversations of at most this many matching contacts.
+NAME_MATCH_LIMIT = 200
 EXPORT_LIMIT = 10_000
 TIMELINE_LIMIT = 200
 MAX_REPLY_CHARS = 4000
@@ -50,27 +52,36 @@ class ConversationFilters:
     q: str | None = None
 
 
-# The conversations newest first (ix_conversations_last_message), each with its
-# last message (is the patient waiting?) and its last inbound message's triage,
-# both read through ix_messages_conversation_created.
-LIST_SQL = """
-SELECT cv.id, cv.channel, cv.status, cv.needs_agent, cv.last_message_at,
-       ct.id AS contact_id, ct.name,
-       last.direction AS last_direction,
-       tri.triage->>'intent' AS intent, tri.triage->>'urgency' AS urgency
-  FROM conversations cv
-  JOIN contacts ct ON ct.id = cv.contact_id
+# The conversations newest first (ix_conversations_last_message; filtered by
+# urgency or intent: ix_conversations_urgency_recent / _intent_recent), each
+# with its last inbound message's triage (kept on the conversation:
+# shared/contacts/conversations.py) and its last message (is the patient
+# waiting?). Two levels, so a page costs what it shows: the inner query joins
+# the last-message lateral only for the "unread" filter; the outer one reads
+# it for the page's rows alone.
+_LAST = """
   LEFT JOIN LATERAL (
        SELECT m.direction FROM messages m WHERE m.conversation_id = cv.id
-        ORDER BY m.created_at DESC LIMIT 1) last ON true
-  LEFT JOIN LATERAL (
-       SELECT m.triage FROM messages m
-        WHERE m.conversation_id = cv.id AND m.direction = 'inbound'
-        ORDER BY m.created_at DESC LIMIT 1) tri ON true
- WHERE {where}
+        ORDER BY m.created_at DESC LIMIT 1) last ON true"""
+LIST_SQL = """
+SELECT cv.id, cv.channel, cv.status, cv.needs_agent, cv.last_message_at,
+       cv.contact_id, cv.name, last.direction AS last_direction,
+       cv.last_inbound_intent AS intent, cv.last_inbound_urgency AS urgency
+  FROM (
+       SELECT cv.id, cv.channel, cv.status, cv.needs_agent, cv.last_message_at,
+              cv.last_inbound_intent, cv.last_inbound_urgency,
+              ct.id AS contact_id, ct.name
+         FROM conversations cv
+         -- One primary-key probe per conversation walked (OFFSET 0 keeps the
+         -- planner from turning it into a scan of every contact).
+         JOIN LATERAL (
+              SELECT c.id, c.name FROM contacts c
+               WHERE c.id = cv.contact_id AND c.erased_at IS NULL OFFSET 0) ct ON true{filter_joins}
+        WHERE {where}
+        ORDER BY cv.last_message_at DESC NULLS LAST, cv.id
+        LIMIT :limit OFFSET :offset) cv""" + _LAST + """
  ORDER BY cv.last_message_at DESC NULLS LAST, cv.id
- LIMIT :limit OFFSET :offset
-"""
+"""  # noqa: S608 - constant SQL fragments; filters are bound parameters
 
 
 @dataclass
@@ -88,7 +99,7 @@ class ConversationRow:
 
 
 def search_contacts_clause(q: str) -> tuple[str, dict[str, Any]]:
-    """SQL condition on `ct` for a search box entry: an e-mail or a phone (any
+    """SQL condition on `cv` (its contact) for a search box entry: an e-mail or a phone (any
     format, normalised as stored) match an identity exactly; anything else is
     a part of the name."""
     q = q.strip()[:100]
@@ -97,21 +108,52 @@ def search_contacts_clause(q: str) -> tuple[str, dict[str, Any]]:
             value = normalize_email(q)
         except InvalidIdentifier:
             value = q.lower()
-        return ("ct.id IN (SELECT contact_id FROM contact_identities "
+        return ("cv.contact_id IN (SELECT contact_id FROM contact_identities "
                 "WHERE kind = 'email' AND value = :q_identity)"), {"q_identity": value}
     if _PHONE_LIKE.match(q):
         try:
             value = normalize_phone(q)
         except InvalidIdentifier:
             value = q
-        return ("ct.id IN (SELECT contact_id FROM contact_identities "
+        return ("cv.contact_id IN (SELECT contact_id FROM contact_identities "
                 "WHERE kind = 'phone' AND value = :q_identity)"), {"q_identity": value}
+    # Part of a name: the matching contacts first (the trigram index
+    # ix_contacts_name_trgm), at most NAME_MATCH_LIMIT of them, then their
+    # conversations — not a walk of every conversation testing its
+    # contact's name. More matches than that: the page asks for more of
+    # the name (name_matches_over_limit).
+    return ("cv.contact_id IN (SELECT n.id FROM contacts n WHERE n.name ILIKE :q_name "
+            "AND n.erased_at IS NULL LIMIT :q_name_limit)"), {
+        "q_name": name_pattern(q), "q_name_limit": NAME_MATCH_LIMIT}
+
+
+def name_pattern(q: str) -> str:
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return "ct.name ILIKE :q_name", {"q_name": f"%{escaped}%"}
+    return f"%{escaped}%"
+
+
+def name_matches_over_limit(session: Session, q: str | None) -> bool:
+    """Whether a name search matched more contacts than it lists."""
+    if not q or not q.strip():
+        return False
+    q = q.strip()[:100]
+    if "@" in q or _PHONE_LIKE.match(q):
+        return False
+    found = session.scalar(
+        text("SELECT count(*) FROM (SELECT 1 FROM contacts n WHERE n.name ILIKE :q_name "
+             "AND n.erased_at IS NULL LIMIT :over) x"),
+        {"q_name": name_pattern(q), "over": NAME_MATCH_LIMIT + 1},
+    )
+    return bool(found and found > NAME_MATCH_LIMIT)
+
+
+def _filter_joins(filters: ConversationFilters) -> str:
+    """The lateral the inner query needs for these filters."""
+    return _LAST if filters.unread else ""
 
 
 def _where(filters: ConversationFilters) -> tuple[str, dict[str, Any]]:
-    clauses, params = ["ct.erased_at IS NULL"], {}
+    clauses, params = ["true"], {}
     if filters.channel:
         clauses.append("cv.channel = :channel")
         params["channel"] = filters.channel
@@ -123,10 +165,10 @@ def _where(filters: ConversationFilters) -> tuple[str, dict[str, Any]]:
     if filters.unread:
         clauses.append("last.direction = 'inbound'")
     if filters.intent:
-        clauses.append("tri.triage->>'intent' = :intent")
+        clauses.append("cv.last_inbound_intent = :intent")
         params["intent"] = filters.intent
     if filters.urgency:
-        clauses.append("tri.triage->>'urgency' = :urgency")
+        clauses.append("cv.last_inbound_urgency = :urgency")
         params["urgency"] = filters.urgency
     if filters.q and filters.q.strip():
         clause, extra = search_contacts_clause(filters.q)
@@ -140,7 +182,7 @@ def list_conversations(
 ) -> list[ConversationRow]:
     where, params = _where(filters)
     rows = session.execute(
-        text(LIST_SQL.format(where=where)),
+        text(LIST_SQL.format(where=where, filter_joins=_filter_joins(filters))),
         {**params, "limit": limit, "offset": max(0, page) * limit},
     ).all()
     return [

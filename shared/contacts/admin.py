@@ -18,6 +18,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from shared.contacts.conversations import refresh_last_inbound_triage
 from shared.contacts.directory import lock_identities
 from shared.core.dead_letters import erase_for_contact
 from shared.core.enums import (
@@ -599,6 +600,12 @@ def _scrub_messages(session: Session, about_person: Any, now: datetime) -> int:
             updated_at=now,
         ),
     )
+    # Their conversations' last inbound triage went with it.
+    refresh_last_inbound_triage(session, list(session.scalars(
+        select(Message.conversation_id)
+        .where(about_person, Message.conversation_id.is_not(None))
+        .distinct()
+    )))
     session.execute(
         update(Message)
         .where(about_person, Message.idempotency_key.is_not(None))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -43,6 +44,47 @@ def active_conversation(
         values["last_inbound_at"] = at
     session.execute(update(Conversation).where(Conversation.id == conversation_id).values(**values))
     return conversation_id
+
+
+# A conversation's last inbound message's triage, kept on the conversation
+# (the console lists and filters conversations by it, through an index, at
+# the cost of what a page shows): recomputed from the messages, never set
+# from a value, so it is always what that message says — NULL while the
+# last inbound message is not triaged yet (or was erased).
+_REFRESH_LAST_INBOUND_TRIAGE = text("""
+UPDATE conversations cv
+   SET (last_inbound_intent, last_inbound_urgency) = (
+       SELECT m.triage->>'intent', m.triage->>'urgency' FROM messages m
+        WHERE m.conversation_id = cv.id AND m.direction = 'inbound'
+        ORDER BY m.created_at DESC LIMIT 1)
+ WHERE cv.id = ANY(:ids)
+""")
+
+
+def refresh_last_inbound_triage(session: Session, conversation_ids: list[uuid.UUID]) -> None:
+    """Recompute `last_inbound_intent` / `last_inbound_urgency` of these
+    conversations: after an inbound message is filed, triaged or erased.
+
+    The rows are locked first, in a statement of their own: under READ
+    COMMITTED the UPDATE then reads the messages with a snapshot taken after
+    any concurrent filing into the same conversation committed (an UPDATE
+    that waited for the lock would re-check the row but not re-read the
+    messages, and could keep the triage of a message that is no longer the
+    last)."""
+    ids = sorted(set(conversation_ids))
+    if not ids:
+        return
+    session.execute(
+        text("SELECT 1 FROM conversations WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+        {"ids": ids},
+    )
+    session.execute(_REFRESH_LAST_INBOUND_TRIAGE, {"ids": ids})
+
+
+def refresh_all_last_inbound_triage(conn: Any) -> None:
+    """Every conversation at once (the migration's backfill, seeded histories)."""
+    conn.execute(text(_REFRESH_LAST_INBOUND_TRIAGE.text.replace(
+        "WHERE cv.id = ANY(:ids)", "WHERE true")))
 
 
 def is_widget_conversation(

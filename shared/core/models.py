@@ -131,6 +131,16 @@ class Conversation(Base):
     __table_args__ = (
         Index("ix_conversations_last_message", text("last_message_at DESC NULLS LAST")),
         Index(
+            "ix_conversations_urgency_recent",
+            "last_inbound_urgency",
+            text("last_message_at DESC NULLS LAST"),
+        ),
+        Index(
+            "ix_conversations_intent_recent",
+            "last_inbound_intent",
+            text("last_message_at DESC NULLS LAST"),
+        ),
+        Index(
             "uq_one_active_conversation",
             "contact_id",
             unique=True,
@@ -150,6 +160,11 @@ class Conversation(Base):
     inbox_conversation_id: Mapped[str | None] = mapped_column(String(64))
     last_inbound_at: Mapped[datetime | None] = mapped_column(TZ)
     last_message_at: Mapped[datetime | None] = mapped_column(TZ)
+    # The triage of the last inbound message (NULL until it is triaged), kept
+    # by shared/contacts/conversations.py refresh_last_inbound_triage: the
+    # console lists and filters conversations by it through an index.
+    last_inbound_intent: Mapped[str | None] = mapped_column(String(64))
+    last_inbound_urgency: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = _now()
     closed_at: Mapped[datetime | None] = mapped_column(TZ)
 
@@ -192,6 +207,27 @@ class Message(Base):
             "ix_messages_failover_chain",
             "created_at",
             postgresql_where=text("metadata ? 'failover_channels'"),
+        ),
+        # The console's attention lists and urgency filter (migration 0017):
+        # only the rows those screens can show.
+        Index(
+            "ix_messages_outbound_problems",
+            "created_at",
+            postgresql_where=text("direction = 'outbound' AND status IN ('failed', 'unknown')"),
+        ),
+        Index(
+            "ix_messages_inbound_urgent",
+            "created_at",
+            postgresql_where=text(
+                "direction = 'inbound' AND "
+                "(triage->>'urgency') IN ('emergency', 'very_urgent', 'urgent')"
+            ),
+        ),
+        Index(
+            "ix_messages_inbound_conversation",
+            "conversation_id",
+            "created_at",
+            postgresql_where=text("direction = 'inbound'"),
         ),
     )
 

@@ -56,7 +56,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 from unidecode import unidecode
 
-from shared.contacts.conversations import flag_needs_agent
+from shared.contacts.conversations import flag_needs_agent, refresh_last_inbound_triage
 from shared.contacts.directory import contact_address
 from shared.core.channels import address_kind, is_channel
 from shared.core.config import Settings, get_settings
@@ -219,6 +219,9 @@ def _triage_and_store(session: Session, inbound: _Inbound, settings: Settings) -
         body = f"{inbound.message.subject}\n{body}"
     result = triage(body, history=texts, settings=settings, history_intents=intents)
     inbound.message.triage = result.to_dict()
+    if inbound.message.conversation_id is not None:
+        session.flush()  # the triage is in the row the refresh reads
+        refresh_last_inbound_triage(session, [inbound.message.conversation_id])
     return result
 
 

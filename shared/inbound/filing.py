@@ -25,6 +25,7 @@ from shared.contacts.conversations import (
     active_conversation,
     inbox_conversation,
     is_widget_conversation,
+    refresh_last_inbound_triage,
 )
 from shared.contacts.directory import contact_details_from_payload, find_or_create_contact
 from shared.core.enums import Channel, Direction, MessageStatus
@@ -135,6 +136,8 @@ def file_inbound_message(
         # Lost a race with a concurrent copy: undo our contact/conversation
         # touches by raising to the caller's rollback.
         raise DuplicateDelivery(message_id)
+    # The conversation's last inbound message is this one, not triaged yet.
+    refresh_last_inbound_triage(session, [conversation_id])
 
     event_payload = {
         "source": payload.get("source"),

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.console.accounts import create_user
+from shared.contacts.conversations import refresh_last_inbound_triage
 from shared.core.db import session_scope
 from shared.core.models import (
     Appointment,
@@ -163,4 +164,7 @@ def seed_clinic(now: datetime | None = None) -> Clinic:
         s.add(opt)
         s.flush()
         clinic.merge_candidate, clinic.opt_out = int(cand.id), int(opt.id)
+        # Messages were written directly: keep the conversations' copy of
+        # their last inbound triage as filing and triage do.
+        refresh_last_inbound_triage(s, list(clinic.conversations.values()))
     return clinic

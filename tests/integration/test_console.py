@@ -309,6 +309,32 @@ def test_conversation_filters_and_search(desk: Any) -> None:
     assert _listed(desk, "q=ANA@Exemplo.com.br") == {conv["ana"]}
     assert _listed(desk, "q=olivei") == {conv["maria"]}
     assert _listed(desk, "q=ninguem") == set()
+    assert "data-too-many-names" not in desk.get("/conversations?q=olivei").get_data(True)
+
+
+def test_a_name_matching_too_many_patients_asks_for_more_of_it(desk: Any) -> None:
+    """A name search lists the conversations of at most NAME_MATCH_LIMIT
+    matching patients (its cost follows the page, not the register) and says
+    so when more match, instead of silently leaving some out."""
+    from sqlalchemy import text
+
+    from shared.console.conversations import NAME_MATCH_LIMIT
+    from shared.core.db import get_engine
+
+    seed_clinic()
+    with get_engine().begin() as conn:
+        conn.execute(text(
+            "WITH c AS (INSERT INTO contacts (id, name) SELECT gen_random_uuid(), "
+            "'Fulana Homonima ' || g FROM generate_series(1, :n) g RETURNING id) "
+            "INSERT INTO conversations (id, contact_id, channel, status, last_message_at) "
+            "SELECT gen_random_uuid(), id, 'sms', 'active', now() FROM c"),
+            {"n": NAME_MATCH_LIMIT + 5})
+    html = desk.get("/conversations?q=homonima").get_data(True)
+    assert "data-too-many-names" in html and f"Mais de {NAME_MATCH_LIMIT} pacientes" in html
+    assert html.count('data-conversation="') == 50  # a full page all the same
+    narrowed = desk.get("/conversations?q=Homonima+17").get_data(True)
+    assert "data-too-many-names" not in narrowed
+    assert narrowed.count('data-conversation="') == 1 + 10  # 17 and 170-179
 
 
 def test_csv_export_of_the_filtered_list(desk: Any) -> None:

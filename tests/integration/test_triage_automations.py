@@ -230,3 +230,40 @@ def test_end_to_end_at_two_am_stroke_and_crisis_answered_mild_alerts_nobody(
         mild = s.scalars(select(Message).where(Message.to_address == mild_phone)).all()
     assert mild == []  # held by quiet hours, alerting nobody
     get_settings.cache_clear()
+
+
+def _conversation_triage(message_id) -> tuple[str | None, str | None]:
+    from shared.core.models import Conversation
+
+    with session_scope() as s:
+        conv = s.get(Conversation, s.get(Message, message_id).conversation_id)
+        return conv.last_inbound_urgency, conv.last_inbound_intent
+
+
+def test_conversation_keeps_the_triage_of_its_last_inbound_message(configure) -> None:
+    """The console lists and filters conversations by the copy kept on the
+    conversation: it is the LAST inbound message's triage — none while that
+    one is untriaged, never an older message's triaged late — and goes with
+    an erasure."""
+    from shared.contacts.admin import erase_contact
+
+    older = file_message(STROKE)
+    assert _conversation_triage(older) == (None, None)  # filed, not triaged yet
+    react_to_inbound(str(older))
+    assert _conversation_triage(older) == ("emergency", triage_of(older)["intent"])
+
+    newer = file_message(MILD_RESOLVED)
+    assert _conversation_triage(newer) == (None, None)  # the last one is untriaged
+    react_to_inbound(str(newer))
+    assert _conversation_triage(newer)[0] == "routine"
+
+    # Triaged out of order: a message filed before the last one changes nothing.
+    late = file_message(SUICIDAL, at=datetime.now(UTC).replace(year=2020))
+    react_to_inbound(str(late))
+    assert triage_of(late)["urgency"] == "very_urgent"
+    assert _conversation_triage(newer)[0] == "routine"
+
+    with session_scope() as s:
+        contact_id = s.get(Message, newer).contact_id
+        erase_contact(s, contact_id, "test")
+    assert _conversation_triage(newer) == (None, None)
