@@ -16,3 +16,13 @@ limit_request_fields = 100
 accesslog = None
 errorlog = "-"
 loglevel = "warning"
+
+
+def post_worker_init(worker: object) -> None:
+    """The app is loaded: keep its import-time objects (modules, templates,
+    the settings) out of every later garbage collection — a page allocates
+    thousands of objects, and a full collection walking the whole heap
+    is what made the slowest responses slow (bench/console.py p95)."""
+    import gc
+
+    gc.freeze()
