@@ -9,11 +9,9 @@ from flask import Blueprint, redirect, render_template, request, url_for
 
 from console.web import db, login_required, now, settings, staff, uuid_arg
 from shared.console.audit import audit_view
+from shared.console.board import board_page as board_page_rows
 from shared.console.board import (
-    board,
-    call_list,
     day_window,
-    facets,
     mark_attendance,
     mark_confirmed_by_phone,
     resend_reminder,
@@ -50,16 +48,14 @@ def board_page() -> Any:
     professional = request.args.get("professional", "")[:200] or None
     location = request.args.get("location", "")[:200] or None
     with db() as session:
-        rows = board(session, start, end, professional, location)
-        calls = call_list(session, current)
-        professionals, locations = facets(session, start, end)
+        shown = board_page_rows(session, start, end, current, professional, location)
         audit_view(session, staff().actor, "board.view", f"board:{day.isoformat()}",
-                   {"appointments": len(rows), "call_list": len(calls)})
+                   {"appointments": len(shown.rows), "call_list": len(shown.calls)})
     return render_template(
-        "board.html", rows=rows, calls=calls, day=day, today=today,
+        "board.html", rows=shown.rows, calls=shown.calls, day=day, today=today,
         tomorrow=today + timedelta(days=1), professional=professional or "",
-        location=location or "", professionals=professionals, locations=locations,
-        tz=tz, current=current,
+        location=location or "", professionals=shown.professionals,
+        locations=shown.locations, tz=tz, current=current,
     )
 
 

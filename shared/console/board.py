@@ -142,12 +142,58 @@ def facets(session: Session, start: datetime, end: datetime) -> tuple[list[str],
             sorted({r.location for r in rows if r.location}))
 
 
+CALL_LIST_HOURS = 24
+_TO_CALL = ("no_answer", "unreachable", "reschedule_requested")
+
+
 def call_list(session: Session, now: datetime) -> list[BoardRow]:
     """The unconfirmed within the next 24 h, soonest first (whom to phone)."""
-    return [
-        row for row in board(session, now, now + timedelta(hours=24))
-        if row.answer in ("no_answer", "unreachable", "reschedule_requested")
-    ]
+    return _to_call(board(session, now, now + timedelta(hours=CALL_LIST_HOURS)), now)
+
+
+def _to_call(rows: list[BoardRow], now: datetime) -> list[BoardRow]:
+    end = now + timedelta(hours=CALL_LIST_HOURS)
+    return [row for row in rows if now <= row.starts_at < end and row.answer in _TO_CALL]
+
+
+@dataclass
+class BoardPage:
+    rows: list[BoardRow]
+    calls: list[BoardRow]
+    professionals: list[str]
+    locations: list[str]
+
+
+def board_page(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    professional: str | None = None,
+    location: str | None = None,
+) -> BoardPage:
+    """A day's board, the call list and the filter menus, in as few reads as
+    the request allows: unfiltered, and when the day and the next 24 h
+    overlap (today), ONE read of both windows split here; the menus come
+    from the day's own rows when they are all there."""
+    call_end = now + timedelta(hours=CALL_LIST_HOURS)
+    unfiltered = professional is None and location is None
+    rows: list[BoardRow] | None = None
+    calls: list[BoardRow] | None = None
+    if unfiltered and start < call_end and now < end:
+        both = board(session, min(start, now), max(end, call_end))
+        if len(both) < BOARD_LIMIT:  # nothing cut off by the limit
+            rows = [r for r in both if start <= r.starts_at < end]
+            calls = _to_call(both, now)
+    if rows is None or calls is None:
+        rows = board(session, start, end, professional, location)
+        calls = call_list(session, now)
+    if unfiltered and len(rows) < BOARD_LIMIT:
+        professionals = sorted({r.professional for r in rows if r.professional})
+        locations = sorted({r.location for r in rows if r.location})
+    else:
+        professionals, locations = facets(session, start, end)
+    return BoardPage(rows, calls, professionals, locations)
 
 
 class BoardActionRefused(FieldError):

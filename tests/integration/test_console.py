@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -236,6 +237,31 @@ def test_board_shows_each_answer_state_and_filters(desk: Any) -> None:
     # call list: unconfirmed within 24 h with their phones; ana (confirmed) is not on it
     calls = html[html.index('<ul class="calls">'): html.index("</ul>")]
     assert "+5511987650001" in calls and "+5511987650003" not in calls
+
+
+def test_board_read_once_for_today_equals_the_separate_reads() -> None:
+    """Today unfiltered, the board and the call list come from one read of
+    both windows (and the menus from its rows): the same rows, call list and
+    menus as the separate reads, whatever the hour (the appointments run
+    from now + 3 h to tomorrow)."""
+    from shared.console.board import board, board_page, call_list, day_window, facets
+    from shared.core.config import get_settings
+
+    seed_clinic()
+    settings = get_settings()
+    now = datetime.now(UTC)
+    for day_offset in (0, 1):
+        start, end = day_window(now + timedelta(days=day_offset), settings)
+        with session_scope() as s:
+            page = board_page(s, start, end, now)
+            ids = lambda rows: [r.id for r in rows]  # noqa: E731
+            assert ids(page.rows) == ids(board(s, start, end))
+            assert ids(page.calls) == ids(call_list(s, now))
+            assert (page.professionals, page.locations) == facets(s, start, end)
+            filtered = board_page(s, start, end, now, professional="Dr. Bruno Lima")
+            assert ids(filtered.rows) == ids(board(s, start, end, "Dr. Bruno Lima"))
+            if day_offset == 0:
+                assert page.calls  # the case the single read serves is exercised
 
 
 def test_mark_confirmed_by_phone_and_attendance(desk: Any) -> None:
