@@ -41,6 +41,7 @@ from shared.core.models import (
     OptOut,
     ScheduledMessage,
     WaitlistEntry,
+    WaitlistOffer,
 )
 from shared.core.taskqueue import idempotency_redis_key
 
@@ -249,6 +250,10 @@ def merge_contacts(
     moved["conversations"] = _move(session, Conversation, keep_id, other_id)
     moved["messages"] = _move(session, Message, keep_id, other_id)
     moved["appointments"] = _move(session, Appointment, keep_id, other_id)
+    # A place on the waitlist and the offers made to it are the patient's:
+    # an answer ("QUERO") from the kept contact's address must find them.
+    moved["waitlist_entries"] = _move(session, WaitlistEntry, keep_id, other_id)
+    moved["waitlist_offers"] = _move(session, WaitlistOffer, keep_id, other_id)
     moved["opt_outs"] = _move_opt_outs(session, keep_id, other_id, now)
     _settle_merge_candidates(session, keep_id, other_id)
     _fill_gaps(keep, other, now)
@@ -376,7 +381,8 @@ def _close_second_active_conversation(
 
 def _move(
     session: Session,
-    table: type[Conversation] | type[Message] | type[Appointment],
+    table: type[Conversation] | type[Message] | type[Appointment] | type[WaitlistEntry]
+    | type[WaitlistOffer],
     keep_id: uuid.UUID,
     other_id: uuid.UUID,
 ) -> int:

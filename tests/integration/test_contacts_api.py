@@ -508,3 +508,35 @@ def test_lookup_by_phone_or_email_in_any_format(client: Any, api_headers: dict[s
     # After a merge the old identity leads to the survivor.
     client.post(f"/api/contacts/{a}/merge", json={"other_contact_id": str(b)}, headers=api_headers)
     assert lookup(email="maria@example.com").get_json()["items"] == [{"id": str(a)}]
+
+
+def test_merge_moves_the_waitlist_place_and_its_offers() -> None:
+    """A place on the waitlist (and an offer made to it) follows the patient
+    into the kept contact: a "QUERO" from the kept contact's address finds it."""
+    from shared.contacts.admin import merge_contacts
+    from shared.core.models import WaitlistEntry, WaitlistOffer, WaitlistSlot
+
+    keep, other = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    with session_scope() as s:
+        s.add_all([Contact(id=keep, name="Maria Souza"), Contact(id=other, name="Maria S.")])
+        s.flush()
+        appointment = Appointment(id=uuid.uuid4(), external_id="ext-wl-merge", contact_id=keep,
+                                  starts_at=now + timedelta(days=3), timezone="America/Sao_Paulo",
+                                  status="cancelled")
+        entry = WaitlistEntry(id=uuid.uuid4(), external_id="wl-merge", contact_id=other,
+                              window_from=now, window_to=now + timedelta(days=10))
+        s.add_all([appointment, entry])
+        s.flush()
+        slot = WaitlistSlot(appointment_id=appointment.id, starts_at=appointment.starts_at,
+                            duration_minutes=30, timezone="America/Sao_Paulo", next_run_at=now)
+        s.add(slot)
+        s.flush()
+        s.add(WaitlistOffer(slot_id=slot.id, entry_id=entry.id, contact_id=other, channel="sms",
+                            expires_at=now + timedelta(hours=1)))
+    with session_scope() as s:
+        result = merge_contacts(s, keep, other, "test")
+    assert result.moved["waitlist_entries"] == 1 and result.moved["waitlist_offers"] == 1
+    assert count(WaitlistEntry, WaitlistEntry.contact_id == keep) == 1
+    assert count(WaitlistOffer, WaitlistOffer.contact_id == keep) == 1
+    assert count(WaitlistEntry, WaitlistEntry.contact_id == other) == 0
