@@ -69,8 +69,10 @@ def messages_by_kind(appointment_id) -> dict[str, list[Message]]:
 
 def enqueued_ids(redis_client) -> list[str]:
     ids = []
+    from shared.core.taskqueue import queue_lists
+
     for queue in SEND_QUEUES:
-        for raw in redis_client.lrange(queue, 0, -1):
+        for raw in (r for key in queue_lists(queue) for r in redis_client.lrange(key, 0, -1)):
             envelope = orjson.loads(raw)
             ids.append(envelope["headers"]["argsrepr"].strip("[]'"))
     return ids

@@ -94,9 +94,14 @@ class QueuedTask:
 
 
 def queued_tasks(redis_client: Any, queue: str = "inbound") -> list[QueuedTask]:
-    """Celery envelopes on a Redis list, oldest first (kombu LPUSHes)."""
+    """Celery envelopes waiting in a queue: its Redis lists in the order a
+    worker reads them (priority, shared/core/taskqueue.py), each oldest
+    first (kombu LPUSHes)."""
+    from shared.core.taskqueue import queue_lists
+
     out = []
-    for raw in reversed(redis_client.lrange(queue, 0, -1)):
+    waiting = [raw for key in queue_lists(queue) for raw in reversed(redis_client.lrange(key, 0, -1))]
+    for raw in waiting:
         envelope = orjson.loads(raw)
         args, kwargs, _embed = orjson.loads(base64.b64decode(envelope["body"]))
         assert kwargs == {}
