@@ -9,11 +9,11 @@ from flask import Blueprint, redirect, render_template, request, url_for
 
 from console.web import db, login_required, now, settings, staff, uuid_arg
 from shared.console.audit import audit_view
-from shared.console.board import board_page as board_page_rows
 from shared.console.board import (
     day_window,
     mark_attendance,
     mark_confirmed_by_phone,
+    read_board,
     resend_reminder,
 )
 
@@ -48,7 +48,7 @@ def board_page() -> Any:
     professional = request.args.get("professional", "")[:200] or None
     location = request.args.get("location", "")[:200] or None
     with db() as session:
-        shown = board_page_rows(session, start, end, current, professional, location)
+        shown = read_board(session, start, end, current, professional, location)
         audit_view(session, staff().actor, "board.view", f"board:{day.isoformat()}",
                    {"appointments": len(shown.rows), "call_list": len(shown.calls)})
     return render_template(

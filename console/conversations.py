@@ -14,7 +14,7 @@ from shared.console.conversations import (
     conversation_view,
     export_csv,
     list_conversations,
-    name_matches_over_limit,
+    match_names,
     reply,
 )
 from shared.triage import GRADES, INTENTS
@@ -44,15 +44,16 @@ def list_page() -> Any:
     except ValueError:
         page = 0
     with db() as session:
-        rows = list_conversations(session, filters, page)
-        too_many_names = name_matches_over_limit(session, filters.q)
+        names = match_names(session, filters.q)
+        rows = list_conversations(session, filters, page, names=names)
         audit_view(session, staff().actor, "conversations.list", "conversations",
                    {"rows": len(rows), "searched": bool(filters.q)})
     query = request.args.to_dict()
     query.pop("page", None)
     return render_template("conversations.html", rows=rows, f=filters, page=page,
                            intents=sorted(INTENTS), grades=GRADES, query=query,
-                           too_many_names=too_many_names, name_limit=NAME_MATCH_LIMIT)
+                           too_many_names=names is not None and names.over_limit,
+                           name_limit=NAME_MATCH_LIMIT)
 
 
 @bp.get("/conversations.csv")

@@ -164,7 +164,7 @@ class BoardPage:
     locations: list[str]
 
 
-def board_page(
+def read_board(
     session: Session,
     start: datetime,
     end: datetime,

@@ -98,10 +98,42 @@ class ConversationRow:
     urgency: str | None
 
 
-def search_contacts_clause(q: str) -> tuple[str, dict[str, Any]]:
-    """SQL condition on `cv` (its contact) for a search box entry: an e-mail or a phone (any
-    format, normalised as stored) match an identity exactly; anything else is
-    a part of the name."""
+@dataclass
+class NameMatches:
+    """The patients a part-of-name search found: at most NAME_MATCH_LIMIT,
+    and whether more matched (the page then asks for more of the name)."""
+
+    contact_ids: list[uuid.UUID]
+    over_limit: bool
+
+
+def _is_name_search(q: str | None) -> bool:
+    q = (q or "").strip()[:100]
+    return bool(q) and "@" not in q and not _PHONE_LIKE.match(q)
+
+
+def match_names(session: Session, q: str | None) -> NameMatches | None:
+    """A part-of-name search, through the trigram index ix_contacts_name_trgm
+    (one read, one past the limit to know if there are more); None when `q`
+    is not one (empty, an e-mail or a phone)."""
+    if not _is_name_search(q):
+        return None
+    ids = list(session.scalars(
+        text("SELECT n.id FROM contacts n WHERE n.name ILIKE :q_name "
+             "AND n.erased_at IS NULL LIMIT :over"),
+        {"q_name": name_pattern((q or "").strip()[:100]), "over": NAME_MATCH_LIMIT + 1},
+    ))
+    return NameMatches(ids[:NAME_MATCH_LIMIT], len(ids) > NAME_MATCH_LIMIT)
+
+
+def search_contacts_clause(
+    q: str, names: NameMatches | None = None
+) -> tuple[str, dict[str, Any]]:
+    """SQL condition on `cv` (its contact) for a search box entry: an e-mail
+    or a phone (any format, normalised as stored) match an identity exactly;
+    anything else is a part of the name, whose matching patients (`names`,
+    from match_names) come first — not a walk of every conversation testing
+    its contact's name."""
     q = q.strip()[:100]
     if "@" in q:
         try:
@@ -117,14 +149,8 @@ def search_contacts_clause(q: str) -> tuple[str, dict[str, Any]]:
             value = q
         return ("cv.contact_id IN (SELECT contact_id FROM contact_identities "
                 "WHERE kind = 'phone' AND value = :q_identity)"), {"q_identity": value}
-    # Part of a name: the matching contacts first (the trigram index
-    # ix_contacts_name_trgm), at most NAME_MATCH_LIMIT of them, then their
-    # conversations — not a walk of every conversation testing its
-    # contact's name. More matches than that: the page asks for more of
-    # the name (name_matches_over_limit).
-    return ("cv.contact_id IN (SELECT n.id FROM contacts n WHERE n.name ILIKE :q_name "
-            "AND n.erased_at IS NULL LIMIT :q_name_limit)"), {
-        "q_name": name_pattern(q), "q_name_limit": NAME_MATCH_LIMIT}
+    assert names is not None, "a name search needs match_names() first"
+    return "cv.contact_id = ANY(:q_name_ids)", {"q_name_ids": names.contact_ids}
 
 
 def name_pattern(q: str) -> str:
@@ -132,27 +158,14 @@ def name_pattern(q: str) -> str:
     return f"%{escaped}%"
 
 
-def name_matches_over_limit(session: Session, q: str | None) -> bool:
-    """Whether a name search matched more contacts than it lists."""
-    if not q or not q.strip():
-        return False
-    q = q.strip()[:100]
-    if "@" in q or _PHONE_LIKE.match(q):
-        return False
-    found = session.scalar(
-        text("SELECT count(*) FROM (SELECT 1 FROM contacts n WHERE n.name ILIKE :q_name "
-             "AND n.erased_at IS NULL LIMIT :over) x"),
-        {"q_name": name_pattern(q), "over": NAME_MATCH_LIMIT + 1},
-    )
-    return bool(found and found > NAME_MATCH_LIMIT)
-
-
 def _filter_joins(filters: ConversationFilters) -> str:
     """The lateral the inner query needs for these filters."""
     return _LAST if filters.unread else ""
 
 
-def _where(filters: ConversationFilters) -> tuple[str, dict[str, Any]]:
+def _where(
+    filters: ConversationFilters, names: NameMatches | None
+) -> tuple[str, dict[str, Any]]:
     clauses, params = ["true"], {}
     if filters.channel:
         clauses.append("cv.channel = :channel")
@@ -171,16 +184,24 @@ def _where(filters: ConversationFilters) -> tuple[str, dict[str, Any]]:
         clauses.append("cv.last_inbound_urgency = :urgency")
         params["urgency"] = filters.urgency
     if filters.q and filters.q.strip():
-        clause, extra = search_contacts_clause(filters.q)
+        clause, extra = search_contacts_clause(filters.q, names)
         clauses.append(clause)
         params.update(extra)
     return " AND ".join(clauses), params
 
 
 def list_conversations(
-    session: Session, filters: ConversationFilters, page: int = 0, limit: int = PAGE_SIZE
+    session: Session,
+    filters: ConversationFilters,
+    page: int = 0,
+    limit: int = PAGE_SIZE,
+    names: NameMatches | None = None,
 ) -> list[ConversationRow]:
-    where, params = _where(filters)
+    """One page of the filtered list; `names`: match_names(filters.q) when
+    the caller has it already (else read here)."""
+    if names is None:
+        names = match_names(session, filters.q)
+    where, params = _where(filters, names)
     rows = session.execute(
         text(LIST_SQL.format(where=where, filter_joins=_filter_joins(filters))),
         {**params, "limit": limit, "offset": max(0, page) * limit},

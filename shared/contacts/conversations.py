@@ -51,14 +51,14 @@ def active_conversation(
 # the cost of what a page shows): recomputed from the messages, never set
 # from a value, so it is always what that message says — NULL while the
 # last inbound message is not triaged yet (or was erased).
-_REFRESH_LAST_INBOUND_TRIAGE = text("""
+_SET_LAST_INBOUND_TRIAGE = """
 UPDATE conversations cv
    SET (last_inbound_intent, last_inbound_urgency) = (
        SELECT m.triage->>'intent', m.triage->>'urgency' FROM messages m
         WHERE m.conversation_id = cv.id AND m.direction = 'inbound'
         ORDER BY m.created_at DESC LIMIT 1)
- WHERE cv.id = ANY(:ids)
-""")
+"""
+_REFRESH_LAST_INBOUND_TRIAGE = text(_SET_LAST_INBOUND_TRIAGE + " WHERE cv.id = ANY(:ids)")
 
 
 def refresh_last_inbound_triage(session: Session, conversation_ids: list[uuid.UUID]) -> None:
@@ -83,8 +83,7 @@ def refresh_last_inbound_triage(session: Session, conversation_ids: list[uuid.UU
 
 def refresh_all_last_inbound_triage(conn: Any) -> None:
     """Every conversation at once (the migration's backfill, seeded histories)."""
-    conn.execute(text(_REFRESH_LAST_INBOUND_TRIAGE.text.replace(
-        "WHERE cv.id = ANY(:ids)", "WHERE true")))
+    conn.execute(text(_SET_LAST_INBOUND_TRIAGE))
 
 
 def is_widget_conversation(

@@ -35,15 +35,15 @@ ACCEPTED_MARKER_TTL = 7 * 24 * 3600
 # under a backlog). A first run is cheap and never sends before its slot,
 # so nothing that is due waits for it.
 FIRST_RUN_PRIORITY = 3
-KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)  # kombu.transport.redis.PRIORITY_STEPS
-KOMBU_PRIORITY_SEP = "\x06\x16"
 
 
 def queue_lists(queue: str) -> list[str]:
     """The Redis lists holding `queue`'s waiting tasks, highest priority
-    first (what a queue-depth reading must add up)."""
-    return [queue if step == 0 else f"{queue}{KOMBU_PRIORITY_SEP}{step}"
-            for step in KOMBU_PRIORITY_STEPS]
+    first (what a queue-depth reading must add up): kombu's own steps and
+    separator, so they cannot drift from what workers read."""
+    from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+    return [queue if step == 0 else f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS]
 
 
 def accepted_key(message_id: str) -> str:

@@ -244,7 +244,7 @@ def test_board_read_once_for_today_equals_the_separate_reads() -> None:
     both windows (and the menus from its rows): the same rows, call list and
     menus as the separate reads, whatever the hour (the appointments run
     from now + 3 h to tomorrow)."""
-    from shared.console.board import board, board_page, call_list, day_window, facets
+    from shared.console.board import board, call_list, day_window, facets, read_board
     from shared.core.config import get_settings
 
     seed_clinic()
@@ -253,12 +253,12 @@ def test_board_read_once_for_today_equals_the_separate_reads() -> None:
     for day_offset in (0, 1):
         start, end = day_window(now + timedelta(days=day_offset), settings)
         with session_scope() as s:
-            page = board_page(s, start, end, now)
+            page = read_board(s, start, end, now)
             ids = lambda rows: [r.id for r in rows]  # noqa: E731
             assert ids(page.rows) == ids(board(s, start, end))
             assert ids(page.calls) == ids(call_list(s, now))
             assert (page.professionals, page.locations) == facets(s, start, end)
-            filtered = board_page(s, start, end, now, professional="Dr. Bruno Lima")
+            filtered = read_board(s, start, end, now, professional="Dr. Bruno Lima")
             assert ids(filtered.rows) == ids(board(s, start, end, "Dr. Bruno Lima"))
             if day_offset == 0:
                 assert page.calls  # the case the single read serves is exercised

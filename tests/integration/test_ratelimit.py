@@ -198,7 +198,7 @@ def test_a_come_back_is_fetched_ahead_of_a_backlog_of_first_runs(
     first run queued after it (its slot would pass unused): first runs wait
     in the queue's lower-priority list, come-backs in the plain one."""
     from shared.core.db import session_scope
-    from shared.core.taskqueue import FIRST_RUN_PRIORITY, queue_lists, send_task
+    from shared.core.taskqueue import queue_lists, send_task
     from shared.outbound.create import (
         SEND_TASKS,
         OutboundRequest,
@@ -223,7 +223,6 @@ def test_a_come_back_is_fetched_ahead_of_a_backlog_of_first_runs(
         send_task(SEND_TASKS["sms"], [str(late)],
                   kwargs={"not_before": time.time(), "reserved": True})
         plain, first_runs = queue_lists("sms")[0], queue_lists("sms")[1]
-        assert FIRST_RUN_PRIORITY == 3
         assert (redis_client.llen(plain), redis_client.llen(first_runs)) == (1, 30)
 
         worker = WorkerProcess("sms", 1, tmp_path / "w.log",
